@@ -1,0 +1,373 @@
+"""The Python API: one function per lifecycle verb. The CLI is a thin layer over these functions.
+
+    import luodi.api as luodi
+    result = luodi.train("luodi.yaml")
+    frame = luodi.predict("churn@latest", [{"tenure": 3, "contract": "monthly"}])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from luodi.config import LuodiConfig, load_config, resolve_paths, validate_config
+from luodi.errors import InputError
+from luodi.store import ModelVersion, Run, Store
+
+# Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
+# `import luodi.api` and `luodi --help` stay fast.
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model: dict[str, Any]
+    package: str
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    rows: dict[str, int]
+    environment: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InitResult:
+    config_path: str
+    name: str
+    task: str
+    task_reason: str
+    features: dict[str, str]
+    dropped: dict[str, str]
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------ init
+def init(data: str | Path, target: str, *, task: str | None = None, output: str | Path = "luodi.yaml",
+         name: str | None = None, force: bool = False) -> InitResult:
+    """Write a commented starter config inferred from a data file.
+
+    Args:
+        data: the training table (CSV, Parquet or JSONL).
+        target: the column to predict.
+        task: regression, binary or multiclass; inferred from the target when omitted.
+        output: where to write the config.
+        name: the model name in the registry (default: from the file name).
+        force: overwrite an existing config file.
+    """
+    from luodi.data import starter
+    from luodi.data.sources import read_table
+    from luodi.io import atomic_write_text
+
+    data, output = Path(data), Path(output)
+    if output.exists() and not force:
+        raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
+    table = read_table(data)
+    plan = starter.plan(table, data, target, task, name)
+    text = starter.render(plan, starter.relative_data_path(data, output), data)
+    load_check = validate_config(__import__("yaml").safe_load(text), str(output))  # what we write must load
+    assert load_check.target.task == plan.task.task
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, text)
+    return InitResult(str(output), plan.name, plan.task.task, plan.task.reason,
+                      {c.name: f"{c.type}: {c.reason}" for c in plan.features},
+                      {c.name: c.reason for c in plan.dropped}, plan.rows)
+
+
+# ----------------------------------------------------------------------------------------------- train
+def _read_splits(config: LuodiConfig) -> tuple[Any, dict[str, Any]]:
+    """Read, check and split the data; the target and numeric columns are checked on whole files."""
+    from luodi.data.sources import fingerprint_file, read_table
+    from luodi.data.split import Splits, split_table
+    from luodi.features.pipeline import coerce_table
+    from luodi.features.target import TargetEncoder
+
+    data = config.data
+
+    def load(path: str) -> Any:
+        table = coerce_table(read_table(path), config, path, with_target=True)
+        TargetEncoder(config.target).check(table.column(config.target.name), path)
+        return table
+
+    table = load(data.train)
+    fingerprint = {"train": fingerprint_file(data.train)}
+    if data.validation and data.test:
+        splits = Splits(table, load(data.validation), load(data.test))
+        fingerprint.update(validation=fingerprint_file(data.validation), test=fingerprint_file(data.test))
+    else:
+        stratify = config.target.name if config.target.task != "regression" else None
+        splits = split_table(table, data.split, stratify)
+    if splits.train.num_rows < 2 or splits.validation.num_rows < 1:
+        raise InputError(f"{data.train}: {table.num_rows} rows are too few to split into train and validation")
+    return splits, fingerprint
+
+
+def _tensors(encoded: Any) -> Any:
+    import torch
+
+    from luodi.train.loop import Tensors
+
+    return Tensors({k: torch.from_numpy(v) for k, v in encoded.inputs.items()}, torch.from_numpy(encoded.target))
+
+
+def _scorer(pipeline: Any) -> Any:
+    """(outputs, encoded targets) -> metrics, on the original scale of a regression target."""
+    from luodi.evaluate.metrics import compute_metrics, regression_metrics
+
+    target = pipeline.target
+    if target.task == "regression":
+        return lambda outputs, y: regression_metrics(y * target.std + target.mean,
+                                                     outputs * target.std + target.mean)
+    return lambda outputs, y: compute_metrics(target.task, y, outputs)
+
+
+def _test_metrics(pipeline: Any, outputs: Any, target: Any) -> dict[str, float]:
+    """The reported metrics of a split; `loss` is log loss, or MSE of the standardized target (regression).
+
+    `luodi train` (test split) and `luodi evaluate` both report through this function, so they agree.
+    """
+    metrics = _scorer(pipeline)(outputs, target)
+    loss = float(((outputs - target) ** 2).mean()) if pipeline.target.task == "regression" else metrics["log_loss"]
+    return {"loss": loss, **metrics}
+
+
+def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
+          *, resume: str | None = None, home: str | Path | None = None, progress: str = "auto") -> TrainResult:
+    """Train a model from a config, evaluate it on the test split and register it as a new version.
+
+    Args:
+        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder).
+        overrides: `key.path=value` strings applied before validation.
+        resume: a run id to continue from its last checkpoint (config and data come from the run).
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`).
+        progress: 'auto' (a bar on a terminal), 'bar', 'lines' or 'silent'.
+    """
+    import torch
+
+    from luodi.data.sources import fingerprint_file
+    from luodi.features.pipeline import FeaturePipeline
+    from luodi.io import atomic_write_json, atomic_write_text
+    from luodi.models import build_model
+    from luodi.models.heads import build_loss
+    from luodi.train.loop import fit, predict_tensors
+    from luodi.train.progress import make_progress
+    from luodi.train.runtime import apply_runtime
+
+    store = Store(home)
+    run: Run | None = None
+    if resume is not None:
+        run = store.get_run(resume)
+        if run.status == "finished":
+            raise InputError(f"run {run.id} already finished (model {run.model_name}/{run.model_version})")
+        config = validate_config(run.config, f"run {run.id} config")
+        run_dir = store.run_dir(run.id)
+        for split, saved in run.summary.get("data", {}).items():
+            if fingerprint_file(saved["path"])["sha256"] != saved["sha256"]:
+                raise InputError(f"{saved['path']}: the {split} data changed since run {run.id} started; "
+                                 "an exact resume needs the same data")
+    elif isinstance(config, LuodiConfig):
+        config = resolve_paths(config, Path.cwd())
+    elif isinstance(config, dict):
+        config = resolve_paths(validate_config(config), Path.cwd())
+    elif config is not None:
+        config = load_config(config, overrides)
+    else:
+        raise InputError("give a config file, or --resume RUN")
+    assert isinstance(config, LuodiConfig)
+
+    splits, fingerprint = _read_splits(config)
+    if run is not None:
+        import json
+
+        pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()))
+    else:
+        pipeline = FeaturePipeline.fit(config, splits.train)
+    encoded = {name: pipeline.transform(getattr(splits, name), f"{config.data.train} ({name} split)", True)
+               for name in ("train", "validation", "test")}
+    warnings = encoded["test"].unseen.messages()
+
+    environment = apply_runtime(config.runtime, config.trainer.seed,
+                                threads=run.environment.get("threads") if run else None)
+    if run is None:
+        summary = {"data": fingerprint, "rows": splits.sizes()}
+        run = store.create_run(config.name, config.model_dump(mode="json"), environment)
+        store.update_run(run.id, summary=summary)
+        run_dir = store.run_dir(run.id)
+        atomic_write_text(run_dir / "config.yaml", __import__("yaml").safe_dump(config.model_dump(mode="json"),
+                                                                                  sort_keys=False))
+        atomic_write_json(run_dir / "features.json", pipeline.state())
+    else:
+        store.update_run(run.id, status="running")
+
+    device = torch.device(environment["device"])
+    model = build_model(config, pipeline)
+    loss_fn = build_loss(config.target.task, pipeline.target.class_weights())
+    score = _scorer(pipeline)
+    try:
+        result = fit(
+            model, _tensors(encoded["train"]), _tensors(encoded["validation"]), config.trainer,
+            task=config.target.task, loss_fn=loss_fn, score=score, monitor=config.trainer.early_stopping.metric,
+            mode=config.monitor_mode(), run_dir=run_dir, device=device, progress=make_progress(progress),
+            callbacks=[lambda epoch, metrics: store.log_epoch(run.id, epoch, metrics)],
+        )
+        test_name = "test" if splits.test.num_rows else "validation"
+        test = _tensors(encoded[test_name])
+        outputs, _ = predict_tensors(model, {k: v.to(device) for k, v in test.inputs.items()},
+                                     config.target.task, config.trainer.eval_batch_size)
+        metrics = _test_metrics(pipeline, outputs, test.target.numpy())
+        model.cpu()
+        staging = store.staging_dir()
+        try:
+            from luodi.package import save_package
+
+            save_package(staging, config=config, pipeline=pipeline, model=model, metrics=metrics, extra={
+                "history": result.history,
+                "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                             "stopped_early": result.stopped_early, "steps": result.steps,
+                             "seconds": result.seconds, "metrics_split": test_name},
+                "data": {"fingerprint": fingerprint, "rows": splits.sizes()},
+                "lineage": {"run_id": run.id},
+                "environment": environment,
+            })
+            version = store.register_model(
+                config.name, staging, run_id=run.id, task=config.target.task, metrics=metrics,
+                data_sha256=fingerprint["train"]["sha256"], description=config.description,
+            )
+        except BaseException:
+            store.remove_staging(staging)
+            raise
+    except KeyboardInterrupt:
+        store.update_run(run.id, status="interrupted", error="interrupted by the user")
+        raise
+    except BaseException as error:
+        store.update_run(run.id, status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    summary = {"data": fingerprint, "rows": splits.sizes(), "best_epoch": result.best_epoch,
+               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+               "seconds": result.seconds, "metrics_split": test_name}
+    store.update_run(run.id, status="finished", metrics=metrics, summary=summary)
+    return TrainResult(
+        run_id=run.id, model={"name": version.name, "version": version.version}, package=str(version.path),
+        metrics=metrics, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+        stopped_early=result.stopped_early, seconds=result.seconds, rows=splits.sizes(),
+        environment=environment, warnings=warnings,
+    )
+
+
+# ------------------------------------------------------------------------------- using a model
+def load_model(model: str | Path, *, home: str | Path | None = None) -> Any:
+    """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path."""
+    from luodi.package import load_package
+
+    path = Path(model)
+    if path.is_dir() and (path / "package.json").exists():
+        return load_package(path)
+    if isinstance(model, Path) or "/" in str(model) and not str(model).split("/", 1)[1].lstrip("v").isdigit():
+        raise InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
+    return load_package(Store(home).resolve(str(model)).path)
+
+
+def _source(data: Any) -> str:
+    return str(data) if isinstance(data, str | Path) else "records"
+
+
+def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, strict: bool = False) -> dict[str, Any]:
+    """Metrics of a model on labelled data (a file, DataFrame or records holding the target column).
+
+    Returns `{"metrics": {...}, "rows": n, "model": ..., "warnings": [...]}`.
+    """
+    package = load_model(model, home=home)
+    source = _source(data)
+    _, encoded = package.encode(data, source, with_target=True, strict=strict)
+    metrics = _test_metrics(package.pipeline, package.outputs(encoded), encoded.target)
+    return {"metrics": metrics, "rows": len(encoded), "model": package.manifest["name"],
+            "package": str(package.path), "warnings": encoded.unseen.messages()}
+
+
+def predict(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
+            strict: bool = False, keep_input: bool | None = None) -> Any:
+    """Predict raw records (file path, DataFrame, dict or list of dicts) and return a pandas DataFrame.
+
+    Classifiers add `<target>_probability_<class>` columns. With `out`, the result is also written (CSV,
+    Parquet or JSONL by suffix); `keep_input` (default: True when reading a file) puts the input columns first.
+    """
+    import pandas as pd
+
+    from luodi.data.sources import to_table
+
+    package = load_model(model, home=home)
+    source = _source(data)
+    table = to_table(data, source)
+    frame = package.predict_frame(table, source, strict)
+    if keep_input is None:
+        keep_input = isinstance(data, str | Path)
+    if keep_input:
+        warnings = frame.attrs["warnings"]
+        frame = pd.concat([table.to_pandas(), frame], axis=1)
+        frame.attrs["warnings"] = warnings
+    if out is not None:
+        write_table(frame, Path(out))
+    return frame
+
+
+def write_table(frame: Any, path: Path) -> None:
+    """Write a DataFrame atomically as CSV, Parquet or JSONL (by suffix)."""
+    from luodi.data.sources import table_format
+    from luodi.io import atomic_write
+
+    fmt = table_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        atomic_write(path, lambda handle: frame.to_csv(handle, index=False, sep=sep), mode="w")
+    elif fmt == "parquet":
+        atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
+    else:
+        atomic_write(path, lambda handle: frame.to_json(handle, orient="records", lines=True), mode="w")
+
+
+# ---------------------------------------------------------------------------------- runs and models
+def list_runs(*, name: str | None = None, limit: int = 50, home: str | Path | None = None) -> list[Run]:
+    return Store(home).list_runs(name, limit)
+
+
+def show_run(run_id: str, *, home: str | Path | None = None) -> dict[str, Any]:
+    store = Store(home)
+    run = store.get_run(run_id)
+    return {**run.to_dict(), "history": store.epoch_history(run.id), "dir": str(store.run_dir(run.id))}
+
+
+def list_models(*, home: str | Path | None = None) -> list[dict[str, Any]]:
+    return Store(home).list_models()
+
+
+def show_model(model: str, *, home: str | Path | None = None) -> list[ModelVersion]:
+    """All versions of a model name, or the one version a reference points at."""
+    store = Store(home)
+    if "@" in model or "/" in model:
+        return [store.resolve(model)]
+    return store.list_versions(model)
+
+
+def promote(name: str, version: int, alias: str, *, reason: str = "", home: str | Path | None = None) -> dict[str, Any]:
+    """Point `name@alias` at `version` (recorded in the event log)."""
+    return Store(home).set_alias(name, alias, version, reason)
+
+
+def history(model: str, *, home: str | Path | None = None) -> list[dict[str, Any]]:
+    """The event log for a model: registrations and alias moves, newest first."""
+    return Store(home).events(model)
+
+
+def elapsed(start: float) -> float:
+    return round(time.perf_counter() - start, 3)

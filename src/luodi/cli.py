@@ -1,0 +1,312 @@
+"""The `luodi` command: one thin function per verb over `luodi.api`, readable output or `--json`.
+
+Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 1 anything else
+(traceback with --debug or LUODI_DEBUG=1); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from luodi import api
+from luodi.errors import InputError
+
+app = typer.Typer(
+    name="luodi", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="luodi: from a table to a trained, evaluated, registered model. Exit codes: 0 ok, 2 bad input, 1 error.",
+)
+runs_app = typer.Typer(no_args_is_help=True, help="Training runs: list and inspect.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, inspect, move aliases.")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="Store folder (default ./.luodi).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
+
+
+def _print_json(obj: Any) -> None:
+    def clean(value: Any) -> Any:  # NaN is not JSON
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    sys.stdout.write(json.dumps(clean(obj), default=str) + "\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _metrics_table(metrics: dict[str, float], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def _warn(messages: list[str]) -> None:
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False
+          ) -> None:
+    if debug:
+        os.environ["LUODI_DEBUG"] = "1"
+
+
+@app.command()
+def init(
+    data: Annotated[Path, typer.Option("--data", help="Training table: CSV, Parquet or JSONL.")],
+    target: Annotated[str, typer.Option("--target", help="Column to predict.")],
+    task: Annotated[str | None, typer.Option(help="regression, binary or multiclass (default: inferred).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
+    name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Write a commented starter config with the task and column types inferred from the data."""
+    result = api.init(data, target, task=task, output=output, name=name, force=force)
+    if as_json:
+        return _print_json(result.to_dict())
+    console = _console()
+    console.print(f"wrote [bold]{result.config_path}[/]: {result.task} task ({result.task_reason}), "
+                  f"{len(result.features)} features, {result.rows} rows")
+    for column, reason in result.dropped.items():
+        console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
+    console.print(f"next: luodi train {result.config_path}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="Config file (luodi.yaml).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue run RUN from its last checkpoint.")] = None,
+    progress: Annotated[str, typer.Option(help="auto, bar, lines or silent.")] = "auto",
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Train, evaluate on the test split, and register a new model version."""
+    if (config is None) == (resume is None):
+        raise InputError("give a config file or --resume RUN (not both)")
+    try:
+        result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: resume with `luodi train --resume RUN` (see `luodi runs ls`)", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        return _print_json(result.to_dict())
+    _warn(result.warnings)
+    console = _console()
+    stop = f"early stop at epoch {result.epochs_run}" if result.stopped_early else f"{result.epochs_run} epochs"
+    console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
+                  f"{result.seconds:.1f} s, rows {result.rows}")
+    console.print(_metrics_table(result.metrics, "test metrics"))
+    model = result.model
+    console.print(f"registered [bold]{model['name']}/{model['version']}[/] at {result.package}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled table with the target column.")],
+    strict: Strict = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Metrics of a model on labelled data."""
+    result = api.evaluate(model, data, home=home, strict=strict)
+    if as_json:
+        return _print_json(result)
+    _warn(result["warnings"])
+    _console().print(_metrics_table(result["metrics"], f"{model} on {data} ({result['rows']} rows)"))
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Table to score: CSV, Parquet or JSONL.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (.csv, .parquet, .jsonl); default stdout CSV.")]
+    = None,
+    keep_input: Annotated[bool, typer.Option(help="Put the input columns before the predictions.")] = True,
+    strict: Strict = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Predict a table: `<target>_prediction` plus `<target>_probability_<class>` for classifiers."""
+    frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input)
+    warnings = frame.attrs.get("warnings", [])
+    if as_json:
+        payload: dict[str, Any] = {"rows": len(frame), "out": str(out) if out else None, "warnings": warnings}
+        if out is None:
+            payload["predictions"] = json.loads(frame.to_json(orient="records"))
+        return _print_json(payload)
+    _warn(warnings)
+    if out is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
+
+
+@app.command()
+def quickstart(
+    workdir: Annotated[Path | None, typer.Option(help="Folder for the data and config (default: a new temp folder).")]
+    = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict."""
+    from luodi.quickstart import run
+
+    summary = run(workdir=workdir, home=home, progress="silent" if as_json else "auto", quiet=as_json)
+    if as_json:
+        _print_json(summary)
+
+
+# ------------------------------------------------------------------------------------------- runs
+@runs_app.command("ls")
+def runs_ls(
+    name: Annotated[str | None, typer.Option(help="Only runs of this model name.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most runs to show.")] = 20,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """List runs, newest first."""
+    runs = api.list_runs(name=name, limit=limit, home=home)
+    if as_json:
+        return _print_json([run.to_dict() for run in runs])
+    from rich.table import Table
+
+    table = Table("run", "name", "status", "created", "model", "key metric")
+    for run in runs:
+        key = next((f"{k} {v:.4f}" for k, v in run.metrics.items() if k in ("accuracy", "r2")), "")
+        model = f"{run.model_name}/{run.model_version}" if run.model_version else ""
+        table.add_row(run.id, run.name, run.status, run.created_at, model, key)
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], home: Home = None,
+              as_json: Json = False) -> None:
+    """One run: config, environment, metrics and per-epoch history."""
+    run = api.show_run(run_id, home=home)
+    if as_json:
+        return _print_json(run)
+    console = _console()
+    console.print(f"run [bold]{run['id']}[/] ({run['name']}): {run['status']}, created {run['created_at']}")
+    if run["error"]:
+        console.print(f"error: {run['error']}")
+    environment = run["environment"]
+    console.print(f"runtime: {environment.get('device')}, {environment.get('threads')} threads "
+                  f"({environment.get('threads_reason')}), allocator {environment.get('allocator')}")
+    if run["model_version"]:
+        console.print(f"model: {run['model_name']}/{run['model_version']}")
+    console.print(f"epochs logged: {len(run['history'])}; folder: {run['dir']}")
+    if run["metrics"]:
+        console.print(_metrics_table(run["metrics"], "test metrics"))
+
+
+# ----------------------------------------------------------------------------------------- models
+@models_app.command("ls")
+def models_ls(home: Home = None, as_json: Json = False) -> None:
+    """List registered models with their versions and aliases."""
+    models = api.list_models(home=home)
+    if as_json:
+        return _print_json(models)
+    from rich.table import Table
+
+    table = Table("model", "versions", "latest", "aliases", "updated")
+    for model in models:
+        aliases = ", ".join(f"{alias}→{version}" for alias, version in model["aliases"].items())
+        table.add_row(model["name"], str(model["versions"]), str(model["latest"]), aliases, model["updated_at"])
+    _console().print(table)
+
+
+@models_app.command("show")
+def models_show(model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")], home: Home = None,
+                as_json: Json = False) -> None:
+    """The versions of a model (or one version) with metrics, lineage and aliases."""
+    versions = api.show_model(model, home=home)
+    if as_json:
+        return _print_json([version.to_dict() for version in versions])
+    from rich.table import Table
+
+    table = Table("version", "aliases", "created", "run", "task", "metrics", "path")
+    for version in versions:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in version.metrics.items()
+                            if k in ("accuracy", "f1_macro", "roc_auc", "r2", "rmse"))
+        table.add_row(str(version.version), ", ".join(version.aliases), version.created_at, version.run_id or "",
+                      version.task, metrics, str(version.path))
+    _console().print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    alias: Annotated[str, typer.Argument(help="Alias to point at the version (e.g. production).")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the event log.")] = "",
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Point NAME@ALIAS at VERSION; the move is recorded with who, when and why."""
+    moved = api.promote(name, version, alias, reason=reason, home=home)
+    if as_json:
+        return _print_json(moved)
+    before = f" (was {moved['from']})" if moved["from"] is not None else ""
+    _console().print(f"{name}@{alias} → version {version}{before}")
+
+
+@models_app.command("history")
+def models_history(name: Annotated[str, typer.Argument(help="Model name.")], home: Home = None,
+                   as_json: Json = False) -> None:
+    """The event log of a model: registrations and alias moves, newest first."""
+    events = api.history(name, home=home)
+    if as_json:
+        return _print_json(events)
+    for event in events:
+        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']}  {event['detail']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: InputError exits 2 with one message; other errors exit 1 without a traceback unless --debug.
+
+    Typer runs in standalone mode, so usage errors (unknown option, missing argument) also exit 2.
+    """
+    try:
+        app(args=argv, prog_name="luodi")
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence prints one line, not a traceback
+        if os.environ.get("LUODI_DEBUG") == "1":
+            traceback.print_exc()
+        else:
+            print(f"error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""The whole config as typed pydantic models: YAML in, `--set` overrides, one validation, typed object out.
+
+Every model forbids unknown keys; errors name the dotted key path. Field descriptions generate the config
+reference in docs/config.md (`python -m luodi.config` prints it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from luodi.errors import InputError, did_you_mean
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+Task = Literal["regression", "binary", "multiclass"]
+
+# Validation metrics a task can early-stop on, with the direction that is better.
+TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
+    "regression": {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "r2": "max"},
+    "binary": {
+        "loss": "min", "log_loss": "min", "accuracy": "max", "roc_auc": "max", "f1": "max",
+        "f1_macro": "max", "precision": "max", "recall": "max",
+    },
+    "multiclass": {
+        "loss": "min", "log_loss": "min", "accuracy": "max", "f1_macro": "max", "f1_weighted": "max",
+        "roc_auc_ovr": "max",
+    },
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------- data
+class SplitConfig(Strict):
+    """How one table is split into train, validation and test rows."""
+
+    validation: float = Field(0.15, gt=0, lt=0.5, description="Fraction of rows held out for validation.")
+    test: float = Field(0.15, ge=0, lt=0.5, description="Fraction of rows held out for the final test.")
+    stratify: bool = Field(True, description="Keep class proportions equal across splits (classification).")
+    seed: int = Field(42, description="Seed of the split; the same seed gives the same rows.")
+
+
+class DataConfig(Strict):
+    """Where the rows come from."""
+
+    train: str = Field(description="CSV, Parquet or JSONL file, relative to the config file's folder.")
+    validation: str | None = Field(None, description="Optional separate validation file (skips the split).")
+    test: str | None = Field(None, description="Optional separate test file (skips the split).")
+    split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _split_files_together(self) -> DataConfig:
+        if (self.validation is None) != (self.test is None):
+            raise ValueError("give both data.validation and data.test files, or neither (then data.split applies)")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ features
+class NumericFeature(Strict):
+    """A number; missing values are imputed, then normalized with statistics of the training split."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["numeric"] = "numeric"
+    missing: Literal["mean", "median", "zero"] = Field("mean", description="Value used for missing cells.")
+    normalization: Literal["zscore", "minmax", "none"] = Field("zscore", description="Scaling fitted on train.")
+
+
+class CategoryFeature(Strict):
+    """A value from a set; the vocabulary comes from the training split, with an unknown bucket at index 0."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["category"] = "category"
+    min_frequency: int = Field(1, ge=1, description="Values seen fewer times in train go to the unknown bucket.")
+    max_categories: int = Field(1000, ge=1, description="Keep at most this many most frequent values.")
+    embedding_dim: int | None = Field(None, ge=1, le=512, description="Embedding width; default min(32, (n+1)//2).")
+
+
+class BinaryFeature(Strict):
+    """A two-valued column (yes/no, true/false, 0/1); missing cells take the training split's most common value."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["binary"] = "binary"
+
+
+class TextFeature(Strict):
+    """Free text, encoded as a bag of words over a vocabulary fitted on the training split (log counts)."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["text"] = "text"
+    max_tokens: int = Field(2000, ge=1, le=100_000, description="Vocabulary size (most frequent words in train).")
+    lowercase: bool = Field(True, description="Lowercase before splitting into words.")
+
+
+FeatureConfig = Annotated[
+    NumericFeature | CategoryFeature | BinaryFeature | TextFeature, Field(discriminator="type")
+]
+
+
+class TargetConfig(Strict):
+    """The column to predict and the kind of prediction."""
+
+    name: str = Field(description="Target column name.")
+    task: Task = Field(description="regression, binary or multiclass.")
+    class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
+        "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
+    )
+
+
+# ------------------------------------------------------------------------------------------- model
+class ModelConfig(Strict):
+    """The architecture. Tables use an MLP over numeric values and category embeddings."""
+
+    type: Literal["mlp"] = Field("mlp", description="Architecture name.")
+    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="Width of each hidden layer.")
+    activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field("relu", description="Activation.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    normalization: Literal["none", "batch", "layer"] = Field("none", description="Normalization per hidden layer.")
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        if any(size < 1 for size in sizes):
+            raise ValueError("every hidden size must be >= 1")
+        return sizes
+
+
+# ----------------------------------------------------------------------------------------- trainer
+class OptimizerConfig(Strict):
+    type: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="Weight decay (decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (sgd only).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+
+
+class SchedulerConfig(Strict):
+    type: Literal["none", "cosine", "step", "linear"] = Field("none", description="Learning-rate decay after warmup.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup from 0 to lr over this many steps.")
+    step_size: int = Field(10, ge=1, description="step: epochs between decays.")
+    gamma: float = Field(0.5, gt=0, le=1, description="step: factor applied at each decay.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine/linear: final lr as a fraction of lr.")
+
+
+class EarlyStoppingConfig(Strict):
+    metric: str = Field("loss", description="Validation metric to watch (loss, accuracy, roc_auc, r2, ...).")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto picks the metric's better direction.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    enabled: bool = Field(True, description="Turn early stopping off to run all epochs.")
+
+
+class TrainerConfig(Strict):
+    epochs: int = Field(100, ge=1, le=100_000, description="Most epochs to run.")
+    batch_size: int = Field(64, ge=1, description="Rows per step.")
+    eval_batch_size: int = Field(1024, ge=1, description="Rows per forward pass when evaluating.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)  # type: ignore[arg-type]
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # type: ignore[arg-type]
+    gradient_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null turns it off.")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)  # type: ignore[arg-type]
+    checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: each epoch only).")
+    seed: int = Field(42, description="Seed of weights, dropout and data order.")
+
+
+class RuntimeConfig(Strict):
+    """Process set-up; what was chosen is recorded in the run."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
+    threads: int | Literal["auto"] = Field(
+        "auto", description="Torch intra-op threads; auto counts the cores that are free now (load average)."
+    )
+    allocator: Literal["tuned", "default"] = Field(
+        "tuned", description="tuned keeps freed memory in the process (mallopt) instead of returning it per step."
+    )
+    deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower on GPU).")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("threads must be >= 1 or 'auto'")
+        return value
+
+
+# ------------------------------------------------------------------------------------------- root
+class LuodiConfig(Strict):
+    """A training job: data, features, target, model, trainer and runtime."""
+
+    name: str = Field(description="Model name in the registry: letters, digits, '.', '_', '-'.")
+    description: str = Field("", description="Free text kept with the run and the model.")
+    data: DataConfig
+    target: TargetConfig
+    input_features: list[FeatureConfig] = Field(min_length=1, description="Columns the model reads.")
+    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # type: ignore[arg-type]
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LuodiConfig:
+        names = [feature.name for feature in self.input_features]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"input_features lists {duplicates[0]!r} more than once")
+        if self.target.name in names:
+            raise ValueError(f"target {self.target.name!r} is also listed in input_features")
+        metrics = TASK_METRICS[self.target.task]
+        metric = self.trainer.early_stopping.metric
+        if metric not in metrics:
+            raise ValueError(
+                f"trainer.early_stopping.metric {metric!r} is not a {self.target.task} metric; "
+                f"choose one of {sorted(metrics)}"
+            )
+        if isinstance(self.target.class_weights, dict) and self.target.task == "regression":
+            raise ValueError("target.class_weights applies to classification only")
+        return self
+
+    def monitor_mode(self) -> Literal["min", "max"]:
+        """The direction in which the early-stopping metric improves."""
+        stopping = self.trainer.early_stopping
+        if stopping.mode != "auto":
+            return stopping.mode
+        return TASK_METRICS[self.target.task][stopping.metric]
+
+
+# ------------------------------------------------------------------------------------------ loading
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides; values parse as YAML scalars/lists (`lr=3e-4`, `sizes=[64,32]`)."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as error:
+            raise InputError(f"--set {key}: value {text!r} is not valid YAML: {error}") from None
+        node: Any = raw
+        parts = key.strip().split(".")
+        for depth, part in enumerate(parts[:-1]):
+            path = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                node = _list_item(node, part, path)
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise InputError(f"--set {key}: {path} is a value, not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, key)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise InputError(f"--set {key}: {'.'.join(parts[:-1])} is a value, not a section")
+    return raw
+
+
+def _list_index(items: list[Any], part: str, path: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
+        raise InputError(f"--set {path}: index {part!r} is out of range (the list has {len(items)} items)")
+    return int(part)
+
+
+def _list_item(items: list[Any], part: str, path: str) -> Any:
+    """A list element by index, or an input feature by its name (`input_features.age.type=category`)."""
+    if part.lstrip("-").isdigit():
+        return items[_list_index(items, part, path)]
+    for item in items:
+        if isinstance(item, dict) and item.get("name") == part:
+            return item
+    raise InputError(f"--set {path}: no list item named {part!r}")
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One message per problem, each naming the dotted key path."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"] if part not in ("numeric", "category", "binary", "text")]
+        path = ".".join(loc) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key" + _key_hint(error, item["loc"])
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and item["type"] not in ("union_tag_invalid",):
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"{path}: {message}")
+    head = f"{source}: invalid config" if len(lines) > 1 else f"{source}: invalid config:"
+    if len(lines) == 1:
+        return f"{head} {lines[0]}"
+    return head + "\n  " + "\n  ".join(lines)
+
+
+def _key_hint(error: ValidationError, loc: tuple[Any, ...]) -> str:
+    """Suggest the closest valid key for a mistyped one."""
+    model: Any = LuodiConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or part in ("numeric", "category", "binary", "text"):
+            if part in ("numeric", "category", "binary", "text"):
+                model = {"numeric": NumericFeature, "category": CategoryFeature,
+                         "binary": BinaryFeature, "text": TextFeature}[part]
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        annotation = getattr(field, "annotation", None)
+        if annotation is None or not hasattr(annotation, "model_fields"):
+            if part == "input_features":
+                continue
+            return ""
+        model = annotation
+    if not hasattr(model, "model_fields"):
+        return ""
+    return did_you_mean(str(loc[-1]), list(model.model_fields))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML file with safe_load only; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: config is not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {error}") from None
+    if raw is None:
+        raise InputError(f"{path}: config file is empty")
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: the top level of a config must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> LuodiConfig:
+    try:
+        return LuodiConfig.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(format_validation_error(error, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LuodiConfig:
+    """Read, override and validate a config file; data paths become absolute (relative to the file)."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    config = validate_config(raw, str(path))
+    return resolve_paths(config, path.resolve().parent)
+
+
+def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
+    data = config.data
+    updates = {
+        key: str((base / value).resolve()) if value is not None else None
+        for key, value in (("train", data.train), ("validation", data.validation), ("test", data.test))
+    }
+    return config.model_copy(update={"data": data.model_copy(update=updates)})
+
+
+def reference_markdown() -> str:
+    """The config reference, generated from the field descriptions (docs/config.md)."""
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("top level", LuodiConfig), ("data", DataConfig), ("data.split", SplitConfig),
+        ("target", TargetConfig), ("input_features[] (type: numeric)", NumericFeature),
+        ("input_features[] (type: category)", CategoryFeature), ("input_features[] (type: binary)", BinaryFeature),
+        ("input_features[] (type: text)", TextFeature), ("model", ModelConfig), ("trainer", TrainerConfig),
+        ("trainer.optimizer", OptimizerConfig), ("trainer.scheduler", SchedulerConfig),
+        ("trainer.early_stopping", EarlyStoppingConfig), ("runtime", RuntimeConfig),
+    ]
+    out = ["# Config reference", "", "Generated from `src/luodi/config.py` by `python -m luodi.config`; "
+           "a test keeps this file in sync.", ""]
+    for title, model in sections:
+        out += [f"## `{title}`", ""]
+        if model.__doc__:
+            out += [model.__doc__.strip().splitlines()[0], ""]
+        out += ["| key | default | description |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            if field.is_required():
+                default = "required"
+            elif field.default_factory is not None:
+                produced = field.default_factory()  # type: ignore[call-arg]
+                default = "(section)" if isinstance(produced, BaseModel) else f"`{produced}`"
+            else:
+                default = f"`{field.default}`"
+            out.append(f"| `{name}` | {default} | {field.description or ''} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

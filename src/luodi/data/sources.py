@@ -1,0 +1,127 @@
+"""Reading tables (CSV, Parquet, JSONL, DataFrames, records) into Arrow, with errors that name the file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from luodi.errors import InputError
+
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+            ".ndjson": "jsonl", ".json": "jsonl"}
+
+# Cells that mean "missing" in CSV files.
+NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "#N/A", "-NaN", "-nan"]
+
+TableLike = str | Path | pa.Table | Any  # a path, an Arrow table, a pandas DataFrame, or a list of dicts
+
+
+def table_format(path: Path) -> str:
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .parquet or .jsonl")
+    return fmt
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a CSV / TSV / Parquet / JSONL file into an Arrow table (columnar, compact, nulls kept)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{path}: is not a file")
+    fmt = table_format(path)
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    try:
+        table = _read(path, fmt)
+    except InputError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as error:
+        raise InputError(f"{path}: cannot read as {fmt.upper()}: {_first_line(error)}") from None
+    if table.num_columns == 0:
+        raise InputError(f"{path}: no columns found")
+    if table.num_rows == 0:
+        raise InputError(f"{path}: has a header but no rows")
+    return table
+
+
+def _read(path: Path, fmt: str) -> pa.Table:
+    if fmt == "csv":
+        from pyarrow import csv
+
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        return csv.read_csv(
+            path,
+            parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
+            convert_options=csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True),
+            read_options=csv.ReadOptions(block_size=16 << 20),
+        )
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    from pyarrow import json
+
+    return json.read_json(path)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def to_table(data: TableLike, source: str = "records") -> pa.Table:
+    """Any supported input as an Arrow table: a file path, Arrow table, pandas DataFrame or list of dicts."""
+    if isinstance(data, str | Path):
+        return read_table(data)
+    if isinstance(data, pa.Table):
+        table = data
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas DataFrame
+        try:
+            table = pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise InputError(f"{source}: cannot convert the DataFrame: {_first_line(error)}") from None
+    elif isinstance(data, Mapping):
+        table = _from_records([data], source)
+    elif isinstance(data, Sequence):
+        table = _from_records(list(data), source)
+    else:
+        raise InputError(f"{source}: expected a file path, a DataFrame or a list of dicts, got {type(data).__name__}")
+    if table.num_rows == 0:
+        raise InputError(f"{source}: no rows")
+    return table
+
+
+def _from_records(records: list[Any], source: str) -> pa.Table:
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise InputError(f"{source}: row {index + 1} is a {type(record).__name__}, expected a mapping of columns")
+    columns: dict[str, list[Any]] = {}
+    for record in records:
+        for key in record:
+            columns.setdefault(str(key), [])
+    for name in columns:
+        columns[name] = [record.get(name) for record in records]
+    arrays = {}
+    for name, values in columns.items():
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed Python types (e.g. 3 and "abc" in one column): keep them as text; encoders report the row.
+            arrays[name] = pa.array([None if value is None else str(value) for value in values], pa.string())
+    return pa.table(arrays) if arrays else pa.table({})
+
+
+def fingerprint_file(path: str | Path) -> dict[str, Any]:
+    """Identity of a data file (size and SHA-256) recorded with runs and packages."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}

@@ -1,0 +1,147 @@
+"""`luodi init`: infer the task and feature types from a table and render a commented starter config."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from luodi.data.infer import ColumnGuess, TaskGuess, column_values, infer_column, infer_task
+from luodi.errors import InputError
+
+
+@dataclass(frozen=True)
+class Starter:
+    """What init decided: the task, kept features, dropped columns, and the sizes it chose from the data."""
+
+    name: str
+    target: str
+    task: TaskGuess
+    columns: list[ColumnGuess]
+    rows: int
+    hidden_sizes: list[int]
+    batch_size: int
+    epochs: int
+    patience: int
+
+    @property
+    def features(self) -> list[ColumnGuess]:
+        return [column for column in self.columns if column.type is not None]
+
+    @property
+    def dropped(self) -> list[ColumnGuess]:
+        return [column for column in self.columns if column.type is None]
+
+
+def model_name(path: Path) -> str:
+    """A registry name from a file name: 'Churn data.csv' -> 'churn-data'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
+    return name[:128]
+
+
+def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name: str | None = None) -> Starter:
+    """Infer everything a starter config needs from the table."""
+    column = column_values(table, target)
+    if column.null_count:
+        nulls = pc.is_null(column).to_numpy(zero_copy_only=False).nonzero()[0][:5] + 1
+        raise InputError(f"{path}: target column {target!r} is missing in {column.null_count} row(s) "
+                         f"(rows {', '.join(map(str, nulls))}); fill or drop those rows")
+    if pa.types.is_floating(column.type):
+        nan_count = pc.sum(pc.is_nan(column)).as_py() or 0
+        if nan_count:
+            raise InputError(f"{path}: target column {target!r} is NaN in {nan_count} row(s)")
+    guess = infer_task(column, target)
+    if task is not None:
+        if task not in ("regression", "binary", "multiclass"):
+            raise InputError(f"--task {task!r}: choose regression, binary or multiclass")
+        guess = TaskGuess(task, "given with --task")
+    columns = [infer_column(table.column(name), name) for name in table.column_names if name != target]
+    if not any(column.type for column in columns):
+        raise InputError(f"{path}: no usable feature columns besides {target!r} "
+                         f"({'; '.join(f'{c.name}: {c.reason}' for c in columns) or 'no other columns'})")
+    rows = table.num_rows
+    if rows < 2_000:
+        sizes, batch, epochs, patience = [64, 32], 32, 300, 30
+    elif rows < 200_000:
+        sizes, batch, epochs, patience = [128, 64], 64, 100, 10
+    else:
+        sizes, batch, epochs, patience = [256, 128], 256, 30, 5
+    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience)
+
+
+def render(starter: Starter, data_path: str, source: Path) -> str:
+    """The starter config as commented YAML; every key is in docs/config.md."""
+    width = max([len(c.name) for c in starter.features] + [8]) + 2
+    features = "\n".join(
+        f"  - {{name: {_quote(c.name)}, type: {c.type}}}".ljust(width + 32) + f"# {c.reason}"
+        for c in starter.features
+    )
+    dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason}" for c in starter.dropped)
+    stop_metric = "loss"
+    return f"""\
+# luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
+# ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
+# Train with: luodi train {{this file}}    Override any key: --set trainer.epochs=20
+
+name: {starter.name}                    # model name in the registry
+
+data:
+  train: {_quote(data_path)}            # CSV, Parquet or JSONL, relative to this file
+  split:                                # held out from the same file, stratified by class
+    validation: 0.15
+    test: 0.15
+    stratify: true
+    seed: 42
+
+target:
+  name: {_quote(starter.target)}
+  task: {starter.task.task}                      # inferred: {starter.task.reason}
+  class_weights: none                   # or: balanced, or {{label: weight}}
+
+input_features:
+{features}
+{"  # dropped columns (add them back above to use them):" + chr(10) + dropped if dropped else ""}
+
+model:
+  type: mlp
+  hidden_sizes: {starter.hidden_sizes}              # sized for {starter.rows} rows
+  activation: relu
+  dropout: 0.1
+  normalization: none                   # none, batch or layer
+
+trainer:
+  epochs: {starter.epochs}                          # the most; early stopping usually ends sooner
+  batch_size: {starter.batch_size}
+  optimizer: {{type: adamw, lr: 0.001, weight_decay: 0.01}}
+  scheduler: {{type: cosine, warmup_steps: 0, min_lr_ratio: 0.05}}
+  gradient_clip: 1.0
+  early_stopping: {{metric: {stop_metric}, patience: {starter.patience}}}
+  checkpoint_every_steps: 0             # also checkpoint every N steps (0: at each epoch end)
+  seed: 42
+
+runtime:
+  device: auto                          # uses CUDA when present
+  threads: auto                         # cores that are free now; set a number to pin it
+  allocator: tuned                      # reuse freed memory instead of page-faulting each step
+"""
+
+
+def _quote(value: str) -> str:
+    """A YAML scalar that reads back as the same string."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-/ ]*", value) and value.strip() == value and \
+            value.lower() not in ("yes", "no", "true", "false", "on", "off", "null", "y", "n", "~"):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def relative_data_path(data: Path, config_path: Path) -> str:
+    """The data path as written into the config: relative to the config's folder when possible."""
+    try:
+        return os.path.relpath(data.resolve(), config_path.resolve().parent)
+    except ValueError:  # another drive on Windows
+        return str(data.resolve())

@@ -1,0 +1,237 @@
+"""Per-feature encoders: fit on the training split, transform any split, and round-trip their state as JSON.
+
+Every encoder takes an Arrow column and returns a NumPy block: `dense` encoders give float32 of shape
+(rows, width); the category encoder gives int64 indices of shape (rows,), index 0 being the unknown bucket.
+Columns reach the encoders already coerced (numbers as float64, see `pipeline.coerce_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
+from luodi.errors import InputError
+
+TRUE_WORDS = {"1", "1.0", "true", "t", "yes", "y", "positive", "pos"}
+WORD_PATTERN = r"[^\w']+"
+
+
+@dataclass
+class Unseen:
+    """Values an encoder did not see in training, counted per column (reported, or an error when strict)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, column: str, count: int, examples: list[str]) -> None:
+        if count:
+            self.counts[column] = self.counts.get(column, 0) + count
+            self.examples.setdefault(column, []).extend(examples[: 3 - len(self.examples.get(column, []))])
+
+    def messages(self) -> list[str]:
+        return [
+            f"column {name!r}: {count} value(s) not seen in training, e.g. {self.examples[name]}; "
+            "encoded as unknown"
+            for name, count in self.counts.items()
+        ]
+
+
+class Encoder(Protocol):
+    name: str
+    kind: str  # "dense" or "index"
+
+    def fit(self, column: pa.ChunkedArray) -> None: ...
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray: ...
+    def width(self) -> int: ...
+    def state(self) -> dict[str, Any]: ...
+
+
+def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text view of a column: booleans become 'true'/'false', numbers their shortest repr."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_string(column.type):
+        return column
+    return pc.cast(column, pa.string())
+
+
+def _examples(values: pa.ChunkedArray, mask: pa.ChunkedArray) -> list[str]:
+    return [str(value) for value in pc.filter(values, mask).slice(0, 3).to_pylist()]
+
+
+class NumericEncoder:
+    kind = "dense"
+
+    def __init__(self, config: NumericFeature, fill: float = 0.0, center: float = 0.0, scale: float = 1.0):
+        self.name, self.config = config.name, config
+        self.fill, self.center, self.scale = fill, center, scale
+
+    def fit(self, column: pa.ChunkedArray) -> None:
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            raise InputError(f"column {self.name!r} has no numeric values in the training split")
+        self.fill = {"mean": float(finite.mean()), "median": float(np.median(finite)), "zero": 0.0}[self.config.missing]
+        if self.config.normalization == "zscore":
+            std = float(finite.std())
+            self.center, self.scale = float(finite.mean()), std if std > 1e-12 else 1.0
+        elif self.config.normalization == "minmax":
+            low, high = float(finite.min()), float(finite.max())
+            self.center, self.scale = low, (high - low) if high - low > 1e-12 else 1.0
+
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
+        values = column.to_numpy(zero_copy_only=False).astype(np.float32)  # null -> nan
+        values[np.isnan(values)] = self.fill
+        values -= np.float32(self.center)
+        values /= np.float32(self.scale)
+        return values.reshape(-1, 1)
+
+    def width(self) -> int:
+        return 1
+
+    def state(self) -> dict[str, Any]:
+        return {"fill": self.fill, "center": self.center, "scale": self.scale}
+
+
+class CategoryEncoder:
+    kind = "index"
+
+    def __init__(self, config: CategoryFeature, vocabulary: list[str] | None = None):
+        self.name, self.config = config.name, config
+        self.vocabulary: list[str] = vocabulary or []
+
+    def fit(self, column: pa.ChunkedArray) -> None:
+        counts = pc.value_counts(as_strings(column).drop_null())
+        values = counts.field("values").to_pylist()
+        frequencies = counts.field("counts").to_pylist()
+        kept = [(-count, value) for value, count in zip(values, frequencies, strict=True)
+                if count >= self.config.min_frequency]
+        self.vocabulary = [value for _, value in sorted(kept)[: self.config.max_categories]]
+
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
+        strings = as_strings(column)
+        positions = pc.index_in(strings, value_set=pa.array(self.vocabulary, pa.string()))
+        missed = pc.and_(pc.is_null(positions), pc.is_valid(strings))
+        count = pc.sum(missed).as_py() or 0
+        if count:
+            unseen.add(self.name, count, _examples(strings, missed))
+        indices = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return indices + 1  # 0 is the unknown / missing bucket
+
+    def cardinality(self) -> int:
+        return len(self.vocabulary) + 1
+
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim or min(32, (self.cardinality() + 1) // 2)
+
+    def width(self) -> int:
+        return self.embedding_dim()
+
+    def state(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary}
+
+
+def binary_order(distinct: list[str]) -> list[str]:
+    """[negative, positive] for two values: a true-like word is positive, otherwise the later in sort order."""
+    ordered = sorted(distinct)
+    if len(ordered) == 2 and ordered[0].strip().lower() in TRUE_WORDS and ordered[1].strip().lower() not in TRUE_WORDS:
+        ordered.reverse()
+    return ordered
+
+
+class BinaryEncoder:
+    kind = "dense"
+
+    def __init__(self, config: BinaryFeature, values: list[str] | None = None, fill: float = 0.0):
+        self.name, self.config = config.name, config
+        self.values: list[str] = values or []
+        self.fill = fill
+
+    def fit(self, column: pa.ChunkedArray) -> None:
+        counts = pc.value_counts(as_strings(column).drop_null())
+        values = counts.field("values").to_pylist()
+        if len(values) > 2:
+            raise InputError(
+                f"column {self.name!r} is declared binary but has {len(values)} distinct values in the training "
+                f"split (e.g. {values[:3]}); declare it as category"
+            )
+        if not values:
+            raise InputError(f"column {self.name!r} has no values in the training split")
+        self.values = binary_order(values) if len(values) == 2 else [values[0], values[0]]
+        frequencies = dict(zip(values, counts.field("counts").to_pylist(), strict=True))
+        self.fill = float(frequencies.get(self.values[1], 0) > frequencies.get(self.values[0], 0))
+
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
+        strings = as_strings(column)
+        positive = pc.equal(strings, self.values[1])
+        known = pc.is_in(strings, value_set=pa.array(self.values, pa.string()))
+        missed = pc.and_(pc.invert(known), pc.is_valid(strings))
+        count = pc.sum(missed).as_py() or 0
+        if count:
+            unseen.add(self.name, count, _examples(strings, missed))
+        out = pc.fill_null(pc.cast(positive, pa.float32()), self.fill).to_numpy(zero_copy_only=False)
+        out = np.where(missed.to_numpy(zero_copy_only=False), np.float32(self.fill), out)
+        return out.astype(np.float32).reshape(-1, 1)
+
+    def width(self) -> int:
+        return 1
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values, "fill": self.fill}
+
+
+class TextEncoder:
+    """Bag of words: log(1 + count) per vocabulary word, vocabulary = most frequent words in train."""
+
+    kind = "dense"
+
+    def __init__(self, config: TextFeature, vocabulary: list[str] | None = None):
+        self.name, self.config = config.name, config
+        self.vocabulary: list[str] = vocabulary or []
+
+    def _tokens(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
+        strings = pc.fill_null(as_strings(column), "")
+        if self.config.lowercase:
+            strings = pc.utf8_lower(strings)
+        return pc.split_pattern_regex(strings, WORD_PATTERN)
+
+    def fit(self, column: pa.ChunkedArray) -> None:
+        words = pc.list_flatten(self._tokens(column))
+        counts = pc.value_counts(pc.filter(words, pc.not_equal(words, "")))
+        pairs = sorted(zip((-c for c in counts.field("counts").to_pylist()), counts.field("values").to_pylist(),
+                           strict=True))
+        self.vocabulary = [word for _, word in pairs[: self.config.max_tokens]]
+
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
+        tokens = self._tokens(column)
+        lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(tokens)
+        positions = pc.fill_null(pc.index_in(flat, value_set=pa.array(self.vocabulary, pa.string())), -1)
+        columns = positions.to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        keep = columns >= 0
+        out = np.zeros((len(lengths), max(1, len(self.vocabulary))), dtype=np.float32)
+        np.add.at(out, (rows[keep], columns[keep]), 1.0)
+        return np.log1p(out, out=out)
+
+    def width(self) -> int:
+        return max(1, len(self.vocabulary))
+
+    def state(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary}
+
+
+ENCODERS: dict[str, type] = {
+    "numeric": NumericEncoder, "category": CategoryEncoder, "binary": BinaryEncoder, "text": TextEncoder,
+}
+
+
+def build_encoder(config: NumericFeature | CategoryFeature | BinaryFeature | TextFeature,
+                  state: dict[str, Any] | None = None) -> Encoder:
+    """A fresh encoder for a feature config, or one restored from its saved state."""
+    return ENCODERS[config.type](config, **(state or {}))  # type: ignore[no-any-return]

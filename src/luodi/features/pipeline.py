@@ -1,0 +1,145 @@
+"""The fitted feature pipeline: raw table in, model tensors out; its whole state saves as JSON in the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from luodi.config import LuodiConfig, validate_config
+from luodi.errors import InputError, did_you_mean
+from luodi.features.encoders import CategoryEncoder, Encoder, Unseen, build_encoder
+from luodi.features.target import TargetEncoder
+
+
+@dataclass
+class Encoded:
+    """Model inputs for a block of rows: float32 `dense` (rows, width) and int64 `categorical` (rows, n)."""
+
+    inputs: dict[str, np.ndarray]
+    target: np.ndarray | None
+    unseen: Unseen
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+
+def _first_bad_row(column: pa.ChunkedArray) -> tuple[int, Any]:
+    """The first row (1-based) whose text is not a number, and its value."""
+    import pandas as pd
+
+    values = column.to_pandas()
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy() & values.notna().to_numpy())
+    return (int(bad[0]) + 1, values.iloc[bad[0]]) if len(bad) else (0, None)
+
+
+def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target: bool) -> pa.Table:
+    """Check that every feature column exists and turn numeric columns into float64, naming bad rows."""
+    needed = [feature.name for feature in config.input_features]
+    if with_target:
+        needed.append(config.target.name)
+    missing = [name for name in needed if name not in table.column_names]
+    if missing:
+        hint = did_you_mean(missing[0], table.column_names)
+        raise InputError(f"{source}: column {missing[0]!r} is missing{hint}; the model needs {needed}")
+    for feature in config.input_features:
+        if feature.type != "numeric":
+            continue
+        column = table.column(feature.name)
+        if pa.types.is_floating(column.type) and column.type != pa.float64() or pa.types.is_integer(column.type) \
+                or pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
+            column = pc.cast(column, pa.float64())
+        elif not pa.types.is_floating(column.type):
+            try:
+                column = pc.cast(pc.utf8_trim_whitespace(pc.cast(column, pa.string())), pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                row, value = _first_bad_row(column)
+                raise InputError(
+                    f"{source}: column {feature.name!r} is numeric but row {row} holds {value!r}, not a number"
+                ) from None
+        array = column.to_numpy(zero_copy_only=False)
+        infinite = np.isinf(array)
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0]) + 1
+            raise InputError(f"{source}: column {feature.name!r} row {row} is infinite ({array[row - 1]})")
+        table = table.set_column(table.column_names.index(feature.name), feature.name, column)
+    return table
+
+
+class FeaturePipeline:
+    """Encoders for every input feature plus the target encoder, fitted on the training split only."""
+
+    def __init__(self, config: LuodiConfig, encoders: list[Encoder], target: TargetEncoder):
+        self.config = config
+        self.encoders = encoders
+        self.target = target
+
+    @classmethod
+    def fit(cls, config: LuodiConfig, train: pa.Table) -> FeaturePipeline:
+        encoders = [build_encoder(feature) for feature in config.input_features]
+        for encoder in encoders:
+            encoder.fit(train.column(encoder.name))
+        target = TargetEncoder(config.target)
+        target.fit(train.column(config.target.name))
+        return cls(config, encoders, target)
+
+    def transform(self, table: pa.Table, source: str, with_target: bool, strict: bool = False) -> Encoded:
+        """Encode a coerced table; with `strict`, values never seen in training are an error, not unknown."""
+        unseen = Unseen()
+        dense = [encoder.transform(table.column(encoder.name), unseen) for encoder in self.encoders
+                 if encoder.kind == "dense"]
+        categorical = [encoder.transform(table.column(encoder.name), unseen) for encoder in self.encoders
+                       if encoder.kind == "index"]
+        if strict and unseen.counts:
+            raise InputError(f"{source}: " + "; ".join(unseen.messages()).replace("; encoded as unknown", ""))
+        rows = table.num_rows
+        inputs = {
+            "dense": np.concatenate(dense, axis=1) if dense else np.zeros((rows, 0), np.float32),
+            "categorical": np.stack(categorical, axis=1) if categorical else np.zeros((rows, 0), np.int64),
+        }
+        target = self.target.transform(table.column(self.config.target.name), source) if with_target else None
+        return Encoded(inputs, target, unseen)
+
+    def dense_width(self) -> int:
+        return sum(encoder.width() for encoder in self.encoders if encoder.kind == "dense")
+
+    def categories(self) -> list[tuple[int, int]]:
+        """(cardinality, embedding dim) per category feature, in input order."""
+        return [(encoder.cardinality(), encoder.embedding_dim()) for encoder in self.encoders
+                if isinstance(encoder, CategoryEncoder)]
+
+    def input_schema(self) -> list[dict[str, Any]]:
+        """Input columns and what each accepts: the contract for predict, the server and monitoring."""
+        schema = []
+        for encoder in self.encoders:
+            item: dict[str, Any] = {"name": encoder.name, "type": encoder.config.type}
+            item["dtype"] = {"numeric": "number", "binary": "string|boolean|number"}.get(encoder.config.type, "string")
+            if isinstance(encoder, CategoryEncoder):
+                item["categories"] = len(encoder.vocabulary)
+            schema.append(item)
+        return schema
+
+    def output_schema(self) -> dict[str, Any]:
+        target = self.target
+        schema: dict[str, Any] = {"name": self.config.target.name, "task": target.task}
+        if target.task != "regression":
+            schema["classes"] = target.classes
+        return schema
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "features": [{"name": encoder.name, **encoder.state()} for encoder in self.encoders],
+            "target": self.target.state(),
+        }
+
+    @classmethod
+    def from_state(cls, config: LuodiConfig | dict[str, Any], state: dict[str, Any]) -> FeaturePipeline:
+        if isinstance(config, dict):
+            config = validate_config(config, "package config")
+        saved = {item["name"]: {k: v for k, v in item.items() if k != "name"} for item in state["features"]}
+        encoders = [build_encoder(feature, saved[feature.name]) for feature in config.input_features]
+        return cls(config, encoders, TargetEncoder(config.target, **state["target"]))

@@ -1,0 +1,215 @@
+"""The model package: save, verify and load the one artifact everything after training consumes.
+
+    package.json         format version, task, config, input/output schema, fitted feature state, metrics,
+                         data fingerprint, lineage, library versions, sha256 of every other file
+    weights.safetensors  the model's tensors
+
+Loading verifies every hash, checks the safetensors header against the architecture before reading any
+tensor, and never unpickles. `predict` applies the saved feature state to raw records: the one code path
+shared by `luodi predict`, the Python API and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from luodi.config import LuodiConfig, validate_config
+from luodi.data.sources import TableLike, to_table
+from luodi.errors import InputError
+from luodi.features.pipeline import Encoded, FeaturePipeline, coerce_table
+from luodi.io import atomic_write_json, sha256_file
+from luodi.models import build_model
+from luodi.train.loop import predict_tensors
+
+FORMAT_VERSION = 1
+MANIFEST = "package.json"
+WEIGHTS = "weights.safetensors"
+MAX_HEADER_BYTES = 100 << 20
+DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+          torch.int64: "I64", torch.int32: "I32", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def library_versions() -> dict[str, str]:
+    import pyarrow
+    import safetensors
+
+    import luodi
+
+    return {"luodi": luodi.__version__, "torch": torch.__version__, "pyarrow": pyarrow.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipeline, model: nn.Module,
+                 metrics: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write weights and manifest into `directory` (a staging folder; the store renames it into place)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            files[str(path.relative_to(directory))] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": config.name,
+        "task": config.target.task,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config.model_dump(mode="json"),
+        "input_schema": pipeline.input_schema(),
+        "output_schema": pipeline.output_schema(),
+        "features": pipeline.state(),
+        "metrics": metrics,
+        "versions": library_versions(),
+        **(extra or {}),
+        "files": files,
+    }
+    atomic_write_json(directory / MANIFEST, manifest)
+    return manifest
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, bounded before it is read (an absurd length is refused)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise InputError(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES or length > size - 8:
+            raise InputError(f"{path}: safetensors header claims {length} bytes; the file has {size}")
+        try:
+            header: dict[str, Any] = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{path}: safetensors header is not valid JSON") from None
+    return header
+
+
+def check_weights(path: Path, model: nn.Module) -> None:
+    """Names, shapes and dtypes in the file must be exactly the architecture's, before any tensor is read."""
+    header = read_safetensors_header(path)
+    header.pop("__metadata__", None)
+    expected = {name: (list(t.shape), DTYPES.get(t.dtype, str(t.dtype))) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{path}: weights do not match the architecture (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    for name, (shape, dtype) in expected.items():
+        entry = header[name]
+        if not isinstance(entry, dict) or entry.get("shape") != shape or entry.get("dtype") != dtype:
+            raise InputError(f"{path}: tensor {name!r} is {entry.get('dtype')} {entry.get('shape')}, "
+                             f"the architecture needs {dtype} {shape}")
+
+
+def verify_package(path: Path) -> dict[str, Any]:
+    """Read the manifest and check every listed file's SHA-256; refuse symlinks and unlisted weights."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"{path}: not a model package (no {MANIFEST})")
+    try:
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{manifest_path}: not valid JSON") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: package format {manifest.get('format_version')!r} is not supported "
+                         f"(this luodi reads {FORMAT_VERSION})")
+    for name, entry in manifest.get("files", {}).items():
+        file = path / name
+        if file.is_symlink() or not file.resolve().is_relative_to(path.resolve()):
+            raise InputError(f"{path}: refusing {name!r} (symlink or outside the package)")
+        if not file.is_file():
+            raise InputError(f"{path}: {name} is missing")
+        if sha256_file(file) != entry["sha256"]:
+            raise InputError(f"{path}: {name} does not match its sha256 in {MANIFEST}: the file is corrupt or "
+                             "was modified")
+    if WEIGHTS not in manifest.get("files", {}):
+        raise InputError(f"{path}: {MANIFEST} does not list {WEIGHTS}")
+    return manifest
+
+
+@dataclass
+class Prediction:
+    """Predictions for a block of rows, in input order; `probabilities` is (rows, classes) for classifiers."""
+
+    predictions: list[Any]
+    probabilities: np.ndarray | None
+    warnings: list[str]
+
+
+class ModelPackage:
+    """A loaded, verified package ready to predict on raw records."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], config: LuodiConfig, pipeline: FeaturePipeline,
+                 model: nn.Module):
+        self.path, self.manifest, self.config = path, manifest, config
+        self.pipeline, self.model = pipeline, model
+        self.task = config.target.task
+
+    @property
+    def target(self) -> str:
+        return self.config.target.name
+
+    @property
+    def classes(self) -> list[Any]:
+        return self.pipeline.target.classes
+
+    def encode(self, data: TableLike, source: str = "records", with_target: bool = False,
+               strict: bool = False) -> tuple[pa.Table, Encoded]:
+        """Raw records to model inputs with the saved feature state (and encoded targets when asked)."""
+        table = coerce_table(to_table(data, source), self.config, source, with_target)
+        return table, self.pipeline.transform(table, source, with_target, strict)
+
+    def outputs(self, encoded: Encoded, batch_size: int = 4096) -> np.ndarray:
+        """Activated model outputs: standardized values, P(positive), or class probabilities."""
+        inputs = {name: torch.from_numpy(array) for name, array in encoded.inputs.items()}
+        outputs, _ = predict_tensors(self.model, inputs, self.task, batch_size)
+        return outputs
+
+    def predict(self, data: TableLike, source: str = "records", strict: bool = False) -> Prediction:
+        """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts."""
+        _, encoded = self.encode(data, source, strict=strict)
+        predictions, probabilities = self.pipeline.target.decode(self.outputs(encoded))
+        return Prediction(predictions, probabilities, encoded.unseen.messages())
+
+    def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False) -> Any:
+        """Predictions as a pandas DataFrame: `<target>_prediction` and `<target>_probability_<class>`."""
+        import pandas as pd
+
+        result = self.predict(data, source, strict)
+        columns: dict[str, Any] = {f"{self.target}_prediction": result.predictions}
+        if result.probabilities is not None:
+            for index, name in enumerate(self.pipeline.target.class_names):
+                columns[f"{self.target}_probability_{name}"] = result.probabilities[:, index]
+        frame = pd.DataFrame(columns)
+        frame.attrs["warnings"] = result.warnings
+        return frame
+
+
+def load_package(path: str | Path) -> ModelPackage:
+    """Verify and load a package folder; weights are checked against the architecture before use."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    manifest = verify_package(path)
+    config = validate_config(manifest["config"], f"{path / MANIFEST} config")
+    pipeline = FeaturePipeline.from_state(config, manifest["features"])
+    model = build_model(config, pipeline)
+    weights = path / WEIGHTS
+    check_weights(weights, model)
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return ModelPackage(path, manifest, config, pipeline, model)

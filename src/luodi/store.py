@@ -1,0 +1,401 @@
+"""LUODI_HOME: SQLite (WAL) for runs, model versions, aliases and an append-only event log; folders for files.
+
+Layout: `luodi.db`, `runs/<run id>/` (config, checkpoint, pipeline state), `models/<name>/v<version>/`
+(immutable packages), `staging/` (packages being written; renamed into `models/` at registration).
+Every change is one transaction; a package folder becomes a version only when its row commits.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from luodi.errors import InputError
+from luodi.io import fsync_dir
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RESERVED_ALIASES = {"latest"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, config TEXT NOT NULL, environment TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}', summary TEXT NOT NULL DEFAULT '{}', error TEXT,
+    model_name TEXT, model_version INTEGER);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL, metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch));
+CREATE TABLE IF NOT EXISTS model_versions (
+    name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT, path TEXT NOT NULL, created_at TEXT NOT NULL,
+    task TEXT NOT NULL, metrics TEXT NOT NULL DEFAULT '{}', parent_version INTEGER, data_sha256 TEXT,
+    description TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (name, alias), FOREIGN KEY (name, version) REFERENCES model_versions(name, version));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+    actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
+"""
+
+
+def validate_name(value: str, what: str = "name") -> str:
+    """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$, and never '.' or '..'."""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value) or value in (".", ".."):
+        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def path_inside(root: Path, *parts: str) -> Path:
+    """root/parts..., refusing names that escape the root or pass through a symlink."""
+    root = Path(root).resolve()
+    for part in parts:
+        validate_name(part, "path component")
+    path = root.joinpath(*parts)
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise InputError(f"refusing symlink inside the store: {current}")
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise InputError(f"path escapes the store: {path}")
+    return resolved
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LUODI_HOME", ".luodi"))
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    name: str
+    status: str
+    created_at: str
+    updated_at: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+    error: str | None
+    model_name: str | None
+    model_version: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    run_id: str | None
+    path: Path
+    created_at: str
+    task: str
+    metrics: dict[str, Any]
+    parent_version: int | None
+    data_sha256: str | None
+    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "path": str(self.path), "aliases": list(self.aliases)}
+
+
+class Store:
+    """The local run store and model registry under LUODI_HOME (default ./.luodi)."""
+
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home) if home is not None else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = self.home.resolve()
+        for folder in ("runs", "models", "staging"):
+            (self.home / folder).mkdir(exist_ok=True)
+        self.db_path = self.home / "luodi.db"
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    # ------------------------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        try:
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE): all of it commits or none of it does."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _event(self, connection: sqlite3.Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        actor = os.environ.get("LUODI_ACTOR") or _user()
+        connection.execute("INSERT INTO events (at, kind, subject, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                           (now(), kind, subject, actor, json.dumps(detail, default=str)))
+
+    def integrity_check(self) -> str:
+        with self._connect() as connection:
+            return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # ---------------------------------------------------------------------------------------- runs
+    def create_run(self, name: str, config: dict[str, Any], environment: dict[str, Any]) -> Run:
+        validate_name(name, "model name")
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        path_inside(self.home / "runs", run_id).mkdir()
+        with self.transaction() as connection:
+            stamp = now()
+            connection.execute(
+                "INSERT INTO runs (id, name, status, created_at, updated_at, config, environment) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, name, stamp, stamp, json.dumps(config), json.dumps(environment)),
+            )
+            self._event(connection, "run.start", run_id, {"name": name})
+        return self.get_run(run_id)
+
+    def run_dir(self, run_id: str) -> Path:
+        return path_inside(self.home / "runs", validate_name(run_id, "run id"))
+
+    def update_run(self, run_id: str, *, status: str | None = None, metrics: dict[str, Any] | None = None,
+                   summary: dict[str, Any] | None = None, error: str | None = None,
+                   environment: dict[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {"updated_at": now()}
+        if status is not None:
+            fields["status"] = status
+        if metrics is not None:
+            fields["metrics"] = json.dumps(metrics)
+        if summary is not None:
+            fields["summary"] = json.dumps(summary, default=str)
+        if error is not None:
+            fields["error"] = error
+        if environment is not None:
+            fields["environment"] = json.dumps(environment)
+        assignments = ", ".join(f"{key} = ?" for key in fields)
+        with self.transaction() as connection:
+            connection.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
+            if status is not None:
+                self._event(connection, f"run.{status}", run_id, {"error": error} if error else {})
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        with self.transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, metrics) VALUES (?, ?, ?)",
+                               (run_id, epoch, json.dumps(metrics)))
+
+    def epoch_history(self, run_id: str) -> list[dict[str, float]]:
+        with self._connect() as connection:
+            rows = connection.execute("SELECT metrics FROM epoch_metrics WHERE run_id = ? ORDER BY epoch",
+                                      (run_id,)).fetchall()
+        return [json.loads(row["metrics"]) for row in rows]
+
+    def get_run(self, run_id: str) -> Run:
+        validate_name(run_id, "run id")
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                row = self._unique_prefix(connection, run_id)
+        return _run(row)
+
+    def _unique_prefix(self, connection: sqlite3.Connection, prefix: str) -> sqlite3.Row:
+        rows = connection.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                                  (prefix.replace("_", "\\_").replace("%", "\\%") + "%",)).fetchall()
+        if len(rows) == 1:
+            return rows[0]
+        raise InputError(f"run {prefix!r} not found" + (" (ambiguous prefix)" if rows else "")
+                         + "; list runs with `luodi runs ls`")
+
+    def list_runs(self, name: str | None = None, limit: int = 50) -> list[Run]:
+        with self._connect() as connection:
+            query = "SELECT * FROM runs" + (" WHERE name = ?" if name else "") + " ORDER BY created_at DESC, id DESC LIMIT ?"
+            rows = connection.execute(query, (name, limit) if name else (limit,)).fetchall()
+        return [_run(row) for row in rows]
+
+    # -------------------------------------------------------------------------------------- models
+    def staging_dir(self) -> Path:
+        """A fresh folder to write a package into before `register_model` renames it into place."""
+        path = self.home / "staging" / secrets.token_hex(8)
+        path.mkdir()
+        return path
+
+    def register_model(self, name: str, staging: Path, *, run_id: str | None, task: str,
+                       metrics: dict[str, Any], data_sha256: str | None = None, description: str = "",
+                       parent_version: int | None = None) -> ModelVersion:
+        """Make a staged package the next version of `name`: rename into place and commit its row together.
+
+        A crash between the rename and the commit leaves an orphan folder with no row: not a version, and
+        moved aside by the next registration that needs its number.
+        """
+        validate_name(name, "model name")
+        parent = path_inside(self.home / "models", name)
+        parent.mkdir(exist_ok=True)
+        with self.transaction() as connection:
+            row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
+            version = (row[0] or 0) + 1
+            if parent_version is None and row[0]:
+                parent_version = row[0]
+            destination = parent / f"v{version}"
+            if destination.exists():
+                orphans = self.home / "staging" / f"orphan-{name}-v{version}-{secrets.token_hex(4)}"
+                os.replace(destination, orphans)
+            os.replace(staging, destination)
+            fsync_dir(parent)
+            connection.execute(
+                "INSERT INTO model_versions (name, version, run_id, path, created_at, task, metrics, "
+                "parent_version, data_sha256, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, version, run_id, str(destination.relative_to(self.home)), now(), task,
+                 json.dumps(metrics), parent_version, data_sha256, description),
+            )
+            if run_id is not None:
+                connection.execute("UPDATE runs SET model_name = ?, model_version = ? WHERE id = ?",
+                                   (name, version, run_id))
+            self._event(connection, "model.register", f"{name}/{version}", {"run_id": run_id})
+        return self.get_version(name, version)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM model_versions WHERE name = ? AND version = ?",
+                                     (name, version)).fetchone()
+            if row is None:
+                raise InputError(f"model {name!r} has no version {version}; see `luodi models show {name}`")
+            return self._version(connection, row)
+
+    def _version(self, connection: sqlite3.Connection, row: sqlite3.Row) -> ModelVersion:
+        aliases = [r["alias"] for r in connection.execute(
+            "SELECT alias FROM aliases WHERE name = ? AND version = ? ORDER BY alias", (row["name"], row["version"]))]
+        latest = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?",
+                                    (row["name"],)).fetchone()[0]
+        if latest == row["version"]:
+            aliases.insert(0, "latest")
+        return ModelVersion(
+            name=row["name"], version=row["version"], run_id=row["run_id"], path=self.home / row["path"],
+            created_at=row["created_at"], task=row["task"], metrics=json.loads(row["metrics"]),
+            parent_version=row["parent_version"], data_sha256=row["data_sha256"],
+            description=row["description"], aliases=tuple(aliases),
+        )
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        validate_name(name, "model name")
+        with self._connect() as connection:
+            rows = connection.execute("SELECT * FROM model_versions WHERE name = ? ORDER BY version DESC",
+                                      (name,)).fetchall()
+            if not rows:
+                raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
+            return [self._version(connection, row) for row in rows]
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT name, COUNT(*) AS versions, MAX(version) AS latest, MAX(created_at) AS updated_at "
+                "FROM model_versions GROUP BY name ORDER BY name").fetchall()
+            out = []
+            for row in rows:
+                aliases = {r["alias"]: r["version"] for r in connection.execute(
+                    "SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (row["name"],))}
+                out.append({"name": row["name"], "versions": row["versions"], "latest": row["latest"],
+                            "aliases": aliases, "updated_at": row["updated_at"]})
+        return out
+
+    def _known_models_hint(self, connection: sqlite3.Connection) -> str:
+        names = [r[0] for r in connection.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
+        return f"; registered models: {', '.join(names)}" if names else "; no model is registered yet"
+
+    def resolve(self, reference: str) -> ModelVersion:
+        """`name`, `name@alias`, `name/version` (or `name/vN`) to a registered version; `latest` is built in."""
+        name, alias, version = reference, None, None
+        if "@" in reference:
+            name, _, alias = reference.partition("@")
+        elif "/" in reference:
+            name, _, text = reference.partition("/")
+            if not text.lstrip("v").isdigit():
+                raise InputError(f"model reference {reference!r}: version must be a number, e.g. {name}/3")
+            version = int(text.lstrip("v"))
+        validate_name(name, "model name")
+        if version is not None:
+            return self.get_version(name, version)
+        with self._connect() as connection:
+            if alias is None or alias == "latest":
+                row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
+                if row[0] is None:
+                    raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
+                version = row[0]
+            else:
+                validate_name(alias, "alias")
+                row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
+                                         (name, alias)).fetchone()
+                if row is None:
+                    known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
+                    raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
+                version = row[0]
+        return self.get_version(name, version)
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
+        """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
+        validate_name(alias, "alias")
+        if alias in RESERVED_ALIASES:
+            raise InputError(f"alias {alias!r} is reserved: it always points at the newest version")
+        self.get_version(name, version)
+        with self.transaction() as connection:
+            row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
+                                     (name, alias)).fetchone()
+            previous = row[0] if row else None
+            connection.execute("INSERT OR REPLACE INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?)",
+                               (name, alias, version, now()))
+            detail = {"alias": alias, "from": previous, "to": version, "reason": reason}
+            self._event(connection, "alias.move", f"{name}@{alias}", detail)
+        return detail
+
+    def events(self, subject_prefix: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        with self._connect() as connection:
+            query = "SELECT * FROM events" + (" WHERE subject LIKE ?" if subject_prefix else "") + " ORDER BY id DESC LIMIT ?"
+            args = (subject_prefix + "%", limit) if subject_prefix else (limit,)
+            rows = connection.execute(query, args).fetchall()
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+    def remove_staging(self, staging: Path) -> None:
+        if staging.resolve().is_relative_to(self.home / "staging"):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"],
+        updated_at=row["updated_at"], config=json.loads(row["config"]), environment=json.loads(row["environment"]),
+        metrics=json.loads(row["metrics"]), summary=json.loads(row["summary"]), error=row["error"],
+        model_name=row["model_name"], model_version=row["model_version"],
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,216 @@
+"""The training loop, top to bottom: batches, optimizer, schedule, clipping, validation, early stopping, checkpoints.
+
+Data order is a pure function of (seed, epoch), and every piece of state that changes during training is in
+the checkpoint, so a run killed at any step and resumed from its last checkpoint ends with the same weights
+as a run that was never interrupted (on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from luodi.config import OptimizerConfig, SchedulerConfig, TrainerConfig
+from luodi.models.heads import LossFn, activate
+from luodi.train.checkpoint import load_checkpoint, save_checkpoint
+from luodi.train.progress import Progress, Silent
+
+Score = Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (activated outputs, targets) -> metrics
+
+
+@dataclass
+class Tensors:
+    """A split as tensors: named model inputs (rows first) and the encoded target."""
+
+    inputs: dict[str, torch.Tensor]
+    target: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def to(self, device: torch.device) -> Tensors:
+        return Tensors({k: v.to(device) for k, v in self.inputs.items()}, self.target.to(device))
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_score: float
+    stopped_early: bool
+    steps: int
+    seconds: float
+    epochs_run: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and normalization/embedding scales: the usual, better-behaved choice.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embeddings" in n]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.type == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    optimizer_class = torch.optim.AdamW if config.type == "adamw" else torch.optim.Adam
+    return optimizer_class(groups, lr=config.lr, betas=config.betas)
+
+
+def lr_factor(config: SchedulerConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at a global step: linear warmup, then the configured decay."""
+    warmup = config.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.type == "none":
+            return 1.0
+        if config.type == "step":
+            return float(config.gamma ** ((step // steps_per_epoch) // config.step_size))
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        floor = config.min_lr_ratio
+        if config.type == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0 - (1 - floor) * progress  # linear
+
+    return factor
+
+
+@torch.no_grad()
+def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: str, batch_size: int,
+                    loss_fn: LossFn | None = None, target: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
+    """Activated outputs for all rows (and the mean loss when a target is given), in eval mode."""
+    model.eval()
+    rows = len(next(iter(inputs.values())))
+    outputs, loss_sum = [], 0.0
+    for start in range(0, rows, batch_size):
+        batch = {name: tensor[start:start + batch_size] for name, tensor in inputs.items()}
+        logits = model(batch)
+        if loss_fn is not None and target is not None:
+            loss_sum += float(loss_fn(logits, target[start:start + batch_size])) * len(logits)
+        outputs.append(activate(task, logits).float().cpu())
+    return torch.cat(outputs).numpy(), loss_sum / max(rows, 1)
+
+
+def fit(
+    model: nn.Module,
+    train: Tensors,
+    validation: Tensors,
+    config: TrainerConfig,
+    *,
+    task: str,
+    loss_fn: LossFn,
+    score: Score,
+    monitor: str,
+    mode: str,
+    run_dir: Path,
+    device: torch.device,
+    progress: Progress | None = None,
+    callbacks: Sequence[Callable[[int, dict[str, float]], None]] = (),
+) -> FitResult:
+    """Train `model` in place and leave the best validation weights in it.
+
+    Resumes from `run_dir/checkpoint.pt` when it exists. `monitor` names the validation metric that early
+    stopping and best-weights selection watch; `mode` is 'min' or 'max'.
+    """
+    progress = progress or Silent()
+    model.to(device)
+    train, validation = train.to(device), validation.to(device)
+    loss_fn = loss_fn.to(device)
+    rows = len(train)
+    steps_per_epoch = max(1, math.ceil(rows / config.batch_size))
+    if rows > config.batch_size and rows % config.batch_size == 1:
+        steps_per_epoch -= 1  # a 1-row last batch breaks batch norm and adds only noise
+    optimizer = build_optimizer(model, config.optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(config.scheduler, steps_per_epoch, steps_per_epoch * config.epochs)
+    )
+    sign = 1.0 if mode == "min" else -1.0
+    state: dict[str, Any] = {
+        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "loss_sum": 0.0, "loss_rows": 0,
+        "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped_early": False,
+        "best_model": None, "seconds": 0.0,
+    }
+    saved = load_checkpoint(run_dir)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        state.update({key: saved[key] for key in state})
+    started = time.perf_counter() - state["seconds"]
+
+    def checkpoint() -> None:
+        state["seconds"] = time.perf_counter() - started
+        save_checkpoint(run_dir, {
+            **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+        })
+
+    every = config.checkpoint_every_steps
+    clip = config.gradient_clip
+    batch_size = config.batch_size
+    progress.start(config.epochs, steps_per_epoch, state["epoch"], state["step_in_epoch"])
+    try:
+        while state["epoch"] < config.epochs and not state["stopped_early"]:
+            epoch = state["epoch"]
+            model.train()
+            order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+            order = order.to(device)
+            loss_sum = torch.tensor(state["loss_sum"], dtype=torch.float64)
+            for step in range(state["step_in_epoch"], steps_per_epoch):
+                index = order[step * batch_size:(step + 1) * batch_size]
+                batch = {name: tensor[index] for name, tensor in train.inputs.items()}
+                loss = loss_fn(model(batch), train.target[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach().double().cpu() * len(index)
+                state["loss_rows"] += len(index)
+                state["global_step"] += 1
+                state["step_in_epoch"] = step + 1
+                progress.step(float(loss) if step % 10 == 0 else None)
+                if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
+                    state["loss_sum"] = float(loss_sum)
+                    checkpoint()
+            outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size,
+                                                loss_fn, validation.target)
+            metrics = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(state["loss_rows"], 1),
+                       "val_loss": val_loss, "lr": scheduler.get_last_lr()[0]}
+            metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})
+            metrics["val_loss"] = val_loss
+            value = metrics["val_loss" if monitor == "loss" else f"val_{monitor}"]
+            improved = sign * value < state["best_score"] - config.early_stopping.min_delta
+            if improved or state["best_model"] is None:
+                state["best_score"], state["best_epoch"], state["bad_epochs"] = sign * value, epoch, 0
+                state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            else:
+                state["bad_epochs"] += 1
+            state["history"].append(metrics)
+            state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_rows=0)
+            stopping = config.early_stopping
+            if stopping.enabled and state["bad_epochs"] >= stopping.patience:
+                state["stopped_early"] = True
+            checkpoint()
+            progress.epoch_end(epoch, metrics, improved)
+            for callback in callbacks:
+                callback(epoch, metrics)
+    finally:
+        progress.close()
+    model.load_state_dict(state["best_model"])
+    return FitResult(
+        history=state["history"], best_epoch=state["best_epoch"] + 1, best_score=sign * state["best_score"],
+        stopped_early=state["stopped_early"], steps=state["global_step"],
+        seconds=time.perf_counter() - started, epochs_run=state["epoch"],
+    )
