@@ -105,8 +105,7 @@ def _read_splits(config: LuodiConfig) -> tuple[Any, dict[str, Any]]:
         splits = Splits(table, load(data.validation), load(data.test))
         fingerprint.update(validation=fingerprint_file(data.validation), test=fingerprint_file(data.test))
     else:
-        stratify = config.target.name if config.target.task != "regression" else None
-        splits = split_table(table, data.split, stratify)
+        splits = split_table(table, data.split, config.target.name, config.target.task)
     if splits.train.num_rows < 2 or splits.validation.num_rows < 1:
         raise InputError(f"{data.train}: {table.num_rows} rows are too few to split into train and validation")
     return splits, fingerprint

@@ -50,10 +50,24 @@ def _groups(strata: np.ndarray) -> list[np.ndarray]:
     return np.split(order, boundaries)
 
 
-def split_table(table: pa.Table, config: SplitConfig, target: str | None) -> Splits:
-    """Split one table; `target` names the column to stratify on (None: plain random split)."""
+QUANTILE_BINS = 10
+
+
+def quantile_bins(values: np.ndarray, bins: int = QUANTILE_BINS) -> np.ndarray:
+    """Bin a numeric target by its quantiles, so every split covers its whole range (regression strata)."""
+    bins = max(1, min(bins, len(values) // 10))
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.searchsorted(edges, values, side="right")
+
+
+def split_table(table: pa.Table, config: SplitConfig, target: str | None, task: str = "binary") -> Splits:
+    """Split one table, stratified on `target` when given: by class, or by quantile bin for regression."""
     strata = None
     if target is not None and config.stratify:
-        strata = pc.cast(table.column(target), pa.string()).to_numpy(zero_copy_only=False)
+        column = table.column(target)
+        if task == "regression":
+            strata = quantile_bins(column.to_numpy(zero_copy_only=False).astype(np.float64))
+        else:
+            strata = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
     train, validation, test = split_indices(table.num_rows, config, strata)
     return Splits(table.take(train), table.take(validation), table.take(test))

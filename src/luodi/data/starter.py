@@ -81,7 +81,7 @@ def render(starter: Starter, data_path: str, source: Path) -> str:
         f"  - {{name: {_quote(c.name)}, type: {c.type}}}".ljust(width + 32) + f"# {c.reason}"
         for c in starter.features
     )
-    dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason}" for c in starter.dropped)
+    dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason.removeprefix('dropped: ')}" for c in starter.dropped)
     stop_metric = "loss"
     return f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
@@ -92,7 +92,7 @@ name: {starter.name}                    # model name in the registry
 
 data:
   train: {_quote(data_path)}            # CSV, Parquet or JSONL, relative to this file
-  split:                                # held out from the same file, stratified by class
+  split:                                # held out from the same file, stratified by target
     validation: 0.15
     test: 0.15
     stratify: true
