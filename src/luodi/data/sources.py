@@ -14,8 +14,10 @@ from luodi.errors import InputError
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
             ".ndjson": "jsonl", ".json": "jsonl"}
 
-# Cells that mean "missing" in CSV files.
-NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "#N/A", "-NaN", "-nan"]
+# Cells that mean "missing" in CSV files: pandas' defaults, so files read the same in both. A lowercase
+# "none" stays a value (an internet plan of "none" is a category, not a missing cell).
+NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+               "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 TableLike = str | Path | pa.Table | Any  # a path, an Arrow table, a pandas DataFrame, or a list of dicts
 
