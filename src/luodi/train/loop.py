@@ -180,7 +180,7 @@ def fit(
                 state["loss_rows"] += len(index)
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
-                progress.step(float(loss) if step % 10 == 0 else None)
+                progress.step(loss.item() if step % 10 == 0 else None)
                 if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
                     state["loss_sum"] = float(loss_sum)
                     checkpoint()

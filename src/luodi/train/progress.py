@@ -13,9 +13,13 @@ class Progress(Protocol):
     def close(self) -> None: ...
 
 
+SHOWN = ("train_loss", "val_loss", "val_accuracy", "val_roc_auc", "val_f1_macro", "val_r2", "val_rmse")
+
+
 def _summary(metrics: dict[str, float], limit: int = 4) -> str:
-    keys = ["train_loss", "val_loss"] + [key for key in metrics if key.startswith("val_") and key != "val_loss"]
-    return "  ".join(f"{key} {metrics[key]:.4f}" for key in keys[:limit] if key in metrics)
+    """The losses and the headline validation metrics of the task, in a fixed order."""
+    keys = [key for key in SHOWN if key in metrics][:limit]
+    return "  ".join(f"{key} {metrics[key]:.4f}" for key in keys)
 
 
 class Silent:
