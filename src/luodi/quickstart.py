@@ -36,7 +36,7 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
         quiet: bool = False) -> dict[str, Any]:
     """Write the data, then init, train, evaluate and predict; print a short summary; return it."""
     started = time.perf_counter()
-    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="luodi-quickstart-"))
+    folder = (Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="luodi-quickstart-"))).resolve()
 
     def say(text: str) -> None:
         if not quiet:
