@@ -1,5 +1,6 @@
 # One workflow: CI (.ci/run) calls `make test`; people call the same targets.
-PYTHON ?= python3.11
+# Python 3.11 where present (what CI and the README assume), else the default python3 (>= 3.10).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,9 +11,8 @@ install: $(STAMP)
 
 # torch first, pinned: 2.13.0 is the CPU build on this machine's disk; an unpinned torch pulls a CUDA build.
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
+	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.10) on PATH"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -21,8 +21,7 @@ demo: install
 	$(BIN)/luodi quickstart
 
 test: install
-	$(BIN)/python -m pytest -q -n 0 2>/dev/null --version >/dev/null; \
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -38,3 +37,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info
+
+# Regenerate the config reference from the field descriptions in src/luodi/config.py (a test checks it).
+docs/config.md: src/luodi/config.py
+	$(BIN)/python -m luodi.config > $@
