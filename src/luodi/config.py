@@ -43,7 +43,9 @@ class SplitConfig(Strict):
 
     validation: float = Field(0.15, gt=0, lt=0.5, description="Fraction of rows held out for validation.")
     test: float = Field(0.15, ge=0, lt=0.5, description="Fraction of rows held out for the final test.")
-    stratify: bool = Field(True, description="Keep class proportions (or, for regression, target deciles) equal across splits.")
+    stratify: bool = Field(
+        True, description="Keep class proportions (for regression: target deciles) equal across splits."
+    )
     seed: int = Field(42, description="Seed of the split; the same seed gives the same rows.")
 
 

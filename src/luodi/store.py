@@ -235,7 +235,8 @@ class Store:
 
     def list_runs(self, name: str | None = None, limit: int = 50) -> list[Run]:
         with self._connect() as connection:
-            query = "SELECT * FROM runs" + (" WHERE name = ?" if name else "") + " ORDER BY created_at DESC, id DESC LIMIT ?"
+            where = " WHERE name = ?" if name else ""
+            query = f"SELECT * FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT ?"
             rows = connection.execute(query, (name, limit) if name else (limit,)).fetchall()
         return [_run(row) for row in rows]
 
@@ -375,7 +376,8 @@ class Store:
 
     def events(self, subject_prefix: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         with self._connect() as connection:
-            query = "SELECT * FROM events" + (" WHERE subject LIKE ?" if subject_prefix else "") + " ORDER BY id DESC LIMIT ?"
+            where = " WHERE subject LIKE ?" if subject_prefix else ""
+            query = f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?"
             args = (subject_prefix + "%", limit) if subject_prefix else (limit,)
             rows = connection.execute(query, args).fetchall()
         return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 
@@ -19,7 +19,7 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet
 NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
                "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
-TableLike = str | Path | pa.Table | Any  # a path, an Arrow table, a pandas DataFrame, or a list of dicts
+TableLike: TypeAlias = Any  # a file path, an Arrow table, a pandas DataFrame, a dict or a list of dicts
 
 
 def table_format(path: Path) -> str:

@@ -40,7 +40,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
             y_true, y_pred, labels=labels, average=average, zero_division=0
         )
         out[f"precision_{average}"], out[f"recall_{average}"], out[f"f1_{average}"] = (
-            float(precision), float(recall), float(f1)  # type: ignore[arg-type]
+            float(precision), float(recall), float(f1)
         )
     clipped = np.clip(probabilities, 1e-15, 1.0)
     clipped /= clipped.sum(axis=1, keepdims=True)
@@ -52,7 +52,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
             precision, recall, f1, _ = metrics.precision_recall_fscore_support(
                 y_true, y_pred, labels=[1], average="binary", zero_division=0
             )
-            out.update(precision=float(precision), recall=float(recall), f1=float(f1))  # type: ignore[arg-type]
+            out.update(precision=float(precision), recall=float(recall), f1=float(f1))
             if len(present) == 2:
                 out["roc_auc"] = float(metrics.roc_auc_score(y_true, probabilities[:, 1]))
         elif len(present) == n_classes:

@@ -44,6 +44,7 @@ class Unseen:
 class Encoder(Protocol):
     name: str
     kind: str  # "dense" or "index"
+    config: Any  # the feature's config model
 
     def fit(self, column: pa.ChunkedArray) -> None: ...
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray: ...
@@ -234,4 +235,4 @@ ENCODERS: dict[str, type] = {
 def build_encoder(config: NumericFeature | CategoryFeature | BinaryFeature | TextFeature,
                   state: dict[str, Any] | None = None) -> Encoder:
     """A fresh encoder for a feature config, or one restored from its saved state."""
-    return ENCODERS[config.type](config, **(state or {}))  # type: ignore[no-any-return]
+    return ENCODERS[config.type](config, **(state or {}))

@@ -91,4 +91,6 @@ def make_progress(mode: str = "auto") -> Progress:
     """auto: a live bar on a terminal, epoch lines otherwise; 'lines', 'bar' or 'silent' force one."""
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "lines"
-    return {"bar": RichBar, "lines": EpochLines, "silent": Silent}[mode]()
+    if mode == "bar":
+        return RichBar()
+    return EpochLines() if mode == "lines" else Silent()
