@@ -119,8 +119,9 @@ def train(
     _warn(result.warnings)
     console = _console()
     stop = f"early stop at epoch {result.epochs_run}" if result.stopped_early else f"{result.epochs_run} epochs"
+    rows = " / ".join(f"{count} {split}" for split, count in result.rows.items())
     console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
-                  f"{result.seconds:.1f} s, rows {result.rows}")
+                  f"{result.seconds:.1f} s, rows {rows}")
     console.print(_metrics_table(result.metrics, "test metrics"))
     model = result.model
     console.print(f"registered [bold]{model['name']}/{model['version']}[/] at {result.package}")
