@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS events (
 
 def validate_name(value: str, what: str = "name") -> str:
     """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$, and never '.' or '..'."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value) or value in (".", ".."):
+    # fullmatch: with match, '$' also matches before a trailing newline, so 'name\n' would pass
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or value in (".", ".."):
         raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-'")
     return value
 
@@ -129,6 +130,8 @@ class Store:
         self.home.mkdir(parents=True, exist_ok=True)
         self.home = self.home.resolve()
         for folder in ("runs", "models", "staging"):
+            if (self.home / folder).is_symlink():
+                raise InputError(f"refusing symlink inside the store: {self.home / folder}")
             (self.home / folder).mkdir(exist_ok=True)
         self.db_path = self.home / "luodi.db"
         with self._connect() as connection:
@@ -297,7 +300,8 @@ class Store:
         if latest == row["version"]:
             aliases.insert(0, "latest")
         return ModelVersion(
-            name=row["name"], version=row["version"], run_id=row["run_id"], path=self.home / row["path"],
+            name=row["name"], version=row["version"], run_id=row["run_id"],
+            path=path_inside(self.home, *Path(row["path"]).parts),  # a version folder swapped for a link is refused
             created_at=row["created_at"], task=row["task"], metrics=json.loads(row["metrics"]),
             parent_version=row["parent_version"], data_sha256=row["data_sha256"],
             description=row["description"], aliases=tuple(aliases),

@@ -33,5 +33,6 @@ def load_checkpoint(directory: Path) -> dict[str, Any] | None:
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is the same user-facing problem
-        raise InputError(f"{path}: checkpoint cannot be read ({str(error).splitlines()[0]})") from None
+        reason = (str(error).splitlines() or [type(error).__name__])[0]  # EOFError() of a cut file has no text
+        raise InputError(f"{path}: checkpoint cannot be read ({reason})") from None
     return state

@@ -1,0 +1,80 @@
+"""Shared fixtures: a generated table and a matching tiny config, both deterministic, written into tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+
+def write_table(path: Path, rows: int = 600, seed: int = 0, task: str = "binary") -> Path:
+    """A CSV with two numbers, a number with gaps, a category and a target that depends on them."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(0, 1, rows).round(4)
+    age = rng.integers(18, 80, rows)
+    income = rng.normal(50, 15, rows).round(2)
+    income[rng.random(rows) < 0.05] = np.nan
+    color = rng.choice(["red", "green", "blue", "violet"], rows, p=[0.4, 0.3, 0.2, 0.1])
+    score = size + 0.03 * (age - 50) + 0.8 * (color == "red") + rng.normal(0, 0.5, rows)
+    if task == "binary":
+        target = np.where(score > 0.3, "yes", "no")
+    elif task == "multiclass":
+        target = np.select([score < -0.3, score < 0.7], ["low", "mid"], "high")
+    else:
+        raise ValueError(f"task {task!r}: write_table makes binary or multiclass targets")
+    frame = pd.DataFrame({"size": size, "age": age, "income": income, "color": color, "label": target})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_config(path: Path, data: Path, task: str = "binary", name: str = "tiny", **trainer: Any) -> Path:
+    """A config for `write_table`'s columns: one 8-wide hidden layer, 3 epochs, one thread; `trainer` overrides."""
+    config = {
+        "name": name,
+        "data": {"train": str(data)},
+        "target": {"name": "label", "task": task},
+        "input_features": [{"name": "size", "type": "numeric"}, {"name": "age", "type": "numeric"},
+                           {"name": "income", "type": "numeric"}, {"name": "color", "type": "category"}],
+        "model": {"hidden_sizes": [8], "dropout": 0.1},
+        "trainer": {"epochs": 3, "batch_size": 32, "seed": 7, **trainer},
+        "runtime": {"device": "cpu", "threads": 1},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def table_csv() -> Callable[..., Path]:
+    """`table_csv(path, rows=600, seed=0, task="binary")` writes a generated table and returns its path."""
+    return write_table
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., Path]:
+    """`tiny_config(path, data, task="binary", name="tiny", **trainer)` writes a small config for it."""
+    return write_config
+
+
+@pytest.fixture
+def luodi_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty store folder in tmp_path, also set as LUODI_HOME for code that reads the environment."""
+    home = tmp_path / "luodi-home"
+    monkeypatch.setenv("LUODI_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def trained_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package folder of a tiny model trained once per session. Read-only: copy it before changing it."""
+    import luodi.api as api
+
+    folder = tmp_path_factory.mktemp("trained")
+    config = write_config(folder / "tiny.yaml", write_table(folder / "table.csv", rows=300), epochs=2)
+    return Path(api.train(config, home=folder / "home", progress="silent").package)
