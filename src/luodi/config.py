@@ -206,7 +206,7 @@ class LuodiConfig(Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):  # match would accept a trailing newline
             raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$")
         return value
 
@@ -295,7 +295,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             message = "unknown key" + _key_hint(error, item["loc"])
         elif item["type"] == "missing":
             message = "required key is missing"
-        elif "input" in item and item["type"] not in ("union_tag_invalid",):
+        elif "input" in item and item["type"] not in ("union_tag_invalid",) and not (
+            item["type"] == "value_error" and isinstance(item["input"], dict)
+        ):  # a section-level check names its keys itself; echoing the whole section would bury the message
             message = f"{message} (got {item['input']!r})"
         lines.append(f"{path}: {message}")
     head = f"{source}: invalid config" if len(lines) > 1 else f"{source}: invalid config:"

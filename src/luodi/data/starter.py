@@ -88,7 +88,7 @@ def render(starter: Starter, data_path: str, source: Path) -> str:
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
 # Train with: luodi train {{this file}}    Override any key: --set trainer.epochs=20
 
-name: {starter.name}                    # model name in the registry
+name: {_quote(starter.name)}                    # model name in the registry
 
 data:
   train: {_quote(data_path)}            # CSV, Parquet or JSONL, relative to this file
@@ -136,7 +136,18 @@ def _quote(value: str) -> str:
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-/ ]*", value) and value.strip() == value and \
             value.lower() not in ("yes", "no", "true", "false", "on", "off", "null", "y", "n", "~"):
         return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + "".join(_escape(char) for char in value) + '"'
+
+
+def _escape(char: str) -> str:
+    """One character inside a double-quoted YAML scalar; control characters become escapes (a raw newline
+    would fold to a space, and would end a comment line)."""
+    if char in '"\\':
+        return "\\" + char
+    if char == " " or char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def relative_data_path(data: Path, config_path: Path) -> str:

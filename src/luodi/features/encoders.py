@@ -86,11 +86,11 @@ class NumericEncoder:
             self.center, self.scale = low, (high - low) if high - low > 1e-12 else 1.0
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
-        values = column.to_numpy(zero_copy_only=False).astype(np.float32)  # null -> nan
+        # Center in float64, then cast: float32 first would round away the spread of values far from zero
+        # (epoch timestamps, large ids) before the shift that makes it visible.
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
         values[np.isnan(values)] = self.fill
-        values -= np.float32(self.center)
-        values /= np.float32(self.scale)
-        return values.reshape(-1, 1)
+        return ((values - self.center) / self.scale).astype(np.float32).reshape(-1, 1)
 
     def width(self) -> int:
         return 1

@@ -32,7 +32,10 @@ class TargetEncoder:
 
     @property
     def class_names(self) -> list[str]:
-        return [str(label) for label in self.classes]
+        """Labels spelled as `as_strings` spells a column (True -> 'true', 1.0 -> '1'), so `transform` finds them."""
+        if not self.classes:
+            return []
+        return [str(name) for name in as_strings(pa.chunked_array([pa.array(self.classes)])).to_pylist()]
 
     def output_size(self) -> int:
         return len(self.classes) if self.task == "multiclass" else 1

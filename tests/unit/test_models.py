@@ -1,0 +1,105 @@
+"""The MLP and the per-task losses: output shapes, category embeddings, normalization layers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from luodi.config import ModelConfig
+from luodi.models import build_model
+from luodi.models.heads import activate, build_loss
+from luodi.models.mlp import MLP
+
+
+def inputs(batch: int = 5, dense: int = 3, categories: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    columns = [torch.randint(0, cardinality, (batch,), generator=generator) for cardinality in categories]
+    return {
+        "dense": torch.randn(batch, dense, generator=generator),
+        "categorical": torch.stack(columns, dim=1) if columns else torch.zeros(batch, 0, dtype=torch.int64),
+    }
+
+
+@pytest.mark.parametrize(("task", "output_size"), [("regression", 1), ("binary", 1), ("multiclass", 4)])
+def test_output_shapes_per_task(task: str, output_size: int) -> None:
+    model = MLP(ModelConfig(hidden_sizes=[8, 4]), 3, [], output_size)
+    logits = model(inputs())
+    assert logits.shape == (5, output_size)
+    activated = activate(task, logits)
+    assert activated.shape == ((5,) if task != "multiclass" else (5, 4))
+    if task == "multiclass":
+        assert torch.allclose(activated.sum(dim=1), torch.ones(5))
+    if task == "binary":
+        assert ((activated > 0) & (activated < 1)).all()
+
+
+def test_categories_and_dense() -> None:
+    model = MLP(ModelConfig(hidden_sizes=[6]), 2, [(4, 3), (7, 2)], 1)
+    assert [embedding.embedding_dim for embedding in model.embeddings] == [3, 2]
+    assert model.body[0].in_features == 2 + 3 + 2
+    assert model(inputs(dense=2, categories=(4, 7))).shape == (5, 1)
+
+
+def test_categories_only_and_no_inputs() -> None:
+    model = MLP(ModelConfig(hidden_sizes=[4]), 0, [(3, 2)], 2)
+    assert model(inputs(dense=0, categories=(3,))).shape == (5, 2)
+    with pytest.raises(ValueError, match="no inputs"):
+        MLP(ModelConfig(), 0, [], 1)
+
+
+@pytest.mark.parametrize(("normalization", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm),
+                                                      ("none", None)])
+def test_normalization_variants(normalization: str, layer: type[nn.Module] | None) -> None:
+    config = ModelConfig(hidden_sizes=[8, 4], normalization=normalization, dropout=0.0)  # type: ignore[arg-type]
+    model = MLP(config, 3, [], 1)
+    norms = [type(module) for module in model.body if isinstance(module, nn.BatchNorm1d | nn.LayerNorm)]
+    assert norms == ([] if layer is None else [layer, layer])
+    assert not any(isinstance(module, nn.Dropout) for module in model.body)
+    assert model(inputs()).shape == (5, 1)
+
+
+@pytest.mark.parametrize(("activation", "kind"), [("gelu", nn.GELU), ("tanh", nn.Tanh), ("leaky_relu", nn.LeakyReLU)])
+def test_activation_choice(activation: str, kind: type[nn.Module]) -> None:
+    model = MLP(ModelConfig(hidden_sizes=[4], activation=activation), 3, [], 1)  # type: ignore[arg-type]
+    assert any(isinstance(module, kind) for module in model.body)
+
+
+def test_build_model_from_pipeline_sizes() -> None:
+    pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [(5, 2)],
+                               target=SimpleNamespace(output_size=lambda: 3))
+    model = build_model(SimpleNamespace(model=ModelConfig(hidden_sizes=[4])), pipeline)
+    assert model(inputs(categories=(5,))).shape == (5, 3)
+
+
+def test_regression_loss_is_mse() -> None:
+    logits, target = torch.randn(6, 1), torch.randn(6)
+    assert torch.allclose(build_loss("regression")(logits, target), F.mse_loss(logits.squeeze(-1), target))
+
+
+def test_binary_loss_with_and_without_weights() -> None:
+    logits, target = torch.randn(6, 1), torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    plain = build_loss("binary")(logits, target)
+    assert torch.allclose(plain, F.binary_cross_entropy_with_logits(logits.squeeze(-1), target))
+    weighted = build_loss("binary", np.array([0.5, 2.0]))(logits, target)
+    expected = F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, pos_weight=torch.tensor(4.0))
+    assert torch.allclose(weighted, expected)
+
+
+def test_multiclass_loss_with_and_without_weights() -> None:
+    logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    assert torch.allclose(build_loss("multiclass")(logits, target), F.cross_entropy(logits, target))
+    weights = np.array([1.0, 2.0, 0.5])
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights, dtype=torch.float32))
+    assert torch.allclose(build_loss("multiclass", weights)(logits, target), expected)
+
+
+def test_losses_backpropagate() -> None:
+    model = MLP(ModelConfig(hidden_sizes=[4]), 3, [(3, 2)], 1)
+    loss = build_loss("binary")(model(inputs(categories=(3,))), torch.ones(5))
+    loss.backward()
+    assert all(parameter.grad is not None for parameter in model.parameters())

@@ -1,0 +1,166 @@
+"""The feature pipeline: coercion errors name column, row and value; state JSON round trip; strict mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from luodi.config import LuodiConfig, validate_config
+from luodi.data.sources import read_table
+from luodi.errors import InputError
+from luodi.features.pipeline import FeaturePipeline, coerce_table
+
+
+def make_config(task: str = "binary") -> LuodiConfig:
+    return validate_config({
+        "name": "tiny",
+        "data": {"train": "train.csv"},
+        "target": {"name": "label", "task": task},
+        "input_features": [
+            {"name": "age", "type": "numeric"}, {"name": "city", "type": "category"},
+            {"name": "member", "type": "binary"}, {"name": "note", "type": "text", "max_tokens": 6},
+            {"name": "zone", "type": "category"},
+        ],
+    })
+
+
+def make_table(rows: int = 40, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, rows).astype(float)
+    age[::7] = np.nan
+    return pa.table({
+        "age": pa.array(age, from_pandas=True),
+        "city": rng.choice(["Oslo", "Bergen", "Tromso"], rows).tolist(),
+        "member": rng.choice(["yes", "no"], rows).tolist(),
+        "note": [" ".join(rng.choice(["late", "paid", "new", "vip", "refund"], 3)) for _ in range(rows)],
+        "zone": rng.integers(1, 4, rows),
+        "label": rng.choice(["churn", "stay"], rows).tolist(),
+    })
+
+
+def encode(pipeline: FeaturePipeline, table: pa.Table, strict: bool = False) -> Any:
+    return pipeline.transform(coerce_table(table, pipeline.config, "data", True), "data", True, strict)
+
+
+def test_coerce_text_in_numeric_column_names_column_row_and_value() -> None:
+    table = pa.table({"age": ["31", " 42 ", "forty", "7"], "city": ["a"] * 4, "member": ["yes"] * 4,
+                      "note": ["x"] * 4, "zone": [1] * 4, "label": ["a", "b", "a", "b"]})
+    with pytest.raises(InputError) as caught:
+        coerce_table(table, make_config(), "new.csv", with_target=True)
+    assert str(caught.value) == "new.csv: column 'age' is numeric but row 3 holds 'forty', not a number"
+
+
+def test_coerce_parses_numeric_text_and_integers() -> None:
+    table = make_table().set_column(0, "age", pa.array(["31", " 42 ", None] + ["7"] * 37))
+    coerced = coerce_table(table, make_config(), "data", with_target=True)
+    assert coerced.column("age").type == pa.float64()
+    assert coerced.column("age").to_pylist()[:3] == [31.0, 42.0, None]
+    integers = coerce_table(make_table().set_column(0, "age", pa.array(range(40))), make_config(), "d", True)
+    assert integers.column("age").type == pa.float64()
+
+
+def test_coerce_missing_column_names_it() -> None:
+    table = make_table().drop_columns(["city"]).append_column("cty", pa.array(["x"] * 40))
+    with pytest.raises(InputError) as caught:
+        coerce_table(table, make_config(), "new.csv", with_target=False)
+    assert "new.csv: column 'city' is missing (did you mean 'cty'?)" in str(caught.value)
+
+
+def test_coerce_missing_target_only_when_needed() -> None:
+    table = make_table().drop_columns(["label"])
+    coerce_table(table, make_config(), "data", with_target=False)
+    with pytest.raises(InputError, match="column 'label' is missing"):
+        coerce_table(table, make_config(), "data", with_target=True)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), "inf"])
+def test_coerce_infinite_values(bad: Any) -> None:
+    values = [1.0, 2.0, bad] if not isinstance(bad, str) else ["1", "2", bad]
+    table = pa.table({"age": values, "city": ["a"] * 3, "member": ["y"] * 3, "note": ["x"] * 3,
+                      "zone": [1] * 3, "label": ["a", "b", "a"]})
+    with pytest.raises(InputError, match="column 'age' row 3 is infinite"):
+        coerce_table(table, make_config(), "data", with_target=True)
+
+
+def test_encoded_shapes_and_types() -> None:
+    table = make_table()
+    pipeline = FeaturePipeline.fit(make_config(), coerce_table(table, make_config(), "train", True))
+    encoded = encode(pipeline, table)
+    assert len(encoded) == 40
+    assert encoded.inputs["dense"].shape == (40, pipeline.dense_width())
+    assert encoded.inputs["dense"].dtype == np.float32
+    assert encoded.inputs["categorical"].shape == (40, 2)
+    assert encoded.inputs["categorical"].dtype == np.int64
+    assert not np.isnan(encoded.inputs["dense"]).any()
+    assert pipeline.categories() == [(4, 2), (4, 2)]
+    assert encoded.target is not None and set(encoded.target.tolist()) == {0.0, 1.0}
+
+
+def test_state_json_round_trip_gives_identical_encodings() -> None:
+    config = make_config()
+    train = coerce_table(make_table(seed=1), config, "train", True)
+    pipeline = FeaturePipeline.fit(config, train)
+    state = json.loads(json.dumps(pipeline.state()))
+    raw_config = json.loads(json.dumps(config.model_dump(mode="json")))
+    again = FeaturePipeline.from_state(raw_config, state)
+    probe = make_table(seed=2)
+    first, second = encode(pipeline, probe), encode(again, probe)
+    for key in ("dense", "categorical"):
+        assert np.array_equal(first.inputs[key], second.inputs[key])
+    assert np.array_equal(first.target, second.target)
+    assert again.input_schema() == pipeline.input_schema()
+    assert again.output_schema() == pipeline.output_schema() == {"name": "label", "task": "binary",
+                                                                  "classes": ["churn", "stay"]}
+
+
+def test_unseen_categories_are_reported_or_refused_when_strict() -> None:
+    config = make_config()
+    table = make_table()
+    pipeline = FeaturePipeline.fit(config, coerce_table(table, config, "train", True))
+    probe = table.set_column(1, "city", pa.array(["Paris"] + table.column("city").to_pylist()[1:]))
+    encoded = encode(pipeline, probe)
+    assert encoded.unseen.counts == {"city": 1}
+    assert encoded.inputs["categorical"][0, 0] == 0
+    with pytest.raises(InputError) as caught:
+        encode(pipeline, probe, strict=True)
+    assert "column 'city'" in str(caught.value) and "Paris" in str(caught.value)
+    assert "encoded as unknown" not in str(caught.value)
+
+
+def test_only_numeric_features() -> None:
+    config = validate_config({"name": "n", "data": {"train": "t.csv"}, "target": {"name": "y", "task": "regression"},
+                              "input_features": [{"name": "x", "type": "numeric"}]})
+    table = pa.table({"x": [1.0, 2.0, 3.0], "y": [0.5, 1.5, 2.5]})
+    pipeline = FeaturePipeline.fit(config, table)
+    encoded = pipeline.transform(table, "t", with_target=True)
+    assert encoded.inputs["categorical"].shape == (3, 0)
+    assert pipeline.categories() == []
+    assert "classes" not in pipeline.output_schema()
+
+
+@pytest.mark.parametrize(("task", "labels"), [("binary", [True, False]), ("multiclass", [1.0, 2.0, 3.0])])
+def test_boolean_and_float_labels_encode(tmp_path: Path, task: str, labels: list[Any]) -> None:
+    """A CSV target of True/False reads as booleans, of 1.0/2.0 as floats; both must encode on the same file."""
+    path = tmp_path / "data.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{labels[i % len(labels)]}\n" for i in range(12)), encoding="utf-8")
+    config = validate_config({"name": "t", "data": {"train": str(path)}, "target": {"name": "y", "task": task},
+                              "input_features": [{"name": "x", "type": "numeric"}]})
+    table = coerce_table(read_table(path), config, str(path), with_target=True)
+    pipeline = FeaturePipeline.fit(config, table)
+    encoded = pipeline.transform(table, str(path), with_target=True)
+    assert encoded.target is not None
+    assert [pipeline.target.classes[int(index)] for index in encoded.target] == [
+        labels[i % len(labels)] for i in range(12)
+    ]
+
+
+def test_coerce_names_the_bad_row_after_nan_text() -> None:
+    table = pa.table({"age": ["NaN", " -nan ", "5", "abc"], "city": ["a"] * 4, "member": ["y"] * 4,
+                      "note": ["x"] * 4, "zone": [1] * 4, "label": ["a", "b", "a", "b"]})
+    with pytest.raises(InputError, match="row 4 holds 'abc'"):
+        coerce_table(table, make_config(), "data", with_target=True)

@@ -1,0 +1,152 @@
+"""`luodi init`: the rendered starter config loads back and validates, whatever the column and file names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from luodi.config import LuodiConfig, validate_config
+from luodi.data.starter import _quote, model_name, plan, relative_data_path, render
+from luodi.errors import InputError
+
+ODD_NAMES = ["monthly charges", "it's", 'say "hi"', "yes", "No", "null", "2nd_contract", "1", "a: b", "#tag",
+             "-lead", "trail ", "back\\slash", "tab\there", "new\nline", "naïve café", "{x}", "[y]", "&anchor",
+             "*star", "!bang", "%pct", "@at", "`tick`", "|pipe", ">gt", "x,y", "?q", "ok.name-1/2", ""]
+
+
+def table(rows: int = 120, seed: int = 0, names: list[str] | None = None, target: str = "churned") -> pa.Table:
+    """Numbers, a category, a yes/no column, text, an id and a constant; `names` adds numeric columns."""
+    rng = np.random.default_rng(seed)
+    columns = {
+        "customer_id": [f"C{i:05d}" for i in range(rows)],
+        "tenure": rng.integers(0, 72, rows),
+        "charges": rng.normal(70, 20, rows).round(2),
+        "contract": rng.choice(["monthly", "yearly", "two-year"], rows),
+        "paperless": rng.choice(["yes", "no"], rows),
+        "note": [" ".join(rng.choice(["late", "payment", "called", "support", "twice"], 6)) for _ in range(rows)],
+        "country": ["NO"] * rows,
+    }
+    for index, name in enumerate(names or []):
+        columns[name] = rng.normal(index, 1.0, rows)
+    columns[target] = rng.choice(["yes", "no"], rows)
+    return pa.table(columns)
+
+
+def round_trip(data: pa.Table, target: str = "churned", source: str = "churn.csv", **options: str) -> LuodiConfig:
+    starter = plan(data, Path(source), target, **options)  # type: ignore[arg-type]
+    return validate_config(yaml.safe_load(render(starter, source, Path(source))), "starter")
+
+
+def test_starter_loads_back() -> None:
+    config = round_trip(table())
+    assert config.name == "churn"
+    assert config.data.train == "churn.csv"
+    assert config.target.name == "churned" and config.target.task == "binary"
+    types = {feature.name: feature.type for feature in config.input_features}
+    assert types == {"tenure": "numeric", "charges": "numeric", "contract": "category", "paperless": "binary",
+                     "note": "text"}
+
+
+def test_dropped_columns_are_commented_out() -> None:
+    starter = plan(table(), Path("churn.csv"), "churned")
+    text = render(starter, "churn.csv", Path("churn.csv"))
+    assert {column.name for column in starter.dropped} == {"customer_id", "country"}
+    assert "  # customer_id: id-like" in text
+    assert "  # country: constant" in text
+
+
+@pytest.mark.parametrize(("target", "task"), [("tenure", "regression"), ("contract", "multiclass")])
+def test_other_tasks(target: str, task: str) -> None:
+    config = round_trip(table(rows=400), target=target)
+    assert config.target.task == task
+    assert target not in {feature.name for feature in config.input_features}
+
+
+def test_task_option_and_name_option() -> None:
+    config = round_trip(table(), target="churned", task="multiclass", name="my-model")
+    assert config.target.task == "multiclass" and config.name == "my-model"
+    with pytest.raises(InputError, match="--task 'ranking'"):
+        plan(table(), Path("churn.csv"), "churned", task="ranking")
+
+
+def test_odd_column_names_round_trip() -> None:
+    config = round_trip(table(names=ODD_NAMES))
+    names = [feature.name for feature in config.input_features]
+    assert set(ODD_NAMES) <= set(names)
+
+
+@pytest.mark.parametrize("target", ["yes", "2nd_contract", 'say "hi"', "a: b", "new\nline"])
+def test_odd_target_names_round_trip(target: str) -> None:
+    assert round_trip(table(target=target), target=target).target.name == target
+
+
+@pytest.mark.parametrize("odd", ["dropped: 'quoted'", "new\nline id", "#hash_id"])
+def test_odd_dropped_names_stay_comments(odd: str) -> None:
+    data = table().append_column(odd, pa.array(["same"] * 120))
+    config = round_trip(data)
+    assert odd not in [feature.name for feature in config.input_features]
+
+
+@pytest.mark.parametrize("file_name", ["2024.csv", "1.5.csv", "yes.csv", "null.csv", "Churn data (v2).csv",
+                                       "données.csv", "..csv"])
+def test_file_names_give_valid_model_names(file_name: str) -> None:
+    config = round_trip(table(), source=file_name)
+    assert config.name == model_name(Path(file_name))
+    assert config.data.train == file_name
+
+
+def test_odd_data_paths_load_back() -> None:
+    for path in ["../data/churn.csv", "my data/churn #1.csv", "C:\\data\\churn.csv", "yes"]:
+        starter = plan(table(), Path("churn.csv"), "churned")
+        assert yaml.safe_load(render(starter, path, Path("churn.csv")))["data"]["train"] == path
+
+
+@pytest.mark.parametrize(("rows", "sizes"), [(120, [64, 32]), (2_500, [128, 64])])
+def test_sizes_follow_the_row_count(rows: int, sizes: list[int]) -> None:
+    config = round_trip(table(rows=rows))
+    assert config.model.hidden_sizes == sizes
+
+
+def test_model_name() -> None:
+    assert model_name(Path("data/Churn data.csv")) == "churn-data"
+    assert model_name(Path("###.csv")) == "model"
+
+
+def test_missing_target_values_name_rows() -> None:
+    data = table()
+    labels = data.column("churned").to_pylist()
+    labels[3] = None
+    data = data.set_column(data.column_names.index("churned"), "churned", pa.array(labels))
+    with pytest.raises(InputError, match=r"churn\.csv: target column 'churned' is missing in 1 row\(s\) \(rows 4\)"):
+        plan(data, Path("churn.csv"), "churned")
+
+
+def test_nan_target_is_refused() -> None:
+    data = pa.table({"x": [1.0, 2.0, 3.0], "y": [1.0, float("nan"), 2.0]})
+    with pytest.raises(InputError, match="NaN in 1 row"):
+        plan(data, Path("d.csv"), "y")
+
+
+def test_no_usable_features() -> None:
+    data = pa.table({"id": [f"r{i}" for i in range(30)], "y": ["a", "b"] * 15})
+    with pytest.raises(InputError, match="no usable feature columns") as caught:
+        plan(data, Path("d.csv"), "y")
+    assert "id-like" in str(caught.value)
+
+
+def test_relative_data_path(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    assert relative_data_path(tmp_path / "data" / "x.csv", tmp_path / "luodi.yaml") == str(Path("data/x.csv"))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(name=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12))
+def test_any_name_reads_back_from_flow_mapping_and_comment(name: str) -> None:
+    text = f"input_features:\n  - {{name: {_quote(name)}, type: numeric}}\n  # {_quote(name)}: dropped\n"
+    assert yaml.safe_load(text) == {"input_features": [{"name": name, "type": "numeric"}]}

@@ -1,0 +1,147 @@
+"""The target: missing values and unknown labels name rows, class weights, and decoding back to labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from luodi.config import TargetConfig
+from luodi.errors import InputError
+from luodi.features.target import TargetEncoder
+
+
+def column(values: list[Any], kind: pa.DataType | None = None) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.array(values, kind)])
+
+
+def fitted(task: str, values: list[Any], class_weights: Any = "none") -> TargetEncoder:
+    encoder = TargetEncoder(TargetConfig(name="y", task=task, class_weights=class_weights))
+    encoder.fit(column(values))
+    return encoder
+
+
+@pytest.mark.parametrize(("task", "values"), [
+    ("binary", ["a", None, "b", None]), ("regression", [1.0, float("nan"), 2.0, None]),
+])
+def test_missing_target_names_rows(task: str, values: list[Any]) -> None:
+    encoder = fitted(task, [value for value in values if value == value and value is not None])
+    with pytest.raises(InputError) as caught:
+        encoder.transform(column(values), "train.csv")
+    message = str(caught.value)
+    assert message.startswith("train.csv: target column 'y' is missing in 2 row(s)")
+    assert "(rows 2, 4)" in message
+
+
+def test_many_missing_rows_are_truncated() -> None:
+    encoder = fitted("regression", [1.0, 2.0])
+    with pytest.raises(InputError, match=r"rows 1, 2, 3, 4, 5 \.\.\."):
+        encoder.transform(column([None] * 8, pa.float64()), "data")
+
+
+def test_unknown_label_at_evaluate_time() -> None:
+    encoder = fitted("multiclass", ["low", "mid", "high", "mid"])
+    with pytest.raises(InputError) as caught:
+        encoder.transform(column(["mid", "extreme", "low"]), "holdout.csv")
+    message = str(caught.value)
+    assert "holdout.csv" in message and "['extreme']" in message and "rows 2" in message
+    assert "known labels: ['high', 'low', 'mid']" in message
+
+
+@pytest.mark.parametrize(("values", "classes"), [
+    (["yes", "no", "yes"], ["no", "yes"]),
+    ([1, 0, 0], [0, 1]),
+    ([True, False, True], [False, True]),
+    ([1.0, 0.0, 0.0], [0.0, 1.0]),
+])
+def test_binary_classes_and_targets(values: list[Any], classes: list[Any]) -> None:
+    encoder = fitted("binary", values)
+    assert encoder.classes == classes
+    targets = encoder.transform(column(values), "train")
+    assert targets.dtype == np.float32
+    assert targets.tolist() == [float(classes.index(value)) for value in values]
+
+
+@pytest.mark.parametrize("values", [["b", "c", "a", "c"], [3, 1, 2, 2], [2.0, 1.0, 3.0, 1.0]])
+def test_multiclass_targets_are_sorted_indices(values: list[Any]) -> None:
+    encoder = fitted("multiclass", values)
+    assert encoder.classes == sorted(set(values))
+    assert encoder.output_size() == 3
+    targets = encoder.transform(column(values), "train")
+    assert targets.dtype == np.int64
+    assert [encoder.classes[index] for index in targets] == values
+
+
+def test_regression_is_standardized() -> None:
+    encoder = fitted("regression", [1.0, 2.0, 3.0, 6.0])
+    targets = encoder.transform(column([1.0, 2.0, 3.0, 6.0]), "train")
+    assert targets.mean() == pytest.approx(0.0, abs=1e-6)
+    assert targets.std() == pytest.approx(1.0, abs=1e-6)
+    assert encoder.output_size() == 1
+
+
+def test_regression_refuses_text() -> None:
+    with pytest.raises(InputError, match="must be numeric for regression"):
+        fitted("regression", ["a", "b"])
+
+
+@pytest.mark.parametrize(("task", "values", "fragment"), [
+    ("binary", ["a", "a"], "single class"), ("binary", ["a", "b", "c"], "use task: multiclass"),
+])
+def test_bad_class_counts(task: str, values: list[str], fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        fitted(task, values)
+
+
+def test_balanced_class_weights() -> None:
+    encoder = fitted("multiclass", ["a"] * 6 + ["b"] * 3 + ["c"] * 1, class_weights="balanced")
+    weights = encoder.class_weights()
+    assert weights is not None
+    assert weights.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3])
+    assert float((weights * np.asarray(encoder.counts)).sum()) == pytest.approx(10.0)
+
+
+def test_explicit_and_no_class_weights() -> None:
+    assert fitted("binary", ["no", "yes"]).class_weights() is None
+    assert fitted("regression", [1.0, 2.0]).class_weights() is None
+    weights = fitted("binary", ["no", "yes"], class_weights={"yes": 3.0}).class_weights()
+    assert weights is not None and weights.tolist() == [1.0, 3.0]
+    with pytest.raises(InputError, match="unknown class"):
+        fitted("binary", ["no", "yes"], class_weights={"maybe": 2.0}).class_weights()
+
+
+@pytest.mark.parametrize(("task", "values"), [
+    ("binary", ["no", "yes", "yes", "no"]), ("multiclass", ["b", "a", "c", "a"]), ("multiclass", [2, 0, 1, 1]),
+])
+def test_decode_round_trip(task: str, values: list[Any]) -> None:
+    encoder = fitted(task, values)
+    targets = encoder.transform(column(values), "train")
+    if task == "binary":
+        outputs = np.where(targets > 0.5, 0.9, 0.2).astype(np.float32)
+    else:
+        outputs = np.eye(len(encoder.classes), dtype=np.float32)[targets] * 0.8 + 0.2 / len(encoder.classes)
+    predictions, probabilities = encoder.decode(outputs)
+    assert predictions == values
+    assert probabilities is not None and probabilities.shape == (len(values), len(encoder.classes))
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_decode_regression_restores_scale() -> None:
+    encoder = fitted("regression", [10.0, 20.0, 30.0])
+    targets = encoder.transform(column([10.0, 20.0, 30.0]), "train")
+    predictions, probabilities = encoder.decode(targets)
+    assert predictions == pytest.approx([10.0, 20.0, 30.0])
+    assert probabilities is None
+
+
+@pytest.mark.parametrize(("task", "values"), [("binary", [True, False]), ("multiclass", [1.0, 2.0, 3.0]),
+                                              ("regression", [0.5, 1.5])])
+def test_state_round_trip(task: str, values: list[Any]) -> None:
+    encoder = fitted(task, values)
+    state = json.loads(json.dumps(encoder.state()))
+    again = TargetEncoder(encoder.config, **state)
+    assert np.array_equal(encoder.transform(column(values), "a"), again.transform(column(values), "a"))
+    assert again.class_names == encoder.class_names
