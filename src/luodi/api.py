@@ -88,7 +88,7 @@ def init(data: str | Path, target: str, *, task: str | None = None, output: str 
 def _read_splits(config: LuodiConfig) -> tuple[Any, dict[str, Any]]:
     """Read, check and split the data; the target and numeric columns are checked on whole files."""
     from luodi.data.sources import fingerprint_file, read_table
-    from luodi.data.split import Splits, split_table
+    from luodi.data.split import Splits, split_rows, take_splits
     from luodi.features.pipeline import coerce_table
     from luodi.features.target import TargetEncoder
 
@@ -100,14 +100,18 @@ def _read_splits(config: LuodiConfig) -> tuple[Any, dict[str, Any]]:
         return table
 
     table = load(data.train)
+    rows = table.num_rows
     fingerprint = {"train": fingerprint_file(data.train)}
     if data.validation and data.test:
         splits = Splits(table, load(data.validation), load(data.test))
         fingerprint.update(validation=fingerprint_file(data.validation), test=fingerprint_file(data.test))
     else:
-        splits = split_table(table, data.split, config.target.name, config.target.task)
+        indices = split_rows(table, data.split, config.target.name, config.target.task)
+        schema, columns = table.schema, table.columns
+        del table  # take_splits frees each column once it is split: the rows are held once, not twice
+        splits = take_splits(columns, schema, indices)
     if splits.train.num_rows < 2 or splits.validation.num_rows < 1:
-        raise InputError(f"{data.train}: {table.num_rows} rows are too few to split into train and validation")
+        raise InputError(f"{data.train}: {rows} rows are too few to split into train and validation")
     return splits, fingerprint
 
 

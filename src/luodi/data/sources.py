@@ -57,12 +57,20 @@ def _read(path: Path, fmt: str) -> pa.Table:
         from pyarrow import csv
 
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        return csv.read_csv(
-            path,
-            parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
-            convert_options=csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True),
-            read_options=csv.ReadOptions(block_size=16 << 20),
-        )
+        options: dict[str, Any] = {
+            "parse_options": csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
+            "convert_options": csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True),
+            "read_options": csv.ReadOptions(block_size=16 << 20),
+        }
+        # The streaming reader frees each block once converted: peak memory is about the table itself. The
+        # whole-file reader keeps every parsed block until the end (to re-convert them should a later block need
+        # a wider type), about 1.5x the file size on top. Streaming takes each column's type from the first block;
+        # when a later block does not fit that type (or the file is malformed) it fails, and the whole-file reader
+        # runs instead: the same table, or the same error, as before.
+        try:
+            return csv.open_csv(path, **options).read_all()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return csv.read_csv(path, **options)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
