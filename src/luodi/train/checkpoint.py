@@ -1,6 +1,6 @@
 """Training checkpoints: everything needed to continue exactly, written atomically, loaded without unpickling code.
 
-A checkpoint holds model, optimizer and scheduler state, the best weights so far, RNG state, the epoch and
+A checkpoint holds model and optimizer state, the best weights so far, RNG state, the epoch and
 the position inside it, early-stopping state and the metric history. `torch.load(weights_only=True)` reads
 only tensors and plain containers, so a tampered file cannot run code.
 """

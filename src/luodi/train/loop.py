@@ -84,6 +84,26 @@ def lr_factor(config: SchedulerConfig, steps_per_epoch: int, total_steps: int) -
     return factor
 
 
+def add_losses(total: float, losses: list[tuple[torch.Tensor, int]]) -> float:
+    """Add each step's (loss x rows) to `total` in float64, in step order, and empty `losses`.
+
+    The same sum, bit for bit, as adding `loss.double() * rows` one step at a time, for a fraction of the cost:
+    the steps only append their detached loss (no per-step tensor ops, no per-step device sync).
+    """
+    if losses:
+        values = torch.stack([loss for loss, _ in losses]).double().tolist()
+        for value, (_, count) in zip(values, losses, strict=True):
+            total += value * count
+        losses.clear()
+    return total
+
+
+def set_lr(optimizer: torch.optim.Optimizer, peak_lrs: list[float], factor: float) -> None:
+    """Every group's learning rate = its peak lr x the schedule's factor (what LambdaLR would set)."""
+    for group, peak in zip(optimizer.param_groups, peak_lrs, strict=True):
+        group["lr"] = peak * factor
+
+
 @torch.no_grad()
 def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: str, batch_size: int,
                     loss_fn: LossFn | None = None, target: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
@@ -130,9 +150,11 @@ def fit(
     if rows > config.batch_size and rows % config.batch_size == 1:
         steps_per_epoch -= 1  # a 1-row last batch breaks batch norm and adds only noise
     optimizer = build_optimizer(model, config.optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(config.scheduler, steps_per_epoch, steps_per_epoch * config.epochs)
-    )
+    # The learning rate is a pure function of the global step (no scheduler object, nothing to checkpoint):
+    # step k runs at peak x factor(k), and groups are touched only when the factor changes.
+    factor = lr_factor(config.scheduler, steps_per_epoch, steps_per_epoch * config.epochs)
+    peak_lrs = [group["lr"] for group in optimizer.param_groups]
+    current_factor = math.nan
     sign = 1.0 if mode == "min" else -1.0
     state: dict[str, Any] = {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "loss_sum": 0.0, "loss_rows": 0,
@@ -143,7 +165,6 @@ def fit(
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng"])
         state.update({key: saved[key] for key in state})
     started = time.perf_counter() - state["seconds"]
@@ -152,7 +173,7 @@ def fit(
         state["seconds"] = time.perf_counter() - started
         save_checkpoint(run_dir, {
             **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(),
         })
 
     every = config.checkpoint_every_steps
@@ -165,29 +186,35 @@ def fit(
             model.train()
             order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
             order = order.to(device)
-            loss_sum = torch.tensor(state["loss_sum"], dtype=torch.float64)
+            loss_sum: float = state["loss_sum"]
+            losses: list[tuple[torch.Tensor, int]] = []  # (loss, rows) of steps not yet added to loss_sum
             for step in range(state["step_in_epoch"], steps_per_epoch):
                 index = order[step * batch_size:(step + 1) * batch_size]
                 batch = {name: tensor[index] for name, tensor in train.inputs.items()}
                 loss = loss_fn(model(batch), train.target[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if (next_factor := factor(state["global_step"])) != current_factor:
+                    set_lr(optimizer, peak_lrs, next_factor)
+                    current_factor = next_factor
                 if clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach().double().cpu() * len(index)
+                losses.append((loss.detach(), len(index)))
+                if len(losses) == 1024:
+                    loss_sum = add_losses(loss_sum, losses)
                 state["loss_rows"] += len(index)
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
                 progress.step(loss.item() if step % 10 == 0 else None)
                 if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
-                    state["loss_sum"] = float(loss_sum)
+                    state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
+            loss_sum = add_losses(loss_sum, losses)
             outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size,
                                                 loss_fn, validation.target)
-            metrics = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(state["loss_rows"], 1),
-                       "val_loss": val_loss, "lr": scheduler.get_last_lr()[0]}
+            metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
+                       "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
             metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})
             metrics["val_loss"] = val_loss
             value = metrics["val_loss" if monitor == "loss" else f"val_{monitor}"]
