@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from luodi.config import LuodiConfig, load_config, resolve_paths, validate_config
 from luodi.errors import InputError
@@ -75,8 +78,7 @@ def init(data: str | Path, target: str, *, task: str | None = None, output: str 
     table = read_table(data)
     plan = starter.plan(table, data, target, task, name)
     text = starter.render(plan, starter.relative_data_path(data, output), data)
-    load_check = validate_config(__import__("yaml").safe_load(text), str(output))  # what we write must load
-    assert load_check.target.task == plan.task.task
+    validate_config(yaml.safe_load(text), str(output))  # what init writes must load; a failure here is a bug
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)
     return InitResult(str(output), plan.name, plan.task.task, plan.task.reason,
@@ -169,9 +171,12 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     store = Store(home)
     run: Run | None = None
     if resume is not None:
+        if overrides:
+            raise InputError("--set does not apply to --resume: a resumed run keeps the config it started with")
         run = store.get_run(resume)
-        if run.status == "finished":
-            raise InputError(f"run {run.id} already finished (model {run.model_name}/{run.model_version})")
+        if run.model_version is not None:  # registered, then stopped before it was marked finished
+            store.update_run(run.id, status="finished")
+            raise InputError(f"run {run.id} already finished: it registered {run.model_name}/{run.model_version}")
         config = validate_config(run.config, f"run {run.id} config")
         run_dir = store.run_dir(run.id)
         for split, saved in run.summary.get("data", {}).items():
@@ -190,8 +195,6 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     splits, fingerprint = _read_splits(config)
     if run is not None:
-        import json
-
         pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()))
     else:
         pipeline = FeaturePipeline.fit(config, splits.train)
@@ -206,8 +209,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         run = store.create_run(config.name, config.model_dump(mode="json"), environment)
         store.update_run(run.id, summary=summary)
         run_dir = store.run_dir(run.id)
-        atomic_write_text(run_dir / "config.yaml", __import__("yaml").safe_dump(config.model_dump(mode="json"),
-                                                                                  sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         atomic_write_json(run_dir / "features.json", pipeline.state())
     else:
         store.update_run(run.id, status="running")

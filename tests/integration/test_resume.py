@@ -144,3 +144,21 @@ def wait_for_second_epoch(home: Path, process: subprocess.Popen[str], timeout: f
                 return checkpoint
         time.sleep(0.05)
     raise AssertionError(f"no mid-epoch checkpoint of the second epoch in {timeout} s")
+
+
+def test_resume_after_registration_does_not_register_twice(table_csv, tiny_config, tmp_path: Path) -> None:
+    """A crash between registering the version and marking the run finished must not yield a second version."""
+    config = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=300), epochs=2)
+    home = tmp_path / "home"
+    trained = api.train(config, home=home, progress="silent")
+    store = Store(home)
+    store.update_run(trained.run_id, status="running")  # as if killed right after the registration committed
+    with pytest.raises(api.InputError, match="already finished: it registered tiny/1"):
+        api.train(resume=trained.run_id, home=home, progress="silent")
+    assert [version.version for version in store.list_versions("tiny")] == [1]
+    assert store.get_run(trained.run_id).status == "finished"
+
+
+def test_resume_refuses_overrides(table_csv, tiny_config, tmp_path: Path) -> None:
+    with pytest.raises(api.InputError, match="--set does not apply to --resume"):
+        api.train(None, ["trainer.epochs=3"], resume="anything", home=tmp_path / "home")
