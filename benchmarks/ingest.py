@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
+
 NUMERIC = [f"num_{i}" for i in range(10)]
 CATEGORIES = {"cat_a": 5, "cat_b": 12, "cat_c": 20, "cat_d": 35, "cat_e": 50}
 TARGET = "target"
@@ -245,10 +246,7 @@ def main() -> int:
             "goals": {"seconds": GOAL_SECONDS, "peak_over_file": GOAL_PEAK_OVER_FILE, "time_met": time_ok,
                       "peak_met": peak_ok, "peak_increase_met": increase_ok},
         }
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / ("ingest.quick.json" if args.quick else "ingest.json")
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
+        write_result("ingest", report, args.quick)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

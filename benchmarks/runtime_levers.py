@@ -33,10 +33,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
+
 ENV_TUNING = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {"threads": 1, "mallopt": False, "env": False},
@@ -214,10 +214,7 @@ def main() -> int:
     report = {"benchmark": "runtime_levers", "quick": args.quick, "rounds": rounds, "window_s": window,
               "python": platform.python_version(), "cores": os.cpu_count(), "variants": VARIANTS,
               "env_tuning": ENV_TUNING, "settings_seen": settings, "summary": summary, "runs": runs}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("runtime_levers.quick.json" if args.quick else "runtime_levers.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("runtime_levers", report, args.quick)
     return 0
 
 

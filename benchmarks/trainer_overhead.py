@@ -22,7 +22,6 @@ time (process_time) as a cross-check. One intra-op thread for every variant (tor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
 from torch.nn import functional as F
 
 from luodi.config import ModelConfig, OptimizerConfig, TrainerConfig
@@ -44,7 +44,6 @@ from luodi.models.heads import RegressionLoss
 from luodi.models.mlp import MLP
 from luodi.train.loop import Tensors, build_optimizer, fit, predict_tensors
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FEATURES = 10
 ROWS = 100_000
 VALIDATION_ROWS = 1000
@@ -196,10 +195,7 @@ def main() -> int:
     report["load_average_end"] = os.getloadavg()[0]
     report["all_goals_met"] = passed
     print(f"goals {'MET' if passed else 'NOT met'} | load average {os.getloadavg()[0]:.2f} at end")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("trainer_overhead.quick.json" if args.quick else "trainer_overhead.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("trainer_overhead", report, args.quick)
     return 0
 
 
