@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -289,11 +290,17 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], hom
         print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']}  {event['detail']}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler, `docker stop`, systemd) stops like Ctrl-C: a training run is marked interrupted."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: InputError exits 2 with one message; other errors exit 1 without a traceback unless --debug.
 
     Typer runs in standalone mode, so usage errors (unknown option, missing argument) also exit 2.
     """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(args=argv, prog_name="luodi")
     except InputError as error:

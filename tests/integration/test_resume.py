@@ -162,3 +162,22 @@ def test_resume_after_registration_does_not_register_twice(table_csv, tiny_confi
 def test_resume_refuses_overrides(table_csv, tiny_config, tmp_path: Path) -> None:
     with pytest.raises(api.InputError, match="--set does not apply to --resume"):
         api.train(None, ["trainer.epochs=3"], resume="anything", home=tmp_path / "home")
+
+
+@pytest.mark.e2e
+def test_sigterm_marks_the_run_interrupted_and_it_resumes(table_csv, tiny_config, tmp_path: Path) -> None:
+    """`kill` (SIGTERM) stops like Ctrl-C: exit 130, status interrupted, and `--resume` finishes the run."""
+    data = table_csv(tmp_path / "table.csv", rows=30_000)
+    config = tiny_config(tmp_path / "tiny.yaml", data, epochs=2, batch_size=8, early_stopping={"enabled": False})
+    args = ["train", str(config), "--set", "trainer.checkpoint_every_steps=50", "--progress", "lines"]
+    with cli(args, tmp_path / "home", tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as victim:
+        wait_for_second_epoch(tmp_path / "home", victim)
+        victim.send_signal(signal.SIGTERM)
+        _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == 130, stderr
+    assert "luodi train --resume" in stderr
+    (run,) = json.loads(run_cli(["runs", "ls", "--json"], tmp_path / "home", tmp_path).stdout)
+    assert run["status"] == "interrupted"
+    resumed = run_cli(["train", "--resume", run["id"], "--json"], tmp_path / "home", tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["model"] == {"name": "tiny", "version": 1}
