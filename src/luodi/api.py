@@ -232,6 +232,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         metrics = _test_metrics(pipeline, outputs, test.target.numpy())
         model.cpu()
         staging = store.staging_dir()
+        parent_version = store.latest_version(config.name)  # the version this one follows, in package and store
         try:
             from luodi.package import save_package
 
@@ -241,12 +242,13 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                              "stopped_early": result.stopped_early, "steps": result.steps,
                              "seconds": result.seconds, "metrics_split": test_name},
                 "data": {"fingerprint": fingerprint, "rows": splits.sizes()},
-                "lineage": {"run_id": run.id},
+                "lineage": {"run_id": run.id, "parent_version": parent_version},
                 "environment": environment,
             })
             version = store.register_model(
                 config.name, staging, run_id=run.id, task=config.target.task, metrics=metrics,
                 data_sha256=fingerprint["train"]["sha256"], description=config.description,
+                parent_version=parent_version,
             )
         except BaseException:
             store.remove_staging(staging)

@@ -284,6 +284,13 @@ class Store:
             self._event(connection, "model.register", f"{name}/{version}", {"run_id": run_id})
         return self.get_version(name, version)
 
+    def latest_version(self, name: str) -> int | None:
+        """The newest version number of `name`, or None before its first registration."""
+        validate_name(name, "model name")
+        with self._connect() as connection:
+            row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
+        return row[0] if row[0] is not None else None
+
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._connect() as connection:
             row = connection.execute("SELECT * FROM model_versions WHERE name = ? AND version = ?",

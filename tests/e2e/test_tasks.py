@@ -87,6 +87,11 @@ def test_class_weights_and_separate_split_files(tmp_path: Path) -> None:
     config["target"]["class_weights"] = "none"
     unweighted = luodi.train(config, home=tmp_path / "home", progress="silent")
     assert result.metrics["recall"] > unweighted.metrics["recall"]
+    # lineage: each version names its run and the version it follows, in the package and in the store
+    assert package.manifest["lineage"] == {"run_id": result.run_id, "parent_version": None}
+    second = load_package(unweighted.package).manifest["lineage"]
+    assert second == {"run_id": unweighted.run_id, "parent_version": 1}
+    assert luodi.show_model("rare/2", home=tmp_path / "home")[0].parent_version == 1
 
 
 def test_package_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
