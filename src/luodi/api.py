@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +207,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     environment = apply_runtime(config.runtime, config.trainer.seed,
                                 threads=run.environment.get("threads") if run else None)
+    environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
     if run is None:
         summary = {"data": fingerprint, "rows": splits.sizes()}
         run = store.create_run(config.name, config.model_dump(mode="json"), environment)
@@ -212,7 +216,8 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         atomic_write_json(run_dir / "features.json", pipeline.state())
     else:
-        store.update_run(run.id, status="running")
+        store.update_run(run.id, status="running", environment={**run.environment, "pid": environment["pid"],
+                                                                 "host": environment["host"]})
 
     device = torch.device(environment["device"])
     model = build_model(config, pipeline)
@@ -344,13 +349,31 @@ def write_table(frame: Any, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- runs and models
+def observed(run: Run) -> Run:
+    """The run with status 'stopped' when it reads 'running' but its process on this host is gone.
+
+    A run killed with -9, or whose machine rebooted, never got to mark itself; `luodi train --resume` continues it.
+    """
+    pid, host = run.environment.get("pid"), run.environment.get("host")
+    if run.status != "running" or not isinstance(pid, int) or host != socket.gethostname():
+        return run
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return dataclasses.replace(run, status="stopped")
+    except PermissionError:  # alive, owned by someone else
+        pass
+    return run
+
+
 def list_runs(*, name: str | None = None, limit: int = 50, home: str | Path | None = None) -> list[Run]:
-    return Store(home).list_runs(name, limit)
+    """Runs, newest first; a 'running' run whose process is gone reads 'stopped'."""
+    return [observed(run) for run in Store(home).list_runs(name, limit)]
 
 
 def show_run(run_id: str, *, home: str | Path | None = None) -> dict[str, Any]:
     store = Store(home)
-    run = store.get_run(run_id)
+    run = observed(store.get_run(run_id))
     return {**run.to_dict(), "history": store.epoch_history(run.id), "dir": str(store.run_dir(run.id))}
 
 

@@ -117,7 +117,7 @@ def test_kill_9_mid_epoch_then_resume_equals_straight(table_csv, tiny_config, tm
     expected = json.loads(stdout)
 
     listed = json.loads(run_cli(["runs", "ls", "--json"], tmp_path / "killed", tmp_path).stdout)
-    assert [run["status"] for run in listed] == ["running"]  # killed: nobody marked it
+    assert [run["status"] for run in listed] == ["stopped"]  # reads 'running' in the store; its process is gone
     run_id = listed[0]["id"]
     assert checkpoint.parent.name == run_id
     saved = load_checkpoint(checkpoint.parent)
