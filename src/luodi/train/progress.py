@@ -50,7 +50,7 @@ class EpochLines:
 class RichBar:
     """A live bar over all steps, showing the epoch, running loss and the last validation metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
@@ -58,7 +58,7 @@ class RichBar:
         self.bar = RichProgress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[metrics]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
         )
         self.task: Any = None
         self.epochs = 0
