@@ -180,7 +180,9 @@ def quickstart(
     """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict."""
     from luodi.quickstart import run
 
-    summary = run(workdir=workdir, home=home, progress="silent" if as_json else "auto", quiet=as_json)
+    # A live bar on a terminal; in logs (make demo in CI) the four step lines are the summary.
+    progress = "bar" if sys.stderr.isatty() and not as_json else "silent"
+    summary = run(workdir=workdir, home=home, progress=progress, quiet=as_json)
     if as_json:
         _print_json(summary)
 
