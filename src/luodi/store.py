@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import secrets
 import shutil
 import sqlite3
@@ -21,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from luodi.config import NAME_PATTERN
 from luodi.errors import InputError
 from luodi.io import fsync_dir
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RESERVED_ALIASES = {"latest"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
