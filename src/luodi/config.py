@@ -206,8 +206,8 @@ class LuodiConfig(Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not NAME_PATTERN.fullmatch(value):  # match would accept a trailing newline
-            raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$")
+        if not NAME_PATTERN.fullmatch(value) or value in (".", ".."):  # match would accept a trailing newline
+            raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$ and not be '.' or '..'")
         return value
 
     @model_validator(mode="after")

@@ -250,7 +250,7 @@ def test_reference_matches_committed_docs() -> None:
     assert committed.rstrip("\n") == reference_markdown().rstrip("\n"), "run `make docs/config.md`"
 
 
-@pytest.mark.parametrize("name", ["name\n", "two words", "", "x" * 129, "../up", "naïve"])
+@pytest.mark.parametrize("name", ["name\n", ".", "..", "two words", "", "x" * 129, "../up", "naïve"])
 def test_bad_model_names_are_refused(name: str) -> None:
     raw = raw_config()
     raw["name"] = name
