@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -19,17 +20,22 @@ from luodi.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 KILLS = 15
 
 
-def test_kill_during_checkpointing_keeps_the_last_checkpoint(writers, tmp_path: Path) -> None:
-    folder = tmp_path / "store" / "checkpoints"
-    rng = random.Random(1)
-    last = 0
+def kill_rounds(writers, kind: str, seed: int, most_seconds: float) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """KILLS rounds: fork a writer, let it commit once, kill -9 it at a random moment; yields its pid."""
+    rng = random.Random(seed)
     for round_ in range(KILLS):
-        pid = writers.fork("checkpoint", round_)
+        pid = writers.fork(kind, round_)
         writers.wait_for_commits(pid)
-        time.sleep(rng.uniform(0, 0.15))
+        time.sleep(rng.uniform(0, most_seconds))
         writers.kill(pid)
         writers.reap()
+        yield pid
 
+
+def test_kill_during_checkpointing_keeps_the_last_checkpoint(writers, tmp_path: Path) -> None:
+    folder = tmp_path / "store" / "checkpoints"
+    last = 0
+    for pid in kill_rounds(writers, "checkpoint", seed=1, most_seconds=0.15):
         printed = [int(change[1]) for change in writers.changes(pid)]
         assert printed[0] == last + 1, "a committed checkpoint was lost before the next writer started"
         state = load_checkpoint(folder)
@@ -48,15 +54,8 @@ def test_kill_during_checkpointing_keeps_the_last_checkpoint(writers, tmp_path: 
 
 def test_kill_during_registration_loses_no_version(writers, tmp_path: Path) -> None:
     store_path = tmp_path / "store"
-    rng = random.Random(2)
     checked: set[int] = set()
-    for round_ in range(KILLS):
-        pid = writers.fork("register", round_)
-        writers.wait_for_commits(pid)
-        time.sleep(rng.uniform(0, 0.25))
-        writers.kill(pid)
-        writers.reap()
-
+    for _ in kill_rounds(writers, "register", seed=2, most_seconds=0.25):
         store = Store(store_path)
         assert store.integrity_check() == "ok"
         printed = {int(change[2]) for change in writers.changes() if change[0] == "version"}
