@@ -17,6 +17,12 @@ from luodi.errors import InputError, did_you_mean
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
+
+def is_valid_name(value: object) -> bool:
+    """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$ in full (re.match would accept a trailing
+    newline), and never '.' or '..' (they are paths)."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None and value not in (".", "..")
+
 Task = Literal["regression", "binary", "multiclass"]
 
 # Validation metrics a task can early-stop on, with the direction that is better.
@@ -206,7 +212,7 @@ class LuodiConfig(Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not NAME_PATTERN.fullmatch(value) or value in (".", ".."):  # match would accept a trailing newline
+        if not is_valid_name(value):
             raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$ and not be '.' or '..'")
         return value
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from luodi.config import NAME_PATTERN
+from luodi.config import is_valid_name
 from luodi.errors import InputError
 from luodi.io import fsync_dir
 
@@ -49,8 +49,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 def validate_name(value: str, what: str = "name") -> str:
     """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$, and never '.' or '..'."""
-    # fullmatch: with match, '$' also matches before a trailing newline, so 'name\n' would pass
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or value in (".", ".."):
+    if not is_valid_name(value):
         raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-'")
     return value
 
@@ -352,21 +351,20 @@ class Store:
         validate_name(name, "model name")
         if version is not None:
             return self.get_version(name, version)
-        with self._connect() as connection:
-            if alias is None or alias == "latest":
-                row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
-                if row[0] is None:
+        if alias is None or alias == "latest":
+            version = self.latest_version(name)
+            if version is None:
+                with self._connect() as connection:
                     raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
-                version = row[0]
-            else:
-                validate_name(alias, "alias")
-                row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
-                                         (name, alias)).fetchone()
-                if row is None:
-                    known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
-                    raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
-                version = row[0]
-        return self.get_version(name, version)
+            return self.get_version(name, version)
+        validate_name(alias, "alias")
+        with self._connect() as connection:
+            row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
+                                     (name, alias)).fetchone()
+            if row is None:
+                known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
+                raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
+        return self.get_version(name, row[0])
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
         """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
