@@ -16,7 +16,7 @@ from luodi.config import validate_config
 from luodi.evaluate import analysis, render
 from luodi.evaluate.importance import permutation_importance
 from luodi.evaluate.report import without_plots
-from luodi.evaluate.slices import MISSING, OTHER, MAX_VALUES, numeric_groups, slice_metrics, value_groups
+from luodi.evaluate.slices import MAX_VALUES, MISSING, OTHER, numeric_groups, slice_metrics, value_groups
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 
