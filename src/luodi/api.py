@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,7 +365,8 @@ def _choose_threads(config: LuodiConfig) -> None:
     torch.set_num_threads(choose_threads(config.runtime.threads)[0])
 
 
-def _report_page(gather: Any, config: LuodiConfig, warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+def _report_page(gather: Callable[[], Any], config: LuodiConfig,
+                 warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
     """(HTML, data) of a report, or None with a warning: a failed plot must not throw away a trained model."""
     from luodi.evaluate.report import build_report
 
@@ -409,10 +411,11 @@ def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home
 
 def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
             home: str | Path | None = None) -> dict[str, Any]:
-    """Compare training runs (ids or unique prefixes): config differences, metrics with the best marked.
+    """Compare training runs: config differences, metrics with the best marked.
 
-    Writes one HTML page to `out` (default: a new file under `LUODI_HOME/reports/`); returns the comparison
-    (`runs`, `metrics`, `best`, `differences`, `same`) with `report`, the page's path.
+    A run is given by id (or unique prefix), or by a model version (`churn/2`, `churn@production`): the run that
+    trained it. Writes one HTML page to `out` (default: a new file under `LUODI_HOME/reports/`); returns the
+    comparison (`runs`, `metrics`, `best`, `differences`, `same`) with `report`, the page's path.
     """
     from luodi.evaluate.compare import compare_runs, render_comparison
     from luodi.io import atomic_write_text
@@ -420,7 +423,16 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     if len(runs) < 2:
         raise InputError("compare needs at least two runs (see `luodi runs ls`)")
     store = Store(home)
-    found = [observed(store.get_run(run_id)) for run_id in runs]
+
+    def run_of(reference: str) -> Run:
+        if "/" not in reference and "@" not in reference:
+            return store.get_run(reference)
+        version = store.resolve(reference)
+        if version.run_id is None:
+            raise InputError(f"{reference}: this model version was registered without a run")
+        return store.get_run(version.run_id)
+
+    found = [observed(run_of(reference)) for reference in runs]
     duplicates = sorted({run.id for run in found if [r.id for r in found].count(run.id) > 1})
     if duplicates:
         raise InputError(f"run {duplicates[0]} is listed more than once")

@@ -194,7 +194,8 @@ def explain(
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes), two or more.")],
+    runs: Annotated[list[str], typer.Argument(help="Two or more runs: ids (or unique prefixes), or model versions "
+                                                   "(churn/2, churn@production) for the runs that trained them.")],
     out: Annotated[Path | None, typer.Option("--out", help="HTML page to write (default: under the store's "
                                                            "reports/ folder).")] = None,
     home: Home = None,

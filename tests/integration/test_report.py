@@ -223,3 +223,10 @@ def test_runs_of_different_tasks_compare_by_every_metric(runs: dict[str, Any], t
     assert result["metrics"]["r2"][0] is None and result["metrics"]["accuracy"][1] is None
     assert result["best"]["r2"] == [runs["regression"].run_id]
     assert "target.task" in result["differences"] and "input_features.color.type" not in result["differences"]
+
+
+def test_compare_takes_model_versions(runs: dict[str, Any], tmp_path: Path) -> None:
+    result = api.compare(["binary/1", "binary@latest"], out=tmp_path / "c.html", home=runs["home"])
+    assert [run["id"] for run in result["runs"]] == [runs["binary"].run_id, runs["binary2"].run_id]
+    with pytest.raises(InputError, match="no version 9"):
+        api.compare(["binary/1", "binary/9"], home=runs["home"])
