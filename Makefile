@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench install clean
+.PHONY: demo test test-fast lint bench install browser clean
 
 install: $(STAMP)
 
@@ -20,21 +20,33 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/luodi quickstart
 
-# Lint first: STYLE.md asks for ruff- and mypy-clean code, and CI runs this target.
-test: install lint
+# Lint first: STYLE.md asks for ruff- and mypy-clean code, and CI runs this target. `browser` lets the report
+# test run in headless Chromium.
+test: install lint browser
 	$(BIN)/python -m pytest -q --durations=15
+
+# Debian's chromium for the report's browser test: installed when missing and we are root with apt-get (CI);
+# otherwise nothing fails and that test skips, saying why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the report's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+			|| echo "chromium could not be installed: the browser test will skip"; \
+	else echo "chromium is not installed (needs root and apt-get): the browser test will skip"; fi
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/runtime_levers.py
+	$(BIN)/python benchmarks/report_cost.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info
@@ -42,3 +54,7 @@ clean:
 # Regenerate the config reference from the field descriptions in src/luodi/config.py (a test checks it).
 docs/config.md: src/luodi/config.py
 	$(BIN)/python -m luodi.config > $@
+
+# The README's picture of a report: a quickstart-like breast-cancer run, screenshot by headless Chromium.
+docs/report.png: install browser
+	$(BIN)/python docs/report_screenshot.py $@

@@ -1,8 +1,12 @@
-"""Shared fixtures: a generated table and a matching tiny config, both deterministic, written into tmp_path."""
+"""Shared fixtures: a generated table and a matching tiny config, both deterministic, written into tmp_path; a
+parser for the HTML reports luodi writes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +54,13 @@ def write_config(path: Path, data: Path, task: str = "binary", name: str = "tiny
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a pure function: module-scoped fixtures may use it too
 def table_csv() -> Callable[..., Path]:
     """`table_csv(path, rows=600, seed=0, task="binary")` writes a generated table and returns its path."""
     return write_table
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config() -> Callable[..., Path]:
     """`tiny_config(path, data, task="binary", name="tiny", **trainer)` writes a small config for it."""
     return write_config
@@ -78,3 +82,74 @@ def trained_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     config = write_config(folder / "tiny.yaml", write_table(folder / "table.csv", rows=300), epochs=2)
     return Path(api.train(config, home=folder / "home", progress="silent").package)
+
+
+@dataclass
+class ReportPage:
+    """What a report or comparison page holds, as a browser's parser sees it."""
+
+    data: dict[str, Any]  # the JSON block
+    tags: list[tuple[str, dict[str, str | None]]]  # every start tag with its attributes
+    cells: list[dict[str, Any]]  # number cells: table id, data-name, exact value, visible text
+    text: str  # all visible text
+
+    def images(self) -> dict[str, str]:
+        """alt text -> src of every <img>."""
+        return {str(attrs.get("alt")): str(attrs.get("src")) for tag, attrs in self.tags if tag == "img"}
+
+    def values(self, table: str, name: str) -> list[Any]:
+        return [cell["value"] for cell in self.cells if cell["table"] == table and cell["name"] == name]
+
+
+class _ReportParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.cells: list[dict[str, Any]] = []
+        self.table: str | None = None
+        self.cell: dict[str, Any] | None = None
+        self.script: list[str] | None = None
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag == "table":
+            self.table = attributes.get("id")
+        elif tag == "td" and "data-value" in attributes:
+            value = json.loads(attributes["data-value"] or "null")
+            self.cell = {"table": self.table, "name": attributes.get("data-name"), "value": value, "text": ""}
+        elif tag == "script":
+            self.script = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self.cell is not None:
+            self.cells.append(self.cell)
+            self.cell = None
+        elif tag == "script" and self.script is not None:
+            self.scripts.append("".join(self.script))
+            self.script = None
+
+    def handle_data(self, data: str) -> None:
+        if self.script is not None:
+            self.script.append(data)
+            return
+        self.text.append(data)
+        if self.cell is not None:
+            self.cell["text"] += data
+
+
+def parse_report(path: Path) -> ReportPage:
+    """Parse a page written by luodi; it must hold exactly one script element, the JSON data block."""
+    parser = _ReportParser()
+    parser.feed(Path(path).read_text(encoding="utf-8"))
+    scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
+    assert scripts == [{"type": "application/json", "id": "luodi-data"}], scripts
+    return ReportPage(json.loads(parser.scripts[0]), parser.tags, parser.cells, " ".join(parser.text))
+
+
+@pytest.fixture
+def read_report() -> Callable[[Path], ReportPage]:
+    """`read_report(path)` parses a report page: its JSON block, tags, number cells and text."""
+    return parse_report

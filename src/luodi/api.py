@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class TrainResult:
     rows: dict[str, int]
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    report: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,12 +237,25 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         outputs, _ = predict_tensors(model, {k: v.to(device) for k, v in test.inputs.items()},
                                      config.target.task, config.trainer.eval_batch_size)
         metrics = _test_metrics(pipeline, outputs, test.target.numpy())
+        report = None
+        if config.report.enabled:
+            from luodi.evaluate.report_inputs import training_input
+
+            def outputs_of(rows: Any) -> Any:
+                inputs = {k: torch.from_numpy(v).to(device) for k, v in rows.inputs.items()}
+                return predict_tensors(model, inputs, config.target.task, config.trainer.eval_batch_size)[0]
+
+            report = _report_page(lambda: training_input(
+                config, pipeline, model, splits, test_name, encoded[test_name], outputs, metrics, outputs_of,
+                result, run.id), config, warnings)
         model.cpu()
         staging = store.staging_dir()
         parent_version = store.latest_version(config.name)  # the version this one follows, in package and store
         try:
             from luodi.package import save_package
 
+            if report is not None:  # before save_package, which hashes every file in the package
+                atomic_write_text(staging / REPORT, report[0])
             save_package(staging, config=config, pipeline=pipeline, model=model, metrics=metrics, extra={
                 "history": result.history,
                 "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
@@ -267,12 +282,17 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     summary = {"data": fingerprint, "rows": splits.sizes(), "best_epoch": result.best_epoch,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
                "seconds": result.seconds, "metrics_split": test_name}
+    report_path = None
+    if report is not None:
+        report_path = run_dir / REPORT
+        atomic_write_text(report_path, report[0])
+        summary["report"] = str(report_path)
     store.update_run(run.id, status="finished", metrics=metrics, summary=summary)
     return TrainResult(
         run_id=run.id, model={"name": version.name, "version": version.version}, package=str(version.path),
         metrics=metrics, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
         stopped_early=result.stopped_early, seconds=result.seconds, rows=splits.sizes(),
-        environment=environment, warnings=warnings,
+        environment=environment, warnings=warnings, report=str(report_path) if report_path else None,
     )
 
 
@@ -293,17 +313,135 @@ def _source(data: Any) -> str:
     return str(data) if isinstance(data, str | Path) else "records"
 
 
-def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, strict: bool = False) -> dict[str, Any]:
-    """Metrics of a model on labelled data (a file, DataFrame or records holding the target column).
+def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, strict: bool = False,
+             report: str | Path | bool = True) -> dict[str, Any]:
+    """Metrics of a model on labelled data (a file, DataFrame or records holding the target column), and the
+    evaluation report.
 
-    Returns `{"metrics": {...}, "rows": n, "model": ..., "warnings": [...]}`.
+    Args:
+        report: True writes report.html under `LUODI_HOME/reports/`; a path writes it there; False writes none.
+
+    Returns `{"metrics": {...}, "rows": n, "model": ..., "package": ..., "warnings": [...], "report": path or
+    None, "details": {...}}`; `details` holds the report's other numbers (per-class or residual tables, slices,
+    importance, data summary), the very values in the report's JSON block.
     """
+    from luodi.io import atomic_write_text
+
     package = load_model(model, home=home)
+    _choose_threads(package.config)
     source = _source(data)
-    _, encoded = package.encode(data, source, with_target=True, strict=strict)
-    metrics = _test_metrics(package.pipeline, package.outputs(encoded), encoded.target)
-    return {"metrics": metrics, "rows": len(encoded), "model": package.manifest["name"],
-            "package": str(package.path), "warnings": encoded.unseen.messages()}
+    table, encoded = package.encode(data, source, with_target=True, strict=strict)
+    outputs = package.outputs(encoded)
+    metrics = _test_metrics(package.pipeline, outputs, encoded.target)
+    warnings = encoded.unseen.messages()
+    result: dict[str, Any] = {"metrics": metrics, "rows": len(encoded), "model": package.manifest["name"],
+                              "package": str(package.path), "warnings": warnings, "report": None, "details": {}}
+    if report is False:
+        return result
+    from luodi.evaluate.report_inputs import evaluation_input
+
+    page = _report_page(lambda: evaluation_input(package, table, encoded, outputs, metrics, source),
+                        package.config, warnings)
+    if page is not None:
+        path = Path(report) if not isinstance(report, bool) else _report_path(home, f"evaluate-{package.config.name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, page[0])
+        result["report"] = str(path)
+        result["details"] = {key: page[1][key] for key in ("data", "classification", "regression", "slices",
+                                                           "importance") if key in page[1]}
+    return result
+
+
+REPORT = "report.html"
+
+
+def _choose_threads(config: LuodiConfig) -> None:
+    """Thread count as training chooses it: on a busy 2-core machine the report's many small forward passes ran
+    4-7x slower with torch's default of two threads than with one."""
+    import torch
+
+    from luodi.train.runtime import choose_threads
+
+    torch.set_num_threads(choose_threads(config.runtime.threads)[0])
+
+
+def _report_page(gather: Callable[[], Any], config: LuodiConfig,
+                 warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """(HTML, data) of a report, or None with a warning: a failed plot must not throw away a trained model."""
+    from luodi.evaluate.report import build_report
+
+    try:
+        return build_report(gather(), config.report)
+    except Exception as error:  # noqa: BLE001 - the run's model and metrics stand without the report
+        warnings.append(f"{REPORT} was not written: {type(error).__name__}: {error}")
+        return None
+
+
+def _report_path(home: str | Path | None, stem: str) -> Path:
+    """A new file under LUODI_HOME/reports/ for an evaluation or a comparison."""
+    import secrets
+
+    return Store(home).home / "reports" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.html"
+
+
+def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
+            target_class: str | None = None, steps: int = 50, strict: bool = False) -> Any:
+    """Per-row attributions of a model's predictions to each input column (integrated gradients, Captum).
+
+    Args:
+        model: a reference (`name`, `name@alias`, `name/version`) or a package folder.
+        data: a file path, DataFrame, dict or list of dicts (no target needed).
+        out: also write the table (CSV, Parquet or JSONL by suffix).
+        target_class: explain this class's probability instead of the predicted class's.
+        steps: integration steps; more is closer to exact (see the `delta` in the result).
+
+    Returns a `luodi.evaluate.explain.Explanation`: `.to_frame()` (one `<column>_attribution` per input column)
+    and `.to_dict()`.
+    """
+    from luodi.evaluate.explain import explain as explain_rows
+
+    package = load_model(model, home=home)
+    _choose_threads(package.config)
+    explanation = explain_rows(package, data, source=_source(data), target_class=target_class, steps=steps,
+                               strict=strict)
+    if out is not None:
+        write_table(explanation.to_frame(), Path(out))
+    return explanation
+
+
+def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
+            home: str | Path | None = None) -> dict[str, Any]:
+    """Compare training runs: config differences, metrics with the best marked.
+
+    A run is given by id (or unique prefix), or by a model version (`churn/2`, `churn@production`): the run that
+    trained it. Writes one HTML page to `out` (default: a new file under `LUODI_HOME/reports/`); returns the
+    comparison (`runs`, `metrics`, `best`, `differences`, `same`) with `report`, the page's path.
+    """
+    from luodi.evaluate.compare import compare_runs, render_comparison
+    from luodi.io import atomic_write_text
+
+    if len(runs) < 2:
+        raise InputError("compare needs at least two runs (see `luodi runs ls`)")
+    store = Store(home)
+
+    def run_of(reference: str) -> Run:
+        if "/" not in reference and "@" not in reference:
+            return store.get_run(reference)
+        version = store.resolve(reference)
+        if version.run_id is None:
+            raise InputError(f"{reference}: this model version was registered without a run")
+        return store.get_run(version.run_id)
+
+    found = [observed(run_of(reference)) for reference in runs]
+    duplicates = sorted({run.id for run in found if [r.id for r in found].count(run.id) > 1})
+    if duplicates:
+        raise InputError(f"run {duplicates[0]} is listed more than once")
+    comparison = compare_runs([run.to_dict() for run in found])
+    page = render_comparison(comparison, [store.epoch_history(run.id) for run in found])
+    path = Path(out) if out is not None else _report_path(home, "compare")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, page)
+    return {**comparison, "report": str(path)}
 
 
 def predict(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,

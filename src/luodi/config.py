@@ -196,9 +196,23 @@ class RuntimeConfig(Strict):
         return value
 
 
+# ------------------------------------------------------------------------------------------ report
+class ReportConfig(Strict):
+    """The evaluation report (report.html) that every training run and `luodi evaluate` write."""
+
+    enabled: bool = Field(True, description="Write report.html (training: into the run folder and the package).")
+    slices: bool = Field(True, description="Metrics per category value and per numeric quantile bin, worst first.")
+    slice_bins: int = Field(4, ge=2, le=20, description="Quantile bins per numeric column in the slice table.")
+    min_slice_rows: int = Field(5, ge=1, description="Slices with fewer rows are left out (too few to rank).")
+    importance_repeats: int = Field(
+        5, ge=0, le=100, description="Shuffles per column for permutation importance; 0 leaves it out."
+    )
+    importance_rows: int = Field(2000, ge=10, description="Most rows (a seeded sample) permutation importance uses.")
+
+
 # ------------------------------------------------------------------------------------------- root
 class LuodiConfig(Strict):
-    """A training job: data, features, target, model, trainer and runtime."""
+    """A training job: data, features, target, model, trainer, runtime and report."""
 
     name: str = Field(description="Model name in the registry: letters, digits, '.', '_', '-'.")
     description: str = Field("", description="Free text kept with the run and the model.")
@@ -208,6 +222,7 @@ class LuodiConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # type: ignore[arg-type]
+    report: ReportConfig = Field(default_factory=ReportConfig)  # type: ignore[arg-type]
 
     @field_validator("name")
     @classmethod
@@ -383,7 +398,7 @@ def reference_markdown() -> str:
         ("input_features[] (type: category)", CategoryFeature), ("input_features[] (type: binary)", BinaryFeature),
         ("input_features[] (type: text)", TextFeature), ("model", ModelConfig), ("trainer", TrainerConfig),
         ("trainer.optimizer", OptimizerConfig), ("trainer.scheduler", SchedulerConfig),
-        ("trainer.early_stopping", EarlyStoppingConfig), ("runtime", RuntimeConfig),
+        ("trainer.early_stopping", EarlyStoppingConfig), ("runtime", RuntimeConfig), ("report", ReportConfig),
     ]
     out = ["# Config reference", "", "Generated from `src/luodi/config.py` by `python -m luodi.config`; "
            "a test keeps this file in sync.", ""]

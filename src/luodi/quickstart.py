@@ -62,8 +62,9 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
     summary = {
         "workdir": str(folder), "config": str(config), "run_id": trained.run_id, "model": trained.model,
         "package": trained.package, "test_metrics": trained.metrics, "holdout_metrics": evaluated["metrics"],
-        "scored": str(scored), "seconds": round(time.perf_counter() - started, 2),
+        "scored": str(scored), "report": trained.report, "holdout_report": evaluated["report"],
+        "seconds": round(time.perf_counter() - started, 2),
     }
-    say(f"done in {summary['seconds']:.1f} s. Next: luodi models show breast-cancer · "
-        f"luodi predict {model} --data {paths['new']}")
+    say(f"done in {summary['seconds']:.1f} s. The report: {trained.report}")
+    say(f"Next: luodi models show breast-cancer · luodi explain {model} --data {paths['new']}")
     return summary

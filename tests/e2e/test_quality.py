@@ -42,6 +42,7 @@ def test_quickstart_runs_the_lifecycle(luodi, tmp_path: Path) -> None:
     assert summary["test_metrics"]["accuracy"] >= 0.9
     assert summary["holdout_metrics"]["accuracy"] >= 0.9
     assert Path(summary["scored"]).is_file()
+    assert Path(summary["report"]).is_file() and Path(summary["holdout_report"]).is_file()
     assert luodi("models", "ls", "--json").json()[0]["name"] == "breast-cancer"
     human = luodi("quickstart", "--workdir", "work2")
     assert human.code == 0

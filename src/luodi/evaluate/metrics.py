@@ -21,6 +21,28 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def row_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """-log P(true class) per row, with probabilities clipped to [1e-15, 1] and renormalized."""
+    clipped = np.clip(np.asarray(probabilities, np.float64), 1e-15, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    losses: np.ndarray = -np.log(clipped[np.arange(len(y_true)), np.asarray(y_true).astype(np.int64)])
+    return losses
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean log loss: the reported `log_loss`, and what permutation importance and slices measure."""
+    return float(np.mean(row_log_loss(y_true, probabilities)))
+
+
+def class_probabilities(task: str, outputs: np.ndarray) -> np.ndarray:
+    """(rows, classes) probabilities from activated classifier outputs (P(positive) for binary)."""
+    outputs = np.asarray(outputs, np.float64)
+    if task == "binary":
+        positive = outputs.reshape(-1)
+        return np.stack([1 - positive, positive], axis=1)
+    return outputs
+
+
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Accuracy, precision / recall / F1 (macro, weighted; plain for binary), ROC-AUC and log loss.
 
@@ -42,9 +64,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
         out[f"precision_{average}"], out[f"recall_{average}"], out[f"f1_{average}"] = (
             float(precision), float(recall), float(f1)
         )
-    clipped = np.clip(probabilities, 1e-15, 1.0)
-    clipped /= clipped.sum(axis=1, keepdims=True)
-    out["log_loss"] = float(-np.mean(np.log(clipped[np.arange(len(y_true)), y_true])))
+    out["log_loss"] = log_loss(y_true, probabilities)
     present = np.unique(y_true)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,7 +85,4 @@ def compute_metrics(task: str, y_true: np.ndarray, outputs: np.ndarray) -> dict[
     """Metrics for a task from encoded targets and activated outputs (values, P(positive) or class probs)."""
     if task == "regression":
         return regression_metrics(y_true, outputs)
-    if task == "binary":
-        positive = np.asarray(outputs, np.float64).reshape(-1)
-        return classification_metrics(y_true, np.stack([1 - positive, positive], axis=1))
-    return classification_metrics(y_true, outputs)
+    return classification_metrics(y_true, class_probabilities(task, outputs))

@@ -1,0 +1,335 @@
+"""The evaluation report: one self-contained HTML file from a training run or a `luodi evaluate`.
+
+`build_report` computes everything from the scored rows (metrics as given by the caller, which are the very
+numbers `luodi train` / `luodi evaluate --json` print), then renders a page with a summary, training curves,
+performance plots and tables, slices, permutation importance and the config. `report_data` is the machine-readable
+half: it goes into the page's JSON block and into `luodi evaluate --json`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from luodi.config import LuodiConfig, ReportConfig
+from luodi.evaluate import analysis, plots, render
+from luodi.evaluate.importance import permutation_importance
+from luodi.evaluate.slices import slice_metrics
+from luodi.features.encoders import as_strings
+from luodi.features.pipeline import Encoded, FeaturePipeline
+
+REPORT = "report.html"
+LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
+
+
+@dataclass
+class Scored:
+    """The rows a report is about, and what the model made of them."""
+
+    table: pa.Table  # coerced raw rows, target included
+    encoded: Encoded  # `table` through the pipeline, with targets
+    outputs: np.ndarray  # activated model outputs for `encoded`
+    metrics: dict[str, float]  # exactly the metrics the caller reports
+    source: str  # where the rows come from, for people: "test split of train.csv", "holdout.csv"
+
+
+@dataclass
+class ReportInput:
+    """Everything a report is made from."""
+
+    kind: str  # "training run" or "evaluation"
+    config: LuodiConfig
+    pipeline: FeaturePipeline
+    scored: Scored
+    outputs_of: Callable[[Encoded], np.ndarray]  # encoded rows -> activated outputs (permutation importance)
+    model: dict[str, Any]  # name, version (when known), run_id, parameters
+    training: dict[str, Any]  # history, best_epoch, epochs_run, stopped_early, seconds (empty when unknown)
+    splits: list[dict[str, Any]]  # `describe_split` of each data split shown in the summary
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %z"))
+
+
+def describe_split(name: str, table: pa.Table | None, config: LuodiConfig, pipeline: FeaturePipeline,
+                   rows: int | None = None) -> dict[str, Any]:
+    """Rows, missing cells per feature and the class balance (or target summary) of one split.
+
+    Without a table (the training split, seen from a package) only the rows and the class counts the target
+    encoder kept are known.
+    """
+    target = pipeline.target
+    if table is None:
+        out: dict[str, Any] = {"name": name, "rows": rows, "missing": None}
+        if target.task == "regression":
+            out["target"] = {"mean": target.mean, "std": target.std}
+        else:
+            out["classes"] = dict(zip(target.class_names, target.counts, strict=True)) if target.counts else None
+        return out
+    missing = {}
+    for feature in config.input_features:
+        column = table.column(feature.name)
+        count = column.null_count
+        if pa.types.is_floating(column.type):
+            count += int(pc.sum(pc.is_nan(pc.fill_null(column, 0.0))).as_py() or 0)
+        missing[feature.name] = count
+    out = {"name": name, "rows": table.num_rows, "missing": missing}
+    column = table.column(config.target.name)
+    if target.task == "regression":
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        out["target"] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                         "max": float(values.max())} if len(values) else {}
+    else:
+        counts = pc.value_counts(as_strings(column))
+        found = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+        out["classes"] = {name: int(found.get(name, 0)) for name in target.class_names}
+    return out
+
+
+def _model_outputs(task: str, outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
+    """Outputs on the scale the metrics use: original target units for regression."""
+    if task == "regression":
+        return np.asarray(outputs, np.float64) * pipeline.target.std + pipeline.target.mean
+    return outputs
+
+
+def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
+    """The report's numbers: summary, metrics, per-class or residual details, slices, importance, config."""
+    config, pipeline, scored = source.config, source.pipeline, source.scored
+    task = pipeline.target.task
+    assert scored.encoded.target is not None
+    y_true = scored.encoded.target
+    outputs = _model_outputs(task, scored.outputs, pipeline)
+    if task == "regression":
+        y_true = y_true.astype(np.float64) * pipeline.target.std + pipeline.target.mean
+    data: dict[str, Any] = {
+        "format": 1, "kind": source.kind, "created_at": source.created_at, "task": task,
+        "target": config.target.name, "model": source.model, "metrics": scored.metrics,
+        "metrics_source": scored.source, "rows": len(scored.encoded),
+        "training": {k: v for k, v in source.training.items() if k != "history"},
+        "data": {"splits": source.splits,
+                 "features": [{"name": f.name, "type": f.type} for f in config.input_features]},
+    }
+    if task == "regression":
+        data["regression"] = analysis.regression_details(y_true, outputs)
+    else:
+        data["classification"] = analysis.classification_details(task, y_true, outputs,
+                                                                 pipeline.target.class_names)
+    if settings.slices:
+        data["slices"] = slice_metrics(scored.table, list(config.input_features), task, y_true, outputs,
+                                       bins=settings.slice_bins, min_rows=settings.min_slice_rows)
+    if settings.importance_repeats:
+        data["importance"] = permutation_importance(
+            scored.table, pipeline, source.outputs_of, repeats=settings.importance_repeats,
+            rows=settings.importance_rows, seed=config.trainer.seed, source=scored.source)
+    data["config"] = config.model_dump(mode="json")
+    return data
+
+
+def without_plots(data: Any) -> Any:
+    """The data minus the arrays that only draw plots: what the JSON block and `--json` carry."""
+    if isinstance(data, dict):
+        return {k: without_plots(v) for k, v in data.items() if k != "plot"}
+    if isinstance(data, list):
+        return [without_plots(v) for v in data]
+    return data
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _metrics_table(metrics: dict[str, float]) -> str:
+    rows = [[render.cell(name), render.cell(value, name=name)] for name, value in metrics.items()]
+    return render.table(["metric", "value"], rows, numeric=[1], table_id="metrics")
+
+
+def _summary(data: dict[str, Any]) -> str:
+    model, training = data["model"], data["training"]
+    version = f"/{model['version']}" if model.get("version") else ""
+    cards = [
+        render.card("task", render.escape(f"{data['task']} · target {data['target']}")),
+        render.card("model", render.escape(f"{model['name']}{version} · {model.get('architecture', '')}")),
+        render.card("scored rows", render.escape(f"{data['rows']:,} · {data['metrics_source']}")),
+    ]
+    if training.get("seconds") is not None:
+        epochs = f"best epoch {training['best_epoch']} of {training['epochs_run']}"
+        cards.append(render.card("training", render.escape(f"{training['seconds']:.1f} s · {epochs}"
+                                                           + (" (early stop)" if training["stopped_early"] else ""))))
+    for name in ("accuracy", "roc_auc", "roc_auc_ovr", "r2", "rmse"):
+        if name in data["metrics"]:
+            cards.append(render.card(name, render.number(data["metrics"][name])))
+    parts = [f'<div class="cards">{"".join(cards)}</div>']
+    if model.get("run_id"):
+        parts.append(f'<p class="note">run {render.escape(model["run_id"])} · '
+                     f'{render.escape(model.get("parameters", ""))} parameters</p>')
+    parts.append(f'<div class="grid"><div><h3>Metrics on {render.escape(data["metrics_source"])}</h3>'
+                 f"{_metrics_table(data['metrics'])}</div><div>{_data_tables(data)}</div></div>")
+    return "".join(parts)
+
+
+def _data_tables(data: dict[str, Any]) -> str:
+    """Rows per split, the class balance (or target summary) per split, and missing cells per column."""
+    splits = data["data"]["splits"]
+    headers = ["split", "rows"]
+    rows = [[render.cell(split["name"]), render.cell(split["rows"], name="rows")] for split in splits]
+    if data["task"] == "regression":
+        headers += ["target mean", "target std", "target min", "target max"]
+        for row, split in zip(rows, splits, strict=True):
+            target = split.get("target") or {}
+            row += [render.cell(target.get(key), name=f"target_{key}") for key in ("mean", "std", "min", "max")]
+    parts = ['<div class="grid"><div><h3>Data</h3>',
+             render.table(headers, rows, numeric=list(range(1, len(headers))), table_id="splits"), "</div>"]
+    if data["task"] != "regression":
+        parts.append("<div><h3>Class balance</h3>" + _class_balance(data["classification"]["classes"], splits)
+                     + "</div>")
+    parts.append("</div>")
+    with_missing = [split for split in splits if split.get("missing") is not None]
+    feature_rows = []
+    for feature in data["data"]["features"]:
+        row = [render.cell(feature["name"]), render.cell(feature["type"])]
+        for split in with_missing:
+            count = split["missing"][feature["name"]]
+            share = count / split["rows"] if split["rows"] else 0.0
+            row.append(f'<td class="num{" bad" if share > 0.2 else ""}" data-value="{count}">'
+                       f"{count:,} ({share:.1%})</td>")
+        feature_rows.append(row)
+    headers = ["column", "type"] + [f"missing in {split['name']}" for split in with_missing]
+    kinds: dict[str, int] = {}
+    for feature in data["data"]["features"]:
+        kinds[feature["type"]] = kinds.get(feature["type"], 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    parts.append(f"<h3>Input columns ({render.escape(summary)})</h3>")
+    table_html = render.table(headers, feature_rows, numeric=list(range(2, len(headers))), table_id="features")
+    parts.append(table_html if len(feature_rows) <= 25 else
+                 f"<details><summary>show all {len(feature_rows)} columns</summary>{table_html}</details>")
+    return "".join(parts)
+
+
+def _class_balance(classes: list[str], splits: list[dict[str, Any]]) -> str:
+    """One row per class, one column per split: count and share (a class per row scales to many classes)."""
+    rows = []
+    for name in classes:
+        row = [render.cell(name)]
+        for split in splits:
+            counts = split.get("classes")
+            if not counts:
+                row.append(render.cell(None))
+                continue
+            count, total = counts.get(name, 0), sum(counts.values()) or 1
+            row.append(f'<td class="num" data-value="{count}">{count:,} ({count / total:.1%})</td>')
+        rows.append(row)
+    return render.table(["class"] + [split["name"] for split in splits], rows,
+                        numeric=list(range(1, len(splits) + 1)), table_id="class-balance")
+
+
+def _performance(data: dict[str, Any]) -> str:
+    if data["task"] == "regression":
+        details = data["regression"]
+        residuals = details["residuals"]
+        rows = [[render.cell(name), render.cell(value, name=name)] for name, value in residuals.items()]
+        return (render.image(plots.regression_plots(details), "predicted vs actual, residuals, residual histogram")
+                + "<h3>Residuals (predicted - actual)</h3>"
+                + render.table(["statistic", "value"], rows, numeric=[1], table_id="residuals"))
+    details = data["classification"]
+    per_class = [[render.cell(row["class"]), render.cell(row["precision"], name="precision"),
+                  render.cell(row["recall"], name="recall"), render.cell(row["f1"], name="f1"),
+                  render.cell(row["support"], name="support")] for row in details["per_class"]]
+    auc = {item["class"]: item["auc"] for item in details["roc"]}
+    average_precision = {item["class"]: item["average_precision"] for item in details["pr"]}
+    for row, item in zip(per_class, details["per_class"], strict=True):
+        row += [render.cell(auc.get(item["class"]), name="roc_auc"),
+                render.cell(average_precision.get(item["class"]), name="average_precision")]
+    calibration = details["calibration"]
+    return "".join([
+        render.image(plots.confusion_matrices(details["confusion"], details["classes"]),
+                     "confusion matrix, counts and normalized"),
+        "<h3>Per class</h3>",
+        '<p class="note">ROC AUC and average precision are one-vs-rest; binary tasks draw the positive class.</p>',
+        render.table(["class", "precision", "recall", "F1", "support", "ROC AUC", "avg precision"], per_class,
+                     numeric=[1, 2, 3, 4, 5, 6], table_id="per-class"),
+        render.image(plots.classifier_curves(details), "ROC, precision-recall and calibration curves"),
+        f'<p class="note">Calibration of {render.escape(calibration["of"])} over {len(calibration["bins"])} '
+        f'non-empty bins; expected calibration error <span data-value="{render.exact(calibration["ece"])}">'
+        f'{render.number(calibration["ece"])}</span>.</p>',
+    ])
+
+
+def _slices(data: dict[str, Any], shown: int = 25) -> str:
+    slices = data["slices"]
+    regression = data["task"] == "regression"
+    columns = ["rmse", "mae", "bias"] if regression else ["accuracy", "log_loss"]
+    overall = slices["overall"]
+    reference = ", ".join(f"{name} {render.number(overall.get(name))}" for name in columns)
+    rows, classes = [], []
+    for item in slices["slices"]:
+        worse = item["rmse"] > overall["rmse"] if regression else item["accuracy"] < overall["accuracy"]
+        rows.append([render.cell(item["feature"]), render.cell(item["slice"]), render.cell(item["rows"], name="rows"),
+                     render.cell(item["share"] * 100, digits=1, name="share")]
+                    + [render.cell(item[name], name=name) for name in columns])
+        classes.append("worst" if worse else "")
+    headers = ["column", "slice", "rows", "% of rows", *columns]
+    numeric = list(range(2, len(headers)))
+    note = (f'<p class="note">All rows: {render.escape(reference)}. Numbers are cut into {slices["bins"]} quantile '
+            f"bins, categories by value; worst slices first, shaded where worse than all rows. "
+            f"{slices['left_out']} slices with fewer than {slices['min_rows']} rows are left out.</p>")
+    if not rows:
+        return note + '<p class="note">No slice has enough rows.</p>'
+    first = render.table(headers, rows[:shown], numeric=numeric, table_id="slices", row_classes=classes[:shown])
+    rest = ""
+    if len(rows) > shown:
+        rest = (f"<details><summary>{len(rows) - shown} more slices</summary>"
+                + render.table(headers, rows[shown:], numeric=numeric, row_classes=classes[shown:]) + "</details>")
+    return note + first + rest
+
+
+def _importance(data: dict[str, Any]) -> str:
+    importance = data["importance"]
+    rows = [[render.cell(item["feature"]), render.cell(item["type"]),
+             render.cell(item["output_change"], name="output_change"),
+             render.cell(item["output_change_std"], name="output_change_std"),
+             render.cell(item["loss_increase"], name="loss_increase"),
+             render.cell(item["loss_increase_std"], name="loss_increase_std")]
+            for item in importance["features"]]
+    return "".join([
+        f'<p class="note">Each column is shuffled {importance["repeats"]} times over {importance["rows"]:,} rows. '
+        f"<b>Output change</b>: the mean absolute change of the {render.escape(importance['output'])} per row: how "
+        f"much the model relies on the column. <b>Loss increase</b>: how much worse the "
+        f"{render.escape(importance['loss'])} gets (all rows: {render.number(importance['baseline_loss'])}): what the "
+        "model needs the column for to be right on these rows. A column with a large output change and no loss "
+        "increase is one the model leans on without profit here. Correlated columns share their importance. "
+        "Per-row explanations: <code>luodi explain MODEL --data FILE</code>.</p>",
+        render.image(plots.importance_bars(importance["features"], importance["output"]), "permutation importance"),
+        render.table(["column", "type", "output change", "± std", "loss increase", "± std"], rows,
+                     numeric=[2, 3, 4, 5], table_id="importance"),
+    ])
+
+
+def render_report(data: dict[str, Any], training: dict[str, Any]) -> str:
+    """The HTML page for `report_data` (`training` supplies the per-epoch history for the curves)."""
+    import luodi
+
+    model = data["model"]
+    title = f"{model['name']}{'/' + str(model['version']) if model.get('version') else ''}: {data['kind']} report"
+    sections = [("summary", "Summary", _summary(data))]
+    history = training.get("history") or []
+    if history:
+        sections.append(("training", "Training curves", render.image(
+            plots.training_curves(history, training["best_epoch"], data["task"]), "loss and metrics per epoch")))
+    sections.append(("performance", "Performance", _performance(data)))
+    if "slices" in data:
+        sections.append(("slices", "Slices: where the model fails", _slices(data)))
+    if "importance" in data:
+        sections.append(("importance", "Feature importance", _importance(data)))
+    config_yaml = yaml.safe_dump(data["config"], sort_keys=False, allow_unicode=True)
+    sections.append(("config", "Config", f"<pre>{render.escape(config_yaml)}</pre>"))
+    subtitle = f"{data['kind']} · {data['metrics_source']} · {data['created_at']}"
+    return render.page(title, subtitle, sections, without_plots(data),
+                       f"luodi {luodi.__version__} · self-contained: no network, no scripts")
+
+
+def build_report(source: ReportInput, settings: ReportConfig) -> tuple[str, dict[str, Any]]:
+    """The report page and its data (without plot arrays)."""
+    data = report_data(source, settings)
+    return render_report(data, source.training), without_plots(data)

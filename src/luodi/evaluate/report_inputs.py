@@ -1,0 +1,66 @@
+"""What a report is made from, gathered for the two callers: a training run (splits in memory, the fit result)
+and `luodi evaluate` (a loaded package and a labelled table)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from torch import nn
+
+from luodi.config import LuodiConfig
+from luodi.evaluate.report import ReportInput, Scored, describe_split
+from luodi.features.pipeline import Encoded, FeaturePipeline
+
+
+def model_info(config: LuodiConfig, model: nn.Module, *, version: int | None, run_id: str | None) -> dict[str, Any]:
+    layers = "-".join(str(size) for size in config.model.hidden_sizes) or "linear"
+    return {"name": config.name, "version": version, "run_id": run_id,
+            "architecture": f"{config.model.type} {layers}",
+            "parameters": f"{sum(p.numel() for p in model.parameters()):,}"}
+
+
+def training_input(config: LuodiConfig, pipeline: FeaturePipeline, model: nn.Module, splits: Any,
+                   scored_split: str, encoded: Encoded, outputs: np.ndarray, metrics: dict[str, float],
+                   outputs_of: Callable[[Encoded], np.ndarray], fit: Any, run_id: str) -> ReportInput:
+    """A training run's report: the split the metrics come from, all three splits described, the fit's history."""
+    data = config.data
+    source = (f"{scored_split} file {Path(data.test).name}" if data.test and scored_split == "test"
+              else f"{scored_split} split of {Path(data.train).name}")
+    described = [describe_split(name, getattr(splits, name), config, pipeline)
+                 for name in ("train", "validation", "test") if getattr(splits, name).num_rows]
+    training = {"history": fit.history, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+                "stopped_early": fit.stopped_early, "seconds": fit.seconds}
+    return ReportInput(
+        kind="training run", config=config, pipeline=pipeline,
+        scored=Scored(getattr(splits, scored_split), encoded, outputs, metrics, source), outputs_of=outputs_of,
+        model=model_info(config, model, version=None, run_id=run_id), training=training, splits=described)
+
+
+def package_version(path: Path) -> int | None:
+    """The version of a package in the store (its folder is `models/<name>/v<version>`); None elsewhere."""
+    found = re.fullmatch(r"v(\d+)", Path(path).name)
+    return int(found.group(1)) if found else None
+
+
+def evaluation_input(package: Any, table: pa.Table, encoded: Encoded, outputs: np.ndarray,
+                     metrics: dict[str, float], source: str) -> ReportInput:
+    """`luodi evaluate`'s report: the labelled table, described beside the training split the package recorded."""
+    manifest = package.manifest
+    config, pipeline = package.config, package.pipeline
+    training = dict(manifest.get("training", {}))
+    training["history"] = manifest.get("history", [])
+    train_rows = manifest.get("data", {}).get("rows", {}).get("train")
+    name = Path(source).name if source != "records" else "records"
+    described = [describe_split("train (at training)", None, config, pipeline, rows=train_rows),
+                 describe_split(name, table, config, pipeline)]
+    return ReportInput(
+        kind="evaluation", config=config, pipeline=pipeline,
+        scored=Scored(table, encoded, outputs, metrics, name), outputs_of=package.outputs,
+        model=model_info(config, package.model, version=package_version(package.path),
+                         run_id=manifest.get("lineage", {}).get("run_id")),
+        training=training, splits=described)
