@@ -1,10 +1,11 @@
 """create_app: the ASGI app for one or more registered models; models load and warm up in the lifespan.
 
 Routes (see docs/serving.md): /v1/models/{name}/predict, the Open Inference Protocol v2 routes, /livez,
-/readyz, /metrics, and /admin/* when an admin key is configured. The model routes are plain Starlette
-routes over raw bodies (parsed with orjson and pydantic-core), not FastAPI's dependency machinery: per-request
-Python work is what limits a server on two cores. Their schemas are still in /openapi.json and /docs, built
-from each model's input schema.
+/readyz, /metrics, and /admin/* when an admin key is configured. The app is the Gate (middleware.py) in
+front of a FastAPI app: the Gate checks and measures every request and answers the two model endpoints
+itself over raw bodies (orjson and pydantic-core), since per-request Python work is what limits a server
+on two cores; FastAPI serves the rest, and /openapi.json and /docs describe all of it, with request and
+response schemas built from each model's input schema.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from luodi.errors import InputError
+from luodi.serve.inference import handlers
 from luodi.serve.middleware import Gate
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
 from luodi.serve.openapi import build_openapi
@@ -29,7 +31,7 @@ Loader = Callable[[Reference, ServeConfig], Loaded]
 
 
 def create_app(references: list[Reference], config: ServeConfig, *, home: Path | None = None,
-               loader: Loader = load_version) -> FastAPI:
+               loader: Loader = load_version) -> Gate:
     """The server for `references` (model names, name@alias, name/version or package folders)."""
     state = ServerState(config, home, loader)
 
@@ -62,8 +64,7 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
 
     app = FastAPI(title="luodi", lifespan=lifespan, redoc_url=None)
     app.state.luodi = state
-    app.add_middleware(Gate, api_keys=config.api_keys, admin_keys=config.admin_keys,
-                       max_body_bytes=config.max_body_bytes, metrics=state.metrics, routes=state.routes)
     add_routes(app, state)
     app.openapi = lambda: build_openapi(app, state)  # type: ignore[method-assign]
-    return app
+    return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
+                metrics=state.metrics, routes=state.routes, handlers=handlers(state), state=state)

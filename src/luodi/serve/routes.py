@@ -1,14 +1,12 @@
-"""The HTTP routes: /v1 predict, Open Inference Protocol v2, health, metrics and (with an admin key) admin.
+"""The FastAPI routes: health, model metadata, metrics and (with an admin key) admin.
 
-Every handler reads its body through the size limit, validates it against the model version that is
-current at that moment, and answers errors in its protocol's shape: /v1 `{"detail": ...}`, /v2
-`{"error": "..."}`.
+The model endpoints themselves (/v1 predict, /v2 infer) are answered before FastAPI, by the Gate (see
+middleware.py and inference.py). Errors take each protocol's shape: /v1 `{"detail": ...}`, /v2 `{"error": ...}`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +20,9 @@ from typing_extensions import TypedDict
 import luodi
 from luodi.errors import InputError
 from luodi.serve import v2
+from luodi.serve.inference import validation_detail
 from luodi.serve.middleware import BodyTooLarge, read_body
-from luodi.serve.model import Payload, ServedModel
+from luodi.serve.model import ServedModel
 from luodi.serve.state import ServerState
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -50,12 +49,6 @@ def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -
     return json_response(status, {"error": message}, headers)
 
 
-def validation_detail(error: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors without the input echoed back: where (record index and field) and what."""
-    return [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-            for item in error.errors(include_url=False)[:20]]
-
-
 def add_routes(app: FastAPI, state: ServerState) -> None:
     """Register every route on `app`; model routes take the model's name from the path."""
     config = state.config
@@ -69,59 +62,6 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             return await read_body(request, config.max_body_bytes)
         except BodyTooLarge:
             return error(413, f"the body is larger than {config.max_body_bytes} bytes")
-
-    async def v1_predict(request: Request) -> Response:
-        started = time.perf_counter()
-        served = model_or_404(request, v1_error)
-        if isinstance(served, Response):
-            return served
-        raw = await body(request, v1_error)
-        if isinstance(raw, Response):
-            return raw
-        loaded = served.current
-        try:
-            records = loaded.schema.parse_records(raw)
-            timeout = state.timeout_s(request)
-        except ValidationError as error:
-            return v1_error(422, validation_detail(error))
-        except InputError as error:
-            return v1_error(422, str(error))
-        payload = Payload(loaded, loaded.schema.columns(records), len(records))
-        result = await state.infer(served, payload, timeout, v1_error)
-        if isinstance(result, Response):
-            return result
-        state.record("v1_predict", loaded, payload, result, started)
-        return Response(loaded.schema.v1_response(loaded.name, loaded.version, result.predictions,
-                                                  result.probabilities), media_type="application/json")
-
-    async def v2_infer(request: Request) -> Response:
-        started = time.perf_counter()
-        served = model_or_404(request, v2_error)
-        if isinstance(served, Response):
-            return served
-        raw = await body(request, v2_error)
-        if isinstance(raw, Response):
-            return raw
-        loaded = served.current
-        try:
-            header = request.headers.get("inference-header-content-length")
-            if header is not None and not header.isdigit():
-                raise v2.ProtocolError("Inference-Header-Content-Length must be a number of bytes")
-            parsed = v2.parse_infer(raw, int(header) if header is not None else None, loaded.schema)
-            timeout = state.timeout_s(request, parsed.timeout_s)
-        except (v2.ProtocolError, InputError) as error:
-            return v2_error(422, str(error))
-        payload = Payload(loaded, parsed.columns, parsed.rows)
-        result = await state.infer(served, payload, timeout, v2_error)
-        if isinstance(result, Response):
-            return result
-        state.record("v2_infer", loaded, payload, result, started, parsed.request_id)
-        content, json_length = v2.infer_response(loaded.name, loaded.version, parsed, loaded.schema,
-                                                 result.predictions, result.probabilities)
-        if json_length is None:
-            return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(json_length)})
 
     def readiness() -> tuple[bool, str]:
         if state.draining:
@@ -184,8 +124,6 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return Response(content, media_type=content_type)
 
     routes: list[tuple[str, Handler, str]] = [
-        ("/v1/models/{name}/predict", v1_predict, "POST"),
-        ("/v2/models/{name}/infer", v2_infer, "POST"),
         ("/livez", livez, "GET"), ("/readyz", readyz, "GET"), ("/metrics", metrics, "GET"),
         ("/v2/health/live", v2_live, "GET"), ("/v2/health/ready", v2_ready, "GET"), ("/v2", v2_server, "GET"),
         ("/v2/models/{name}", v2_model, "GET"), ("/v2/models/{name}/ready", v2_model_ready, "GET"),

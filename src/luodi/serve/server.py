@@ -62,7 +62,7 @@ def uvicorn_config(app: Any, config: ServeConfig) -> Any:
 
     return uvicorn.Config(app, lifespan="on", access_log=config.access_log, log_level="info",
                           timeout_graceful_shutdown=math.ceil(config.drain_timeout_s), timeout_keep_alive=5,
-                          server_header=False)
+                          server_header=False, proxy_headers=False)
 
 
 def make_server(app: Any, config: ServeConfig) -> Any:
@@ -71,7 +71,7 @@ def make_server(app: Any, config: ServeConfig) -> Any:
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            app.state.luodi.draining = True
+            app.state.draining = True
             super().handle_exit(sig, frame)
 
         @contextlib.contextmanager

@@ -9,13 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 from luodi.errors import InputError
 from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
 from luodi.serve.metrics import Metrics
-from luodi.serve.middleware import Routes
+from luodi.serve.middleware import Reply, Routes
 from luodi.serve.model import Loaded, Payload, Result, ServedModel, run_batch
 from luodi.serve.predlog import Entry, PredictionLog
 from luodi.serve.settings import ServeConfig
@@ -47,10 +44,9 @@ class ServerState:
                                       f"/v2/models/{name}/infer": (name, "v2_infer")})
         self.metrics.serving(name, served.current.version, served.current.backend.name)
 
-    def timeout_s(self, request: Request, requested_s: float | None = None) -> float:
+    def timeout_s(self, header: bytes | None, requested_s: float | None = None) -> float:
         """The request's deadline: the server's, shortened by X-Timeout-Ms or a v2 `timeout` parameter."""
         timeout = self.config.timeout_ms / 1000
-        header = request.headers.get("x-timeout-ms")
         if header is not None:
             try:
                 value = float(header)
@@ -62,7 +58,7 @@ class ServerState:
         return min(timeout, requested_s) if requested_s else timeout
 
     async def infer(self, served: ServedModel, payload: Payload, timeout_s: float,
-                    error: Callable[[int, str, dict[str, str] | None], Response]) -> Result | Response:
+                    error: Callable[[int, str, dict[str, str] | None], Reply]) -> Result | Reply:
         """Queue the payload and wait for its result; refusals and failures become the route's error response."""
         try:
             result: Result = await self.batchers[served.name].submit(payload, payload.rows, timeout_s)

@@ -13,6 +13,7 @@ tensors are 4-byte little-endian lengths each followed by the bytes, as tritoncl
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,11 +120,16 @@ def _tensor(item: dict[str, Any], binary: memoryview, offset: int, limit: int) -
         if not all(isinstance(value, str) and len(value) <= limit for value in flat):
             raise ProtocolError(f"input {name!r}: BYTES data must be strings of at most {limit} characters")
         return flat, shape, offset
-    array = np.asarray(flat)
+    try:
+        array = np.asarray(flat)
+    except (ValueError, TypeError):
+        array = np.asarray([], dtype=object)  # ragged or mixed: refused just below
     kind = "b" if datatype == "BOOL" else "biuf"
-    if flat and array.dtype.kind not in kind or datatype != "BOOL" and array.dtype.kind == "b":
+    if flat and (array.dtype.kind not in kind or array.shape != (len(flat),)) or \
+            datatype != "BOOL" and array.dtype.kind == "b":
         raise ProtocolError(f"input {name!r}: {datatype} data must be {'booleans' if kind == 'b' else 'numbers'}")
-    return array.astype(NUMPY_TYPES[datatype]) if flat else np.zeros(0, NUMPY_TYPES[datatype]), shape, offset
+    with np.errstate(all="ignore"):  # out-of-range values wrap or saturate, as a C client's cast would
+        return array.astype(NUMPY_TYPES[datatype]) if flat else np.zeros(0, NUMPY_TYPES[datatype]), shape, offset
 
 
 def _check_input(item: Any, index: int) -> None:
@@ -147,8 +153,11 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
     binary = memoryview(body)[header_length or len(body):]
     try:
         header = orjson.loads(json_part)
-    except orjson.JSONDecodeError as error:
-        raise ProtocolError(f"the request is not valid JSON: {error}") from None
+    except orjson.JSONDecodeError:
+        try:  # Python clients (tritonclient among them) write NaN and Infinity, which strict JSON lacks
+            header = json.loads(json_part)
+        except (ValueError, RecursionError) as error:
+            raise ProtocolError(f"the request is not valid JSON: {error}") from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
         raise ProtocolError("the request needs a non-empty 'inputs' list")
     packed, numeric = packed_name(schema), numeric_fields(schema)
