@@ -19,8 +19,7 @@ from pathlib import Path
 
 import orjson
 from results_file import write_result  # benchmarks/ is on sys.path when a script runs
-from serve_common import baseline_server, load, luodi_server, median_ratio, post, record, rounds, summary, \
-    train_package
+from serve_common import baseline_server, load, luodi_server, median_ratio, post, record, rounds, summary, train_package
 
 GOAL = 0.8
 
@@ -38,8 +37,9 @@ def main() -> None:
         requests = {"bare": post("/predict", body), "luodi": post("/v1/models/trivial/predict", body)}
         ports = {"bare": bare.port, "luodi": luodi.port}
         for concurrency in (1, 32):
-            results = rounds({name: (lambda name=name: load(ports[name], requests[name], concurrency, duration))
-                              for name in ports}, count)
+            results = rounds({name: (lambda name=name, concurrency=concurrency:
+                                     load(ports[name], requests[name], concurrency, duration)) for name in ports},
+                             count)
             ratio = median_ratio(results, "luodi", "bare")
             report["concurrency"][str(concurrency)] = {
                 "bare": summary(results["bare"]), "luodi": summary(results["luodi"]), "ratio_rps": ratio}

@@ -6,6 +6,7 @@ HTTP clients; lifecycle tests that need signals start `luodi serve` as a subproc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import threading
@@ -106,6 +107,41 @@ def serve(store_home: Path) -> Iterator[Callable[..., contextlib.AbstractContext
             yield Server(running, client)
 
     yield start
+
+
+def hammer(url: str, path: str, body: bytes, count: int, concurrency: int = 8, stop: threading.Event | None = None
+           ) -> dict[int, int]:
+    """POST `body` `count` times over `concurrency` raw keep-alive connections (or until `stop`); status counts.
+
+    Raw asyncio streams, not httpx: the server shares this process, and a light client leaves it the CPU.
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1"  # load only ever targets this machine
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    statuses: dict[int, int] = {}
+    remaining = [count]
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while remaining[0] > 0 and not (stop is not None and stop.is_set()):
+                remaining[0] -= 1
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                status = int(head[9:12])
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        await asyncio.wait_for(asyncio.gather(*(connection() for _ in range(concurrency))), timeout=120)
+
+    asyncio.run(run())
+    return statuses
 
 
 def concurrently(calls: list[Callable[[], Any]], timeout: float = 60) -> list[Any]:

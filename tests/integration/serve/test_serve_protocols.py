@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RECORD, concurrently
 
+from conftest import RECORD, concurrently
 from luodi.package import load_package
 
 
