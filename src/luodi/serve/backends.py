@@ -6,7 +6,8 @@ torch eager always works; ONNX Runtime runs when the package lists a `model.onnx
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -54,16 +55,20 @@ class OnnxBackend:
         return outputs
 
 
-def has_onnx(package: ModelPackage) -> bool:
-    """A `model.onnx` listed in the manifest (so its sha256 was verified when the package loaded)."""
-    entry = package.manifest.get("onnx")
-    return isinstance(entry, dict) and entry.get("file") in package.manifest.get("files", {})
+def has_onnx(manifest: dict[str, Any]) -> bool:
+    """A `model.onnx` listed in the manifest (so its sha256 is verified whenever the package loads)."""
+    entry = manifest.get("onnx")
+    return isinstance(entry, dict) and entry.get("file") in manifest.get("files", {})
+
+
+def check_backend(manifest: dict[str, Any], requested: str, path: Path) -> None:
+    if requested == "onnx" and not has_onnx(manifest):
+        raise InputError(f"{path}: --backend onnx needs a model.onnx in the package (see luodi.export)")
 
 
 def choose_backend(package: ModelPackage, requested: str, threads: int) -> Backend:
     """`auto`: ONNX Runtime when the package has a verified model.onnx, else torch eager."""
-    if requested == "onnx" and not has_onnx(package):
-        raise InputError(f"{package.path}: --backend onnx needs a model.onnx in the package (see luodi.export)")
-    if requested == "onnx" or requested == "auto" and has_onnx(package):
+    check_backend(package.manifest, requested, package.path)
+    if requested == "onnx" or requested == "auto" and has_onnx(package.manifest):
         return OnnxBackend(package, threads)
     return TorchBackend(package)

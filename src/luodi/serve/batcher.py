@@ -3,11 +3,11 @@
 Requests wait in one queue per model; one worker thread runs the model on the rows of several requests at
 once, off the event loop. The policy never waits when there is nothing to wait for: an idle model takes
 whatever is queued at once (so a lone request pays no batching delay); while the model is busy, arrivals
-pile up and form the next batch by themselves. The one wait is to regroup after a large batch: when the
-last batch had N rows and fewer are queued, the model waits at most `max_wait_s` (from the oldest arrival)
-for N rows to gather, so a steady load of N concurrent callers settles into batches of N instead of
-alternating 1, N-1. `max_batch_size` caps a batch; a request carrying several rows counts all of them and is
-never split.
+pile up and form the next batch by themselves. The one wait is to regroup after a batch of several rows:
+its callers come back together, so the model gathers arrivals until they pause for `max_wait_s / 4`, and
+at most `max_wait_s` from when it became free. Without that wait a steady load of N callers settles into
+alternating batches of 1 and N-1; with it, into batches of N. After a batch of one row nothing waits.
+`max_batch_size` caps a batch; a request carrying several rows counts all of them and is never split.
 
 Admission is decided at once: rows beyond `max_queue_rows` are refused (QueueFull, HTTP 429). A request's
 deadline counts its time in the queue; an expired request is failed (DeadlineExceeded, HTTP 504) at its
@@ -74,7 +74,9 @@ class Batcher:
         self.queue: deque[Work] = deque()
         self.queued_rows = 0
         self.running = False
-        self.target = 1  # rows the last batch had: what to regroup to
+        self.last_rows = 1  # rows of the last batch: several mean callers are likely to come back together
+        self.quiet_s = self.max_wait_s / 4  # a pause in arrivals this long ends the gathering
+        self.last_arrival = 0.0
         self.seconds_per_row = 0.0  # recent model time per row, for Retry-After
         self.idle_since = 0.0
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="luodi-model")
@@ -94,6 +96,7 @@ class Batcher:
         work = Work(payload, rows, loop.create_future(), time.perf_counter())
         work.timer = loop.call_later(timeout_s, self._expire, work)
         self.queue.append(work)
+        self.last_arrival = work.enqueued
         self._change_depth(rows)
         self._idle.clear()
         self._dispatch()
@@ -126,20 +129,20 @@ class Batcher:
             if not self.running and not self.queue:
                 self._idle.set()
             return
-        if self.queued_rows < min(self.target, self.max_batch_size) and self.max_wait_s > 0:
+        if self.last_rows > 1 and self.queued_rows < self.max_batch_size and self.max_wait_s > 0:
+            now = time.perf_counter()
             # Counted from when the model became free: the callers of the last batch are on their way back.
-            wait = max(self.queue[0].enqueued, self.idle_since) + self.max_wait_s - time.perf_counter()
-            if wait > 0:
+            start = max(self.queue[0].enqueued, self.idle_since)
+            until = min(start + self.max_wait_s, self.last_arrival + self.quiet_s)
+            if until > now:
                 if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(wait, self._regroup_timeout)
+                    self._timer = asyncio.get_running_loop().call_later(until - now, self._gathered)
                 return
         self._start()
 
-    def _regroup_timeout(self) -> None:
-        self._timer = None
-        if not self.running and self.queue:
-            self.target = max(1, self.queued_rows)  # the load fell: expect this many from now on
-            self._start()
+    def _gathered(self) -> None:
+        self._timer = None  # arrivals since the timer was armed push the end of the pause: check again
+        self._dispatch()
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -163,7 +166,7 @@ class Batcher:
             return
         self._change_depth(-rows)
         self.running = True
-        self.target = rows
+        self.last_rows = rows
         asyncio.get_running_loop().create_task(self._run(batch, rows))
 
     async def _run(self, batch: list[Work], rows: int) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from luodi.errors import InputError
-from luodi.package import ModelPackage, load_package
-from luodi.serve.backends import Backend, choose_backend
+from luodi.package import ModelPackage, load_package, verify_package
+from luodi.serve.backends import Backend, check_backend, choose_backend
 from luodi.serve.schema import Limits, ServingSchema
 from luodi.serve.settings import ServeConfig
 from luodi.store import Store
@@ -76,6 +76,16 @@ class Payload:
 class Result:
     predictions: list[Any]
     probabilities: np.ndarray | None
+
+
+def preflight(reference: Reference, config: ServeConfig) -> str:
+    """Everything that can be checked before a server starts (InputError, exit 2): the reference resolves, the
+    package verifies, its fields are servable, the backend exists. Returns 'reference -> name/version'."""
+    name, version, path = reference.resolve()
+    manifest = verify_package(path)
+    ServingSchema(manifest, Limits(config.max_rows, config.max_string_length))
+    check_backend(manifest, config.backend, path)
+    return f"{reference.text} -> {name}/{version}"
 
 
 def load_version(reference: Reference, config: ServeConfig) -> Loaded:

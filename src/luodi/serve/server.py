@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from luodi.serve.model import Reference
+from luodi.serve.model import Reference, preflight
 from luodi.serve.settings import ServeConfig
 
 log = logging.getLogger("luodi.serve")
@@ -104,14 +104,8 @@ def serve_process(references: list[Reference], config: ServeConfig, home: Path |
 
 def run(models: list[str], config: ServeConfig, home: Path | None) -> int:
     """`luodi serve`: check every reference and package first (bad input exits 2 before anything starts)."""
-    from luodi.package import verify_package
-
     references = [Reference(model, home) for model in models]
-    described = []
-    for reference in references:
-        name, version, path = reference.resolve()
-        verify_package(path)
-        described.append(f"{reference.text} -> {name}/{version}")
+    described = [preflight(reference, config) for reference in references]
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -189,7 +183,7 @@ def supervise(references: list[Reference], config: ServeConfig, home: Path | Non
                 code = worker.poll()
                 if code is None or stopping:
                     continue
-                _mark_dead(worker.pid)
+                _mark_dead(worker.pid, metrics_dir)
                 failures[index] = failures[index] + 1 if time.monotonic() - started[index] < 10 else 1
                 if failures[index] > len(RESTART_BACKOFF_S):
                     log.error("worker %d keeps failing (exit %s); stopping", index, code)
@@ -206,11 +200,11 @@ def supervise(references: list[Reference], config: ServeConfig, home: Path | Non
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _mark_dead(pid: int) -> None:
+def _mark_dead(pid: int, metrics_dir: str) -> None:
     from prometheus_client import multiprocess
 
     with contextlib.suppress(OSError):
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid, metrics_dir)
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]], drain_timeout_s: float) -> int:
@@ -234,12 +228,25 @@ def _worker_main(fd: int) -> None:
     """Entry of a worker process started by `supervise`: the settings come in the environment, not argv."""
     from luodi.serve.settings import ServeConfig
 
+    _die_with_parent()
     spec = json.loads(os.environ.pop(SPEC_ENV))
     home = Path(spec["home"]) if spec["home"] else None
     references = [Reference(text, home) for text in spec["references"]]
     sock = socket.socket(fileno=fd)
     configure_logging()
     serve_process(references, ServeConfig(**spec["config"]), home, sock)
+
+
+def _die_with_parent() -> None:
+    """A worker whose supervisor is gone (even by kill -9) gets SIGTERM and drains, instead of serving alone."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent or parent == 1:  # the supervisor died before the call above
+        raise SystemExit(0)
 
 
 def configure_logging() -> None:
