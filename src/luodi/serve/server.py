@@ -57,15 +57,15 @@ def bind(config: ServeConfig) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, config: ServeConfig) -> Any:
+def uvicorn_config(app: Any, config: ServeConfig, log_level: str = "info") -> Any:
     import uvicorn
 
-    return uvicorn.Config(app, lifespan="on", access_log=config.access_log, log_level="info",
+    return uvicorn.Config(app, lifespan="on", access_log=config.access_log, log_level=log_level,
                           timeout_graceful_shutdown=math.ceil(config.drain_timeout_s), timeout_keep_alive=5,
                           server_header=False, proxy_headers=False)
 
 
-def make_server(app: Any, config: ServeConfig) -> Any:
+def make_server(app: Any, config: ServeConfig, log_level: str = "info") -> Any:
     """A uvicorn server that marks the app draining on SIGTERM/SIGINT and exits 0 after draining."""
     import uvicorn
 
@@ -88,7 +88,7 @@ def make_server(app: Any, config: ServeConfig) -> Any:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    return DrainingServer(uvicorn_config(app, config))
+    return DrainingServer(uvicorn_config(app, config, log_level))
 
 
 def serve_process(references: list[Reference], config: ServeConfig, home: Path | None,
@@ -129,14 +129,14 @@ class Running:
 
 @contextlib.contextmanager
 def background(references: list[Reference], config: ServeConfig, home: Path | None = None,
-               **create: Any) -> Iterator[Running]:
+               log_level: str = "info", **create: Any) -> Iterator[Running]:
     """Serve in a thread of this process until the block ends (then drain and stop)."""
     from luodi.serve.app import create_app
 
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     app = create_app(references, config, home=home, **create)
-    server = make_server(app, config)
+    server = make_server(app, config, log_level)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="luodi-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
