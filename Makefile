@@ -47,6 +47,10 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/runtime_levers.py
 	$(BIN)/python benchmarks/report_cost.py
+	$(BIN)/python benchmarks/serve_overhead.py
+	$(BIN)/python benchmarks/serve_batching.py
+	$(BIN)/python benchmarks/serve_binary.py
+	$(BIN)/python benchmarks/serve_workers.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info

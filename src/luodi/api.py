@@ -486,6 +486,26 @@ def write_table(frame: Any, path: Path) -> None:
         atomic_write(path, lambda handle: frame.to_json(handle, orient="records", lines=True), mode="w")
 
 
+# ------------------------------------------------------------------------------------------- serving
+def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_file: str | Path | None = None,
+          admin_keys_file: str | Path | None = None, **settings: Any) -> int:
+    """Serve registered models over HTTP until SIGTERM or Ctrl-C (which drain); returns the exit code.
+
+    Args:
+        models: references (`name@alias`, `name`, `name/3`) or package folders.
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`).
+        api_keys_file, admin_keys_file: files with one key per line (also `LUODI_API_KEYS` / `LUODI_ADMIN_KEYS`).
+        settings: any `luodi.serve.settings.ServeConfig` field: host, port, workers, max_batch_size, ...
+    """
+    from luodi.serve.server import run
+    from luodi.serve.settings import make_config, read_keys
+
+    config = make_config(api_keys=read_keys("LUODI_API_KEYS", Path(api_keys_file) if api_keys_file else None),
+                         admin_keys=read_keys("LUODI_ADMIN_KEYS", Path(admin_keys_file) if admin_keys_file else None),
+                         **settings)
+    return run([models] if isinstance(models, str) else list(models), config, Path(home) if home else None)
+
+
 # ---------------------------------------------------------------------------------- runs and models
 def observed(run: Run) -> Run:
     """The run with status 'stopped' when it reads 'running' but its process on this host is gone.

@@ -90,7 +90,14 @@ class NumericEncoder:
         # (epoch timestamps, large ids) before the shift that makes it visible.
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
         values[np.isnan(values)] = self.fill
-        return ((values - self.center) / self.scale).astype(np.float32).reshape(-1, 1)
+        with np.errstate(over="ignore"):
+            scaled = ((values - self.center) / self.scale).astype(np.float32)
+        overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32
+        if overflow.any():
+            row = int(np.flatnonzero(overflow)[0])
+            raise InputError(f"column {self.name!r} row {row + 1}: {values[row]!r} is too large for the model "
+                             "(beyond float32 after scaling)")
+        return scaled.reshape(-1, 1)
 
     def width(self) -> int:
         return 1
