@@ -198,7 +198,8 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     splits, fingerprint = _read_splits(config)
     if run is not None:
-        pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()))
+        pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()),
+                                              assets=run_dir)
     else:
         pipeline = FeaturePipeline.fit(config, splits.train)
     encoded = {name: pipeline.transform(getattr(splits, name), f"{config.data.train} ({name} split)", True)
@@ -214,7 +215,8 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         store.update_run(run.id, summary=summary)
         run_dir = store.run_dir(run.id)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        atomic_write_json(run_dir / "features.json", pipeline.state())
+        pipeline.save_assets(run_dir)
+        atomic_write_json(run_dir / "features.json", pipeline.state())  # last: resume reads it, then assets
     else:
         store.update_run(run.id, status="running", environment={**run.environment, "pid": environment["pid"],
                                                                  "host": environment["host"]})

@@ -109,6 +109,10 @@ class TextFeature(Strict):
 FeatureConfig = Annotated[
     NumericFeature | CategoryFeature | BinaryFeature | TextFeature, Field(discriminator="type")
 ]
+# Feature config model per `type` tag (error messages walk through it; a new feature type is added here too).
+FEATURE_TYPES: dict[str, type[Strict]] = {
+    "numeric": NumericFeature, "category": CategoryFeature, "binary": BinaryFeature, "text": TextFeature,
+}
 
 
 class TargetConfig(Strict):
@@ -123,9 +127,12 @@ class TargetConfig(Strict):
 
 # ------------------------------------------------------------------------------------------- model
 class ModelConfig(Strict):
-    """The architecture. Tables use an MLP over numeric values and category embeddings."""
+    """The architecture: feature encoders of `type` for image, sequence and text features, then an MLP over
+    their outputs, the numeric values and the category embeddings. Tables alone use `mlp`."""
 
-    type: Literal["mlp"] = Field("mlp", description="Architecture name.")
+    type: Literal["mlp", "cnn", "resnet", "rnn", "transformer", "hf"] = Field(
+        "mlp", description="Architecture name: mlp (tables), cnn, resnet, rnn, transformer, hf."
+    )
     hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="Width of each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field("relu", description="Activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
@@ -294,7 +301,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     """One message per problem, each naming the dotted key path."""
     lines = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"] if part not in ("numeric", "category", "binary", "text")]
+        loc = [str(part) for part in item["loc"] if part not in FEATURE_TYPES]
         path = ".".join(loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
@@ -316,10 +323,9 @@ def _key_hint(error: ValidationError, loc: tuple[Any, ...]) -> str:
     """Suggest the closest valid key for a mistyped one."""
     model: Any = LuodiConfig
     for part in loc[:-1]:
-        if isinstance(part, int) or part in ("numeric", "category", "binary", "text"):
-            if part in ("numeric", "category", "binary", "text"):
-                model = {"numeric": NumericFeature, "category": CategoryFeature,
-                         "binary": BinaryFeature, "text": TextFeature}[part]
+        if isinstance(part, int) or part in FEATURE_TYPES:
+            if part in FEATURE_TYPES:
+                model = FEATURE_TYPES[part]
             continue
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         annotation = getattr(field, "annotation", None)
