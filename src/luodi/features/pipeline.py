@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pyarrow.compute as pc
 from luodi.config import LuodiConfig, validate_config
 from luodi.errors import InputError, did_you_mean
 from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, build_encoder
+from luodi.features.image import coerce_images
+from luodi.features.sequence import coerce_sequence
 from luodi.features.target import TargetEncoder
 
 
@@ -71,8 +74,19 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
             row = int(np.flatnonzero(pc.fill_null(infinite, False).to_numpy(zero_copy_only=False))[0]) + 1
             raise InputError(f"{source}: column {feature.name!r} row {row} is infinite ({column[row - 1].as_py()})")
         table = table.set_column(table.column_names.index(feature.name), feature.name, column)
+    for feature in config.input_features:
+        coerce = COERCERS.get(feature.type)
+        if coerce is not None:
+            column = coerce(table.column(feature.name), feature, source)
+            table = table.set_column(table.column_names.index(feature.name), feature.name, column)
     return table
 
+
+# Feature types whose cells are checked and converted on the whole table (rows named as in the file): sequences
+# become list<float64>, image paths are resolved against the table file's folder.
+COERCERS: dict[str, Callable[[pa.ChunkedArray, Any, str], pa.ChunkedArray]] = {
+    "sequence": coerce_sequence, "image": coerce_images,
+}
 
 RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory back before transforming
 
@@ -117,6 +131,16 @@ class FeaturePipeline:
         for arrays in tensors:
             inputs.update(arrays)
         target = self.target.transform(table.column(self.config.target.name), source) if with_target else None
+        if unseen.skipped:
+            if not with_target:  # a prediction per input row: a row cannot be left out
+                name, reasons = next(iter(unseen.reasons.items()))
+                more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+                raise InputError(f"{source}: column {name!r}: {reasons[0]}{more}")
+            keep = np.ones(rows, dtype=bool)
+            for skipped in unseen.skipped.values():
+                keep[skipped] = False
+            inputs = {name: array[keep] for name, array in inputs.items()}
+            target = target[keep] if target is not None else None
         return Encoded(inputs, target, unseen)
 
     def tensor_encoders(self) -> list[TensorEncoder]:

@@ -15,10 +15,13 @@ from typing import Any
 from torch import nn
 
 from luodi.errors import InputError
+from luodi.models.cnn import CNN_BUILDERS, RESNET_BUILDERS
 from luodi.models.mlp import MLP
 
 FeatureEncoderBuilder = Callable[[Any, Any], nn.Module]
-FEATURE_ENCODERS: dict[str, dict[str, FeatureEncoderBuilder]] = {"mlp": {}}
+FEATURE_ENCODERS: dict[str, dict[str, FeatureEncoderBuilder]] = {
+    "mlp": {}, "cnn": CNN_BUILDERS, "resnet": RESNET_BUILDERS,
+}
 
 
 def supported(modality: str) -> list[str]:
