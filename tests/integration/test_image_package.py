@@ -86,3 +86,32 @@ def test_an_unreadable_image_at_predict_time_names_the_file(trained: tuple[Path,
     records = [{"photo": str(folder / "broken.png"), "signal": "0 " * 12, "size": 0.0, "shop": "a"}]
     with pytest.raises(api.InputError, match=r"broken\.png: not a readable image"):
         api.predict(result.package, records)
+
+
+def test_an_augmented_image_run_resumes_exactly(trained: tuple[Path, api.TrainResult], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Augmentation draws from the checkpointed CPU generator: interrupted mid-epoch and resumed, the run ends
+    with the weights of an uninterrupted one."""
+    from luodi.store import Store
+    from luodi.train.progress import Silent
+
+    folder, _ = trained
+    config = yaml.safe_load((folder / "mixed.yaml").read_text())
+    config["trainer"].update(epochs=2, checkpoint_every_steps=4)
+    (tmp_path / "resume.yaml").write_text(yaml.safe_dump(config))
+    straight = api.train(tmp_path / "resume.yaml", home=tmp_path / "straight", progress="silent")
+    steps = {"count": 0}
+
+    def step(self: Silent, loss: float | None) -> None:
+        steps["count"] += 1
+        if steps["count"] == 9:  # 6 steps per epoch: inside the second epoch, after its first checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Silent, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(tmp_path / "resume.yaml", home=tmp_path / "resumed", progress="silent")
+    monkeypatch.undo()
+    (run,) = Store(tmp_path / "resumed").list_runs()
+    resumed = api.train(resume=run.id, home=tmp_path / "resumed", progress="silent")
+    assert (Path(resumed.package) / "weights.safetensors").read_bytes() == \
+        (Path(straight.package) / "weights.safetensors").read_bytes()

@@ -206,3 +206,16 @@ def test_image_models_normalize_and_augment_only_in_training(tmp_path: Path, arc
     assert not torch.allclose(module(batch), module(batch))
     prepared = module.prepare(batch["image"])
     assert prepared.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_init_detects_image_paths_bytes_and_number_vectors() -> None:
+    from luodi.data.infer import infer_column
+
+    def guess(values: list) -> str | None:  # type: ignore[type-arg]
+        return infer_column(column(values), "x").type
+
+    assert guess(["a/1.png", "b/2.JPG", "c/3.jpeg"] * 10) == "image"
+    assert guess([b"\x89PNG...", b"\xff\xd8..."] * 10) == "image"
+    assert guess(["0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8", "[1, 2, 3, 4, 5, 6, 7, 8, 9]"] * 10) == "sequence"
+    assert guess([[0.5, 1.5, 2.5]] * 30) == "sequence"
+    assert guess(["1 2 3", "4 5 6"] * 10) != "sequence"  # a few numbers are not a signal
