@@ -165,7 +165,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.data.sources import fingerprint_file
     from luodi.features.pipeline import FeaturePipeline
     from luodi.io import atomic_write_json, atomic_write_text
-    from luodi.models import build_model
+    from luodi.models import build_model, load_pretrained
     from luodi.models.heads import build_loss
     from luodi.train.loop import fit, predict_tensors
     from luodi.train.progress import make_progress
@@ -223,6 +223,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     device = torch.device(environment["device"])
     model = build_model(config, pipeline)
+    load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in fit
     loss_fn = build_loss(config.target.task, pipeline.target.class_weights())
     score = _scorer(pipeline)
     try:
