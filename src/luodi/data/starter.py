@@ -28,6 +28,7 @@ class Starter:
     batch_size: int
     epochs: int
     patience: int
+    text_length: int = 0  # tokens per text for a text model (0: a table model, text as a bag of words)
 
     @property
     def features(self) -> list[ColumnGuess]:
@@ -71,15 +72,38 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         sizes, batch, epochs, patience = [128, 64], 64, 100, 10
     else:
         sizes, batch, epochs, patience = [256, 128], 256, 30, 5
-    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience)
+    text_length = long_text_length(table, [column.name for column in columns if column.type == "text"])
+    if text_length:  # a sequence model over tokens: fewer, costlier epochs than an MLP
+        sizes, batch, epochs, patience = [64], 32, min(epochs, 30), min(patience, 5)
+    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience, text_length)
+
+
+LONG_TEXT_WORDS = 20
+
+
+def long_text_length(table: pa.Table, names: list[str]) -> int:
+    """Tokens per text for a text model when a text column holds long texts (20+ words on average), else 0.
+
+    BPE gives about 1.3 tokens a word; the length covers 90% of the texts, at most 256 (CPU cost grows with it).
+    """
+    longest = 0.0
+    for name in names:
+        values = table.column(name).drop_null()
+        words = pc.list_value_length(pc.utf8_split_whitespace(values.cast(pa.string())))
+        if (pc.mean(words).as_py() or 0) >= LONG_TEXT_WORDS:
+            longest = max(longest, pc.quantile(words, q=0.9).to_pylist()[0] * 1.3)
+    if not longest:
+        return 0
+    return min(256, 1 << max(5, int(longest - 1).bit_length()))
 
 
 def render(starter: Starter, data_path: str, source: Path) -> str:
     """The starter config as commented YAML; every key is in docs/config.md."""
     width = max([len(c.name) for c in starter.features] + [8]) + 2
+    length = f", max_length: {starter.text_length}" if starter.text_length else ""
     features = "\n".join(
-        f"  - {{name: {_quote(c.name)}, type: {c.type}}}".ljust(width + 32) + f"# {c.reason}"
-        for c in starter.features
+        (f"  - {{name: {_quote(c.name)}, type: {c.type}{length if c.type == 'text' else ''}}} ").ljust(width + 32)
+        + f"# {c.reason}" for c in starter.features
     )
     dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason.removeprefix('dropped: ')}" for c in starter.dropped)
     stop_metric = "loss"
@@ -108,7 +132,7 @@ input_features:
 {"  # dropped columns (add them back above to use them):" + chr(10) + dropped if dropped else ""}
 
 model:
-  type: mlp
+{_model_section(starter)}
   hidden_sizes: {starter.hidden_sizes}              # sized for {starter.rows} rows
   activation: relu
   dropout: 0.1
@@ -129,6 +153,17 @@ runtime:
   threads: auto                         # cores that are free now; set a number to pin it
   allocator: tuned                      # reuse freed memory instead of page-faulting each step
 """
+
+
+def _model_section(starter: Starter) -> str:
+    """`type: mlp` for tables; a Transformer over BPE tokens when the main input is long text."""
+    if not starter.text_length:
+        return "  type: mlp"
+    return """\
+  type: transformer                     # long free text: tokens (BPE fitted on the train split), not bag of words
+  # A pretrained encoder usually does better: `type: hf` with `path: ./minilm`, a local Hugging Face checkpoint
+  # folder (config.json, model.safetensors, tokenizer.json); see docs/text.md. rnn (GRU / LSTM) also reads tokens.
+  transformer: {layers: 2, heads: 4, width: 64, positions: learned, pooling: mean, dropout: 0.1}"""
 
 
 def _quote(value: str) -> str:

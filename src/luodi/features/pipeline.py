@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from luodi.config import LuodiConfig, validate_config
 from luodi.errors import InputError, did_you_mean
-from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, build_encoder
+from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, as_strings, build_encoder
 from luodi.features.target import TargetEncoder
 
 
@@ -52,6 +52,8 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
         hint = did_you_mean(missing[0], table.column_names)
         raise InputError(f"{source}: column {missing[0]!r} is missing{hint}; the model needs {needed}")
     for feature in config.input_features:
+        if feature.type == "text" and feature.empty == "error":
+            check_no_empty_text(table.column(feature.name), feature.name, source)
         if feature.type != "numeric":
             continue
         column = table.column(feature.name)
@@ -72,6 +74,15 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
             raise InputError(f"{source}: column {feature.name!r} row {row} is infinite ({column[row - 1].as_py()})")
         table = table.set_column(table.column_names.index(feature.name), feature.name, column)
     return table
+
+
+def check_no_empty_text(column: pa.ChunkedArray, name: str, source: str) -> None:
+    """`empty: error` on a text feature: a missing or blank text is an error naming its row."""
+    blank = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(as_strings(column), "")), "")
+    if pc.any(blank).as_py():
+        row = int(np.flatnonzero(blank.to_numpy(zero_copy_only=False))[0]) + 1
+        raise InputError(f"{source}: column {name!r} row {row} is an empty text (input_features[{name}].empty is "
+                         "error; set it to allow to read it as an empty sequence)")
 
 
 RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory back before transforming
