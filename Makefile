@@ -31,7 +31,10 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# The vision benchmark compares with Keras 3 (the `bench` extra), installed here rather than for every test run.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/runtime_levers.py

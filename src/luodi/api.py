@@ -62,13 +62,13 @@ class InitResult:
 
 
 # ------------------------------------------------------------------------------------------------ init
-def init(data: str | Path, target: str, *, task: str | None = None, output: str | Path = "luodi.yaml",
+def init(data: str | Path, target: str | None = None, *, task: str | None = None, output: str | Path = "luodi.yaml",
          name: str | None = None, force: bool = False) -> InitResult:
     """Write a commented starter config inferred from a data file.
 
     Args:
-        data: the training table (CSV, Parquet or JSONL).
-        target: the column to predict.
+        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class.
+        target: the column to predict (for an image folder: `label`, the default).
         task: regression, binary or multiclass; inferred from the target when omitted.
         output: where to write the config.
         name: the model name in the registry (default: from the file name).
@@ -79,6 +79,12 @@ def init(data: str | Path, target: str, *, task: str | None = None, output: str 
     from luodi.io import atomic_write_text
 
     data, output = Path(data), Path(output)
+    if target is None:
+        if not data.is_dir():
+            raise InputError("give --target COLUMN: the column to predict")
+        from luodi.data.images import LABEL_COLUMN
+
+        target = LABEL_COLUMN
     if output.exists() and not force:
         raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
     table = read_table(data)
@@ -171,6 +177,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.models import build_model, load_pretrained
     from luodi.models.heads import build_loss
     from luodi.train.loop import fit, predict_tensors
+    from luodi.train.precision import PRECISIONS
     from luodi.train.progress import make_progress
     from luodi.train.runtime import apply_runtime
 
@@ -225,6 +232,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                                                                  "host": environment["host"]})
 
     device = torch.device(environment["device"])
+    precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
     load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in fit
     loss_fn = build_loss(config.target.task, pipeline.target.class_weights())
@@ -235,11 +243,12 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
             task=config.target.task, loss_fn=loss_fn, score=score, monitor=config.trainer.early_stopping.metric,
             mode=config.monitor_mode(), run_dir=run_dir, device=device, progress=make_progress(progress),
             callbacks=[lambda epoch, metrics: store.log_epoch(run.id, epoch, metrics)],
+            precision=precision, pin_memory=environment.get("pin_memory", False),
         )
         test_name = "test" if splits.test.num_rows else "validation"
         test = _tensors(encoded[test_name])
-        outputs, _ = predict_tensors(model, {k: v.to(device) for k, v in test.inputs.items()},
-                                     config.target.task, config.trainer.eval_batch_size)
+        outputs, _ = predict_tensors(model, test.inputs, config.target.task, config.trainer.eval_batch_size,
+                                     precision=precision, device=device)
         metrics = _test_metrics(pipeline, outputs, test.target.numpy())
         model.cpu()
         staging = store.staging_dir()
@@ -251,7 +260,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                 "history": result.history,
                 "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                              "stopped_early": result.stopped_early, "steps": result.steps,
-                             "seconds": result.seconds, "metrics_split": test_name},
+                             "seconds": result.seconds, "metrics_split": test_name, **result.extra},
                 "data": {"fingerprint": fingerprint, "rows": splits.sizes()},
                 "lineage": {"run_id": run.id, "parent_version": parent_version},
                 "environment": environment,
@@ -272,7 +281,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         raise
     summary = {"data": fingerprint, "rows": splits.sizes(), "best_epoch": result.best_epoch,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-               "seconds": result.seconds, "metrics_split": test_name}
+               "seconds": result.seconds, "metrics_split": test_name, **result.extra}
     store.update_run(run.id, status="finished", metrics=metrics, summary=summary)
     return TrainResult(
         run_id=run.id, model={"name": version.name, "version": version.version}, package=str(version.path),

@@ -78,8 +78,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 @app.command()
 def init(
-    data: Annotated[Path, typer.Option("--data", help="Training table: CSV, Parquet or JSONL.")],
-    target: Annotated[str, typer.Option("--target", help="Column to predict.")],
+    data: Annotated[Path, typer.Option("--data", help="Training table (CSV, Parquet, JSONL) or image folder.")],
+    target: Annotated[str | None, typer.Option("--target", help="Column to predict (image folder: label).")] = None,
     task: Annotated[str | None, typer.Option(help="regression, binary or multiclass (default: inferred).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
     name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,

@@ -120,12 +120,54 @@ class TextFeature(Strict):
     )
 
 
+class AugmentConfig(Strict):
+    """Random changes to training images, drawn per image and per epoch on the batch tensor; never at evaluation
+    or prediction."""
+
+    crop_padding: int = Field(0, ge=0, le=64, description="Random crop: pad by this many pixels, crop back to size.")
+    horizontal_flip: bool = Field(False, description="Mirror half of the images (only where a mirror keeps the class).")
+    rotation: float = Field(0.0, ge=0, le=45, description="Rotate by a random angle in [-rotation, rotation] degrees.")
+
+
+class ImageFeature(Strict):
+    """An image: a column of file paths (relative to the table file) or of encoded bytes (PNG, JPEG, ...),
+    decoded once with Pillow, resized, and normalized with per-channel statistics of the training split."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["image"] = "image"
+    height: int | None = Field(None, ge=1, le=4096, description="Resize to this height; default: from training images.")
+    width: int | None = Field(None, ge=1, le=4096, description="Resize to this width; default: from training images.")
+    channels: Literal[1, 3] | None = Field(None, description="1 (gray) or 3 (RGB); default: 3 if any training image "
+                                                            "has color, else 1.")
+    strict_channels: bool = Field(False, description="A gray image among color ones (or the reverse) is an error "
+                                                     "naming the file instead of being converted.")
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error", description="An unreadable image: error naming the file, or skip its row when training or "
+                             "evaluating (logged; prediction always errors).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)  # type: ignore[arg-type]
+
+
+class SequenceFeature(Strict):
+    """A fixed-length numeric vector per row, read as a sequence (e.g. a signal of 40 values): a list column
+    (Parquet, JSONL) or text of numbers separated by spaces or commas (CSV); nested lists give channels."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["sequence"] = "sequence"
+    length: int | None = Field(None, ge=1, le=1_000_000, description="Values per row; default: the training rows' "
+                                                                     "length (all must agree).")
+    on_length_mismatch: Literal["error", "pad"] = Field(
+        "error", description="A row of another length: error naming the row, or pad (with 0) / truncate it.")
+    normalization: Literal["zscore", "none"] = Field("zscore", description="Per-channel scaling fitted on train.")
+
+
 FeatureConfig = Annotated[
-    NumericFeature | CategoryFeature | BinaryFeature | TextFeature, Field(discriminator="type")
+    NumericFeature | CategoryFeature | BinaryFeature | TextFeature | ImageFeature | SequenceFeature,
+    Field(discriminator="type"),
 ]
 # Feature config model per `type` tag (error messages walk through it; a new feature type is added here too).
 FEATURE_TYPES: dict[str, type[Strict]] = {
     "numeric": NumericFeature, "category": CategoryFeature, "binary": BinaryFeature, "text": TextFeature,
+    "image": ImageFeature, "sequence": SequenceFeature,
 }
 
 
@@ -140,6 +182,44 @@ class TargetConfig(Strict):
 
 
 # ------------------------------------------------------------------------------------------- model
+class CNNConfig(Strict):
+    """model.type cnn: conv blocks (conv, batch norm, activation, pooling, dropout), 2-D for images and 1-D for
+    sequences, then a pooled vector for the combiner MLP."""
+
+    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Output channels of each conv block.")
+    kernel_size: int = Field(3, ge=1, le=31, description="Convolution kernel size (odd keeps the size).")
+    convs_per_block: int = Field(1, ge=1, le=4, description="Convolutions in each block before its pooling.")
+    batch_norm: bool = Field(True, description="Batch normalization after each convolution.")
+    pool: Literal["max", "avg", "none"] = Field("max", description="Pooling (size 2) at the end of each block.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each block.")
+    output: Literal["avg", "max", "flatten"] = Field(
+        "avg", description="Vector from the last block: global average or max pooling, or flatten every position.")
+    channels_last: bool = Field(True, description="Images in channels-last memory layout (faster convolutions on "
+                                                  "CPU and tensor cores).")
+
+    @field_validator("channels")
+    @classmethod
+    def _positive_channels(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(size < 1 for size in sizes):
+            raise ValueError("give at least one block, each with >= 1 channels")
+        return sizes
+
+
+class ResNetConfig(Strict):
+    """model.type resnet: a small residual network for 28-64 px images (stem, stages of basic blocks, the first
+    block of each later stage halving the size, global average pooling)."""
+
+    widths: list[int] = Field(default_factory=lambda: [32, 64, 128], description="Channels of each stage.")
+    blocks_per_stage: int = Field(2, ge=1, le=8, description="Residual blocks in each stage.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the pooled vector.")
+    channels_last: bool = Field(True, description="Images in channels-last memory layout.")
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(size < 1 for size in sizes):
+            raise ValueError("give at least one stage, each with >= 1 channels")
+        return sizes
 class RNNConfig(Strict):
     """model.type rnn: a recurrent encoder per text (tokens) or sequence feature."""
 
@@ -201,6 +281,8 @@ class ModelConfig(Strict):
     activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field("relu", description="Activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     normalization: Literal["none", "batch", "layer"] = Field("none", description="Normalization per hidden layer.")
+    cnn: CNNConfig = Field(default_factory=CNNConfig)  # type: ignore[arg-type]
+    resnet: ResNetConfig = Field(default_factory=ResNetConfig)  # type: ignore[arg-type]
     rnn: RNNConfig = Field(default_factory=RNNConfig)  # type: ignore[arg-type]
     transformer: TransformerConfig = Field(default_factory=TransformerConfig)  # type: ignore[arg-type]
     hf: HFConfig = Field(default_factory=HFConfig)  # type: ignore[arg-type]
@@ -269,6 +351,10 @@ class RuntimeConfig(Strict):
         "tuned", description="tuned keeps freed memory in the process (mallopt) instead of returning it per step."
     )
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower on GPU).")
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="On CUDA: auto uses bf16 where the GPU supports it, else fp16 with loss scaling; "
+                            "off keeps fp32. CPU always trains in fp32.")
+    pin_memory: bool = Field(True, description="On CUDA: page-locked host tensors and asynchronous copies.")
 
     @field_validator("threads")
     @classmethod
@@ -493,7 +579,10 @@ def reference_markdown() -> str:
         ("top level", LuodiConfig), ("data", DataConfig), ("data.split", SplitConfig),
         ("target", TargetConfig), ("input_features[] (type: numeric)", NumericFeature),
         ("input_features[] (type: category)", CategoryFeature), ("input_features[] (type: binary)", BinaryFeature),
-        ("input_features[] (type: text)", TextFeature), ("model", ModelConfig), ("model.rnn", RNNConfig),
+        ("input_features[] (type: text)", TextFeature), ("input_features[] (type: image)", ImageFeature),
+        ("input_features[] (type: image).augment", AugmentConfig),
+        ("input_features[] (type: sequence)", SequenceFeature), ("model", ModelConfig),
+        ("model.cnn", CNNConfig), ("model.resnet", ResNetConfig), ("model.rnn", RNNConfig),
         ("model.transformer", TransformerConfig), ("model.hf", HFConfig), ("trainer", TrainerConfig),
         ("trainer.optimizer", OptimizerConfig), ("trainer.scheduler", SchedulerConfig),
         ("trainer.early_stopping", EarlyStoppingConfig), ("runtime", RuntimeConfig),

@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
+from luodi.features.image import ImageEncoder
+from luodi.features.sequence import SequenceEncoder
 
 TRUE_WORDS = {"1", "1.0", "true", "t", "yes", "y", "positive", "pos"}
 WORD_PATTERN = r"[^\w']+"
@@ -33,17 +35,28 @@ class Unseen:
 
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # Rows (0-based) an encoder could not read and the config allows skipping (an unreadable image), per column.
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, column: str, count: int, examples: list[str]) -> None:
         if count:
             self.counts[column] = self.counts.get(column, 0) + count
             self.examples.setdefault(column, []).extend(examples[: 3 - len(self.examples.get(column, []))])
 
+    def skip(self, column: str, rows: list[int], reasons: list[str]) -> None:
+        self.skipped.setdefault(column, []).extend(rows)
+        self.reasons.setdefault(column, []).extend(reasons)
+
     def messages(self) -> list[str]:
         return [
             f"column {name!r}: {count} value(s) not seen in training, e.g. {self.examples[name]}; "
             "encoded as unknown"
             for name, count in self.counts.items()
+        ] + [
+            f"column {name!r}: skipped {len(rows)} row(s) that cannot be read: " + "; ".join(self.reasons[name][:3])
+            + (" ..." if len(rows) > 3 else "")
+            for name, rows in self.skipped.items()
         ]
 
 
@@ -258,6 +271,8 @@ def text_encoder(config: TextFeature, **state: Any) -> Encoder:
 
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "numeric": NumericEncoder, "category": CategoryEncoder, "binary": BinaryEncoder, "text": text_encoder,
+    # An image encoder's `width` is the images' width in pixels (the image modality's contract), not a method.
+    "image": ImageEncoder, "sequence": SequenceEncoder,  # type: ignore[dict-item]
 }
 
 

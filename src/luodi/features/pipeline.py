@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ import pyarrow.compute as pc
 
 from luodi.config import LuodiConfig, validate_config
 from luodi.errors import InputError, did_you_mean
-from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, as_strings, build_encoder
+from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, build_encoder
+from luodi.features.image import coerce_images
+from luodi.features.sequence import coerce_sequence
 from luodi.features.target import TargetEncoder
+from luodi.features.text import coerce_text
 
 
 @dataclass
@@ -52,8 +56,6 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
         hint = did_you_mean(missing[0], table.column_names)
         raise InputError(f"{source}: column {missing[0]!r} is missing{hint}; the model needs {needed}")
     for feature in config.input_features:
-        if feature.type == "text" and feature.empty == "error":
-            check_no_empty_text(table.column(feature.name), feature.name, source)
         if feature.type != "numeric":
             continue
         column = table.column(feature.name)
@@ -73,17 +75,20 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
             row = int(np.flatnonzero(pc.fill_null(infinite, False).to_numpy(zero_copy_only=False))[0]) + 1
             raise InputError(f"{source}: column {feature.name!r} row {row} is infinite ({column[row - 1].as_py()})")
         table = table.set_column(table.column_names.index(feature.name), feature.name, column)
+    for feature in config.input_features:
+        coerce = COERCERS.get(feature.type)
+        if coerce is not None:
+            column = coerce(table.column(feature.name), feature, source)
+            table = table.set_column(table.column_names.index(feature.name), feature.name, column)
     return table
 
 
-def check_no_empty_text(column: pa.ChunkedArray, name: str, source: str) -> None:
-    """`empty: error` on a text feature: a missing or blank text is an error naming its row."""
-    blank = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(as_strings(column), "")), "")
-    if pc.any(blank).as_py():
-        row = int(np.flatnonzero(blank.to_numpy(zero_copy_only=False))[0]) + 1
-        raise InputError(f"{source}: column {name!r} row {row} is an empty text (input_features[{name}].empty is "
-                         "error; set it to allow to read it as an empty sequence)")
-
+# Feature types whose cells are checked and converted on the whole table (rows named as in the file): sequences
+# become list<float64>, image paths are resolved against the table file's folder, empty texts are refused where
+# the config says so.
+COERCERS: dict[str, Callable[[pa.ChunkedArray, Any, str], pa.ChunkedArray]] = {
+    "sequence": coerce_sequence, "image": coerce_images, "text": coerce_text,
+}
 
 RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory back before transforming
 
@@ -128,6 +133,16 @@ class FeaturePipeline:
         for arrays in tensors:
             inputs.update(arrays)
         target = self.target.transform(table.column(self.config.target.name), source) if with_target else None
+        if unseen.skipped:
+            if not with_target:  # a prediction per input row: a row cannot be left out
+                name, reasons = next(iter(unseen.reasons.items()))
+                more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+                raise InputError(f"{source}: column {name!r}: {reasons[0]}{more}")
+            keep = np.ones(rows, dtype=bool)
+            for skipped in unseen.skipped.values():
+                keep[skipped] = False
+            inputs = {name: array[keep] for name, array in inputs.items()}
+            target = target[keep] if target is not None else None
         return Encoded(inputs, target, unseen)
 
     def tensor_encoders(self) -> list[TensorEncoder]:

@@ -73,6 +73,17 @@ def checkpoint_tokenizer(folder: Path) -> tuple[Any, int]:
     return backend, int(loaded.pad_token_id or 0)
 
 
+def coerce_text(column: pa.ChunkedArray, feature: TextFeature, source: str) -> pa.ChunkedArray:
+    """`empty: error`: a missing or blank text in the file is an error naming its row."""
+    if feature.empty == "error":
+        blank = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(as_strings(column), "")), "")
+        if pc.any(blank).as_py():
+            row = int(np.flatnonzero(blank.to_numpy(zero_copy_only=False))[0]) + 1
+            raise InputError(f"{source}: column {feature.name!r} row {row} is an empty text (input_features["
+                             f"{feature.name}].empty is error; allow reads it as an empty sequence)")
+    return column
+
+
 class TokenEncoder:
     """Text feature -> token ids and mask (modality "tokens"); `vocab_size`, `max_length`, `pad_id` size the
     model's embedding."""

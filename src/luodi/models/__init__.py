@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from luodi.errors import InputError
+from luodi.models.cnn import CNN_BUILDERS, RESNET_BUILDERS
 from luodi.models.hf import build_hf
 from luodi.models.mlp import MLP
 from luodi.models.rnn import build_rnn
@@ -22,7 +23,7 @@ from luodi.models.transformer import build_transformer
 
 FeatureEncoderBuilder = Callable[[Any, Any], nn.Module]
 FEATURE_ENCODERS: dict[str, dict[str, FeatureEncoderBuilder]] = {
-    "mlp": {},
+    "mlp": {}, "cnn": CNN_BUILDERS, "resnet": RESNET_BUILDERS,
     "rnn": {"tokens": build_rnn, "sequence": build_rnn},
     "transformer": {"tokens": build_transformer, "sequence": build_transformer},
     "hf": {"tokens": build_hf},
