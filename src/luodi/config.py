@@ -103,7 +103,8 @@ class TextFeature(Strict):
     name: str = Field(description="Column name.")
     type: Literal["text"] = "text"
     tokenizer: Literal["auto", "bag_of_words", "bpe", "wordpiece", "checkpoint"] = Field(
-        "auto", description="auto: bag_of_words for model.type mlp, the checkpoint's own for hf, bpe otherwise. "
+        "auto", description="auto: bpe for model.type rnn / transformer, the checkpoint's own for hf, else "
+        "bag_of_words (mlp, cnn, resnet: columns of the MLP). "
         "bpe / wordpiece are trained on the training split; checkpoint reads a Hugging Face tokenizer folder."
     )
     max_tokens: int = Field(2000, ge=1, le=100_000, description="bag_of_words: vocabulary size (most frequent words).")
@@ -421,7 +422,8 @@ def resolve_tokenizer(feature: TextFeature, model: ModelConfig) -> None:
     """
     key = f"input_features[{feature.name}]"
     if feature.tokenizer == "auto":
-        feature.tokenizer = "bag_of_words" if model.type == "mlp" else "checkpoint" if model.type == "hf" else "bpe"
+        feature.tokenizer = {"rnn": "bpe", "transformer": "bpe", "hf": "checkpoint"}.get(  # type: ignore[assignment]
+            model.type, "bag_of_words")  # mlp, cnn, resnet: the text is columns of the combiner MLP
     if model.type == "hf":
         if feature.tokenizer == "bag_of_words":
             return  # read by the combiner MLP, beside the checkpoint's own features

@@ -83,3 +83,49 @@ def test_bad_checkpoint_folders(luodi, text_csv, tiny_checkpoint: Path, tmp_path
     (tmp_path / "news.yaml").write_text(yaml.safe_dump(config))
     expect_error(luodi("train", "news.yaml"), *fragments)
     nothing_registered(luodi)
+
+
+CUSTOM_CONFIG = '''from transformers import BertConfig
+
+
+class TinyConfig(BertConfig):
+    model_type = "tiny-remote"
+'''
+CUSTOM_MODEL = '''from transformers import BertModel
+
+from .configuration_tiny import TinyConfig
+
+
+class TinyModel(BertModel):
+    config_class = TinyConfig
+'''
+
+
+@pytest.fixture
+def modules_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """transformers copies a checkpoint's code here before importing it (instead of the user's home)."""
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    return tmp_path / "modules"
+
+
+def test_checkpoint_code_runs_when_trusted_and_travels_in_the_package(  # type: ignore[no-untyped-def]
+        modules_cache: Path, luodi, text_csv, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    text_csv(tmp_path / "news.csv", rows=60)
+    folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "custom"))
+    (folder / "configuration_tiny.py").write_text(CUSTOM_CONFIG)
+    (folder / "modeling_tiny.py").write_text(CUSTOM_MODEL)
+    settings = json.loads((folder / "config.json").read_text())
+    settings.update(model_type="tiny-remote", auto_map={"AutoConfig": "configuration_tiny.TinyConfig",
+                                                        "AutoModel": "modeling_tiny.TinyModel"})
+    (folder / "config.json").write_text(json.dumps(settings))
+    config = {"name": "news", "data": {"train": "news.csv"}, "target": {"name": "topic", "task": "multiclass"},
+              "input_features": [{"name": "body", "type": "text", "max_length": 16}],
+              "model": {"type": "hf", "path": "custom", "hf": {"trust_remote_code": True}}, "trainer": {"epochs": 1}}
+    (tmp_path / "news.yaml").write_text(yaml.safe_dump(config))
+    result = luodi("train", "news.yaml", "--json")
+    assert result.code == 0, result.stderr
+    package = Path(result.json()["package"])
+    assert (package / "assets" / "0-body" / "modeling_tiny.py").is_file()
+    shutil.rmtree(folder)  # the package carries the code and the architecture's config
+    predicted = luodi("predict", str(package), "--text", "the team", "--json")
+    assert predicted.code == 0, predicted.stderr

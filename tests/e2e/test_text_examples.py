@@ -29,7 +29,7 @@ def test_minilm_fine_tuned(luodi, bbc: Path) -> None:  # type: ignore[no-untyped
     result = luodi("train", "minilm.yaml", "--json", timeout=600)
     assert result.code == 0, result.stderr
     trained = result.json()
-    assert trained["rows"]["test"] == 445  # 20% of 2,225, stratified
+    assert abs(trained["rows"]["test"] - 445) <= 1  # 20% of 2,225, stratified by class
     assert trained["metrics"]["accuracy"] >= 0.97
     predicted = luodi("predict", trained["package"], "--text",
                       "The striker scored twice as the club went top of the league", "--json")

@@ -83,7 +83,8 @@ def config_with(model: dict[str, Any], **text: Any) -> LuodiConfig:
 
 
 @pytest.mark.parametrize(("model", "expected"), [
-    ({"type": "mlp"}, "bag_of_words"), ({"type": "rnn"}, "bpe"), ({"type": "transformer"}, "bpe"),
+    ({"type": "mlp"}, "bag_of_words"), ({"type": "cnn"}, "bag_of_words"), ({"type": "rnn"}, "bpe"),
+    ({"type": "transformer"}, "bpe"),
     ({"type": "hf", "path": "./minilm"}, "checkpoint"),
 ])
 def test_auto_tokenizer_follows_the_model_type(model: dict[str, Any], expected: str) -> None:

@@ -35,6 +35,10 @@ class TransformerEncoder(nn.Module):
         width = config.width
         self.feature = encoder.name
         self.embedding, self.projection, steps = input_layer(encoder, width)
+        if self.embedding is not None:  # BERT / GPT scale: at N(0, 1) each AdamW step moves a token a thousandth
+            nn.init.normal_(self.embedding.weight, std=0.02)
+            with torch.no_grad():
+                self.embedding.weight[encoder.pad_id].zero_()
         self.cls = nn.Parameter(torch.randn(1, 1, width) * 0.02) if config.pooling == "cls" else None
         steps += 1 if self.cls is not None else 0
         self.positions: nn.Embedding | None = None
