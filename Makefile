@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/runtime_levers.py
+	$(BIN)/python benchmarks/text_models.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info

@@ -103,7 +103,8 @@ def luodi_model(workload: str, shape: dict[str, int]) -> Any:
     else:
         model = ModelConfig(type="transformer", hidden_sizes=[], dropout=0.0, transformer={
             "layers": shape["layers"], "heads": shape["heads"], "width": shape["width"],
-            "feedforward": shape["feedforward"], "positions": "learned", "pooling": "mean", "dropout": 0.1})
+            "feedforward": shape["feedforward"], "positions": "learned", "pooling": "mean", "dropout": 0.1,
+            "attention_dropout": 0.1})  # the baseline's nn.TransformerEncoderLayer drops attention weights too
     pipeline = SimpleNamespace(tensor_encoders=lambda: [encoder], dense_width=lambda: 0, categories=lambda: [],
                                target=SimpleNamespace(output_size=lambda: CLASSES))
     return build_model(SimpleNamespace(model=model), pipeline)

@@ -120,9 +120,9 @@ def test_layer_wise_learning_rates(folder: Path) -> None:
     assert len(layers) == 2
     optimizer = build_optimizer(module, OptimizerConfig(lr=1.0))
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
-    assert {lr_of[id(p)] for p in layers[1].parameters()} == {1.0}
-    assert {lr_of[id(p)] for p in layers[0].parameters()} == {0.5}
-    assert lr_of[id(module.embedding.weight)] == 0.25
+    assert {lr_of[id(p)] for p in layers[1].parameters()} == {0.5}
+    assert {lr_of[id(p)] for p in layers[0].parameters()} == {0.25}
+    assert lr_of[id(module.embedding.weight)] == 0.125
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])

@@ -112,13 +112,14 @@ class HFEncoder(nn.Module):
         self.backbone.load_state_dict(pretrained.state_dict())
 
     def lr_multipliers(self) -> list[tuple[nn.Parameter, float]]:
-        """Layer-wise learning-rate decay: layer k from the top trains at lr x decay^k, the embeddings below the
-        lowest layer; anything above the layers (final norm, pooler) at lr."""
+        """Layer-wise learning-rate decay below the new layers (combiner and head, at lr): the top layer trains at
+        lr x decay, each layer below one more factor, the embeddings one below the lowest layer; anything above
+        the layers (final norm, pooler) at lr."""
         if self.layer_lr_decay == 1.0:
             return []
         levels = depths(self.backbone)
         layers = len(layer_list(self.backbone))
-        return [(parameter, self.layer_lr_decay ** max(0, layers - levels[id(parameter)]))
+        return [(parameter, self.layer_lr_decay ** max(0, layers + 1 - levels[id(parameter)]))
                 for parameter in self.backbone.parameters()]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -52,6 +52,8 @@ class TransformerEncoder(nn.Module):
                                            activation="gelu", batch_first=True, norm_first=config.norm_first)
         self.encoder = nn.TransformerEncoder(layer, config.layers, norm=nn.LayerNorm(width) if config.norm_first
                                              else None, enable_nested_tensor=False)
+        for block in self.encoder.layers:  # the layer takes one dropout for everything; attention gets its own
+            block.self_attn.dropout = config.attention_dropout
         self.output_size = width
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
