@@ -14,6 +14,9 @@ Variants, each in a fresh subprocess (the allocator setting is process-wide), ta
   trained by `luodi.train.loop.fit` from the uint8 image array the image feature keeps (scaled and normalized on
   the batch in the model), with luodi's runtime set-up (`allocator: tuned`, `threads: auto`, channels_last) and
   its defaults (gradient clipping, per-epoch validation on 256 rows and a checkpoint).
+- luodi_nchw: the same with `cnn.channels_last: false`, to measure what the channels-last layout brings.
+- default_1t (opt-in, `--variants`): the hand-written loop on one thread, to separate the thread-count lever
+  (on a busy 2-core machine luodi's `threads: auto` picks 1) from the allocator and layout levers.
 Throughput is samples/s over the epochs after the first (warm-up, Keras tracing); reported: median per variant
 and the median of per-round ratios.
 
@@ -21,7 +24,7 @@ Image folder input: `luodi.api.train` on a folder of 32x32 PNG files (decoded on
 disk) against `fit` on the same images as a pre-made uint8 tensor; the ratio is samples/s after the first epoch.
 The folder run's whole time (decode included) is printed for a first run and a second, cached one.
 
-    .venv/bin/python benchmarks/vision.py            # 3 rounds, about 4 minutes
+    .venv/bin/python benchmarks/vision.py            # 3 rounds, about 6 minutes (more on a busy machine)
     .venv/bin/python benchmarks/vision.py --quick    # 1 round, smaller data, about 1.5 minutes
 """
 
@@ -46,7 +49,8 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "cifar_cnn": {"shape": (3, 32, 32), "channels": [32], "hidden": [64]},
     "mnist_cnn": {"shape": (1, 28, 28), "channels": [32, 64], "hidden": [128]},
 }
-VARIANTS = ("default", "keras", "luodi")
+VARIANTS = ("default", "keras", "luodi", "luodi_nchw", "default_1t")
+DEFAULT_VARIANTS = VARIANTS[:4]
 GOALS = {"luodi/default": 1.3, "luodi/keras": 2.5, "folder/tensors": 0.9}
 BATCH, CLASSES, VALIDATION_ROWS = 64, 10, 256
 
@@ -64,10 +68,12 @@ def throughput(epoch_ends: list[float], rows: int) -> float:
     return rows * (len(epoch_ends) - 1) / (epoch_ends[-1] - epoch_ends[0])
 
 
-def run_default(workload: str, rows: int, epochs: int) -> float:
+def run_default(workload: str, rows: int, epochs: int, threads: int | None = None) -> float:
     import torch
     from torch import nn
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     spec = WORKLOADS[workload]
     images, labels = make_images(rows, spec["shape"])
     x = torch.from_numpy(images).float().div(255)  # pre-made float tensors
@@ -132,7 +138,7 @@ class EpochClock:
     def close(self) -> None: ...
 
 
-def luodi_config(workload: str, data: str, epochs: int) -> dict[str, Any]:
+def luodi_config(workload: str, data: str, epochs: int, channels_last: bool = True) -> dict[str, Any]:
     spec = WORKLOADS[workload]
     channels, height, width = spec["shape"]
     return {
@@ -141,14 +147,15 @@ def luodi_config(workload: str, data: str, epochs: int) -> dict[str, Any]:
         "input_features": [{"name": "image", "type": "image", "height": height, "width": width,
                             "channels": channels}],
         "model": {"type": "cnn", "hidden_sizes": spec["hidden"], "dropout": 0.0,
-                  "cnn": {"channels": spec["channels"], "batch_norm": False, "pool": "max", "output": "flatten"}},
+                  "cnn": {"channels": spec["channels"], "batch_norm": False, "pool": "max", "output": "flatten",
+                          "channels_last": channels_last}},
         "trainer": {"epochs": epochs, "batch_size": BATCH, "early_stopping": {"enabled": False},
                     "optimizer": {"type": "adamw", "lr": 1e-3, "weight_decay": 0.01}},
         "runtime": {"device": "cpu", "threads": "auto", "allocator": "tuned"},
     }
 
 
-def fit_tensors(workload: str, rows: int, epochs: int) -> float:
+def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = True) -> float:
     """luodi's model and loop on a pre-made uint8 image tensor, as the image feature hands it to `fit`."""
     import numpy as np
     import torch
@@ -163,12 +170,12 @@ def fit_tensors(workload: str, rows: int, epochs: int) -> float:
     from luodi.train.loop import Tensors, fit
     from luodi.train.runtime import apply_runtime
 
-    config = validate_config(luodi_config(workload, "unused.csv", epochs))
+    config = validate_config(luodi_config(workload, "unused.csv", epochs, channels_last))
     apply_runtime(config.runtime, config.trainer.seed)
     images, labels = make_images(rows + VALIDATION_ROWS, WORKLOADS[workload]["shape"])
-    encoder = ImageEncoder(config.input_features[0], *images.shape[2:], images.shape[1])  # type: ignore[arg-type]
-    encoder.height, encoder.width = images.shape[2], images.shape[3]
-    encoder.mean, encoder.std = [float(images.mean() / 255)] * images.shape[1], [0.29] * images.shape[1]
+    channels, height, width = images.shape[1:]
+    encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,  # type: ignore[arg-type]
+                           mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
     pipeline = FeaturePipeline(config, [encoder], TargetEncoder(config.target, classes=list(range(CLASSES))))
 
     def split(part: slice) -> Tensors:
@@ -203,12 +210,13 @@ def train_folder(folder: str, epochs: int) -> dict[str, float]:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    if args.child == "default":
-        result = {"samples_per_s": run_default(args.workload, args.rows, args.epochs)}
+    if args.child in ("default", "default_1t"):
+        threads = 1 if args.child == "default_1t" else None
+        result = {"samples_per_s": run_default(args.workload, args.rows, args.epochs, threads)}
     elif args.child == "keras":
         result = {"samples_per_s": run_keras(args.workload, args.rows, args.epochs)}
-    elif args.child == "luodi":
-        result = {"samples_per_s": fit_tensors(args.workload, args.rows, args.epochs)}
+    elif args.child in ("luodi", "luodi_nchw"):
+        result = {"samples_per_s": fit_tensors(args.workload, args.rows, args.epochs, args.child == "luodi")}
     else:
         result = train_folder(args.folder, args.epochs)
     return {**result, "threads": torch.get_num_threads()}
@@ -234,62 +242,19 @@ def write_folder(folder: Path, rows: int) -> None:
         Image.fromarray(image.transpose(1, 2, 0)).save(target / f"{index:05d}.png")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 round, 2048 rows, 3 epochs")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--workload", default="cifar_cnn", help=argparse.SUPPRESS)
-    parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    rounds = args.rounds or (1 if args.quick else 3)
-    args.rows = args.rows or (2048 if args.quick else 4096)
-    args.epochs = args.epochs or (3 if args.quick else 4)
-    if args.child:
-        print(json.dumps(child(args)))
-        return 0
-
-    print(f"vision: {', '.join(args.workloads)} | {rounds} round(s), {args.rows} rows, {args.epochs} epochs "
-          f"(the first untimed), batch {BATCH} | {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} | "
-          f"python {platform.python_version()}")
-    runs: dict[str, dict[str, list[float]]] = {w: {v: [] for v in VARIANTS} for w in args.workloads}
-    threads: dict[str, list[int]] = {v: [] for v in VARIANTS}
-    for round_index in range(rounds):
-        order = VARIANTS[round_index % 3:] + VARIANTS[:round_index % 3]
-        for workload in args.workloads:
-            for variant in order:
-                result = run_child("--child", variant, "--workload", workload, "--rows", str(args.rows),
-                                   "--epochs", str(args.epochs))
-                runs[workload][variant].append(result["samples_per_s"])
-                threads[variant].append(result["threads"])
-            line = "  ".join(f"{v} {runs[workload][v][-1]:,.0f} ({threads[v][-1]}t)" for v in VARIANTS)
-            print(f"  round {round_index + 1}/{rounds} {workload}: {line} samples/s (threads)", flush=True)
-
-    summary: dict[str, Any] = {}
-    for workload, measured in runs.items():
-        ratios = {f"luodi/{ref}": statistics.median(a / b for a, b in zip(measured["luodi"], measured[ref],
-                                                                           strict=True))
-                  for ref in ("default", "keras")}
-        ratios["keras/default"] = statistics.median(a / b for a, b in zip(measured["keras"], measured["default"],
-                                                                          strict=True))
-        summary[workload] = {"samples_per_s": {v: statistics.median(measured[v]) for v in VARIANTS},
-                             "ratios": ratios}
-
-    folder_rows = 2048 if args.quick else 6000
+def compare_folder(folder_rows: int, rounds: int, epochs: int) -> dict[str, Any]:
+    """`api.train` on a folder of PNG files against `fit` on the same images as a pre-made tensor."""
+    folder_runs, tensor_runs, seconds = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "photos"
         write_folder(folder, folder_rows)
         cache = {"LUODI_CACHE": str(Path(scratch) / "cache")}
-        folder_runs, tensor_runs, seconds = [], [], []
         for round_index in range(rounds):
             shutil.rmtree(cache["LUODI_CACHE"], ignore_errors=True)
-            first = run_child("--child", "folder", "--folder", str(folder), "--epochs", str(args.epochs), env=cache)
-            cached = run_child("--child", "folder", "--folder", str(folder), "--epochs", str(args.epochs), env=cache)
+            first = run_child("--child", "folder", "--folder", str(folder), "--epochs", str(epochs), env=cache)
+            cached = run_child("--child", "folder", "--folder", str(folder), "--epochs", str(epochs), env=cache)
             tensors = run_child("--child", "luodi", "--workload", "cifar_cnn", "--rows", str(first["rows"]),
-                                "--epochs", str(args.epochs))
+                                "--epochs", str(epochs))
             folder_runs.append(first["samples_per_s"])
             tensor_runs.append(tensors["samples_per_s"])
             seconds.append((first["seconds"], cached["seconds"]))
@@ -297,13 +262,64 @@ def main() -> int:
                   f"{first['samples_per_s']:,.0f} vs pre-made tensors {tensors['samples_per_s']:,.0f} samples/s; "
                   f"whole run {first['seconds']:.1f} s, again with the decode cache {cached['seconds']:.1f} s",
                   flush=True)
-    summary["image_folder"] = {
+    return {
         "samples_per_s": {"folder": statistics.median(folder_runs), "tensors": statistics.median(tensor_runs)},
         "ratios": {"folder/tensors": statistics.median(a / b for a, b in zip(folder_runs, tensor_runs, strict=True))},
         "run_seconds": {"first": statistics.median(s[0] for s in seconds),
                         "cached": statistics.median(s[1] for s in seconds)},
         "rows": folder_rows,
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 round, 1024 rows, 3 epochs")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--no-folder", action="store_true", help="skip the image-folder comparison")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", default="cifar_cnn", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    args.rows = args.rows or (1024 if args.quick else 2048)
+    args.epochs = args.epochs or 3
+    if args.child:
+        print(json.dumps(child(args)))
+        return 0
+
+    print(f"vision: {', '.join(args.workloads)} | {rounds} round(s), {args.rows} rows, {args.epochs} epochs "
+          f"(the first untimed), batch {BATCH} | {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} | "
+          f"python {platform.python_version()}")
+    variants = args.variants
+    runs: dict[str, dict[str, list[float]]] = {w: {v: [] for v in variants} for w in args.workloads}
+    threads: dict[str, list[int]] = {v: [] for v in variants}
+    for round_index in range(rounds):
+        shift = round_index % len(variants)
+        order = variants[shift:] + variants[:shift]
+        for workload in args.workloads:
+            for variant in order:
+                result = run_child("--child", variant, "--workload", workload, "--rows", str(args.rows),
+                                   "--epochs", str(args.epochs))
+                runs[workload][variant].append(result["samples_per_s"])
+                threads[variant].append(result["threads"])
+            line = "  ".join(f"{v} {runs[workload][v][-1]:,.0f} ({threads[v][-1]}t)" for v in variants)
+            print(f"  round {round_index + 1}/{rounds} {workload}: {line} samples/s (threads)", flush=True)
+
+    summary: dict[str, Any] = {}
+    pairs = [("luodi", "default"), ("luodi", "keras"), ("keras", "default"), ("luodi", "luodi_nchw"),
+             ("luodi", "default_1t"), ("default_1t", "default")]
+    for workload, measured in runs.items():
+        ratios = {f"{a}/{b}": statistics.median(x / y for x, y in zip(measured[a], measured[b], strict=True))
+                  for a, b in pairs if a in measured and b in measured}
+        summary[workload] = {"samples_per_s": {v: statistics.median(measured[v]) for v in variants},
+                             "ratios": ratios}
+
+    if not args.no_folder:
+        summary["image_folder"] = compare_folder(1200 if args.quick else 4000, rounds, args.epochs)
 
     print("median samples/s and ratios (median of per-round ratios; goals in brackets):")
     for name, result in summary.items():
@@ -315,7 +331,8 @@ def main() -> int:
     report = {"benchmark": "vision", "quick": args.quick, "rounds": rounds, "rows": args.rows, "epochs": args.epochs,
               "python": platform.python_version(), "cores": os.cpu_count(), "goals": GOALS, "summary": summary,
               "runs": runs, "threads": threads}
-    write_result("vision", report, args.quick)
+    partial = args.variants != list(DEFAULT_VARIANTS) or args.no_folder  # its own file: never replaces the full run
+    write_result("vision" + ("-" + "-".join(args.variants) if partial else ""), report, args.quick)
     return 0
 
 

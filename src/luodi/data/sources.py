@@ -35,7 +35,7 @@ def read_table(path: str | Path) -> pa.Table:
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file not found: {path}")
-    if path.is_dir():
+    if path.is_dir() and path.suffix.lower() not in SUFFIXES:  # a folder named like a table is a mistake
         from luodi.data.images import read_image_folder
 
         return read_image_folder(path)
