@@ -162,3 +162,61 @@ def parse_report(path: Path) -> ReportPage:
 def read_report() -> Callable[[Path], ReportPage]:
     """`read_report(path)` parses a report page: its JSON block, tags, number cells and text."""
     return parse_report
+TOPICS = {"sport": ["match", "goal", "team", "coach", "league"], "tech": ["phone", "chip", "software", "robot"],
+          "food": ["bread", "cheese", "soup", "recipe", "oven"]}
+FILLER = ["the", "a", "today", "said", "new", "very", "and", "with", "from", "people"]
+
+
+def write_text_table(path: Path, rows: int = 300, seed: int = 0) -> Path:
+    """A CSV of short generated news texts (topic words among filler), a number, a category and the topic."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(list(TOPICS), rows)
+    texts = []
+    for label in labels:
+        words = [*rng.choice(FILLER, rng.integers(2, 14)), *rng.choice(TOPICS[label], rng.integers(1, 4))]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+    frame = pd.DataFrame({"body": texts, "length": [len(text) for text in texts],
+                          "desk": rng.choice(["home", "world"], rows), "topic": labels})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def text_csv() -> Callable[..., Path]:
+    """`text_csv(path, rows=300, seed=0)` writes a generated text table (body, length, desk -> topic)."""
+    return write_text_table
+
+
+def write_checkpoint(folder: Path, layers: int = 2, width: int = 32) -> Path:
+    """A tiny BERT checkpoint as a user's folder holds one: config.json, model.safetensors and a WordPiece
+    tokenizer trained here (tokenizer.json, tokenizer_config.json)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = FILLER + [word for group in TOPICS.values() for word in group]
+    tokenizer.train_from_iterator(words * 3, trainers.WordPieceTrainer(vocab_size=120, special_tokens=special,
+                                                                        show_progress=False))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(str(folder))
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=width, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * width, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT checkpoint folder (2 layers, width 32), written once per session. Read-only: copy it first."""
+    return write_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny-bert")

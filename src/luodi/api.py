@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from luodi.config import LuodiConfig, load_config, resolve_paths, validate_config
 from luodi.errors import InputError
 from luodi.store import ModelVersion, Run, Store
+
+if TYPE_CHECKING:
+    from luodi.package import ModelPackage
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
 # `import luodi.api` and `luodi --help` stay fast.
@@ -173,7 +176,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.data.sources import fingerprint_file
     from luodi.features.pipeline import FeaturePipeline
     from luodi.io import atomic_write_json, atomic_write_text
-    from luodi.models import build_model
+    from luodi.models import build_model, load_pretrained
     from luodi.models.heads import build_loss
     from luodi.train.loop import fit, predict_tensors
     from luodi.train.precision import PRECISIONS
@@ -233,6 +236,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     device = torch.device(environment["device"])
     precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
+    load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in fit
     loss_fn = build_loss(config.target.task, pipeline.target.class_weights())
     score = _scorer(pipeline)
     try:
@@ -309,10 +313,13 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
 
 # ------------------------------------------------------------------------------- using a model
-def load_model(model: str | Path, *, home: str | Path | None = None) -> Any:
-    """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path."""
-    from luodi.package import load_package
+def load_model(model: str | Path | ModelPackage, *, home: str | Path | None = None) -> Any:
+    """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path (or the
+    package itself, already loaded)."""
+    from luodi.package import ModelPackage, load_package
 
+    if isinstance(model, ModelPackage):
+        return model
     path = Path(model)
     if path.is_dir() and (path / "package.json").exists():
         return load_package(path)
@@ -456,8 +463,8 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     return {**comparison, "report": str(path)}
 
 
-def predict(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
-            strict: bool = False, keep_input: bool | None = None) -> Any:
+def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | None = None,
+            home: str | Path | None = None, strict: bool = False, keep_input: bool | None = None) -> Any:
     """Predict raw records (file path, DataFrame, dict or list of dicts) and return a pandas DataFrame.
 
     Classifiers add `<target>_probability_<class>` columns. With `out`, the result is also written (CSV,
@@ -480,6 +487,21 @@ def predict(model: str | Path, data: Any, *, out: str | Path | None = None, home
     if out is not None:
         write_table(frame, Path(out))
     return frame
+
+
+def predict_text(model: str | Path | ModelPackage, texts: str | list[str], *, out: str | Path | None = None,
+                 home: str | Path | None = None, strict: bool = False) -> Any:
+    """Predict raw texts with a model whose one input is a text column (`luodi predict --text`).
+
+    Returns the DataFrame `predict` gives, the texts first.
+    """
+    package = load_model(model, home=home)
+    features = package.config.input_features
+    if len(features) != 1 or features[0].type != "text":
+        raise InputError(f"{package.path}: the model reads {[f.name for f in features]}, not one text column; "
+                         "give a table with --data")
+    rows = [{features[0].name: text} for text in ([texts] if isinstance(texts, str) else texts)]
+    return predict(package, rows, out=out, strict=strict, keep_input=True)
 
 
 def write_table(frame: Any, path: Path) -> None:

@@ -236,7 +236,9 @@ def _escape(text: str) -> str:
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
-    data: Annotated[Path, typer.Option("--data", help="Table to score: CSV, Parquet or JSONL.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Table to score: CSV, Parquet or JSONL.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A raw text to score (repeatable), for a model "
+                                                   "whose one input is a text column.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output file (.csv, .parquet, .jsonl); default stdout CSV.")]
     = None,
     keep_input: Annotated[bool, typer.Option(help="Put the input columns before the predictions.")] = True,
@@ -244,8 +246,13 @@ def predict(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Predict a table: `<target>_prediction` plus `<target>_probability_<class>` for classifiers."""
-    frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input)
+    """Predict a table (or raw texts): `<target>_prediction` plus `<target>_probability_<class>` for classifiers."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    if text:
+        frame = api.predict_text(model, text, out=out, home=home, strict=strict)
+    else:
+        frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input)
     warnings = frame.attrs.get("warnings", [])
     if as_json:
         payload: dict[str, Any] = {"rows": len(frame), "out": str(out) if out else None, "warnings": warnings}

@@ -150,3 +150,25 @@ def test_relative_data_path(tmp_path: Path) -> None:
 def test_any_name_reads_back_from_flow_mapping_and_comment(name: str) -> None:
     text = f"input_features:\n  - {{name: {_quote(name)}, type: numeric}}\n  # {_quote(name)}: dropped\n"
     assert yaml.safe_load(text) == {"input_features": [{"name": name, "type": "numeric"}]}
+
+
+def test_long_text_as_the_main_input_gets_a_text_model() -> None:
+    rng = np.random.default_rng(0)
+    words = ["market", "shares", "match", "goal", "film", "actor", "vote", "minister", "the", "a", "and"]
+    articles = pa.table({"article": [" ".join(rng.choice(words, rng.integers(30, 90))) for _ in range(80)],
+                         "desk": rng.choice(["a", "b", "c"], 80)})
+    starter = plan(articles, Path("news.csv"), "desk")
+    assert starter.architecture == "transformer"
+    text = render(starter, "news.csv", Path("news.csv"))
+    assert "type: hf" in text and "path: ./minilm" in text  # how to switch to a local checkpoint, in a comment
+    config = validate_config(yaml.safe_load(text), "starter")
+    assert config.model.type == "transformer"
+    feature = config.input_features[0]
+    assert feature.type == "text" and feature.tokenizer == "bpe"
+    assert feature.max_length == 128  # 90% of texts within ~1.3 tokens a word, rounded up to a power of two
+
+
+def test_short_text_beside_table_columns_stays_a_bag_of_words() -> None:
+    config = round_trip(table())
+    assert config.model.type == "mlp"
+    assert next(f for f in config.input_features if f.name == "note").tokenizer == "bag_of_words"  # type: ignore[union-attr]

@@ -54,7 +54,25 @@ def read_table(path: str | Path) -> pa.Table:
         raise InputError(f"{path}: no columns found")
     if table.num_rows == 0:
         raise InputError(f"{path}: has a header but no rows")
+    if fmt == "csv":
+        check_utf8(table, path)
     return table
+
+
+def check_utf8(table: pa.Table, path: Path) -> None:
+    """Arrow reads a CSV column holding bytes that are not UTF-8 as binary: name its first such row."""
+    for name in table.column_names:
+        column = table.column(name)
+        if not pa.types.is_binary(column.type) and not pa.types.is_large_binary(column.type):
+            continue
+        for row, value in enumerate(column.to_pylist(), start=1):
+            try:
+                if value is not None:
+                    value.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"{path}: column {name!r} row {row} is not UTF-8 text (byte "
+                                 f"{value[error.start]:#04x} at position {error.start}); save the file as UTF-8"
+                                 ) from None
 
 
 def _read(path: Path, fmt: str) -> pa.Table:

@@ -29,7 +29,7 @@ class Starter:
     batch_size: int
     epochs: int
     patience: int
-    architecture: str = "mlp"  # cnn when an image or sequence feature needs a convolutional encoder
+    architecture: str = "mlp"  # cnn for image or sequence features, transformer when long text is the main input
 
     @property
     def features(self) -> list[ColumnGuess]:
@@ -79,7 +79,32 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         sizes, batch, epochs, patience = [128, 64], 64, 100, 10
     else:
         sizes, batch, epochs, patience = [256, 128], 256, 30, 5
+    text_length = long_text_length(table, [column.name for column in columns if column.type == "text"])
+    if text_length:  # a sequence model over tokens: fewer, costlier epochs than an MLP
+        columns = [ColumnGuess(c.name, c.type, c.reason, {"max_length": text_length}) if c.type == "text" else c
+                   for c in columns]
+        return Starter(name or model_name(path), target, guess, columns, rows, [64], 32, min(epochs, 30),
+                       min(patience, 5), "transformer")
     return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience)
+
+
+LONG_TEXT_WORDS = 20
+
+
+def long_text_length(table: pa.Table, names: list[str]) -> int:
+    """Tokens per text for a text model when a text column holds long texts (20+ words on average), else 0.
+
+    BPE gives about 1.3 tokens a word; the length covers 90% of the texts, at most 256 (CPU cost grows with it).
+    """
+    longest = 0.0
+    for name in names:
+        values = table.column(name).drop_null()
+        words = pc.list_value_length(pc.utf8_split_whitespace(values.cast(pa.string())))
+        if (pc.mean(words).as_py() or 0) >= LONG_TEXT_WORDS:
+            longest = max(longest, pc.quantile(words, q=0.9).to_pylist()[0] * 1.3)
+    if not longest:
+        return 0
+    return min(256, 1 << max(5, int(longest - 1).bit_length()))
 
 
 def _describe(column: ColumnGuess, table: pa.Table, path: Path) -> ColumnGuess:
@@ -109,6 +134,17 @@ def _model(starter: Starter) -> str:
         return f"""model:
   type: cnn                             # conv blocks read the image / sequence features; an MLP combines
   cnn: {{channels: [32, 64], kernel_size: 3, batch_norm: true, pool: max, dropout: 0.1, output: avg}}
+  hidden_sizes: {starter.hidden_sizes}
+  activation: relu
+  dropout: 0.1
+  normalization: none                   # none, batch or layer (the MLP's hidden layers)
+"""
+    if starter.architecture == "transformer":
+        return f"""model:
+  type: transformer                     # long free text: tokens (BPE fitted on the train split), not bag of words
+  # A pretrained encoder usually does better: `type: hf` with `path: ./minilm`, a local Hugging Face checkpoint
+  # folder (config.json, model.safetensors, tokenizer.json); see docs/text.md. rnn (GRU / LSTM) also reads tokens.
+  transformer: {{layers: 2, heads: 4, width: 64, positions: learned, pooling: mean, dropout: 0.1}}
   hidden_sizes: {starter.hidden_sizes}
   activation: relu
   dropout: 0.1

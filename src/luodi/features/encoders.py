@@ -266,17 +266,27 @@ class TextEncoder:
         return {"vocabulary": self.vocabulary}
 
 
+def text_encoder(config: TextFeature, **state: Any) -> Encoder:
+    """bag_of_words (what `auto` means outside a whole config): the dense TextEncoder above; bpe, wordpiece or
+    checkpoint: token ids for rnn, transformer and hf (features/text.py)."""
+    if config.tokenizer in ("auto", "bag_of_words"):
+        return TextEncoder(config, **state)
+    from luodi.features.text import TokenEncoder
+
+    return TokenEncoder(config, **state)
+
+
 ENCODERS: dict[str, Callable[..., Encoder]] = {
-    "numeric": NumericEncoder, "category": CategoryEncoder, "binary": BinaryEncoder, "text": TextEncoder,
+    "numeric": NumericEncoder, "category": CategoryEncoder, "binary": BinaryEncoder, "text": text_encoder,
     # An image encoder's `width` is the images' width in pixels (the image modality's contract), not a method.
     "image": ImageEncoder, "sequence": SequenceEncoder,  # type: ignore[dict-item]
 }
 
 
 def build_encoder(config: Any, state: dict[str, Any] | None = None, assets: Path | None = None) -> Encoder:
-    """A fresh encoder for a feature config, or one restored from its saved state (and assets folder, for the
-    encoders that save files)."""
+    """A fresh encoder for a feature config, or one restored from its saved state and, when it saved files (the
+    pipeline made its assets folder), that folder."""
     factory = ENCODERS[config.type]
-    if state is not None and assets is not None and getattr(factory, "save_assets", None) is not None:
+    if state is not None and assets is not None and Path(assets).is_dir():
         return factory(config, assets=assets, **state)
     return factory(config, **(state or {}))

@@ -18,6 +18,7 @@ from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Uns
 from luodi.features.image import coerce_images
 from luodi.features.sequence import coerce_sequence
 from luodi.features.target import TargetEncoder
+from luodi.features.text import coerce_text
 
 
 @dataclass
@@ -91,9 +92,10 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
 
 
 # Feature types whose cells are checked and converted on the whole table (rows named as in the file): sequences
-# become list<float64>, image paths are resolved against the table file's folder.
+# become list<float64>, image paths are resolved against the table file's folder, empty texts are refused where
+# the config says so.
 COERCERS: dict[str, Callable[[pa.ChunkedArray, Any, str], pa.ChunkedArray]] = {
-    "sequence": coerce_sequence, "image": coerce_images,
+    "sequence": coerce_sequence, "image": coerce_images, "text": coerce_text,
 }
 
 RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory back before transforming

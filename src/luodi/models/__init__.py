@@ -16,11 +16,17 @@ from torch import nn
 
 from luodi.errors import InputError
 from luodi.models.cnn import CNN_BUILDERS, RESNET_BUILDERS
+from luodi.models.hf import build_hf
 from luodi.models.mlp import MLP
+from luodi.models.rnn import build_rnn
+from luodi.models.transformer import build_transformer
 
 FeatureEncoderBuilder = Callable[[Any, Any], nn.Module]
 FEATURE_ENCODERS: dict[str, dict[str, FeatureEncoderBuilder]] = {
     "mlp": {}, "cnn": CNN_BUILDERS, "resnet": RESNET_BUILDERS,
+    "rnn": {"tokens": build_rnn, "sequence": build_rnn},
+    "transformer": {"tokens": build_transformer, "sequence": build_transformer},
+    "hf": {"tokens": build_hf},
 }
 
 
@@ -46,3 +52,12 @@ def build_model(config: Any, pipeline: Any) -> nn.Module:
         raise InputError(f"model.type {kind!r} needs an input feature it can read "
                          f"({', '.join(sorted(builders)) or 'none registered'}); for tables alone use model.type mlp")
     return MLP(config.model, pipeline.dense_width(), pipeline.categories(), pipeline.target.output_size(), encoders)
+
+
+def load_pretrained(model: nn.Module) -> None:
+    """Copy pretrained weights into the feature encoders that start from a checkpoint (hf). A new or resumed run
+    calls this before training (a resumed run's checkpoint then loads over it); a package loads its own weights."""
+    for module in model.modules():
+        load = getattr(module, "load_pretrained", None)
+        if callable(load) and module is not model:
+            load()

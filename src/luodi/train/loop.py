@@ -55,10 +55,24 @@ class FitResult:
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
-    # No weight decay on biases and normalization/embedding scales: the usual, better-behaved choice.
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embeddings" in n]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Parameter groups by (lr multiplier, weight decay); frozen parameters stay out.
+
+    No weight decay on biases and normalization/embedding scales: the usual, better-behaved choice. A module with
+    an `lr_multipliers()` method (a pretrained encoder's layer-wise lr decay) gives (parameter, multiplier) pairs;
+    those parameters train at lr x multiplier.
+    """
+    multipliers: dict[int, float] = {}
+    for module in model.modules():
+        hook = getattr(module, "lr_multipliers", None)
+        if callable(hook):
+            multipliers.update((id(parameter), factor) for parameter, factor in hook())
+    grouped: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, True): [], (1.0, False): []}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            decay = parameter.ndim >= 2 and "embeddings" not in name
+            grouped.setdefault((multipliers.get(id(parameter), 1.0), decay), []).append(parameter)
+    groups = [{"params": params, "weight_decay": config.weight_decay if decay else 0.0, "lr": config.lr * factor}
+              for (factor, decay), params in grouped.items() if params or factor == 1.0]
     if config.type == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     optimizer_class = torch.optim.AdamW if config.type == "adamw" else torch.optim.Adam

@@ -1,0 +1,232 @@
+"""luodi's text models against a default hand-written PyTorch loop: same architecture, same token data.
+
+Workloads (the shapes of ../shared/PERFORMANCE.md, sequence classification into 10 classes):
+- gru: token embedding 128 (vocabulary 5000), GRU hidden 256, last state, linear head; 64 tokens; batch 32
+- transformer: token embedding 256 (vocabulary 5000) + learned positions, 4 pre-LN encoder layers (d 256,
+  4 heads, feed-forward 1024, GELU, dropout 0.1), mean pooling, linear head; 128 tokens; batch 32
+
+Every text is full length, so luodi's dynamic padding has nothing to trim: the comparison is of the training
+machinery and the process set-up, not of padding. One epoch per timed run (1024 texts for gru, 384 for
+transformer), AdamW lr 1e-3 weight decay 0.01.
+
+- baseline: a hand-written nn.Module of that architecture and the idiomatic loop (shuffled index slicing of
+  pre-made tensors, zero_grad, forward, cross-entropy, backward, step), torch's default threads and allocator.
+- luodi: the same architecture built by luodi (`RNNEncoder` / `TransformerEncoder` under the combiner MLP with no
+  hidden layer) trained by `luodi.train.loop.fit` with luodi's defaults (gradient clipping at 1.0, a validation
+  pass of 128 texts and a checkpoint per epoch, both included in its time) after `apply_runtime` (allocator tuned,
+  threads: auto, which counts the cores free now: on a busy machine it picks fewer threads than torch's default).
+- luodi_same_threads: the same, with torch's default thread count pinned (the baseline's): the loop, modules and
+  allocator alone.
+
+Each run is a fresh subprocess (the allocator setting is process-wide); variants take turns in every round and
+the report is the median of per-round ratios luodi / baseline on samples per second.
+
+    .venv/bin/python benchmarks/text_models.py            # 3 rounds, about 4 minutes
+    .venv/bin/python benchmarks/text_models.py --quick    # 1 round, gru only (< 1 minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
+
+WORKLOADS: dict[str, dict[str, int]] = {
+    "gru": {"vocab": 5000, "length": 64, "batch": 32, "rows": 1024, "embedding": 128, "hidden": 256},
+    "transformer": {"vocab": 5000, "length": 128, "batch": 32, "rows": 384, "width": 256, "layers": 4,
+                    "heads": 4, "feedforward": 1024},
+}
+CLASSES, VALIDATION_ROWS, GOAL = 10, 128, 1.0
+
+
+# ----------------------------------------------------------------------------------------- child side
+def data(shape: dict[str, int], rows: int, seed: int) -> tuple[Any, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, shape["vocab"], (rows, shape["length"]), generator=generator)
+    return ids, torch.randint(0, CLASSES, (rows,), generator=generator)
+
+
+def baseline_model(workload: str, shape: dict[str, int]) -> Any:
+    """The architecture as one would write it by hand."""
+    import torch
+    from torch import nn
+
+    class GRUClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(shape["vocab"], shape["embedding"], padding_idx=0)
+            self.gru = nn.GRU(shape["embedding"], shape["hidden"], batch_first=True)
+            self.head = nn.Linear(shape["hidden"], CLASSES)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            _, hidden = self.gru(self.embedding(ids))
+            return self.head(hidden[-1])
+
+    class TransformerClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            width = shape["width"]
+            self.embedding = nn.Embedding(shape["vocab"], width, padding_idx=0)
+            self.positions = nn.Embedding(shape["length"], width)
+            self.dropout = nn.Dropout(0.1)
+            layer = nn.TransformerEncoderLayer(width, shape["heads"], shape["feedforward"], 0.1, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, shape["layers"], norm=nn.LayerNorm(width),
+                                                 enable_nested_tensor=False)
+            self.head = nn.Linear(width, CLASSES)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            steps = self.embedding(ids) + self.positions.weight[: ids.shape[1]]
+            return self.head(self.encoder(self.dropout(steps)).mean(dim=1))
+
+    return GRUClassifier() if workload == "gru" else TransformerClassifier()
+
+
+def luodi_model(workload: str, shape: dict[str, int]) -> Any:
+    from types import SimpleNamespace
+
+    from luodi.config import ModelConfig
+    from luodi.models import build_model
+
+    encoder = SimpleNamespace(name="text", modality="tokens", kind="tensor", vocab_size=shape["vocab"],
+                              max_length=shape["length"], pad_id=0)
+    if workload == "gru":
+        model = ModelConfig(type="rnn", hidden_sizes=[], dropout=0.0, rnn={
+            "embedding_dim": shape["embedding"], "hidden_size": shape["hidden"], "pooling": "last"})
+    else:
+        model = ModelConfig(type="transformer", hidden_sizes=[], dropout=0.0, transformer={
+            "layers": shape["layers"], "heads": shape["heads"], "width": shape["width"],
+            "feedforward": shape["feedforward"], "positions": "learned", "pooling": "mean", "dropout": 0.1,
+            "attention_dropout": 0.1})  # the baseline's nn.TransformerEncoderLayer drops attention weights too
+    pipeline = SimpleNamespace(tensor_encoders=lambda: [encoder], dense_width=lambda: 0, categories=lambda: [],
+                               target=SimpleNamespace(output_size=lambda: CLASSES))
+    return build_model(SimpleNamespace(model=model), pipeline)
+
+
+def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
+    """One timed epoch in this process; returns samples/s and what the process ran with."""
+    import tempfile
+    import time
+
+    import torch
+
+    shape = WORKLOADS[workload]
+    rows = shape["rows"]
+    if variant.startswith("luodi"):
+        from luodi.config import RuntimeConfig, TrainerConfig
+        from luodi.evaluate.metrics import compute_metrics
+        from luodi.models.heads import build_loss
+        from luodi.train.loop import Tensors, fit
+        from luodi.train.runtime import apply_runtime
+
+        # luodi_same_threads pins torch's default thread count, as the baseline runs: what remains is the loop, the
+        # modules and the allocator, without luodi's load-aware thread choice.
+        threads = torch.get_num_threads() if variant == "luodi_same_threads" else "auto"
+        environment = apply_runtime(RuntimeConfig(threads=threads), seed)
+        model = luodi_model(workload, shape)
+        ids, target = data(shape, rows + VALIDATION_ROWS, seed)
+        mask = torch.ones_like(ids, dtype=torch.bool)
+        train = Tensors({"text": ids[:rows], "text.mask": mask[:rows]}, target[:rows])
+        validation = Tensors({"text": ids[rows:], "text.mask": mask[rows:]}, target[rows:])
+        config = TrainerConfig(epochs=1, batch_size=shape["batch"], scheduler={"type": "none"}, seed=seed,
+                               optimizer={"type": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+                               early_stopping={"enabled": False})
+        with tempfile.TemporaryDirectory(prefix="luodi-bench-") as run_dir:
+            started = time.perf_counter()
+            fit(model, train, validation, config, task="multiclass", loss_fn=build_loss("multiclass", None),
+                score=lambda outputs, y: compute_metrics("multiclass", y, outputs), monitor="loss", mode="min",
+                run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"))
+            seconds = time.perf_counter() - started
+        threads, allocator = environment["threads"], environment["allocator"]
+    else:
+        torch.manual_seed(seed)
+        model = baseline_model(workload, shape)
+        ids, target = data(shape, rows, seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(rows)
+        for start in range(0, rows, shape["batch"]):
+            index = order[start:start + shape["batch"]]
+            optimizer.zero_grad()
+            loss = loss_fn(model(ids[index]), target[index])
+            loss.backward()
+            optimizer.step()
+        seconds = time.perf_counter() - started
+        threads, allocator = torch.get_num_threads(), "default"
+    return {"samples_per_s": rows / seconds, "seconds": seconds, "threads": threads, "allocator": allocator}
+
+
+# ---------------------------------------------------------------------------------------- parent side
+def run_child(workload: str, variant: str, seed: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", workload, variant, str(seed)], capture_output=True,
+                          text=True, check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def median_ratio(results: dict[str, list[dict[str, Any]]], name: str) -> float:
+    """Median over rounds of variant / baseline samples per second (each round's runs ran back to back)."""
+    return statistics.median(ours["samples_per_s"] / base["samples_per_s"]
+                             for base, ours in zip(results["baseline"], results[name], strict=True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 round, gru only")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "VARIANT", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]))))
+        return 0
+
+    rounds = args.rounds or (1 if args.quick else 3)
+    workloads = ["gru"] if args.quick else list(WORKLOADS)
+    print(f"text_models: luodi (fit, its rnn / transformer modules, apply_runtime defaults) vs a hand-written "
+          f"default loop | torch {__import__('torch').__version__} | each run a fresh process | load average "
+          f"{os.getloadavg()[0]:.2f} at start")
+    report: dict[str, Any] = {"benchmark": "text_models", "quick": args.quick, "rounds": rounds,
+                              "python": platform.python_version(), "workloads": {}}
+    passed = True
+    for workload in workloads:
+        variants = ["baseline", "luodi", "luodi_same_threads"]
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        for round_index in range(rounds):
+            shift = round_index % len(variants)
+            for variant in variants[shift:] + variants[:shift]:  # rotate who goes first
+                results[variant].append(run_child(workload, variant, round_index))
+            base, ours, same = (results[name][-1] for name in variants)
+            print(f"  {workload} round {round_index + 1}/{rounds}: baseline {base['samples_per_s']:.1f} "
+                  f"({base['threads']} threads), luodi {ours['samples_per_s']:.1f} ({ours['threads']} threads, "
+                  f"allocator {ours['allocator']}), luodi at {same['threads']} threads {same['samples_per_s']:.1f} "
+                  f"samples/s | ratio {ours['samples_per_s'] / base['samples_per_s']:.3f}", flush=True)
+
+        rates = {name: statistics.median(item["samples_per_s"] for item in items) for name, items in results.items()}
+        main_ratio, same_ratio = median_ratio(results, "luodi"), median_ratio(results, "luodi_same_threads")
+        ok = main_ratio >= GOAL
+        passed &= ok
+        print(f"{workload}: baseline {rates['baseline']:.1f} samples/s, luodi {rates['luodi']:.1f} | luodi/baseline "
+              f"{main_ratio:.3f} (at the baseline's thread count {same_ratio:.3f}) | goal >= {GOAL:.2f}: "
+              f"{'MET' if ok else 'MISSED'}")
+        report["workloads"][workload] = {"shape": WORKLOADS[workload], "samples_per_s": rates,
+                                         "ratio_median": main_ratio, "ratio_same_threads_median": same_ratio,
+                                         "runs": results, "goal": GOAL, "met": ok}
+    report["all_goals_met"] = passed
+    report["load_average_end"] = os.getloadavg()[0]
+    print(f"goals {'MET' if passed else 'NOT met'} | load average {os.getloadavg()[0]:.2f} at end")
+    write_result("text_models", report, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
