@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from luodi.io import atomic_write
-from luodi.serve.schema import ServingSchema, numbers_to_arrow, text_to_arrow
+from luodi.serve.schema import ServingSchema, concat_columns, numbers_to_arrow, text_to_arrow
 from luodi.store import path_inside
 
 log = logging.getLogger("luodi.serve")
@@ -109,7 +109,7 @@ class PredictionLog:
         counts = [len(entry.predictions) for entry in entries]
         inputs = {}
         for field in schema.fields:
-            values = _concat([entry.columns[field.name] for entry in entries])
+            values = concat_columns([entry.columns[field.name] for entry in entries])
             inputs[field.name] = numbers_to_arrow(values) if field.type == "numeric" else text_to_arrow(values)
         predictions = [value for entry in entries for value in entry.predictions]
         columns: dict[str, Any] = {
@@ -136,8 +136,14 @@ class PredictionLog:
         atomic_write(path, lambda handle: pq.write_table(table, handle))
 
     def _rotate(self, folder: Path) -> None:
-        files = sorted(folder.glob("part-*.parquet"), key=lambda path: path.name)
-        sizes = [path.stat().st_size for path in files]
+        """Delete the oldest files past the limit (several workers may rotate one folder at once)."""
+        files, sizes = [], []
+        for path in sorted(folder.glob("part-*.parquet"), key=lambda path: path.name):
+            try:
+                sizes.append(path.stat().st_size)
+                files.append(path)
+            except FileNotFoundError:  # another worker deleted it
+                continue
         total = sum(sizes)
         for path, size in zip(files, sizes, strict=True):
             if total <= self.max_bytes:
@@ -158,8 +164,3 @@ def _by_schema(entries: list[Entry]) -> list[list[Entry]]:
         groups.setdefault(id(entry.schema), []).append(entry)
     return list(groups.values())
 
-
-def _concat(parts: list[Any]) -> Any:
-    if any(isinstance(part, np.ndarray) for part in parts):
-        return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
-    return [value for part in parts for value in part]
