@@ -32,12 +32,13 @@ from serve_common import load, luodi_server, median_ratio, post, record, rounds,
 GOALS = {"c1_p50_on_over_off": 1.2, "c32_rps_on_over_off": 1.5, "c32_rps_over_ceiling": 0.7}
 
 
-def mean_batch(port: int) -> float:
+def batch_totals(port: int) -> tuple[float, float]:
+    """(rows, batches) the server has run so far, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     total = float(re.search(r"luodi_batch_rows_sum\{[^}]*\} (\S+)", text).group(1))  # type: ignore[union-attr]
     count = float(re.search(r"luodi_batch_rows_count\{[^}]*\} (\S+)", text).group(1))  # type: ignore[union-attr]
-    return total / count
+    return total, count
 
 
 def ceiling(home: Path, model: str, row: dict, batch: int, seconds: float) -> float:
@@ -82,6 +83,7 @@ def main() -> None:
     with luodi_server(args.model, home, *common) as on, luodi_server(args.model, home, *common, "--no-batching") as off:
         ports = {"on": on.port, "off": off.port}
         for concurrency in (1, 32):
+            before = batch_totals(on.port)
             results = rounds({name: (lambda name=name, concurrency=concurrency:
                                      load(ports[name], request, concurrency, duration)) for name in ports}, count)
             entry = {name: summary(results[name]) for name in ports}
@@ -89,7 +91,8 @@ def main() -> None:
                 entry["p50_on_over_off"] = median_ratio(results, "on", "off", key="p50_ms")
             else:
                 entry["rps_on_over_off"] = median_ratio(results, "on", "off")
-                entry["mean_batch_rows"] = round(mean_batch(on.port), 1)
+                after = batch_totals(on.port)  # batches of this phase only: the c=1 phase ran single rows
+                entry["mean_batch_rows"] = round((after[0] - before[0]) / (after[1] - before[1]), 1)
             report[f"c{concurrency}"] = entry
             print(f"c={concurrency:<3} batching on  {entry['on']}\n      batching off {entry['off']}")
     batch = max(1, round(report["c32"]["mean_batch_rows"]))
