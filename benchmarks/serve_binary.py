@@ -86,7 +86,7 @@ def main() -> None:
     bodies = requests()
     report: dict = {"machine": platform.platform(), "duration_s": duration, "rounds": count,
                     "request_bytes": {name: len(body) for name, body in bodies.items()}}
-    with luodi_server("pixels", home, "--threads", "1", "--log-sample-rate", "0.1") as server:
+    with luodi_server("pixels", home, "--threads", "1") as server:
         for concurrency in (1, 8):
             results = rounds({name: (lambda body=body, concurrency=concurrency:
                                      load(server.port, body, concurrency, duration)) for name, body in bodies.items()},

@@ -30,7 +30,7 @@ def main() -> None:
     home = train_package(Path(tempfile.mkdtemp(prefix="luodi-bench-workers-")), "trivial", features=2, hidden=[4])
     request = post("/v1/models/trivial/predict", orjson.dumps({"records": [record(2)]}))
     report: dict = {"machine": platform.platform(), "cores": os.cpu_count(), "duration_s": duration, "rounds": count}
-    flags = ["--threads", "1", "--log-sample-rate", "0.1"]
+    flags = ["--threads", "1"]
     with luodi_server("trivial", home, *flags) as one, luodi_server("trivial", home, *flags, "--workers", "2") as two:
         ports = {"1 worker": one.port, "2 workers": two.port}
         for concurrency in (1, 32):

@@ -132,13 +132,13 @@ def worker_pids(process: subprocess.Popen[bytes]) -> set[int]:
 def test_two_workers_share_metrics_and_survive_kill_9(home: Path) -> None:
     with luodi_serve(home, "tiny", "--workers", "2") as (process, url):
         with httpx.Client(base_url=url, timeout=10) as client:
-            for _ in range(60):
+            for _ in range(40):
                 assert client.post("/v1/models/tiny/predict", json={"records": [RECORD]}).status_code == 200
         # fresh connections spread over both workers; /metrics in either counts all of them
-        for _ in range(40):
+        for _ in range(20):
             assert httpx.post(f"{url}/v1/models/tiny/predict", json={"records": [RECORD]}).status_code == 200
         metrics = httpx.get(f"{url}/metrics").text
-        assert 'luodi_requests_total{code="200",endpoint="v1_predict",model="tiny"} 100.0' in metrics
+        assert 'luodi_requests_total{code="200",endpoint="v1_predict",model="tiny"} 60.0' in metrics
         assert re.search(r'luodi_model_info\{backend="torch",model="tiny",version="1"\} 1\.0', metrics)
 
         before = worker_pids(process)

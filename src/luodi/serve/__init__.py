@@ -5,10 +5,14 @@
     v2.py          Open Inference Protocol v2: JSON and binary tensor requests and responses
     batcher.py     the per-model queue: adaptive dynamic batching, bounded, with deadlines
     backends.py    torch eager and ONNX Runtime
-    model.py       a served model: load, warm up, run a batch with bad-row isolation, hot swap
-    middleware.py  API keys, body size while reading, content types
+    model.py       a served model: preflight, load, warm up, run a batch with bad-row isolation, hot swap
+    middleware.py  the Gate: API keys, content types, body size while reading, metrics, the fast path
+    inference.py   the /v1 predict and /v2 infer handlers
+    routes.py      FastAPI routes: health, metadata, metrics, admin
+    openapi.py     the OpenAPI document, one concrete path per served model
+    state.py       what the routes share; reload polling
     metrics.py     Prometheus metrics (multiprocess-safe)
     predlog.py     the sampled prediction log (Parquet, bounded and rotated)
-    app.py         create_app: routes and lifespan
+    app.py         create_app: the Gate in front of FastAPI; models load in the lifespan
     server.py      one process with draining, or a supervisor of N worker processes
 """

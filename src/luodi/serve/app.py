@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
         state.predlog = PredictionLog(Store(home).home, sample_rate=config.log_sample_rate,
                                       max_bytes=config.log_max_bytes, flush_s=config.log_flush_s)
         watcher = asyncio.create_task(state.watch()) if config.reload_interval_s > 0 else None
+        # Everything loaded so far (torch, FastAPI, the model) lives as long as the server: out of the collector's
+        # sight, full collections walk only what requests allocate.
+        gc.collect()
+        gc.freeze()
         state.ready = True
         try:
             yield

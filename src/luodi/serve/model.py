@@ -8,6 +8,7 @@ request by request, so only the bad request gets the error and its batch-mates t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ import numpy as np
 from luodi.errors import InputError
 from luodi.package import ModelPackage, load_package, verify_package
 from luodi.serve.backends import Backend, check_backend, choose_backend
-from luodi.serve.schema import Limits, ServingSchema
+from luodi.serve.schema import Limits, ServingSchema, concat_columns
 from luodi.serve.settings import ServeConfig
 from luodi.store import Store
 
@@ -36,6 +37,11 @@ class Reference:
     text: str
     home: Path | None
 
+    @functools.cached_property
+    def store(self) -> Store:
+        """Opened once: the reload watcher resolves the reference every couple of seconds."""
+        return Store(self.home)
+
     @property
     def follows_alias(self) -> bool:
         return not Path(self.text).is_dir() and "/" not in self.text
@@ -47,7 +53,7 @@ class Reference:
             manifest = json.loads((path / "package.json").read_text(encoding="utf-8"))
             version = int(path.name[1:]) if re.fullmatch(r"v[0-9]{1,9}", path.name) else 0
             return str(manifest.get("name", path.name)), version, path
-        found = Store(self.home).resolve(self.text)
+        found = self.store.resolve(self.text)
         return found.name, found.version, found.path
 
 
@@ -108,17 +114,9 @@ def warm_up(loaded: Loaded, max_batch_size: int) -> None:
             raise InputError(f"{loaded.name}/{loaded.version}: warm-up failed: {results[0]}")
 
 
-def _merge(parts: list[Any]) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    if any(isinstance(part, np.ndarray) for part in parts):
-        return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
-    return [value for part in parts for value in part]
-
-
 def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Result | Exception]:
     names = loaded.schema.names
-    columns = {name: _merge([payload.columns[name] for payload in payloads]) for name in names}
+    columns = {name: concat_columns([payload.columns[name] for payload in payloads]) for name in names}
     try:
         _, encoded = loaded.package.encode(loaded.schema.table(columns), "request")
         outputs = loaded.backend.run(encoded)

@@ -19,12 +19,12 @@ rows are dropped and counted, never blocking a request); a background thread wri
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,58 @@ from luodi.store import path_inside
 log = logging.getLogger("luodi.serve")
 
 
-@dataclass
-class Entry:
-    at: float
-    model: str
-    version: int
-    endpoint: str
-    request_id: str | None
-    latency_ms: float
-    schema: ServingSchema
-    columns: dict[str, Any]
-    predictions: list[Any]
-    probabilities: np.ndarray | None
+class Pending:
+    """Buffered rows of one model version, column by column: a request adds numbers and strings to a few lists
+    rather than an object graph, so thousands of buffered requests give the garbage collector nothing to walk."""
+
+    def __init__(self, model: str, version: int, schema: ServingSchema):
+        self.model, self.version, self.schema = model, version, schema
+        self.counts: list[int] = []
+        self.at: list[float] = []
+        self.endpoint: list[str] = []
+        self.request_id: list[str | None] = []
+        self.latency_ms: list[float] = []
+        self.inputs: dict[str, list[Any]] = {field.name: [] for field in schema.fields}
+        self.predictions: list[Any] = []
+        self.probabilities: list[np.ndarray] = []
+
+    def add(self, at: float, endpoint: str, request_id: str | None, latency_ms: float, columns: dict[str, Any],
+            predictions: list[Any], probabilities: np.ndarray | None) -> None:
+        self.counts.append(len(predictions))
+        self.at.append(at)
+        self.endpoint.append(endpoint)
+        self.request_id.append(request_id)
+        self.latency_ms.append(latency_ms)
+        for name, values in self.inputs.items():
+            values.extend(columns[name].tolist() if isinstance(columns[name], np.ndarray) else columns[name])
+        self.predictions.extend(predictions)
+        if probabilities is not None:
+            self.probabilities.append(probabilities)
+
+    def table(self) -> pa.Table:
+        schema, counts = self.schema, np.asarray(self.counts)
+        rows = int(counts.sum())
+        inputs = [numbers_to_arrow(self.inputs[field.name]) if field.type == "numeric"
+                  else text_to_arrow(self.inputs[field.name]) for field in schema.fields]
+        columns: dict[str, Any] = {
+            "timestamp": pa.array(np.repeat((np.asarray(self.at) * 1000).astype(np.int64), counts),
+                                  pa.timestamp("ms", tz="UTC")),
+            "model": pa.array([self.model] * rows, pa.string()),
+            "version": pa.array(np.full(rows, self.version, np.int64)),
+            "endpoint": pa.array(np.repeat(np.asarray(self.endpoint, dtype=object), counts), pa.string()),
+            "request_id": pa.array(np.repeat(np.asarray(self.request_id, dtype=object), counts), pa.string()),
+            "latency_ms": pa.array(np.repeat(np.asarray(self.latency_ms), counts), pa.float64()),
+            "inputs": pa.StructArray.from_arrays(inputs, [field.name for field in schema.fields]),
+        }
+        if schema.classes:
+            matrix = np.concatenate(self.probabilities)
+            names = dict(zip(map(repr, schema.classes), schema.class_names, strict=True))
+            columns["prediction"] = pa.array([names[repr(value)] for value in self.predictions], pa.string())
+            columns["probabilities"] = pa.StructArray.from_arrays(
+                [pa.array(matrix[:, index], pa.float64()) for index in range(matrix.shape[1])], schema.class_names)
+        else:
+            columns["prediction"] = pa.array(self.predictions, pa.float64())
+        return pa.table(columns)
 
 
 class PredictionLog:
@@ -61,7 +101,7 @@ class PredictionLog:
         self.root.mkdir(exist_ok=True)
         self.sample_rate, self.max_bytes, self.flush_s = sample_rate, max_bytes, flush_s
         self.max_buffer_rows = max_buffer_rows
-        self.entries: list[Entry] = []
+        self.pending: dict[int, Pending] = {}  # by id of the schema: one per model version
         self.buffered_rows = 0
         self.dropped_rows = 0
         self.lock = threading.Lock()
@@ -69,16 +109,21 @@ class PredictionLog:
         self.thread = threading.Thread(target=self._loop, name="luodi-prediction-log", daemon=True)
         self.thread.start()
 
-    def add(self, entry: Entry) -> None:
+    def add(self, model: str, version: int, schema: ServingSchema, endpoint: str, request_id: str | None,
+            latency_ms: float, columns: dict[str, Any], predictions: list[Any],
+            probabilities: np.ndarray | None) -> None:
         """Keep a request with probability `sample_rate`; never blocks on I/O."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
-        rows = len(entry.predictions)
+        rows = len(predictions)
         with self.lock:
             if self.buffered_rows + rows > self.max_buffer_rows:
                 self.dropped_rows += rows
                 return
-            self.entries.append(entry)
+            pending = self.pending.get(id(schema))
+            if pending is None:
+                pending = self.pending[id(schema)] = Pending(model, version, schema)
+            pending.add(time.time(), endpoint, request_id, latency_ms, columns, predictions, probabilities)
             self.buffered_rows += rows
 
     def _loop(self) -> None:
@@ -89,55 +134,26 @@ class PredictionLog:
                 log.exception("writing the prediction log failed")
 
     def flush(self) -> None:
-        with self.lock:
-            entries, self.entries, self.buffered_rows = self.entries, [], 0
-        by_model: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_model.setdefault(entry.model, []).append(entry)
-        for model, items in by_model.items():
-            folder = path_inside(self.root, model)
-            folder.mkdir(parents=True, exist_ok=True)
-            # One file per schema: a reload between flushes may change the input fields.
-            for group in _by_schema(items):
-                self._write(folder, group)
-            self._rotate(folder)
-
-    def _write(self, folder: Path, entries: list[Entry]) -> None:
         import pyarrow.parquet as pq
 
-        schema = entries[0].schema
-        counts = [len(entry.predictions) for entry in entries]
-        inputs = {}
-        for field in schema.fields:
-            values = _concat([entry.columns[field.name] for entry in entries])
-            inputs[field.name] = numbers_to_arrow(values) if field.type == "numeric" else text_to_arrow(values)
-        predictions = [value for entry in entries for value in entry.predictions]
-        columns: dict[str, Any] = {
-            "timestamp": pa.array(np.repeat([int(entry.at * 1000) for entry in entries], counts),
-                                  pa.timestamp("ms", tz="UTC")),
-            "model": pa.array(np.repeat([entry.model for entry in entries], counts), pa.string()),
-            "version": pa.array(np.repeat([entry.version for entry in entries], counts), pa.int64()),
-            "endpoint": pa.array(np.repeat([entry.endpoint for entry in entries], counts), pa.string()),
-            "request_id": pa.array([entry.request_id for entry in entries for _ in range(len(entry.predictions))],
-                                   pa.string()),
-            "latency_ms": pa.array(np.repeat([entry.latency_ms for entry in entries], counts), pa.float64()),
-            "inputs": pa.StructArray.from_arrays(list(inputs.values()), list(inputs)),
-        }
-        if schema.classes:
-            names = dict(zip(map(repr, schema.classes), schema.class_names, strict=True))
-            columns["prediction"] = pa.array([names[repr(value)] for value in predictions], pa.string())
-            matrix = np.concatenate([entry.probabilities for entry in entries if entry.probabilities is not None])
-            columns["probabilities"] = pa.StructArray.from_arrays(
-                [pa.array(matrix[:, index], pa.float64()) for index in range(matrix.shape[1])], schema.class_names)
-        else:
-            columns["prediction"] = pa.array(predictions, pa.float64())
-        table = pa.table(columns)
-        path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
-        atomic_write(path, lambda handle: pq.write_table(table, handle))
+        with self.lock:
+            pending, self.pending, self.buffered_rows = self.pending, {}, 0
+        for group in pending.values():  # one file per model version: a reload may change the input fields
+            folder = path_inside(self.root, group.model)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
+            atomic_write(path, functools.partial(pq.write_table, group.table()))
+            self._rotate(folder)
 
     def _rotate(self, folder: Path) -> None:
-        files = sorted(folder.glob("part-*.parquet"), key=lambda path: path.name)
-        sizes = [path.stat().st_size for path in files]
+        """Delete the oldest files past the limit (several workers may rotate one folder at once)."""
+        files, sizes = [], []
+        for path in sorted(folder.glob("part-*.parquet"), key=lambda path: path.name):
+            try:
+                sizes.append(path.stat().st_size)
+                files.append(path)
+            except FileNotFoundError:  # another worker deleted it
+                continue
         total = sum(sizes)
         for path, size in zip(files, sizes, strict=True):
             if total <= self.max_bytes:
@@ -150,16 +166,3 @@ class PredictionLog:
         self.stopping.set()
         self.thread.join(timeout=10)
         self.flush()
-
-
-def _by_schema(entries: list[Entry]) -> list[list[Entry]]:
-    groups: dict[int, list[Entry]] = {}
-    for entry in entries:
-        groups.setdefault(id(entry.schema), []).append(entry)
-    return list(groups.values())
-
-
-def _concat(parts: list[Any]) -> Any:
-    if any(isinstance(part, np.ndarray) for part in parts):
-        return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
-    return [value for part in parts for value in part]

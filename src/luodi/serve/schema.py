@@ -47,6 +47,15 @@ def arrow_text(value: Any) -> str | None:
     return str(value)
 
 
+def concat_columns(parts: list[Any]) -> Any:
+    """One column from several requests' parts: lists stay lists; any array (v2 tensors) makes a float64 array."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(isinstance(part, np.ndarray) for part in parts):
+        return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
+    return [value for part in parts for value in part]
+
+
 def numbers_to_arrow(values: list[Any] | np.ndarray) -> pa.Array:
     if isinstance(values, np.ndarray):
         return pa.array(values.astype(np.float64, copy=False))

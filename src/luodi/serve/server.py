@@ -154,7 +154,7 @@ def background(references: list[Reference], config: ServeConfig, home: Path | No
 
 
 def _spec(references: list[Reference], config: ServeConfig, home: Path | None) -> str:
-    return json.dumps({"references": [reference.text for reference in references],
+    return json.dumps({"references": [reference.text for reference in references], "supervisor": os.getpid(),
                        "home": str(home) if home else None, "config": config.model_dump(mode="json")})
 
 
@@ -228,8 +228,8 @@ def _worker_main(fd: int) -> None:
     """Entry of a worker process started by `supervise`: the settings come in the environment, not argv."""
     from luodi.serve.settings import ServeConfig
 
-    _die_with_parent()
     spec = json.loads(os.environ.pop(SPEC_ENV))
+    _die_with_parent(spec["supervisor"])
     home = Path(spec["home"]) if spec["home"] else None
     references = [Reference(text, home) for text in spec["references"]]
     sock = socket.socket(fileno=fd)
@@ -237,15 +237,14 @@ def _worker_main(fd: int) -> None:
     serve_process(references, ServeConfig(**spec["config"]), home, sock)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(supervisor: int) -> None:
     """A worker whose supervisor is gone (even by kill -9) gets SIGTERM and drains, instead of serving alone."""
-    parent = os.getppid()
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent or parent == 1:  # the supervisor died before the call above
+    if os.getppid() != supervisor:  # the supervisor died before the call above
         raise SystemExit(0)
 
 

@@ -14,7 +14,7 @@ from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
 from luodi.serve.metrics import Metrics
 from luodi.serve.middleware import Reply, Routes
 from luodi.serve.model import Loaded, Payload, Result, ServedModel, run_batch
-from luodi.serve.predlog import Entry, PredictionLog
+from luodi.serve.predlog import PredictionLog
 from luodi.serve.settings import ServeConfig
 
 log = logging.getLogger("luodi.serve")
@@ -76,9 +76,9 @@ class ServerState:
     def record(self, endpoint: str, loaded: Loaded, payload: Payload, result: Result, started: float,
                request_id: str | None = None) -> None:
         if self.predlog is not None:
-            self.predlog.add(Entry(time.time(), loaded.name, loaded.version, endpoint, request_id,
-                                   (time.perf_counter() - started) * 1000, loaded.schema, payload.columns,
-                                   result.predictions, result.probabilities))
+            self.predlog.add(loaded.name, loaded.version, loaded.schema, endpoint, request_id,
+                             (time.perf_counter() - started) * 1000, payload.columns, result.predictions,
+                             result.probabilities)
 
     async def watch(self) -> None:
         """Poll each alias; load, warm and swap in a new version off the event loop."""

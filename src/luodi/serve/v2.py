@@ -178,7 +178,7 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
             if datatype not in NUMERIC_TYPES or len(shape) != 2 or shape[1] != len(numeric):
                 raise ProtocolError(f"input {packed!r} must be a numeric [rows, {len(numeric)}] tensor ({numeric})")
             block = np.asarray(values).reshape(shape)
-            columns.update({column: block[:, j] for j, column in enumerate(numeric)})
+            columns.update(zip(numeric, block.T, strict=True))  # column views, made in one C loop
         else:
             kind = known[name].kind
             if datatype not in kind.v2_accepts:

@@ -12,8 +12,8 @@ import time
 
 import psutil
 import pytest
+from serving_helpers import RECORD, concurrently, hammer, slow_loader
 
-from conftest import RECORD, concurrently, hammer, slow_loader
 from luodi.errors import InputError
 from luodi.serve.settings import make_config
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_helpers import RECORD, concurrently, slow_loader
 
-from conftest import RECORD, concurrently
 from luodi.package import load_package
 
 
@@ -59,10 +61,8 @@ def test_each_concurrent_caller_gets_its_own_result(serve, store_home: Path) -> 
 
 
 def test_a_bad_row_fails_alone_and_its_batch_mates_succeed(serve) -> None:
-    from conftest import slow_loader
-
     seen: list[int] = []
-    with serve(loader=slow_loader(0.3, seen), max_batch_size=64) as server:
+    with serve(loader=slow_loader(1.0, seen), max_batch_size=64) as server:
         def call(body: bytes) -> int:
             return server.client.post("/v1/models/tiny/predict", content=body,
                                        headers={"content-type": "application/json"}).status_code
@@ -70,10 +70,14 @@ def test_a_bad_row_fails_alone_and_its_batch_mates_succeed(serve) -> None:
         good = json.dumps({"records": [RECORD]}).encode()
         bad = good.replace(b'"size": 0.3', b'"size": Infinity')  # valid to the schema, refused by the pipeline
         assert bad != good
-        # The first call occupies the model; the others queue and run as one batch, which the bad row fails.
-        statuses = concurrently([lambda: call(good)] * 6 + [lambda: call(bad)])
+        blocker: list[int] = []
+        first = threading.Thread(target=lambda: blocker.append(call(good)))
+        first.start()  # occupies the model for a second, so the next calls queue and run as one batch
+        time.sleep(0.3)
+        statuses = concurrently([lambda: call(good)] * 5 + [lambda: call(bad)])
+        first.join()
         metrics = server.client.get("/metrics").text
-    assert statuses == [200] * 6 + [422]
+    assert blocker + statuses == [200] * 6 + [422]
     assert sum(seen) == 6  # the bad row never reached the model
     assert 'luodi_batch_rows_sum{model="tiny"} 7.0' in metrics and 'luodi_batch_rows_count{model="tiny"} 2.0' in metrics
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from serving_helpers import RECORD, hammer, register_copy
 
-from conftest import RECORD, hammer, register_copy
 from luodi.store import Store
 
 PREDICT = "/v1/models/tiny/predict"
