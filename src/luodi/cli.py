@@ -315,6 +315,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
     if run["model_version"]:
         console.print(f"model: {run['model_name']}/{run['model_version']}")
     console.print(f"epochs logged: {len(run['history'])}; folder: {run['dir']}")
+    if run["summary"].get("report"):
+        console.print(f"report: {run['summary']['report']}")
     if run["metrics"]:
         console.print(_metrics_table(run["metrics"], "test metrics"))
 

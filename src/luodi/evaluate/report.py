@@ -26,7 +26,7 @@ from luodi.features.encoders import as_strings
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 REPORT = "report.html"
-LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
+DETAILS = ("data", "classification", "regression", "slices", "importance")  # what `luodi evaluate --json` adds
 
 
 @dataclass
@@ -333,3 +333,13 @@ def build_report(source: ReportInput, settings: ReportConfig) -> tuple[str, dict
     """The report page and its data (without plot arrays)."""
     data = report_data(source, settings)
     return render_report(data, source.training), without_plots(data)
+
+
+def build_report_or_warn(gather: Callable[[], ReportInput], settings: ReportConfig,
+                         warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """`build_report`, or None with a warning appended: a failed plot must not throw away a trained model."""
+    try:
+        return build_report(gather(), settings)
+    except Exception as error:  # noqa: BLE001 - the run's model and metrics stand without the report
+        warnings.append(f"{REPORT} was not written: {type(error).__name__}: {error}")
+        return None
