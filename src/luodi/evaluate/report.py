@@ -90,9 +90,9 @@ def describe_split(name: str, table: pa.Table | None, config: LuodiConfig, pipel
     return out
 
 
-def _model_outputs(task: str, outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
+def _model_outputs(outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
     """Outputs on the scale the metrics use: original target units for regression."""
-    if task == "regression":
+    if pipeline.target.task == "regression":
         return np.asarray(outputs, np.float64) * pipeline.target.std + pipeline.target.mean
     return outputs
 
@@ -103,7 +103,7 @@ def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
     task = pipeline.target.task
     assert scored.encoded.target is not None
     y_true = scored.encoded.target
-    outputs = _model_outputs(task, scored.outputs, pipeline)
+    outputs = _model_outputs(scored.outputs, pipeline)
     if task == "regression":
         y_true = y_true.astype(np.float64) * pipeline.target.std + pipeline.target.mean
     data: dict[str, Any] = {
@@ -256,7 +256,8 @@ def _performance(data: dict[str, Any]) -> str:
     ])
 
 
-def _slices(data: dict[str, Any], shown: int = 25) -> str:
+def _slices(data: dict[str, Any], shown: int = 25, listed: int = 200) -> str:
+    """The `shown` worst slices, then up to `listed` in a collapsed table (all of them are in the JSON block)."""
     slices = data["slices"]
     regression = data["task"] == "regression"
     columns = ["rmse", "mae", "bias"] if regression else ["accuracy", "log_loss"]
@@ -279,8 +280,10 @@ def _slices(data: dict[str, Any], shown: int = 25) -> str:
     first = render.table(headers, rows[:shown], numeric=numeric, table_id="slices", row_classes=classes[:shown])
     rest = ""
     if len(rows) > shown:
-        rest = (f"<details><summary>{len(rows) - shown} more slices</summary>"
-                + render.table(headers, rows[shown:], numeric=numeric, row_classes=classes[shown:]) + "</details>")
+        more = min(len(rows), listed) - shown
+        rest = (f"<details><summary>{more} more slices{' of ' + str(len(rows) - shown) if len(rows) > listed else ''}"
+                "</summary>" + render.table(headers, rows[shown:listed], numeric=numeric,
+                                            row_classes=classes[shown:listed]) + "</details>")
     return note + first + rest
 
 
