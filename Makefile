@@ -42,11 +42,18 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy
 
+# The vision benchmark compares with Keras 3 (the `bench` extra), installed here rather than for every test run.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/runtime_levers.py
 	$(BIN)/python benchmarks/report_cost.py
+	$(BIN)/python benchmarks/serve_overhead.py
+	$(BIN)/python benchmarks/serve_batching.py
+	$(BIN)/python benchmarks/serve_binary.py
+	$(BIN)/python benchmarks/serve_workers.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info

@@ -4,6 +4,7 @@ parser for the HTML reports luodi writes."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -52,6 +53,14 @@ def write_config(path: Path, data: Path, task: str = "binary", name: str = "tiny
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-image caches of the whole session (and of the CLI processes it starts) in a temp folder, not ~/.cache."""
+    folder = tmp_path_factory.mktemp("image-cache")
+    os.environ["LUODI_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")  # a pure function: module-scoped fixtures may use it too

@@ -60,13 +60,13 @@ class InitResult:
 
 
 # ------------------------------------------------------------------------------------------------ init
-def init(data: str | Path, target: str, *, task: str | None = None, output: str | Path = "luodi.yaml",
+def init(data: str | Path, target: str | None = None, *, task: str | None = None, output: str | Path = "luodi.yaml",
          name: str | None = None, force: bool = False) -> InitResult:
     """Write a commented starter config inferred from a data file.
 
     Args:
-        data: the training table (CSV, Parquet or JSONL).
-        target: the column to predict.
+        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class.
+        target: the column to predict (for an image folder: `label`, the default).
         task: regression, binary or multiclass; inferred from the target when omitted.
         output: where to write the config.
         name: the model name in the registry (default: from the file name).
@@ -77,6 +77,12 @@ def init(data: str | Path, target: str, *, task: str | None = None, output: str 
     from luodi.io import atomic_write_text
 
     data, output = Path(data), Path(output)
+    if target is None:
+        if not data.is_dir():
+            raise InputError("give --target COLUMN: the column to predict")
+        from luodi.data.images import LABEL_COLUMN
+
+        target = LABEL_COLUMN
     if output.exists() and not force:
         raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
     table = read_table(data)
@@ -169,6 +175,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.models import build_model
     from luodi.models.heads import build_loss
     from luodi.train.loop import fit, predict_tensors
+    from luodi.train.precision import PRECISIONS
     from luodi.train.progress import make_progress
     from luodi.train.runtime import apply_runtime
 
@@ -199,7 +206,8 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     splits, fingerprint = _read_splits(config)
     if run is not None:
-        pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()))
+        pipeline = FeaturePipeline.from_state(config, json.loads((run_dir / "features.json").read_text()),
+                                              assets=run_dir)
     else:
         pipeline = FeaturePipeline.fit(config, splits.train)
     encoded = {name: pipeline.transform(getattr(splits, name), f"{config.data.train} ({name} split)", True)
@@ -215,12 +223,14 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         store.update_run(run.id, summary=summary)
         run_dir = store.run_dir(run.id)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        atomic_write_json(run_dir / "features.json", pipeline.state())
+        pipeline.save_assets(run_dir)
+        atomic_write_json(run_dir / "features.json", pipeline.state())  # last: resume reads it, then assets
     else:
         store.update_run(run.id, status="running", environment={**run.environment, "pid": environment["pid"],
                                                                  "host": environment["host"]})
 
     device = torch.device(environment["device"])
+    precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
     loss_fn = build_loss(config.target.task, pipeline.target.class_weights())
     score = _scorer(pipeline)
@@ -230,11 +240,12 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
             task=config.target.task, loss_fn=loss_fn, score=score, monitor=config.trainer.early_stopping.metric,
             mode=config.monitor_mode(), run_dir=run_dir, device=device, progress=make_progress(progress),
             callbacks=[lambda epoch, metrics: store.log_epoch(run.id, epoch, metrics)],
+            precision=precision, pin_memory=environment.get("pin_memory", False),
         )
         test_name = "test" if splits.test.num_rows else "validation"
         test = _tensors(encoded[test_name])
-        outputs, _ = predict_tensors(model, {k: v.to(device) for k, v in test.inputs.items()},
-                                     config.target.task, config.trainer.eval_batch_size)
+        outputs, _ = predict_tensors(model, test.inputs, config.target.task, config.trainer.eval_batch_size,
+                                     precision=precision, device=device)
         metrics = _test_metrics(pipeline, outputs, test.target.numpy())
         report = None
         if config.report.enabled:
@@ -242,8 +253,9 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
             from luodi.evaluate.report_inputs import training_input
 
             def outputs_of(rows: Any) -> Any:
-                inputs = {k: torch.from_numpy(v).to(device) for k, v in rows.inputs.items()}
-                return predict_tensors(model, inputs, config.target.task, config.trainer.eval_batch_size)[0]
+                inputs = {k: torch.from_numpy(v) for k, v in rows.inputs.items()}
+                return predict_tensors(model, inputs, config.target.task, config.trainer.eval_batch_size,
+                                       precision=precision, device=device)[0]
 
             report = build_report_or_warn(lambda: training_input(
                 config, pipeline, model, splits, test_name, encoded[test_name], outputs, metrics, outputs_of,
@@ -260,7 +272,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                 "history": result.history,
                 "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                              "stopped_early": result.stopped_early, "steps": result.steps,
-                             "seconds": result.seconds, "metrics_split": test_name},
+                             "seconds": result.seconds, "metrics_split": test_name, **result.extra},
                 "data": {"fingerprint": fingerprint, "rows": splits.sizes()},
                 "lineage": {"run_id": run.id, "parent_version": parent_version},
                 "environment": environment,
@@ -281,7 +293,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         raise
     summary = {"data": fingerprint, "rows": splits.sizes(), "best_epoch": result.best_epoch,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-               "seconds": result.seconds, "metrics_split": test_name}
+               "seconds": result.seconds, "metrics_split": test_name, **result.extra}
     report_path = None
     if report is not None:
         report_path = run_dir / "report.html"
@@ -461,6 +473,26 @@ def write_table(frame: Any, path: Path) -> None:
         atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
     else:
         atomic_write(path, lambda handle: frame.to_json(handle, orient="records", lines=True), mode="w")
+
+
+# ------------------------------------------------------------------------------------------- serving
+def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_file: str | Path | None = None,
+          admin_keys_file: str | Path | None = None, **settings: Any) -> int:
+    """Serve registered models over HTTP until SIGTERM or Ctrl-C (which drain); returns the exit code.
+
+    Args:
+        models: references (`name@alias`, `name`, `name/3`) or package folders.
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`).
+        api_keys_file, admin_keys_file: files with one key per line (also `LUODI_API_KEYS` / `LUODI_ADMIN_KEYS`).
+        settings: any `luodi.serve.settings.ServeConfig` field: host, port, workers, max_batch_size, ...
+    """
+    from luodi.serve.server import run
+    from luodi.serve.settings import make_config, read_keys
+
+    config = make_config(api_keys=read_keys("LUODI_API_KEYS", Path(api_keys_file) if api_keys_file else None),
+                         admin_keys=read_keys("LUODI_ADMIN_KEYS", Path(admin_keys_file) if admin_keys_file else None),
+                         **settings)
+    return run([models] if isinstance(models, str) else list(models), config, Path(home) if home else None)
 
 
 # ---------------------------------------------------------------------------------- runs and models

@@ -78,8 +78,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 @app.command()
 def init(
-    data: Annotated[Path, typer.Option("--data", help="Training table: CSV, Parquet or JSONL.")],
-    target: Annotated[str, typer.Option("--target", help="Column to predict.")],
+    data: Annotated[Path, typer.Option("--data", help="Training table (CSV, Parquet, JSONL) or image folder.")],
+    target: Annotated[str | None, typer.Option("--target", help="Column to predict (image folder: label).")] = None,
     task: Annotated[str | None, typer.Option(help="regression, binary or multiclass (default: inferred).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
     name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,
@@ -275,6 +275,43 @@ def quickstart(
     summary = run(workdir=workdir, home=home, progress=progress, quiet=as_json)
     if as_json:
         _print_json(summary)
+
+
+@app.command()
+def serve(
+    models: Annotated[list[str], typer.Argument(help="NAME@ALIAS (or name, name/version, a package folder).")],
+    host: Annotated[str, typer.Option(help="Address; other than loopback needs API keys.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port.")] = 1,
+    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime when the package has model.onnx), torch, onnx.")]
+    = "auto",
+    threads: Annotated[int, typer.Option(help="Model threads per process.")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="Most rows the model runs at once.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest a row waits for a batch to grow.")] = 2.0,
+    batching: Annotated[bool, typer.Option(help="--no-batching runs every request alone.")] = True,
+    max_queue_rows: Annotated[int, typer.Option(help="Rows waiting per model before 429.")] = 1024,
+    timeout_ms: Annotated[float, typer.Option(help="Deadline per request, queue included (504).")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413).")] = 1 << 20,
+    max_rows: Annotated[int, typer.Option(help="Most rows per request (422).")] = 1024,
+    max_string_length: Annotated[int, typer.Option(help="Longest string value (422).")] = 10_000,
+    api_keys_file: Annotated[Path | None, typer.Option(help="Inference keys, one per line (or LUODI_API_KEYS).")]
+    = None,
+    admin_keys_file: Annotated[Path | None, typer.Option(help="Admin keys, one per line (or LUODI_ADMIN_KEYS).")]
+    = None,
+    reload_interval: Annotated[float, typer.Option(help="Seconds between alias checks (0: no hot reload).")] = 2.0,
+    drain_timeout: Annotated[float, typer.Option(help="Seconds in-flight work may finish after SIGTERM.")] = 30.0,
+    log_sample_rate: Annotated[float, typer.Option(help="Fraction of requests in the prediction log.")] = 1.0,
+    access_log: Annotated[bool, typer.Option(help="uvicorn's per-request access log.")] = False,
+    home: Home = None,
+) -> None:
+    """Serve models over HTTP: /v1 predict, Open Inference Protocol v2, /metrics; SIGTERM drains."""
+    code = api.serve(models, home=home, api_keys_file=api_keys_file, admin_keys_file=admin_keys_file, host=host,
+                     port=port, workers=workers, backend=backend, threads=threads, max_batch_size=max_batch_size,
+                     max_wait_ms=max_wait_ms, batching=batching, max_queue_rows=max_queue_rows, timeout_ms=timeout_ms,
+                     max_body_bytes=max_body_bytes, max_rows=max_rows, max_string_length=max_string_length,
+                     reload_interval_s=reload_interval, drain_timeout_s=drain_timeout,
+                     log_sample_rate=log_sample_rate, access_log=access_log)
+    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------- runs

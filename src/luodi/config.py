@@ -106,9 +106,55 @@ class TextFeature(Strict):
     lowercase: bool = Field(True, description="Lowercase before splitting into words.")
 
 
+class AugmentConfig(Strict):
+    """Random changes to training images, drawn per image and per epoch on the batch tensor; never at evaluation
+    or prediction."""
+
+    crop_padding: int = Field(0, ge=0, le=64, description="Random crop: pad by this many pixels, crop back to size.")
+    horizontal_flip: bool = Field(False, description="Mirror half of the images (only where a mirror keeps the class).")
+    rotation: float = Field(0.0, ge=0, le=45, description="Rotate by a random angle in [-rotation, rotation] degrees.")
+
+
+class ImageFeature(Strict):
+    """An image: a column of file paths (relative to the table file) or of encoded bytes (PNG, JPEG, ...),
+    decoded once with Pillow, resized, and normalized with per-channel statistics of the training split."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["image"] = "image"
+    height: int | None = Field(None, ge=1, le=4096, description="Resize to this height; default: from training images.")
+    width: int | None = Field(None, ge=1, le=4096, description="Resize to this width; default: from training images.")
+    channels: Literal[1, 3] | None = Field(None, description="1 (gray) or 3 (RGB); default: 3 if any training image "
+                                                            "has color, else 1.")
+    strict_channels: bool = Field(False, description="A gray image among color ones (or the reverse) is an error "
+                                                     "naming the file instead of being converted.")
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error", description="An unreadable image: error naming the file, or skip its row when training or "
+                             "evaluating (logged; prediction always errors).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)  # type: ignore[arg-type]
+
+
+class SequenceFeature(Strict):
+    """A fixed-length numeric vector per row, read as a sequence (e.g. a signal of 40 values): a list column
+    (Parquet, JSONL) or text of numbers separated by spaces or commas (CSV); nested lists give channels."""
+
+    name: str = Field(description="Column name.")
+    type: Literal["sequence"] = "sequence"
+    length: int | None = Field(None, ge=1, le=1_000_000, description="Values per row; default: the training rows' "
+                                                                     "length (all must agree).")
+    on_length_mismatch: Literal["error", "pad"] = Field(
+        "error", description="A row of another length: error naming the row, or pad (with 0) / truncate it.")
+    normalization: Literal["zscore", "none"] = Field("zscore", description="Per-channel scaling fitted on train.")
+
+
 FeatureConfig = Annotated[
-    NumericFeature | CategoryFeature | BinaryFeature | TextFeature, Field(discriminator="type")
+    NumericFeature | CategoryFeature | BinaryFeature | TextFeature | ImageFeature | SequenceFeature,
+    Field(discriminator="type"),
 ]
+# Feature config model per `type` tag (error messages walk through it; a new feature type is added here too).
+FEATURE_TYPES: dict[str, type[Strict]] = {
+    "numeric": NumericFeature, "category": CategoryFeature, "binary": BinaryFeature, "text": TextFeature,
+    "image": ImageFeature, "sequence": SequenceFeature,
+}
 
 
 class TargetConfig(Strict):
@@ -122,14 +168,59 @@ class TargetConfig(Strict):
 
 
 # ------------------------------------------------------------------------------------------- model
-class ModelConfig(Strict):
-    """The architecture. Tables use an MLP over numeric values and category embeddings."""
+class CNNConfig(Strict):
+    """model.type cnn: conv blocks (conv, batch norm, activation, pooling, dropout), 2-D for images and 1-D for
+    sequences, then a pooled vector for the combiner MLP."""
 
-    type: Literal["mlp"] = Field("mlp", description="Architecture name.")
+    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Output channels of each conv block.")
+    kernel_size: int = Field(3, ge=1, le=31, description="Convolution kernel size (odd keeps the size).")
+    convs_per_block: int = Field(1, ge=1, le=4, description="Convolutions in each block before its pooling.")
+    batch_norm: bool = Field(True, description="Batch normalization after each convolution.")
+    pool: Literal["max", "avg", "none"] = Field("max", description="Pooling (size 2) at the end of each block.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each block.")
+    output: Literal["avg", "max", "flatten"] = Field(
+        "avg", description="Vector from the last block: global average or max pooling, or flatten every position.")
+    channels_last: bool = Field(True, description="Images in channels-last memory layout (faster convolutions on "
+                                                  "CPU and tensor cores).")
+
+    @field_validator("channels")
+    @classmethod
+    def _positive_channels(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(size < 1 for size in sizes):
+            raise ValueError("give at least one block, each with >= 1 channels")
+        return sizes
+
+
+class ResNetConfig(Strict):
+    """model.type resnet: a small residual network for 28-64 px images (stem, stages of basic blocks, the first
+    block of each later stage halving the size, global average pooling)."""
+
+    widths: list[int] = Field(default_factory=lambda: [32, 64, 128], description="Channels of each stage.")
+    blocks_per_stage: int = Field(2, ge=1, le=8, description="Residual blocks in each stage.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the pooled vector.")
+    channels_last: bool = Field(True, description="Images in channels-last memory layout.")
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(size < 1 for size in sizes):
+            raise ValueError("give at least one stage, each with >= 1 channels")
+        return sizes
+
+
+class ModelConfig(Strict):
+    """The architecture: feature encoders of `type` for image, sequence and text features, then an MLP over
+    their outputs, the numeric values and the category embeddings. Tables alone use `mlp`."""
+
+    type: Literal["mlp", "cnn", "resnet", "rnn", "transformer", "hf"] = Field(
+        "mlp", description="Architecture name: mlp (tables), cnn, resnet, rnn, transformer, hf."
+    )
     hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="Width of each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field("relu", description="Activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     normalization: Literal["none", "batch", "layer"] = Field("none", description="Normalization per hidden layer.")
+    cnn: CNNConfig = Field(default_factory=CNNConfig)  # type: ignore[arg-type]
+    resnet: ResNetConfig = Field(default_factory=ResNetConfig)  # type: ignore[arg-type]
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -187,6 +278,10 @@ class RuntimeConfig(Strict):
         "tuned", description="tuned keeps freed memory in the process (mallopt) instead of returning it per step."
     )
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower on GPU).")
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="On CUDA: auto uses bf16 where the GPU supports it, else fp16 with loss scaling; "
+                            "off keeps fp32. CPU always trains in fp32.")
+    pin_memory: bool = Field(True, description="On CUDA: page-locked host tensors and asynchronous copies.")
 
     @field_validator("threads")
     @classmethod
@@ -309,7 +404,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     """One message per problem, each naming the dotted key path."""
     lines = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"] if part not in ("numeric", "category", "binary", "text")]
+        loc = [str(part) for part in item["loc"] if part not in FEATURE_TYPES]
         path = ".".join(loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
@@ -331,10 +426,9 @@ def _key_hint(error: ValidationError, loc: tuple[Any, ...]) -> str:
     """Suggest the closest valid key for a mistyped one."""
     model: Any = LuodiConfig
     for part in loc[:-1]:
-        if isinstance(part, int) or part in ("numeric", "category", "binary", "text"):
-            if part in ("numeric", "category", "binary", "text"):
-                model = {"numeric": NumericFeature, "category": CategoryFeature,
-                         "binary": BinaryFeature, "text": TextFeature}[part]
+        if isinstance(part, int) or part in FEATURE_TYPES:
+            if part in FEATURE_TYPES:
+                model = FEATURE_TYPES[part]
             continue
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         annotation = getattr(field, "annotation", None)
@@ -396,7 +490,10 @@ def reference_markdown() -> str:
         ("top level", LuodiConfig), ("data", DataConfig), ("data.split", SplitConfig),
         ("target", TargetConfig), ("input_features[] (type: numeric)", NumericFeature),
         ("input_features[] (type: category)", CategoryFeature), ("input_features[] (type: binary)", BinaryFeature),
-        ("input_features[] (type: text)", TextFeature), ("model", ModelConfig), ("trainer", TrainerConfig),
+        ("input_features[] (type: text)", TextFeature), ("input_features[] (type: image)", ImageFeature),
+        ("input_features[] (type: image).augment", AugmentConfig),
+        ("input_features[] (type: sequence)", SequenceFeature), ("model", ModelConfig),
+        ("model.cnn", CNNConfig), ("model.resnet", ResNetConfig), ("trainer", TrainerConfig),
         ("trainer.optimizer", OptimizerConfig), ("trainer.scheduler", SchedulerConfig),
         ("trainer.early_stopping", EarlyStoppingConfig), ("runtime", RuntimeConfig), ("report", ReportConfig),
     ]

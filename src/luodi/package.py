@@ -3,6 +3,7 @@
     package.json         format version, task, config, input/output schema, fitted feature state, metrics,
                          data fingerprint, lineage, library versions, sha256 of every other file
     weights.safetensors  the model's tensors
+    assets/<feature>/    files an encoder keeps beside its JSON state (a tokenizer), when it has any
 
 Loading verifies every hash, checks the safetensors header against the architecture before reading any
 tensor, and never unpickles. `predict` applies the saved feature state to raw records: the one code path
@@ -58,6 +59,7 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
     directory = Path(directory)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
@@ -206,7 +208,7 @@ def load_package(path: str | Path) -> ModelPackage:
     path = Path(path)
     manifest = verify_package(path)
     config = validate_config(manifest["config"], f"{path / MANIFEST} config")
-    pipeline = FeaturePipeline.from_state(config, manifest["features"])
+    pipeline = FeaturePipeline.from_state(config, manifest["features"], assets=path)
     model = build_model(config, pipeline)
     weights = path / WEIGHTS
     check_weights(weights, model)

@@ -70,10 +70,41 @@ def test_activation_choice(activation: str, kind: type[nn.Module]) -> None:
 
 
 def test_build_model_from_pipeline_sizes() -> None:
-    pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [(5, 2)],
+    pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [(5, 2)], tensor_encoders=lambda: [],
                                target=SimpleNamespace(output_size=lambda: 3))
     model = build_model(SimpleNamespace(model=ModelConfig(hidden_sizes=[4])), pipeline)
     assert model(inputs(categories=(5,))).shape == (5, 3)
+
+
+class MeanPool(nn.Module):
+    """A feature encoder as the combiner sees one: reads its own keys from the batch, has `output_size`."""
+
+    output_size = 2
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([batch["seq"].mean(dim=1), batch["seq"].amax(dim=1)], dim=1)
+
+
+def test_combiner_concatenates_feature_encoder_outputs() -> None:
+    model = MLP(ModelConfig(hidden_sizes=[4], dropout=0.0), 0, [], 1, encoders=[MeanPool()])
+    assert model.body[0].in_features == 2  # no dense columns: only the encoder's two values
+    batch = {"dense": torch.zeros(3, 0), "categorical": torch.zeros(3, 0, dtype=torch.int64),
+             "seq": torch.randn(3, 7)}
+    assert model(batch).shape == (3, 1)
+    assert any(name.startswith("encoders.0") for name, _ in model.named_modules())
+
+
+def test_architecture_without_a_feature_it_reads_is_refused() -> None:
+    from luodi.errors import InputError
+
+    pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [], tensor_encoders=lambda: [],
+                               target=SimpleNamespace(output_size=lambda: 1))
+    with pytest.raises(InputError, match="model.type 'rnn' needs an input feature"):
+        build_model(SimpleNamespace(model=ModelConfig(type="rnn")), pipeline)
+    unreadable = SimpleNamespace(name="photo", modality="image")
+    pipeline.tensor_encoders = lambda: [unreadable]
+    with pytest.raises(InputError, match="'photo'"):
+        build_model(SimpleNamespace(model=ModelConfig(type="mlp")), pipeline)
 
 
 def test_regression_loss_is_mse() -> None:

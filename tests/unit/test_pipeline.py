@@ -164,3 +164,13 @@ def test_coerce_names_the_bad_row_after_nan_text() -> None:
                       "note": ["x"] * 4, "zone": [1] * 4, "label": ["a", "b", "a", "b"]})
     with pytest.raises(InputError, match="row 4 holds 'abc'"):
         coerce_table(table, make_config(), "data", with_target=True)
+
+
+def test_asset_folders_are_inside_and_unique_whatever_the_column_name(tmp_path: Path) -> None:
+    from luodi.features.pipeline import asset_folder
+
+    names = ["od280/od315", "../../etc", "a b", "a_b"]
+    folders = [asset_folder(tmp_path, index, name) for index, name in enumerate(names)]
+    assert len(set(folders)) == len(names)
+    for folder in folders:
+        assert folder.parent == tmp_path / "assets"

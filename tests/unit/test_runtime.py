@@ -57,7 +57,8 @@ def test_cuda_without_a_device_is_an_input_error() -> None:
 def test_apply_runtime_records_its_choices() -> None:
     record = apply_runtime(RuntimeConfig(device="cpu", threads=2, allocator="default"), seed=3)
     assert set(record) == {"threads", "threads_reason", "allocator", "device", "torch", "python", "platform",
-                           "cuda"}
+                           "cuda", "mixed_precision", "pin_memory"}
+    assert record["mixed_precision"] == "fp32" and record["pin_memory"] is False  # CPU trains as before
     assert record["threads"] == 2 and record["threads_reason"] == "configured"
     assert record["allocator"] == "default"
     assert record["device"] == "cpu"

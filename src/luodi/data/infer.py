@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,6 +12,10 @@ import pyarrow.compute as pc
 from luodi.errors import InputError, did_you_mean
 
 SAMPLE_ROWS = 200_000
+IMAGE_PATH = r"(?i)\.(png|jpe?g|bmp|gif|webp|tiff?|ppm|pgm)$"
+# 8 or more numbers separated by spaces or commas, optionally in brackets: a vector per row, not free text.
+NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+NUMBER_SEQUENCE = rf"^\s*\[?\s*{NUMBER}(\s*[,;\s]\s*{NUMBER}){{7,}}\s*\]?\s*$"
 ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|key|index)$|^id[_\s-]|^(row|record)(_?(num|number))?$", re.IGNORECASE)
 
 
@@ -19,8 +24,9 @@ class ColumnGuess:
     """What `luodi init` decided for one column, and why (the why becomes a config comment)."""
 
     name: str
-    type: str | None  # numeric, category, binary, text, or None when dropped
+    type: str | None  # numeric, category, binary, text, image, sequence, or None when dropped
     reason: str
+    options: dict[str, Any] = field(default_factory=dict)  # more keys for the feature (an image's size)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,11 @@ def infer_task(column: pa.ChunkedArray, name: str) -> TaskGuess:
     return TaskGuess("multiclass", f"{distinct} classes")
 
 
+def _mean_count(values: pa.ChunkedArray) -> int:
+    words = pc.list_value_length(pc.split_pattern_regex(pc.utf8_trim(values, " []"), r"[\s,;]+"))
+    return round(pc.mean(words).as_py() or 0)
+
+
 def _all_integral(values: pa.ChunkedArray) -> bool:
     floats = pc.cast(values, pa.float64())
     return bool(pc.all(pc.equal(pc.floor(floats), floats)).as_py())
@@ -79,6 +90,17 @@ def infer_column(column: pa.ChunkedArray, name: str) -> ColumnGuess:
     if present == 0:
         return ColumnGuess(name, None, "dropped: every value is missing")
     kind = column.type
+    if _is_list(kind):
+        if _is_number_list(kind):
+            return ColumnGuess(name, "sequence", f"a list of numbers per row{missing_note}")
+        return ColumnGuess(name, None, f"dropped: unsupported type {kind}")
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return ColumnGuess(name, "image", f"encoded image bytes{missing_note}")
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if _share(values, IMAGE_PATH) >= 0.9:
+            return ColumnGuess(name, "image", f"paths to image files{missing_note}")
+        if _share(values, NUMBER_SEQUENCE) >= 0.9:
+            return ColumnGuess(name, "sequence", f"{_mean_count(values)} numbers per row{missing_note}")
     distinct = pc.count_distinct(values).as_py()
     if distinct == 1:
         return ColumnGuess(name, None, f"dropped: constant ({values[0].as_py()!r})")
@@ -103,6 +125,21 @@ def _infer_number(values: pa.ChunkedArray, name: str, distinct: int, present: in
     if integral and distinct <= 10 and distinct * 20 <= present and pa.types.is_integer(values.type):
         return ColumnGuess(name, "category", f"{distinct} distinct integer codes{note}")
     return ColumnGuess(name, "numeric", f"{distinct} distinct values{note}")
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _is_number_list(kind: pa.DataType) -> bool:
+    inner = kind.value_type
+    if _is_list(inner):
+        inner = inner.value_type
+    return bool(pa.types.is_integer(inner) or pa.types.is_floating(inner))
+
+
+def _share(values: pa.ChunkedArray, pattern: str) -> float:
+    return float(pc.mean(pc.cast(pc.match_substring_regex(values, pattern), pa.float64())).as_py() or 0.0)
 
 
 def _infer_string(values: pa.ChunkedArray, name: str, distinct: int, present: int, note: str) -> ColumnGuess:

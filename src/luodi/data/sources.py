@@ -30,10 +30,15 @@ def table_format(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> pa.Table:
-    """Read a CSV / TSV / Parquet / JSONL file into an Arrow table (columnar, compact, nulls kept)."""
+    """Read a CSV / TSV / Parquet / JSONL file into an Arrow table (columnar, compact, nulls kept); a folder of
+    class subfolders reads as a table of image paths and labels (data/images.py)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file not found: {path}")
+    if path.is_dir() and path.suffix.lower() not in SUFFIXES:  # a folder named like a table is a mistake
+        from luodi.data.images import read_image_folder
+
+        return read_image_folder(path)
     if not path.is_file():
         raise InputError(f"{path}: is not a file")
     fmt = table_format(path)
@@ -128,8 +133,12 @@ def _from_records(records: list[Any], source: str) -> pa.Table:
 
 
 def fingerprint_file(path: str | Path) -> dict[str, Any]:
-    """Identity of a data file (size and SHA-256) recorded with runs and packages."""
+    """Identity of a data file (size and SHA-256) recorded with runs and packages; of an image folder, its images."""
     path = Path(path)
+    if path.is_dir():
+        from luodi.data.images import fingerprint_folder
+
+        return fingerprint_folder(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):

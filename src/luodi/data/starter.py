@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ class Starter:
     batch_size: int
     epochs: int
     patience: int
+    architecture: str = "mlp"  # cnn when an image or sequence feature needs a convolutional encoder
 
     @property
     def features(self) -> list[ColumnGuess]:
@@ -65,6 +67,12 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         raise InputError(f"{path}: no usable feature columns besides {target!r} "
                          f"({'; '.join(f'{c.name}: {c.reason}' for c in columns) or 'no other columns'})")
     rows = table.num_rows
+    columns = [_describe(column, table, path) for column in columns]
+    if any(column.type in ("image", "sequence") for column in columns):
+        # A conv encoder pools each image or sequence into a vector; one hidden layer combines it with the rest.
+        sizes, batch = [64], 64 if rows >= 2_000 else 32
+        epochs, patience = (60, 15) if rows < 2_000 else (30, 6) if rows < 200_000 else (10, 3)
+        return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience, "cnn")
     if rows < 2_000:
         sizes, batch, epochs, patience = [64, 32], 32, 300, 30
     elif rows < 200_000:
@@ -74,11 +82,53 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
     return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience)
 
 
+def _describe(column: ColumnGuess, table: pa.Table, path: Path) -> ColumnGuess:
+    """An image column with the size and channels of its images (a sample's headers) and a fitting random crop."""
+    if column.type != "image" or not pa.types.is_string(table.column(column.name).type):
+        return column
+    from luodi.data.images import describe_images
+
+    paths = [value for value in table.column(column.name).to_pylist() if value]
+    found = describe_images(paths, path if path.is_dir() else path.parent)
+    height, width, channels = found["height"], found["width"], found["channels"]
+    options = {"height": height, "width": width, "channels": channels,
+               "augment": {"crop_padding": max(1, min(height, width) // 8)}}
+    size = "x".join(map(str, found["found"]))
+    resized = f", resized to {width}x{height}" if (width, height) != found["found"] else ""
+    reason = f"{column.reason}: {size} {'gray' if channels == 1 else 'color'}{resized}"
+    return ColumnGuess(column.name, column.type, reason, options)
+
+
+def _flow(options: dict[str, Any]) -> str:
+    return ", ".join(f"{key}: {{{_flow(value)}}}" if isinstance(value, dict) else f"{key}: {value}"
+                     for key, value in options.items())
+
+
+def _model(starter: Starter) -> str:
+    if starter.architecture == "cnn":
+        return f"""model:
+  type: cnn                             # conv blocks read the image / sequence features; an MLP combines
+  cnn: {{channels: [32, 64], kernel_size: 3, batch_norm: true, pool: max, dropout: 0.1, output: avg}}
+  hidden_sizes: {starter.hidden_sizes}
+  activation: relu
+  dropout: 0.1
+  normalization: none                   # none, batch or layer (the MLP's hidden layers)
+"""
+    return f"""model:
+  type: mlp
+  hidden_sizes: {starter.hidden_sizes}              # sized for {starter.rows} rows
+  activation: relu
+  dropout: 0.1
+  normalization: none                   # none, batch or layer
+"""
+
+
 def render(starter: Starter, data_path: str, source: Path) -> str:
     """The starter config as commented YAML; every key is in docs/config.md."""
     width = max([len(c.name) for c in starter.features] + [8]) + 2
     features = "\n".join(
-        f"  - {{name: {_quote(c.name)}, type: {c.type}}}".ljust(width + 32) + f"# {c.reason}"
+        f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}} "
+        .ljust(width + 32) + f"# {c.reason}"
         for c in starter.features
     )
     dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason.removeprefix('dropped: ')}" for c in starter.dropped)
@@ -91,7 +141,7 @@ def render(starter: Starter, data_path: str, source: Path) -> str:
 name: {_quote(starter.name)}                    # model name in the registry
 
 data:
-  train: {_quote(data_path)}            # CSV, Parquet or JSONL, relative to this file
+  train: {_quote(data_path)}            # CSV, Parquet, JSONL or an image folder, relative to this file
   split:                                # held out from the same file, stratified by target
     validation: 0.15
     test: 0.15
@@ -107,13 +157,7 @@ input_features:
 {features}
 {"  # dropped columns (add them back above to use them):" + chr(10) + dropped if dropped else ""}
 
-model:
-  type: mlp
-  hidden_sizes: {starter.hidden_sizes}              # sized for {starter.rows} rows
-  activation: relu
-  dropout: 0.1
-  normalization: none                   # none, batch or layer
-
+{_model(starter)}
 trainer:
   epochs: {starter.epochs}                          # the most; early stopping usually ends sooner
   batch_size: {starter.batch_size}

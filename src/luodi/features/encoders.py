@@ -1,13 +1,19 @@
 """Per-feature encoders: fit on the training split, transform any split, and round-trip their state as JSON.
 
-Every encoder takes an Arrow column and returns a NumPy block: `dense` encoders give float32 of shape
-(rows, width); the category encoder gives int64 indices of shape (rows,), index 0 being the unknown bucket.
-Columns reach the encoders already coerced (numbers as float64, see `pipeline.coerce_table`).
+Every encoder takes an Arrow column and returns NumPy: `dense` encoders give float32 of shape (rows, width),
+concatenated into the model's `dense` input; the category encoder (`index`) gives int64 indices of shape (rows,),
+index 0 being the unknown bucket. `tensor` encoders (images, numeric sequences, tokenized text) give a dict of
+named arrays, rows first, each a model input of its own (e.g. {name: ids, name + ".mask": mask}); their
+`modality` picks the feature encoder module (models/__init__.py), and files they need beside their JSON state
+(a tokenizer) go into an assets folder that travels in the package. Columns reach the encoders already coerced
+(numbers as float64, see `pipeline.coerce_table`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +22,8 @@ import pyarrow.compute as pc
 
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
+from luodi.features.image import ImageEncoder
+from luodi.features.sequence import SequenceEncoder
 
 TRUE_WORDS = {"1", "1.0", "true", "t", "yes", "y", "positive", "pos"}
 WORD_PATTERN = r"[^\w']+"
@@ -27,29 +35,53 @@ class Unseen:
 
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # Rows (0-based) an encoder could not read and the config allows skipping (an unreadable image), per column.
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, column: str, count: int, examples: list[str]) -> None:
         if count:
             self.counts[column] = self.counts.get(column, 0) + count
             self.examples.setdefault(column, []).extend(examples[: 3 - len(self.examples.get(column, []))])
 
+    def skip(self, column: str, rows: list[int], reasons: list[str]) -> None:
+        self.skipped.setdefault(column, []).extend(rows)
+        self.reasons.setdefault(column, []).extend(reasons)
+
     def messages(self) -> list[str]:
         return [
             f"column {name!r}: {count} value(s) not seen in training, e.g. {self.examples[name]}; "
             "encoded as unknown"
             for name, count in self.counts.items()
+        ] + [
+            f"column {name!r}: skipped {len(rows)} row(s) that cannot be read: " + "; ".join(self.reasons[name][:3])
+            + (" ..." if len(rows) > 3 else "")
+            for name, rows in self.skipped.items()
         ]
 
 
 class Encoder(Protocol):
     name: str
-    kind: str  # "dense" or "index"
+    kind: str  # "dense", "index" or "tensor"
     config: Any  # the feature's config model
 
     def fit(self, column: pa.ChunkedArray) -> None: ...
-    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray: ...
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> Any: ...  # ndarray, or dict for "tensor"
     def width(self) -> int: ...
     def state(self) -> dict[str, Any]: ...
+
+
+class TensorEncoder(Encoder, Protocol):
+    """An encoder whose output is model inputs of its own rather than columns of `dense`.
+
+    Optional methods: `save_assets(directory)` writes files beside the JSON state (the pipeline gives each
+    encoder its own folder, `assets/<feature name>/`), and the constructor then receives `assets=<that folder>`
+    together with the saved state; `schema()` returns extra keys for the package's input schema.
+    """
+
+    modality: str  # "image", "sequence" or "tokens": which feature-encoder module reads it
+
+    def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> dict[str, np.ndarray]: ...
 
 
 def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -90,7 +122,14 @@ class NumericEncoder:
         # (epoch timestamps, large ids) before the shift that makes it visible.
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
         values[np.isnan(values)] = self.fill
-        return ((values - self.center) / self.scale).astype(np.float32).reshape(-1, 1)
+        with np.errstate(over="ignore"):
+            scaled = ((values - self.center) / self.scale).astype(np.float32)
+        overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32
+        if overflow.any():
+            row = int(np.flatnonzero(overflow)[0])
+            raise InputError(f"column {self.name!r} row {row + 1}: {values[row]!r} is too large for the model "
+                             "(beyond float32 after scaling)")
+        return scaled.reshape(-1, 1)
 
     def width(self) -> int:
         return 1
@@ -227,12 +266,17 @@ class TextEncoder:
         return {"vocabulary": self.vocabulary}
 
 
-ENCODERS: dict[str, type] = {
+ENCODERS: dict[str, Callable[..., Encoder]] = {
     "numeric": NumericEncoder, "category": CategoryEncoder, "binary": BinaryEncoder, "text": TextEncoder,
+    # An image encoder's `width` is the images' width in pixels (the image modality's contract), not a method.
+    "image": ImageEncoder, "sequence": SequenceEncoder,  # type: ignore[dict-item]
 }
 
 
-def build_encoder(config: NumericFeature | CategoryFeature | BinaryFeature | TextFeature,
-                  state: dict[str, Any] | None = None) -> Encoder:
-    """A fresh encoder for a feature config, or one restored from its saved state."""
-    return ENCODERS[config.type](config, **(state or {}))
+def build_encoder(config: Any, state: dict[str, Any] | None = None, assets: Path | None = None) -> Encoder:
+    """A fresh encoder for a feature config, or one restored from its saved state (and assets folder, for the
+    encoders that save files)."""
+    factory = ENCODERS[config.type]
+    if state is not None and assets is not None and getattr(factory, "save_assets", None) is not None:
+        return factory(config, assets=assets, **state)
+    return factory(config, **(state or {}))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,13 +14,16 @@ import pyarrow.compute as pc
 
 from luodi.config import LuodiConfig, validate_config
 from luodi.errors import InputError, did_you_mean
-from luodi.features.encoders import CategoryEncoder, Encoder, Unseen, build_encoder
+from luodi.features.encoders import CategoryEncoder, Encoder, TensorEncoder, Unseen, build_encoder
+from luodi.features.image import coerce_images
+from luodi.features.sequence import coerce_sequence
 from luodi.features.target import TargetEncoder
 
 
 @dataclass
 class Encoded:
-    """Model inputs for a block of rows: float32 `dense` (rows, width) and int64 `categorical` (rows, n)."""
+    """Model inputs for a block of rows: float32 `dense` (rows, width), int64 `categorical` (rows, n), and the
+    named arrays of each tensor feature (an image batch, token ids and their mask, ...)."""
 
     inputs: dict[str, np.ndarray]
     target: np.ndarray | None
@@ -44,14 +50,21 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
     needed = [feature.name for feature in config.input_features]
     if with_target:
         needed.append(config.target.name)
-    missing = [name for name in needed if name not in table.column_names]
+    # One pass over the names: `column_names`, lookups by name and `set_column` each cost O(columns), which made
+    # a 784-column table take a second per call.
+    names = table.column_names
+    present = set(names)
+    missing = [name for name in needed if name not in present]
     if missing:
-        hint = did_you_mean(missing[0], table.column_names)
+        hint = did_you_mean(missing[0], names)
         raise InputError(f"{source}: column {missing[0]!r} is missing{hint}; the model needs {needed}")
+    position = {name: index for index, name in enumerate(names)}
+    columns = table.columns
+    changed = False
     for feature in config.input_features:
         if feature.type != "numeric":
             continue
-        column = table.column(feature.name)
+        column = columns[position[feature.name]]
         if pa.types.is_floating(column.type) and column.type != pa.float64() or pa.types.is_integer(column.type) \
                 or pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
             column = pc.cast(column, pa.float64())
@@ -67,9 +80,21 @@ def coerce_table(table: pa.Table, config: LuodiConfig, source: str, with_target:
         if pc.any(infinite).as_py():
             row = int(np.flatnonzero(pc.fill_null(infinite, False).to_numpy(zero_copy_only=False))[0]) + 1
             raise InputError(f"{source}: column {feature.name!r} row {row} is infinite ({column[row - 1].as_py()})")
-        table = table.set_column(table.column_names.index(feature.name), feature.name, column)
-    return table
+        if column is not columns[position[feature.name]]:
+            columns[position[feature.name]], changed = column, True
+    for feature in config.input_features:
+        coerce = COERCERS.get(feature.type)
+        if coerce is not None:
+            column = coerce(columns[position[feature.name]], feature, source)
+            columns[position[feature.name]], changed = column, True
+    return pa.Table.from_arrays(columns, names=names) if changed else table
 
+
+# Feature types whose cells are checked and converted on the whole table (rows named as in the file): sequences
+# become list<float64>, image paths are resolved against the table file's folder.
+COERCERS: dict[str, Callable[[pa.ChunkedArray, Any, str], pa.ChunkedArray]] = {
+    "sequence": coerce_sequence, "image": coerce_images,
+}
 
 RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory back before transforming
 
@@ -103,6 +128,7 @@ class FeaturePipeline:
                  if encoder.kind == "dense"]
         categorical = [encoder.transform(table.column(encoder.name), unseen) for encoder in self.encoders
                        if encoder.kind == "index"]
+        tensors = [encoder.transform(table.column(encoder.name), unseen) for encoder in self.tensor_encoders()]
         if strict and unseen.counts:
             raise InputError(f"{source}: " + "; ".join(unseen.messages()).replace("; encoded as unknown", ""))
         rows = table.num_rows
@@ -110,8 +136,24 @@ class FeaturePipeline:
             "dense": np.concatenate(dense, axis=1) if dense else np.zeros((rows, 0), np.float32),
             "categorical": np.stack(categorical, axis=1) if categorical else np.zeros((rows, 0), np.int64),
         }
+        for arrays in tensors:
+            inputs.update(arrays)
         target = self.target.transform(table.column(self.config.target.name), source) if with_target else None
+        if unseen.skipped:
+            if not with_target:  # a prediction per input row: a row cannot be left out
+                name, reasons = next(iter(unseen.reasons.items()))
+                more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+                raise InputError(f"{source}: column {name!r}: {reasons[0]}{more}")
+            keep = np.ones(rows, dtype=bool)
+            for skipped in unseen.skipped.values():
+                keep[skipped] = False
+            inputs = {name: array[keep] for name, array in inputs.items()}
+            target = target[keep] if target is not None else None
         return Encoded(inputs, target, unseen)
+
+    def tensor_encoders(self) -> list[TensorEncoder]:
+        """Encoders that give model inputs of their own (images, sequences, tokens), in input order."""
+        return [encoder for encoder in self.encoders if encoder.kind == "tensor"]  # type: ignore[misc]
 
     def dense_width(self) -> int:
         return sum(encoder.width() for encoder in self.encoders if encoder.kind == "dense")
@@ -129,6 +171,9 @@ class FeaturePipeline:
             item["dtype"] = {"numeric": "number", "binary": "string|boolean|number"}.get(encoder.config.type, "string")
             if isinstance(encoder, CategoryEncoder):
                 item["categories"] = len(encoder.vocabulary)
+            describe = getattr(encoder, "schema", None)
+            if describe is not None:
+                item.update(describe())
             schema.append(item)
         return schema
 
@@ -145,10 +190,32 @@ class FeaturePipeline:
             "target": self.target.state(),
         }
 
+    def save_assets(self, directory: Path) -> None:
+        """Files some encoders keep beside their JSON state (a tokenizer), each in its own assets folder."""
+        for index, encoder in enumerate(self.encoders):
+            save = getattr(encoder, "save_assets", None)
+            if save is not None:
+                folder = asset_folder(directory, index, encoder.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                save(folder)
+
     @classmethod
-    def from_state(cls, config: LuodiConfig | dict[str, Any], state: dict[str, Any]) -> FeaturePipeline:
+    def from_state(cls, config: LuodiConfig | dict[str, Any], state: dict[str, Any],
+                   assets: Path | None = None) -> FeaturePipeline:
+        """The fitted pipeline from its JSON state and, for encoders with files, the folder `save_assets` wrote."""
         if isinstance(config, dict):
             config = validate_config(config, "package config")
         saved = {item["name"]: {k: v for k, v in item.items() if k != "name"} for item in state["features"]}
-        encoders = [build_encoder(feature, saved[feature.name]) for feature in config.input_features]
+        encoders = [build_encoder(feature, saved[feature.name],
+                                  asset_folder(assets, index, feature.name) if assets is not None else None)
+                    for index, feature in enumerate(config.input_features)]
         return cls(config, encoders, TargetEncoder(config.target, **state["target"]))
+
+
+ASSETS = "assets"
+
+
+def asset_folder(directory: Path, index: int, feature: str) -> Path:
+    """`directory/assets/<position>-<name>`: column names may hold '/' or '..', so only safe characters of the
+    name are kept (for people reading the folder); the position makes it unique."""
+    return Path(directory) / ASSETS / f"{index}-{re.sub(r'[^A-Za-z0-9_-]', '_', feature)[:64]}"

@@ -22,6 +22,7 @@ from torch import nn
 from luodi.config import OptimizerConfig, SchedulerConfig, TrainerConfig
 from luodi.models.heads import LossFn, activate
 from luodi.train.checkpoint import load_checkpoint, save_checkpoint
+from luodi.train.precision import FP32, Precision, choose_placement, nbytes, place, to_device
 from luodi.train.progress import Progress, Silent
 
 Score = Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (activated outputs, targets) -> metrics
@@ -106,17 +107,25 @@ def set_lr(optimizer: torch.optim.Optimizer, peak_lrs: list[float], factor: floa
 
 @torch.no_grad()
 def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: str, batch_size: int,
-                    loss_fn: LossFn | None = None, target: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
-    """Activated outputs for all rows (and the mean loss when a target is given), in eval mode."""
+                    loss_fn: LossFn | None = None, target: torch.Tensor | None = None, *,
+                    precision: Precision = FP32, device: torch.device | None = None) -> tuple[np.ndarray, float]:
+    """Activated outputs for all rows (and the mean loss when a target is given), in eval mode.
+
+    With `device`, batches of host tensors are copied there as they are used (inputs already there stay).
+    """
     model.eval()
     rows = len(next(iter(inputs.values())))
     outputs, loss_sum = [], 0.0
     for start in range(0, rows, batch_size):
         batch = {name: tensor[start:start + batch_size] for name, tensor in inputs.items()}
-        logits = model(batch)
+        if device is not None:
+            batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+        with precision.autocast(device or torch.device("cpu")):
+            logits = model(batch)
         if loss_fn is not None and target is not None:
-            loss_sum += float(loss_fn(logits, target[start:start + batch_size])) * len(logits)
-        outputs.append(activate(task, logits).float().cpu())
+            part = target[start:start + batch_size]
+            loss_sum += float(loss_fn(logits.float(), part.to(logits.device))) * len(logits)
+        outputs.append(activate(task, logits.float()).cpu())
     return torch.cat(outputs).numpy(), loss_sum / max(rows, 1)
 
 
@@ -135,16 +144,26 @@ def fit(
     device: torch.device,
     progress: Progress | None = None,
     callbacks: Sequence[Callable[[int, dict[str, float]], None]] = (),
+    precision: Precision = FP32,
+    pin_memory: bool = False,
 ) -> FitResult:
     """Train `model` in place and leave the best validation weights in it.
 
     Resumes from `run_dir/checkpoint.pt` when it exists. `monitor` names the validation metric that early
-    stopping and best-weights selection watch; `mode` is 'min' or 'max'.
+    stopping and best-weights selection watch; `mode` is 'min' or 'max'. On CUDA, `precision` (train/precision.py)
+    sets autocast and loss scaling, and `pin_memory` page-locks host tensors for asynchronous copies; the
+    splits go to the GPU once when they fit (`FitResult.extra['data_placement']`).
     """
     progress = progress or Silent()
     model.to(device)
-    train, validation = train.to(device), validation.to(device)
+    placement = choose_placement(device, pin_memory, nbytes(train.inputs) + nbytes(validation.inputs))
+    train = Tensors(place(train.inputs, device, placement, pin_memory),
+                    place({"target": train.target}, device, placement, pin_memory)["target"])
+    validation = Tensors(place(validation.inputs, device, placement, pin_memory),
+                         place({"target": validation.target}, device, placement, pin_memory)["target"])
+    on_device = placement != "pinned"  # batches are slices of tensors already where the model is
     loss_fn = loss_fn.to(device)
+    scaler = precision.scaler(device)
     rows = len(train)
     steps_per_epoch = max(1, math.ceil(rows / config.batch_size))
     if rows > config.batch_size and rows % config.batch_size == 1:
@@ -166,6 +185,8 @@ def fit(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
+        if scaler is not None and "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
         state.update({key: saved[key] for key in state})
     started = time.perf_counter() - state["seconds"]
 
@@ -173,7 +194,7 @@ def fit(
         state["seconds"] = time.perf_counter() - started
         save_checkpoint(run_dir, {
             **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(), **({"scaler": scaler.state_dict()} if scaler is not None else {}),
         })
 
     every = config.checkpoint_every_steps
@@ -185,21 +206,35 @@ def fit(
             epoch = state["epoch"]
             model.train()
             order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-            order = order.to(device)
+            if on_device:
+                order = order.to(device)
             loss_sum: float = state["loss_sum"]
             losses: list[tuple[torch.Tensor, int]] = []  # (loss, rows) of steps not yet added to loss_sum
             for step in range(state["step_in_epoch"], steps_per_epoch):
                 index = order[step * batch_size:(step + 1) * batch_size]
                 batch = {name: tensor[index] for name, tensor in train.inputs.items()}
-                loss = loss_fn(model(batch), train.target[index])
+                target = train.target[index]
+                if not on_device:
+                    batch, target = to_device(batch, device), to_device({"target": target}, device)["target"]
+                with precision.autocast(device):
+                    loss = loss_fn(model(batch), target)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
                 if (next_factor := factor(state["global_step"])) != current_factor:
                     set_lr(optimizer, peak_lrs, next_factor)
                     current_factor = next_factor
                 if clip is not None:
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(model.parameters(), clip)
-                optimizer.step()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 losses.append((loss.detach(), len(index)))
                 if len(losses) == 1024:
                     loss_sum = add_losses(loss_sum, losses)
@@ -212,7 +247,7 @@ def fit(
                     checkpoint()
             loss_sum = add_losses(loss_sum, losses)
             outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size,
-                                                loss_fn, validation.target)
+                                                loss_fn, validation.target, precision=precision, device=device)
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
                        "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
             metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})
@@ -240,4 +275,5 @@ def fit(
         history=state["history"], best_epoch=state["best_epoch"] + 1, best_score=sign * state["best_score"],
         stopped_early=state["stopped_early"], steps=state["global_step"],
         seconds=time.perf_counter() - started, epochs_run=state["epoch"],
+        extra={"data_placement": placement, "mixed_precision": precision.name},
     )

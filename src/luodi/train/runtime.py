@@ -86,11 +86,15 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None) 
     if config.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(seed)
+    from luodi.train.precision import choose_precision
+
     return {
         "threads": count,
         "threads_reason": reason,
         "allocator": allocator,
         "device": str(device),
+        "mixed_precision": choose_precision(config.mixed_precision, device).name,
+        "pin_memory": config.pin_memory and device.type == "cuda",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -1,0 +1,83 @@
+"""Image folders as tables, and what `luodi init` needs to know about image columns.
+
+A folder with one subfolder per class (`photos/cat/1.png`, `photos/dog/7.jpg`) reads as a table with an `image`
+column of paths relative to the folder and a `label` column of class names, so an image folder goes through the
+same split, feature, training and package code as any table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from luodi.errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
+
+
+def is_image_path(value: str) -> bool:
+    return os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files under a class folder (nested folders too), sorted, hidden files left out."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found += [Path(root) / name for name in sorted(files) if not name.startswith(".") and is_image_path(name)]
+    return found
+
+
+def read_image_folder(folder: Path) -> pa.Table:
+    """`image` (path relative to `folder`) and `label` (the class folder's name), one row per image file."""
+    classes = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        loose = [entry.name for entry in folder.iterdir() if entry.is_file() and is_image_path(entry.name)]
+        hint = f" (it holds {len(loose)} images directly: move them into one folder per class)" if loose else ""
+        raise InputError(f"{folder}: an image folder needs one subfolder per class, e.g. {folder}/cat/1.png{hint}")
+    paths, labels = [], []
+    for class_folder in classes:
+        images = _images_in(class_folder)
+        if not images:
+            raise InputError(f"{class_folder}: class folder {class_folder.name!r} holds no images "
+                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
+        paths += [path.relative_to(folder).as_posix() for path in images]
+        labels += [class_folder.name] * len(images)
+    return pa.table({IMAGE_COLUMN: pa.array(paths, pa.string()), LABEL_COLUMN: pa.array(labels, pa.string())})
+
+
+def fingerprint_folder(folder: Path) -> dict[str, Any]:
+    """Identity of an image folder: the sha256 over every image's relative path and content, and the total size."""
+    digest = hashlib.sha256()
+    total = 0
+    for path in _images_in(folder):
+        content = path.read_bytes()
+        total += len(content)
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(content).digest())
+    return {"path": str(folder), "bytes": total, "sha256": digest.hexdigest()}
+
+
+def describe_images(paths: list[str], base: Path, sample: int = 200) -> dict[str, Any]:
+    """Size and channels of a sample of images (headers only), for the starter config: the most common size,
+    scaled to at most 64 px a side, and 3 channels if any sampled image has color."""
+    from luodi.features.image import MAX_INFERRED_SIDE, BadImage, probe
+
+    step = max(1, len(paths) // sample)
+    headers = []
+    for row in range(0, len(paths), step):
+        try:
+            headers.append(probe(str(base / paths[row]), row))
+        except BadImage:
+            continue
+    if not headers:
+        raise InputError(f"{base}: none of the {len(paths)} image paths sampled could be read (e.g. {paths[0]!r})")
+    (width, height), _ = Counter((w, h) for w, h, _ in headers).most_common(1)[0]
+    scale = min(1.0, MAX_INFERRED_SIDE / max(width, height))
+    return {"height": max(1, round(height * scale)), "width": max(1, round(width * scale)),
+            "channels": 1 if all(gray for _, _, gray in headers) else 3, "found": (width, height)}

@@ -1,0 +1,83 @@
+"""The two model endpoints: /v1 predict (records) and /v2 infer (tensors), answered by the Gate on raw ASGI.
+
+Each validates the body against the model version current when the request arrives, queues it on that
+model's batcher, and answers in its protocol's shape: /v1 `{"detail": ...}` errors (FastAPI's), /v2
+`{"error": "..."}` (the protocol's).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from luodi.errors import InputError
+from luodi.serve import v2
+from luodi.serve.middleware import JSON, Handler, Head, Reply, error_reply
+from luodi.serve.model import Payload
+from luodi.serve.state import ServerState
+
+OCTET_STREAM = b"application/octet-stream"
+
+
+def v1_error(status: int, detail: Any, headers: dict[str, str] | None = None) -> Reply:
+    return error_reply(status, {"detail": detail}, headers)
+
+
+def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    return error_reply(status, {"error": message}, headers)
+
+
+def validation_detail(error: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors without the input echoed back: where (record index and field) and what."""
+    return [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False)[:20]]
+
+
+def handlers(state: ServerState) -> dict[str, Handler]:
+    """endpoint label -> handler(model name, headers, body)."""
+
+    async def v1_predict(name: str, head: Head, body: bytes) -> Reply:
+        started = time.perf_counter()
+        served = state.models[name]
+        loaded = served.current
+        try:
+            records = loaded.schema.parse_records(body)
+            timeout = state.timeout_s(head.timeout_ms)
+        except ValidationError as error:
+            return v1_error(422, validation_detail(error))
+        except InputError as error:
+            return v1_error(422, str(error))
+        payload = Payload(loaded, loaded.schema.columns(records), len(records))
+        result = await state.infer(served, payload, timeout, v1_error)
+        if isinstance(result, Reply):
+            return result
+        state.record("v1_predict", loaded, payload, result, started)
+        return Reply(200, loaded.schema.v1_response(loaded.name, loaded.version, result.predictions,
+                                                    result.probabilities))
+
+    async def v2_infer(name: str, head: Head, body: bytes) -> Reply:
+        started = time.perf_counter()
+        served = state.models[name]
+        loaded = served.current
+        header = head.inference_header_length
+        try:
+            if header is not None and not header.isdigit():
+                raise v2.ProtocolError("Inference-Header-Content-Length must be a number of bytes")
+            parsed = v2.parse_infer(body, int(header) if header is not None else None, loaded.schema)
+            timeout = state.timeout_s(head.timeout_ms, parsed.timeout_s)
+        except (v2.ProtocolError, InputError) as error:
+            return v2_error(422, str(error))
+        payload = Payload(loaded, parsed.columns, parsed.rows)
+        result = await state.infer(served, payload, timeout, v2_error)
+        if isinstance(result, Reply):
+            return result
+        state.record("v2_infer", loaded, payload, result, started, parsed.request_id)
+        content, json_length = v2.infer_response(loaded.name, loaded.version, parsed, loaded.schema,
+                                                 result.predictions, result.probabilities)
+        if json_length is None:
+            return Reply(200, content, JSON)
+        return Reply(200, content, OCTET_STREAM, [(b"inference-header-content-length", str(json_length).encode())])
+
+    return {"v1_predict": v1_predict, "v2_infer": v2_infer}

@@ -1,0 +1,126 @@
+"""The OpenAPI document: one concrete path per served model, with request and response schemas from its package.
+
+The model routes are Starlette routes (see app.py), so FastAPI cannot derive their schemas; this module
+writes them: /v1 bodies from `ServingSchema.openapi`, /v2 bodies from the protocol with the model's input
+names. /docs renders it. It is rebuilt when a reload changes a served version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+import luodi
+from luodi.serve.state import ServerState
+from luodi.serve.v2 import OUTPUTS, SCALAR_TYPES, model_metadata, packed_name
+
+JSON = "application/json"
+V1_ERROR = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+V2_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _response(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _errors(codes: list[int], schema: dict[str, Any], secured: bool) -> dict[str, Any]:
+    text = {401: "Missing or invalid API key", 404: "No such model", 413: "Body over the size limit",
+            415: "Content type not accepted", 422: "Invalid input (the message names the field)",
+            429: "Queue full; see Retry-After", 500: "The model failed", 503: "Not ready (loading or draining)",
+            504: "Deadline passed (queue included)"}
+    if secured:
+        codes = [*codes, 401]
+    return {str(code): _response(text[code], schema) for code in sorted(set(codes))}
+
+
+def _get(summary: str, schema: dict[str, Any], codes: list[int], error: dict[str, Any], secured: bool,
+         operation: str) -> dict[str, Any]:
+    return {"get": {"summary": summary, "operationId": operation,
+                    "responses": {"200": _response("OK", schema), **_errors(codes, error, secured)}}}
+
+
+def _v2_request(input_names: list[str], max_inputs: int) -> dict[str, Any]:
+    tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string", "enum": input_names},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
+        "datatype": {"type": "string", "enum": sorted(SCALAR_TYPES)},
+        "data": {"type": "array"}, "parameters": ANY_OBJECT}}
+    output = {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": ANY_OBJECT}}
+    return {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string", "maxLength": 256}, "parameters": ANY_OBJECT,
+        "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": max_inputs},
+        "outputs": {"type": "array", "items": output}}}
+
+
+V2_RESPONSE = {"type": "object", "required": ["model_name", "outputs"], "properties": {
+    "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+    "outputs": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array"},
+        "data": {"type": "array"}, "parameters": ANY_OBJECT}}}}}
+
+
+def _model_paths(state: ServerState, name: str, secured: bool, components: dict[str, Any]) -> dict[str, Any]:
+    loaded = state.models[name].current
+    v1 = loaded.schema.openapi(name)
+    components.update(v1["components"])
+    metadata = model_metadata(name, loaded.version, loaded.backend.name, loaded.schema)
+    inputs = [packed_name(loaded.schema), *loaded.schema.names]
+    busy = [413, 415, 422, 429, 500, 504]
+    return {
+        f"/v1/models/{name}/predict": {"post": {
+            "summary": f"Predict with {name} (records in, predictions and probabilities out)",
+            "operationId": f"v1_predict.{name}",
+            "parameters": [{"name": "X-Timeout-Ms", "in": "header", "required": False,
+                            "schema": {"type": "number", "exclusiveMinimum": 0}}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": v1["request"], "example": v1["example"]}}},
+            "responses": {"200": _response("Predictions, one per record", v1["response"]),
+                          **_errors(busy, V1_ERROR, secured)}}},
+        f"/v1/models/{name}": _get(f"{name}: version, backend, input and output schema", ANY_OBJECT, [], V1_ERROR,
+                                   secured, f"v1_model.{name}"),
+        f"/v2/models/{name}/infer": {"post": {
+            "summary": f"Open Inference Protocol v2 infer on {name} (JSON, or binary tensors after the JSON header)",
+            "operationId": f"v2_infer.{name}",
+            "requestBody": {"required": True, "content": {JSON: {
+                "schema": _v2_request(sorted(set(inputs)), len(inputs)),
+                "example": {"inputs": metadata["inputs"][:1]}}}},
+            "responses": {"200": _response("Output tensors", V2_RESPONSE), **_errors(busy, V2_ERROR, secured)}}},
+        f"/v2/models/{name}": _get(f"{name}: v2 model metadata", ANY_OBJECT, [], V2_ERROR, secured,
+                                   f"v2_model.{name}"),
+        f"/v2/models/{name}/ready": _get(f"Is {name} ready", ANY_OBJECT, [503], V2_ERROR, secured,
+                                         f"v2_model_ready.{name}"),
+    }
+
+
+def build_openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
+    versions = tuple((name, served.current.version) for name, served in state.models.items())
+    cached = getattr(app.state, "openapi_cache", None)
+    if cached is not None and cached[0] == versions:
+        return cached[1]
+    secured = bool(state.config.api_keys or state.config.admin_keys)
+    components: dict[str, Any] = {}
+    paths: dict[str, Any] = {
+        "/livez": _get("The process is alive", ANY_OBJECT, [], V1_ERROR, False, "livez"),
+        "/readyz": _get("Models loaded and warmed, not draining", ANY_OBJECT, [503], V1_ERROR, False, "readyz"),
+        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors([], V1_ERROR, secured)}}},
+        "/v1/models": _get("Served models", ANY_OBJECT, [], V1_ERROR, secured, "v1_models"),
+        "/v2": _get("v2 server metadata", ANY_OBJECT, [], V2_ERROR, secured, "v2_server"),
+        "/v2/health/live": _get("v2 liveness", ANY_OBJECT, [], V2_ERROR, secured, "v2_live"),
+        "/v2/health/ready": _get("v2 readiness", ANY_OBJECT, [503], V2_ERROR, secured, "v2_ready"),
+    }
+    for name in state.models:
+        paths.update(_model_paths(state, name, secured, components))
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "luodi", "version": luodi.__version__,
+                 "description": "Predictions from registered luodi models. See docs/serving.md."},
+        "paths": paths, "components": {"schemas": components}}
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    app.state.openapi_cache = (versions, document)
+    return document

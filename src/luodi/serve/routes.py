@@ -1,0 +1,170 @@
+"""The FastAPI routes: health, model metadata, metrics and (with an admin key) admin.
+
+The model endpoints themselves (/v1 predict, /v2 infer) are answered before FastAPI, by the Gate (see
+middleware.py and inference.py). Errors take each protocol's shape: /v1 `{"detail": ...}`, /v2 `{"error": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from pydantic import TypeAdapter, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from typing_extensions import TypedDict
+
+import luodi
+from luodi.errors import InputError
+from luodi.serve import v2
+from luodi.serve.inference import validation_detail
+from luodi.serve.middleware import BodyTooLarge, read_body
+from luodi.serve.model import ServedModel
+from luodi.serve.state import ServerState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AliasMove(TypedDict):
+    alias: str
+    version: int
+    reason: str
+
+
+ALIAS_MOVE = TypeAdapter(AliasMove)
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def v1_error(status: int, message: Any, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"detail": message}, headers)
+
+
+def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"error": message}, headers)
+
+
+def add_routes(app: FastAPI, state: ServerState) -> None:
+    """Register every route on `app`; model routes take the model's name from the path."""
+    config = state.config
+
+    def model_or_404(request: Request, error: Callable[..., Response]) -> ServedModel | Response:
+        served = state.models.get(request.path_params["name"])
+        return served if served is not None else error(404, f"no model named {request.path_params['name']!r}")
+
+    async def body(request: Request, error: Callable[..., Response]) -> bytes | Response:
+        try:
+            return await read_body(request, config.max_body_bytes)
+        except BodyTooLarge:
+            return error(413, f"the body is larger than {config.max_body_bytes} bytes")
+
+    def readiness() -> tuple[bool, str]:
+        if state.draining:
+            return False, "draining"
+        return (True, "ready") if state.ready else (False, "loading")
+
+    async def livez(request: Request) -> Response:
+        return json_response(200, {"status": "live"})
+
+    async def readyz(request: Request) -> Response:
+        ready, status = readiness()
+        versions = {name: served.current.version for name, served in state.models.items()}
+        return json_response(200 if ready else 503, {"status": status, "models": versions})
+
+    async def v2_live(request: Request) -> Response:
+        return json_response(200, {"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        ready, _ = readiness()
+        return json_response(200 if ready else 503, {"ready": ready})
+
+    async def v2_server(request: Request) -> Response:
+        return json_response(200, {"name": "luodi", "version": luodi.__version__,
+                                   "extensions": ["binary_tensor_data"]})
+
+    async def v2_model(request: Request) -> Response:
+        served = model_or_404(request, v2_error)
+        if isinstance(served, Response):
+            return served
+        loaded = served.current
+        return json_response(200, v2.model_metadata(loaded.name, loaded.version, loaded.backend.name,
+                                                    loaded.schema))
+
+    async def v2_model_ready(request: Request) -> Response:
+        served = model_or_404(request, v2_error)
+        if isinstance(served, Response):
+            return served
+        ready, _ = readiness()
+        return json_response(200 if ready else 503, {"name": served.name, "ready": ready})
+
+    def describe(served: ServedModel, detail: bool) -> dict[str, Any]:
+        loaded = served.current
+        info: dict[str, Any] = {"name": loaded.name, "version": loaded.version, "backend": loaded.backend.name,
+                                "reference": served.reference.text, "task": loaded.schema.task}
+        if detail:
+            info.update(input_schema=loaded.package.manifest["input_schema"],
+                        output_schema=loaded.package.manifest["output_schema"],
+                        loaded_at=loaded.loaded_at, example={"records": [loaded.schema.sample_record]})
+        return info
+
+    async def v1_models(request: Request) -> Response:
+        return json_response(200, {"models": [describe(served, False) for served in state.models.values()]})
+
+    async def v1_model(request: Request) -> Response:
+        served = model_or_404(request, v1_error)
+        return served if isinstance(served, Response) else json_response(200, describe(served, True))
+
+    async def metrics(request: Request) -> Response:
+        content, content_type = state.metrics.render()
+        return Response(content, media_type=content_type)
+
+    routes: list[tuple[str, Handler, str]] = [
+        ("/livez", livez, "GET"), ("/readyz", readyz, "GET"), ("/metrics", metrics, "GET"),
+        ("/v2/health/live", v2_live, "GET"), ("/v2/health/ready", v2_ready, "GET"), ("/v2", v2_server, "GET"),
+        ("/v2/models/{name}", v2_model, "GET"), ("/v2/models/{name}/ready", v2_model_ready, "GET"),
+        ("/v1/models", v1_models, "GET"), ("/v1/models/{name}", v1_model, "GET"),
+    ]
+    if config.admin_keys:
+        routes += admin_routes(state, model_or_404, body)
+    for path, handler, method in routes:
+        app.router.add_route(path, handler, methods=[method], include_in_schema=False)
+
+
+def admin_routes(state: ServerState, model_or_404: Callable[..., Any], body: Callable[..., Any]
+                 ) -> list[tuple[str, Handler, str]]:
+    """Reload now, and move an alias (then reload): only registered when an admin key exists."""
+
+    async def reload(request: Request) -> Response:
+        served = model_or_404(request, v1_error)
+        if isinstance(served, Response):
+            return served
+        outcome = await state.reload(served)
+        return json_response(409 if "error" in outcome else 200, outcome)
+
+    async def move_alias(request: Request) -> Response:
+        served = model_or_404(request, v1_error)
+        if isinstance(served, Response):
+            return served
+        raw = await body(request, v1_error)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            move = ALIAS_MOVE.validate_json(raw)
+        except ValidationError as error:
+            return v1_error(422, validation_detail(error))
+        from luodi.store import Store
+
+        try:
+            moved = await asyncio.to_thread(Store(state.home).set_alias, served.name, move["alias"],
+                                            move["version"], move["reason"])
+        except InputError as error:
+            return v1_error(422, str(error))
+        return json_response(200, {"moved": moved, **await state.reload(served)})
+
+    return [("/admin/models/{name}/reload", reload, "POST"), ("/admin/models/{name}/alias", move_alias, "POST")]
+

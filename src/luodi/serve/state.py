@@ -1,0 +1,100 @@
+"""ServerState: what the routes share: settings, served models and their batchers, metrics, the prediction log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from luodi.errors import InputError
+from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
+from luodi.serve.metrics import Metrics
+from luodi.serve.middleware import Reply, Routes
+from luodi.serve.model import Loaded, Payload, Result, ServedModel, run_batch
+from luodi.serve.predlog import Entry, PredictionLog
+from luodi.serve.settings import ServeConfig
+
+log = logging.getLogger("luodi.serve")
+
+
+class ServerState:
+    """What the routes share: settings, served models with their batchers, metrics, the prediction log."""
+
+    def __init__(self, config: ServeConfig, home: Path | None, loader: Callable[..., Loaded]):
+        self.config, self.home, self.loader = config, home, loader
+        self.models: dict[str, ServedModel] = {}
+        self.batchers: dict[str, Batcher] = {}
+        self.metrics = Metrics()
+        self.routes = Routes()
+        self.predlog: PredictionLog | None = None
+        self.ready = False
+        self.draining = False
+
+    def add(self, served: ServedModel) -> None:
+        name, config = served.name, self.config
+        self.models[name] = served
+        self.batchers[name] = Batcher(
+            run_batch, max_batch_size=config.max_batch_size, max_wait_s=config.max_wait_ms / 1000,
+            max_queue_rows=config.max_queue_rows, batching=config.batching,
+            on_batch=self.metrics.batch_observer(name), on_depth=self.metrics.depth_observer(name))
+        self.routes.endpoints.update({f"/v1/models/{name}/predict": (name, "v1_predict"),
+                                      f"/v2/models/{name}/infer": (name, "v2_infer")})
+        self.metrics.serving(name, served.current.version, served.current.backend.name)
+
+    def timeout_s(self, header: bytes | None, requested_s: float | None = None) -> float:
+        """The request's deadline: the server's, shortened by X-Timeout-Ms or a v2 `timeout` parameter."""
+        timeout = self.config.timeout_ms / 1000
+        if header is not None:
+            try:
+                value = float(header)
+            except ValueError:
+                value = -1.0
+            if not 0 < value < float("inf"):
+                raise InputError("X-Timeout-Ms must be a positive number of milliseconds")
+            timeout = min(timeout, value / 1000)
+        return min(timeout, requested_s) if requested_s else timeout
+
+    async def infer(self, served: ServedModel, payload: Payload, timeout_s: float,
+                    error: Callable[[int, str, dict[str, str] | None], Reply]) -> Result | Reply:
+        """Queue the payload and wait for its result; refusals and failures become the route's error response."""
+        try:
+            result: Result = await self.batchers[served.name].submit(payload, payload.rows, timeout_s)
+            return result
+        except QueueFull as full:
+            return error(429, str(full), {"Retry-After": str(full.retry_after)})
+        except DeadlineExceeded as late:
+            return error(504, str(late), None)
+        except InputError as bad:
+            return error(422, str(bad), None)
+        except Exception:  # noqa: BLE001 - a failed run answers 500 for its own requests; the server goes on
+            log.exception("model %s failed on a batch", served.name)
+            return error(500, "the model failed on this request; see the server log", None)
+
+    def record(self, endpoint: str, loaded: Loaded, payload: Payload, result: Result, started: float,
+               request_id: str | None = None) -> None:
+        if self.predlog is not None:
+            self.predlog.add(Entry(time.time(), loaded.name, loaded.version, endpoint, request_id,
+                                   (time.perf_counter() - started) * 1000, loaded.schema, payload.columns,
+                                   result.predictions, result.probabilities))
+
+    async def watch(self) -> None:
+        """Poll each alias; load, warm and swap in a new version off the event loop."""
+        while True:
+            await asyncio.sleep(self.config.reload_interval_s)
+            for served in list(self.models.values()):
+                await self.reload(served)
+
+    async def reload(self, served: ServedModel) -> dict[str, Any]:
+        previous = (served.current.version, served.current.backend.name)
+        try:
+            changed = await asyncio.to_thread(served.reload, self.config, self.loader)
+        except Exception as error:  # noqa: BLE001 - logged by reload; the old version keeps serving
+            self.metrics.reloads.labels(served.name, "refused").inc()
+            return {"reloaded": False, "version": served.current.version, "error": str(error)}
+        if changed:
+            self.metrics.reloads.labels(served.name, "loaded").inc()
+            self.metrics.serving(served.name, served.current.version, served.current.backend.name, previous)
+        return {"reloaded": changed, "version": served.current.version}
