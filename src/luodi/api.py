@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,6 +253,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         metrics = _test_metrics(pipeline, outputs, test.target.numpy())
         report = None
         if config.report.enabled:
+            from luodi.evaluate.report import build_report_or_warn
             from luodi.evaluate.report_inputs import training_input
 
             def outputs_of(rows: Any) -> Any:
@@ -261,9 +261,9 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                 return predict_tensors(model, inputs, config.target.task, config.trainer.eval_batch_size,
                                        precision=precision, device=device)[0]
 
-            report = _report_page(lambda: training_input(
+            report = build_report_or_warn(lambda: training_input(
                 config, pipeline, model, splits, test_name, encoded[test_name], outputs, metrics, outputs_of,
-                result, run.id), config, warnings)
+                result, run.id), config.report, warnings)
         model.cpu()
         staging = store.staging_dir()
         parent_version = store.latest_version(config.name)  # the version this one follows, in package and store
@@ -271,7 +271,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
             from luodi.package import save_package
 
             if report is not None:  # before save_package, which hashes every file in the package
-                atomic_write_text(staging / REPORT, report[0])
+                atomic_write_text(staging / "report.html", report[0])
             save_package(staging, config=config, pipeline=pipeline, model=model, metrics=metrics, extra={
                 "history": result.history,
                 "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
@@ -300,7 +300,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
                "seconds": result.seconds, "metrics_split": test_name, **result.extra}
     report_path = None
     if report is not None:
-        report_path = run_dir / REPORT
+        report_path = run_dir / "report.html"
         atomic_write_text(report_path, report[0])
         summary["report"] = str(report_path)
     store.update_run(run.id, status="finished", metrics=metrics, summary=summary)
@@ -344,10 +344,10 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
     None, "details": {...}}`; `details` holds the report's other numbers (per-class or residual tables, slices,
     importance, data summary), the very values in the report's JSON block.
     """
-    from luodi.io import atomic_write_text
+    from luodi.train.runtime import set_inference_threads
 
     package = load_model(model, home=home)
-    _choose_threads(package.config)
+    set_inference_threads(package.config.runtime)
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
     outputs = package.outputs(encoded)
@@ -357,50 +357,30 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
                               "package": str(package.path), "warnings": warnings, "report": None, "details": {}}
     if report is False:
         return result
+    from luodi.evaluate.report import DETAILS, build_report_or_warn
     from luodi.evaluate.report_inputs import evaluation_input
 
-    page = _report_page(lambda: evaluation_input(package, table, encoded, outputs, metrics, source),
-                        package.config, warnings)
+    page = build_report_or_warn(lambda: evaluation_input(package, table, encoded, outputs, metrics, source),
+                                package.config.report, warnings)
     if page is not None:
-        path = Path(report) if not isinstance(report, bool) else _report_path(home, f"evaluate-{package.config.name}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, page[0])
-        result["report"] = str(path)
-        result["details"] = {key: page[1][key] for key in ("data", "classification", "regression", "slices",
-                                                           "importance") if key in page[1]}
+        destination = None if isinstance(report, bool) else report
+        result["report"] = str(_write_page(page[0], destination, home, f"evaluate-{package.config.name}"))
+        result["details"] = {key: page[1][key] for key in DETAILS if key in page[1]}
     return result
 
 
-REPORT = "report.html"
-
-
-def _choose_threads(config: LuodiConfig) -> None:
-    """Thread count as training chooses it: on a busy 2-core machine the report's many small forward passes ran
-    4-7x slower with torch's default of two threads than with one."""
-    import torch
-
-    from luodi.train.runtime import choose_threads
-
-    torch.set_num_threads(choose_threads(config.runtime.threads)[0])
-
-
-def _report_page(gather: Callable[[], Any], config: LuodiConfig,
-                 warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
-    """(HTML, data) of a report, or None with a warning: a failed plot must not throw away a trained model."""
-    from luodi.evaluate.report import build_report
-
-    try:
-        return build_report(gather(), config.report)
-    except Exception as error:  # noqa: BLE001 - the run's model and metrics stand without the report
-        warnings.append(f"{REPORT} was not written: {type(error).__name__}: {error}")
-        return None
-
-
-def _report_path(home: str | Path | None, stem: str) -> Path:
-    """A new file under LUODI_HOME/reports/ for an evaluation or a comparison."""
+def _write_page(html: str, path: str | Path | None, home: str | Path | None, stem: str) -> Path:
+    """Write a page to `path`, or by default to a new file under LUODI_HOME/reports/."""
     import secrets
 
-    return Store(home).home / "reports" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.html"
+    from luodi.io import atomic_write_text
+
+    if path is None:
+        path = Store(home).home / "reports" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.html"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, html)
+    return path
 
 
 def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
@@ -418,9 +398,10 @@ def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home
     and `.to_dict()`.
     """
     from luodi.evaluate.explain import explain as explain_rows
+    from luodi.train.runtime import set_inference_threads
 
     package = load_model(model, home=home)
-    _choose_threads(package.config)
+    set_inference_threads(package.config.runtime)
     explanation = explain_rows(package, data, source=_source(data), target_class=target_class, steps=steps,
                                strict=strict)
     if out is not None:
@@ -437,7 +418,6 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     comparison (`runs`, `metrics`, `best`, `differences`, `same`) with `report`, the page's path.
     """
     from luodi.evaluate.compare import compare_runs, render_comparison
-    from luodi.io import atomic_write_text
 
     if len(runs) < 2:
         raise InputError("compare needs at least two runs (see `luodi runs ls`)")
@@ -457,10 +437,7 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
         raise InputError(f"run {duplicates[0]} is listed more than once")
     comparison = compare_runs([run.to_dict() for run in found])
     page = render_comparison(comparison, [store.epoch_history(run.id) for run in found])
-    path = Path(out) if out is not None else _report_path(home, "compare")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, page)
-    return {**comparison, "report": str(path)}
+    return {**comparison, "report": str(_write_page(page, out, home, "compare"))}
 
 
 def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | None = None,

@@ -222,8 +222,9 @@ def compare(
         for key, values in result["differences"].items():
             table.add_row(f"[yellow]{_escape(key)}[/]", *[_escape(str(value)) for value in values])
     _console().print(table)
-    _console().print(f"{len(result['differences'])} config keys differ, {result['same']} are the same; "
-                     f"page: {result['report']}", markup=False)
+    differ = len(result["differences"])
+    _console().print(f"{differ} config key{' differs' if differ == 1 else 's differ'}, {result['same']} are the "
+                     f"same; page: {result['report']}", markup=False)
 
 
 def _escape(text: str) -> str:
@@ -359,6 +360,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
     if run["model_version"]:
         console.print(f"model: {run['model_name']}/{run['model_version']}")
     console.print(f"epochs logged: {len(run['history'])}; folder: {run['dir']}")
+    if run["summary"].get("report"):
+        console.print(f"report: {run['summary']['report']}")
     if run["metrics"]:
         console.print(_metrics_table(run["metrics"], "test metrics"))
 

@@ -230,3 +230,34 @@ def test_compare_takes_model_versions(runs: dict[str, Any], tmp_path: Path) -> N
     assert [run["id"] for run in result["runs"]] == [runs["binary"].run_id, runs["binary2"].run_id]
     with pytest.raises(InputError, match="no version 9"):
         api.compare(["binary/1", "binary/9"], home=runs["home"])
+
+
+def test_image_and_sequence_columns_in_the_report_and_explanations(tmp_path: Path, read_report: Callable) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(90):
+        bright = index % 2 == 0
+        pixels = rng.integers(0, 90, (8, 8)) + (120 if bright else 0)
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / f"{index}.png")
+        signal = rng.normal(0.5 if bright else -0.5, 1, 6)
+        records.append({"photo": f"{index}.png", "signal": " ".join(f"{v:.3f}" for v in signal),
+                        "size": rng.normal(), "shop": rng.choice(["a", "b"]), "label": "bright" if bright else "dark"})
+    pd.DataFrame(records).to_csv(tmp_path / "mixed.csv", index=False)
+    config = {"name": "mixed", "data": {"train": str(tmp_path / "mixed.csv")},
+              "target": {"name": "label", "task": "binary"},
+              "input_features": [{"name": "photo", "type": "image"}, {"name": "signal", "type": "sequence"},
+                                 {"name": "size", "type": "numeric"}, {"name": "shop", "type": "category"}],
+              "model": {"type": "cnn", "cnn": {"channels": [4]}, "hidden_sizes": [4]},
+              "trainer": {"epochs": 3, "batch_size": 16, "optimizer": {"lr": 0.01}}, "runtime": {"threads": 1}}
+    result = api.train(config, home=tmp_path / "home", progress="silent")
+    assert result.warnings == []
+    page = read_report(Path(result.report))
+    assert {item["feature"] for item in page.data["importance"]["features"]} == {"photo", "signal", "size", "shop"}
+    assert {item["feature"] for item in page.data["slices"]["slices"]} <= {"size", "shop"}  # no image slices
+    assert page.data["data"]["splits"][0]["missing"]["photo"] == 0
+    explanation = api.explain(result.package, tmp_path / "mixed.csv")
+    assert explanation.features == ["photo", "signal", "size", "shop"]
+    gap = explanation.attributions.sum(axis=1) - (explanation.outputs - explanation.baseline_outputs)
+    assert np.abs(gap).max() < 0.02 and np.abs(explanation.attributions[:, 0]).max() > 0

@@ -44,7 +44,7 @@ def fitted(task: str = "binary", seed: int = 0) -> tuple[FeaturePipeline, torch.
 def test_attributions_add_up_to_output_minus_baseline(task: str) -> None:
     pipeline, model, table = fitted(task)
     encoded = pipeline.transform(table, "t", with_target=False)
-    attributions, found = explain_encoded(model, pipeline, encoded, steps=64)
+    attributions, found = explain_encoded(model, pipeline, table, encoded, steps=64)
     assert attributions.shape == (table.num_rows, 5)
     gap = attributions.sum(axis=1) - (found["output"] - found["baseline"])
     assert np.abs(gap).max() < 1e-3 * max(1.0, float(np.abs(found["output"]).max()))
@@ -59,13 +59,13 @@ def test_attributions_add_up_to_output_minus_baseline(task: str) -> None:
 def test_explained_class_is_the_predicted_one_unless_chosen() -> None:
     pipeline, model, table = fitted("binary")
     encoded = pipeline.transform(table, "t", with_target=False)
-    _, found = explain_encoded(model, pipeline, encoded)
+    _, found = explain_encoded(model, pipeline, table, encoded)
     inputs = tuple(torch.from_numpy(encoded.inputs[key]) for key in encoded.inputs)
     with torch.no_grad():
         probabilities = ExplainedOutput(model, list(encoded.inputs), pipeline)(*inputs).numpy()
     assert (found["class"] == probabilities.argmax(axis=1)).all()
-    as_yes, yes = explain_encoded(model, pipeline, encoded, target_class="yes")
-    as_no, no = explain_encoded(model, pipeline, encoded, target_class="no")
+    as_yes, yes = explain_encoded(model, pipeline, table, encoded, target_class="yes")
+    as_no, no = explain_encoded(model, pipeline, table, encoded, target_class="no")
     assert np.allclose(as_yes, -as_no, atol=1e-5)  # P(no) = 1 - P(yes)
     assert np.allclose(yes["output"] + no["output"], 1.0, atol=1e-6)
     assert (yes["class"] == pipeline.target.class_names.index("yes")).all()
@@ -73,13 +73,13 @@ def test_explained_class_is_the_predicted_one_unless_chosen() -> None:
 
 def test_a_column_the_model_ignores_gets_nothing() -> None:
     pipeline, model, table = fitted("binary")
-    blocks = feature_blocks(pipeline)
+    blocks = feature_blocks(pipeline, model)
     assert [name for name, _ in blocks][:4] == ["age", "member", "note", "income"]  # dense first, then embeddings
     first = model.body[0]  # (hidden, combined width)
     with torch.no_grad():
         first.weight[:, 0] = 0.0  # `age` is the first dense column
     encoded = pipeline.transform(table, "t", with_target=False)
-    attributions, _ = explain_encoded(model, pipeline, encoded)
+    attributions, _ = explain_encoded(model, pipeline, table, encoded)
     columns = [encoder.name for encoder in pipeline.encoders]
     assert np.abs(attributions[:, columns.index("age")]).max() == 0.0
     assert np.abs(attributions[:, columns.index("city")]).max() > 0.0
@@ -87,7 +87,7 @@ def test_a_column_the_model_ignores_gets_nothing() -> None:
 
 def test_the_baseline_row_is_fill_values_and_the_most_frequent_category() -> None:
     pipeline, _, table = fitted("binary")
-    baseline = baseline_inputs(pipeline)
+    baseline = baseline_inputs(pipeline, table)
     numeric, binary, text, minmax = (pipeline.encoders[i] for i in (0, 2, 3, 4))
     dense = baseline.inputs["dense"][0]
     assert dense[0] == pytest.approx((numeric.fill - numeric.center) / numeric.scale)  # the training mean
@@ -103,10 +103,10 @@ def test_bad_requests_name_the_problem() -> None:
     pipeline, model, table = fitted("binary")
     encoded = pipeline.transform(table.slice(0, 3), "t", with_target=False)
     with pytest.raises(InputError, match="'maybe' is not a class.*'no', 'yes'"):
-        explain_encoded(model, pipeline, encoded, target_class="maybe")
+        explain_encoded(model, pipeline, table, encoded, target_class="maybe")
     with pytest.raises(InputError, match="steps must be at least 2"):
-        explain_encoded(model, pipeline, encoded, steps=1)
+        explain_encoded(model, pipeline, table, encoded, steps=1)
     regression, regression_model, regression_table = fitted("regression")
     encoded = regression.transform(regression_table.slice(0, 3), "t", with_target=False)
     with pytest.raises(InputError, match="classifiers only"):
-        explain_encoded(regression_model, regression, encoded, target_class="a")
+        explain_encoded(regression_model, regression, regression_table, encoded, target_class="a")

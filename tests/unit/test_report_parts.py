@@ -208,6 +208,22 @@ def test_permutation_importance_samples_rows() -> None:
     assert result["rows"] == 50
 
 
+def test_wide_tables_use_fewer_rows_for_importance() -> None:
+    import luodi.evaluate.importance as importance
+
+    columns, rows = 100, 1000
+    config = validate_config({
+        "name": "t", "data": {"train": "x.csv"}, "target": {"name": "y", "task": "regression"},
+        "input_features": [{"name": f"c{i}", "type": "numeric"} for i in range(columns)],
+    })
+    rng = np.random.default_rng(0)
+    table = pa.table({**{f"c{i}": rng.normal(0, 1, rows) for i in range(columns)}, "y": rng.normal(0, 1, rows)})
+    pipeline = FeaturePipeline.fit(config, table)
+    result = permutation_importance(table, pipeline, lambda encoded: encoded.inputs["dense"][:, 0], repeats=5)
+    assert result["rows"] == importance.CELL_BUDGET // (5 * columns * columns) == 400
+    assert result["features"][0]["feature"] == "c0" and result["features"][1]["output_change"] == 0.0
+
+
 # -------------------------------------------------------------------------------------------- render
 def test_cells_escape_text_and_carry_exact_numbers() -> None:
     assert render.cell("<script>alert(1)</script>") == "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>"

@@ -92,7 +92,8 @@ def render_comparison(comparison: dict[str, Any], histories: list[list[dict[str,
         ("metrics", "Test metrics", '<p class="note">★ marks the best value of each metric.</p>'
          + render.table(["metric", *ids], metric_rows, numeric=list(range(1, len(ids) + 1)), table_id="metrics")),
         ("config", "Config differences",
-         f'<p class="note">{len(difference_rows)} keys differ; {comparison["same"]} are the same in every run.</p>'
+         f'<p class="note">{len(difference_rows)} key{" differs" if len(difference_rows) == 1 else "s differ"}; '
+         f'{comparison["same"]} are the same in every run.</p>'
          + (render.table(["key", *ids], difference_rows, table_id="differences") if difference_rows else "")),
     ]
     if any(histories):

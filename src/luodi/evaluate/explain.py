@@ -1,16 +1,19 @@
 """Per-example explanations: integrated gradients (Captum) from a baseline row to each row, one number per column.
 
-Integrated gradients runs over the representation the model combines: the dense inputs and the category
-embeddings, side by side as the model's hidden layers read them (Captum's LayerIntegratedGradients on the
-input of `model.body`). The attributions of a column's block (one value for a number, an embedding's width for
-a category, a vocabulary's width for a bag of words) are summed, so each row gets one number per column the user
-knows; they add up to the explained output minus the baseline's output (completeness; `delta` is the gap left by
-the numerical integral).
+Integrated gradients runs over the representation the model combines: the dense inputs, the category
+embeddings and the vector each feature encoder (CNN, sequence encoder) makes of its column, side by side as the
+model's hidden layers read them (Captum's LayerIntegratedGradients on the input of `model.body`). The
+attributions of a column's block (one value for a number, an embedding's width for a category, a vocabulary's
+width for a bag of words, an encoder's output for an image) are summed, so each row gets one number per column
+the user knows; they add up to the explained output minus the baseline's output (completeness; `delta` is the gap
+left by the numerical integral).
 
 The baseline row is what the fitted pipeline makes of a row whose cells are all missing, except categories,
 which take their most frequent training value: numbers become their fill value (the training mean by default),
-binary columns their more common value, text an empty string. The explained output is the probability of the
-predicted class (or of `target_class`), or the predicted value in the target's units for regression.
+binary columns their more common value, text an empty string. Image and sequence columns take their training
+mean, set on the encoded input: each channel's mean pixel, or zero for inputs the encoder normalizes. The
+explained output is the probability of the predicted class (or of `target_class`), or the predicted value in
+the target's units for regression.
 
 Text models add token-level attributions here later (integrated gradients on their token embeddings); the
 per-column numbers stay as they are.
@@ -79,26 +82,51 @@ class Explanation:
                 "warnings": self.warnings}
 
 
-def feature_blocks(pipeline: FeaturePipeline) -> list[tuple[str, int]]:
-    """(column, width) of each block of the representation the model combines, in the model's order:
-    dense encoders in input order (their `dense` columns), then one embedding per category column."""
+def feature_blocks(pipeline: FeaturePipeline, model: nn.Module) -> list[tuple[str, int]]:
+    """(column, width) of each block of the representation the model combines, in the model's order: dense
+    encoders in input order (their `dense` columns), one embedding per category column, then one output vector
+    per feature encoder (`model.encoders`, in the order of the pipeline's tensor encoders)."""
     dense = [(encoder.name, encoder.width()) for encoder in pipeline.encoders if encoder.kind == "dense"]
     embedded = [(encoder.name, encoder.embedding_dim()) for encoder in pipeline.encoders
                 if isinstance(encoder, CategoryEncoder)]
-    return dense + embedded
+    modules = list(getattr(model, "encoders", []))
+    tensors = pipeline.tensor_encoders()
+    if len(modules) != len(tensors):
+        raise ValueError(f"the model has {len(modules)} feature encoders, the pipeline {len(tensors)} tensor features")
+    encoded = [(encoder.name, int(module.output_size)) for encoder, module in zip(tensors, modules, strict=True)]
+    return dense + embedded + encoded
 
 
-def baseline_inputs(pipeline: FeaturePipeline) -> Encoded:
-    """The baseline row through the fitted pipeline (see the module docstring)."""
-    columns: dict[str, pa.Array] = {}
+def tensor_baseline(encoder: Any, array: np.ndarray) -> np.ndarray:
+    """A tensor feature's encoded input at its training mean: image pixels (uint8, normalized inside the model)
+    take each channel's mean; inputs the encoder normalized (float) are zero."""
+    if array.dtype == np.uint8:  # (rows, channels, height, width)
+        means = np.round(np.asarray(encoder.mean, np.float64) * 255).reshape(1, -1, *[1] * (array.ndim - 2))
+        return np.broadcast_to(means, array.shape).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        return np.zeros_like(array)
+    raise ValueError(f"column {encoder.name!r}: no baseline for {array.dtype} inputs yet")
+
+
+def baseline_inputs(pipeline: FeaturePipeline, example: pa.Table) -> Encoded:
+    """The baseline row through the fitted pipeline (see the module docstring). `example`, one coerced row of
+    the data being explained, fills the columns of tensor features, whose baseline is then set on their inputs."""
+    columns: dict[str, Any] = {}
     for encoder in pipeline.encoders:
-        if isinstance(encoder, CategoryEncoder) and encoder.vocabulary:
+        if encoder.kind == "tensor":
+            columns[encoder.name] = example.column(encoder.name).slice(0, 1)
+        elif isinstance(encoder, CategoryEncoder) and encoder.vocabulary:
             columns[encoder.name] = pa.array([encoder.vocabulary[0]], pa.string())
         elif encoder.config.type == "numeric":
             columns[encoder.name] = pa.array([None], pa.float64())
         else:
             columns[encoder.name] = pa.array([None], pa.string())
-    return pipeline.transform(pa.table(columns), "baseline row", with_target=False)
+    baseline = pipeline.transform(pa.table(columns), "baseline row", with_target=False)
+    for encoder in pipeline.tensor_encoders():
+        for key, array in baseline.inputs.items():
+            if key == encoder.name or key.startswith(f"{encoder.name}."):
+                baseline.inputs[key] = tensor_baseline(encoder, array)
+    return baseline
 
 
 class ExplainedOutput(nn.Module):
@@ -131,10 +159,10 @@ def combined_layer(model: nn.Module) -> nn.Module:
     return body
 
 
-def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, encoded: Encoded, *,
+def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table, encoded: Encoded, *,
                     target_class: str | None = None, steps: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Integrated-gradients attributions (rows, input columns in config order) of encoded rows, and the outputs
-    they explain.
+    """Integrated-gradients attributions (rows, input columns in config order) of coerced rows `table` (encoded
+    as `encoded`), and the outputs they explain.
 
     Returns (attributions, {"class": explained class index per row (-1 for regression), "output", "baseline",
     "delta"}).
@@ -143,11 +171,11 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, encoded: Encode
 
     if steps < 2:
         raise InputError(f"steps must be at least 2 (got {steps})")
-    blocks = feature_blocks(pipeline)
+    blocks = feature_blocks(pipeline, model)
     columns = [encoder.name for encoder in pipeline.encoders]  # the config's order, as users listed them
     keys = list(encoded.inputs)
     explained = ExplainedOutput(model, keys, pipeline).eval()
-    baseline = baseline_inputs(pipeline)
+    baseline = baseline_inputs(pipeline, table)
     task = pipeline.target.task
     fixed_class = None
     if target_class is not None:
@@ -195,11 +223,12 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, encoded: Encode
 def explain(package: Any, data: Any, *, source: str = "records", target_class: str | None = None,
             steps: int = 50, strict: bool = False) -> Explanation:
     """Explain a loaded package's predictions on raw records (file path, DataFrame, dict or list of dicts)."""
-    _, encoded = package.encode(data, source, strict=strict)
+    table, encoded = package.encode(data, source, strict=strict)
     if not len(encoded):
         raise InputError(f"{source}: no rows to explain")
     pipeline = package.pipeline
-    attributions, found = explain_encoded(package.model, pipeline, encoded, target_class=target_class, steps=steps)
+    attributions, found = explain_encoded(package.model, pipeline, table, encoded, target_class=target_class,
+                                          steps=steps)
     predictions, _ = pipeline.target.decode(package.outputs(encoded))
     names = pipeline.target.classes
     explained = [names[index] if index >= 0 else None for index in found["class"]]

@@ -28,6 +28,8 @@ from luodi.features.pipeline import Encoded, FeaturePipeline
 
 Outputs = Callable[[Encoded], np.ndarray]  # encoded rows -> activated model outputs
 BATCH_ROWS = 20_000  # most rows encoded and scored in one call (shuffles of one column, stacked)
+CELL_BUDGET = 20_000_000  # raw cells encoded over all shuffles: each shuffle re-encodes every column, so the
+MIN_ROWS = 200  # work grows with columns squared; wide tables use fewer rows, never fewer than MIN_ROWS
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking log-odds (float32 outputs)
 
 
@@ -62,13 +64,16 @@ def permutation_importance(table: pa.Table, pipeline: FeaturePipeline, outputs: 
     """Output change and loss increase per input column (mean and standard deviation over `repeats` shuffles),
     ranked by output change.
 
-    `table` holds coerced raw rows with the target; at most `rows` of them (a seeded sample) are used. The
-    shuffles of one column are stacked into one table (up to BATCH_ROWS rows), encoded and scored in one call:
-    with a hundred rows per shuffle, per-call overhead would otherwise be most of the cost.
+    `table` holds coerced raw rows with the target; at most `rows` of them (a seeded sample) are used, fewer for
+    wide tables (CELL_BUDGET). The shuffles of one column are stacked into one table (up to BATCH_ROWS rows),
+    encoded and scored in one call: with a hundred rows per shuffle, per-call overhead would otherwise be most
+    of the cost.
     """
     task = pipeline.target.task
     scale = pipeline.target.std if task == "regression" else 1.0  # regression outputs are standardized
     rng = np.random.default_rng(seed)
+    columns = len(pipeline.config.input_features)
+    rows = min(rows, max(MIN_ROWS, CELL_BUDGET // (max(repeats, 1) * columns * columns)))
     if table.num_rows > rows:
         table = table.take(np.sort(rng.choice(table.num_rows, rows, replace=False)))
     count = table.num_rows

@@ -26,7 +26,7 @@ from luodi.features.encoders import as_strings
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 REPORT = "report.html"
-LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
+DETAILS = ("data", "classification", "regression", "slices", "importance")  # what `luodi evaluate --json` adds
 
 
 @dataclass
@@ -90,9 +90,9 @@ def describe_split(name: str, table: pa.Table | None, config: LuodiConfig, pipel
     return out
 
 
-def _model_outputs(task: str, outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
+def _model_outputs(outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
     """Outputs on the scale the metrics use: original target units for regression."""
-    if task == "regression":
+    if pipeline.target.task == "regression":
         return np.asarray(outputs, np.float64) * pipeline.target.std + pipeline.target.mean
     return outputs
 
@@ -103,7 +103,7 @@ def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
     task = pipeline.target.task
     assert scored.encoded.target is not None
     y_true = scored.encoded.target
-    outputs = _model_outputs(task, scored.outputs, pipeline)
+    outputs = _model_outputs(scored.outputs, pipeline)
     if task == "regression":
         y_true = y_true.astype(np.float64) * pipeline.target.std + pipeline.target.mean
     data: dict[str, Any] = {
@@ -256,7 +256,8 @@ def _performance(data: dict[str, Any]) -> str:
     ])
 
 
-def _slices(data: dict[str, Any], shown: int = 25) -> str:
+def _slices(data: dict[str, Any], shown: int = 25, listed: int = 200) -> str:
+    """The `shown` worst slices, then up to `listed` in a collapsed table (all of them are in the JSON block)."""
     slices = data["slices"]
     regression = data["task"] == "regression"
     columns = ["rmse", "mae", "bias"] if regression else ["accuracy", "log_loss"]
@@ -279,8 +280,10 @@ def _slices(data: dict[str, Any], shown: int = 25) -> str:
     first = render.table(headers, rows[:shown], numeric=numeric, table_id="slices", row_classes=classes[:shown])
     rest = ""
     if len(rows) > shown:
-        rest = (f"<details><summary>{len(rows) - shown} more slices</summary>"
-                + render.table(headers, rows[shown:], numeric=numeric, row_classes=classes[shown:]) + "</details>")
+        more = min(len(rows), listed) - shown
+        rest = (f"<details><summary>{more} more slices{' of ' + str(len(rows) - shown) if len(rows) > listed else ''}"
+                "</summary>" + render.table(headers, rows[shown:listed], numeric=numeric,
+                                            row_classes=classes[shown:listed]) + "</details>")
     return note + first + rest
 
 
@@ -333,3 +336,13 @@ def build_report(source: ReportInput, settings: ReportConfig) -> tuple[str, dict
     """The report page and its data (without plot arrays)."""
     data = report_data(source, settings)
     return render_report(data, source.training), without_plots(data)
+
+
+def build_report_or_warn(gather: Callable[[], ReportInput], settings: ReportConfig,
+                         warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """`build_report`, or None with a warning appended: a failed plot must not throw away a trained model."""
+    try:
+        return build_report(gather(), settings)
+    except Exception as error:  # noqa: BLE001 - the run's model and metrics stand without the report
+        warnings.append(f"{REPORT} was not written: {type(error).__name__}: {error}")
+        return None
