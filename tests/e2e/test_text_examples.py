@@ -31,10 +31,6 @@ def test_minilm_fine_tuned(luodi, bbc: Path) -> None:  # type: ignore[no-untyped
     trained = result.json()
     assert abs(trained["rows"]["test"] - 445) <= 1  # 20% of 2,225, stratified by class
     assert trained["metrics"]["accuracy"] >= 0.97
-    predicted = luodi("predict", trained["package"], "--text",
-                      "The striker scored twice as the club went top of the league", "--json")
-    assert predicted.code == 0, predicted.stderr
-    assert predicted.json()["predictions"][0]["category_prediction"] == "sports"
 
 
 def test_transformer_from_scratch(luodi, bbc: Path) -> None:  # type: ignore[no-untyped-def]
