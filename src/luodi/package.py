@@ -3,7 +3,7 @@
     package.json         format version, task, config, input/output schema, fitted feature state, metrics,
                          data fingerprint, lineage, library versions, sha256 of every other file
     weights.safetensors  the model's tensors
-    assets/<feature>/    files an encoder keeps beside its JSON state (a tokenizer), when it has any
+    tokenizer/<n>-<feature>/  a text feature's tokenizer (and an hf checkpoint's config.json), when it has one
 
 Loading verifies every hash, checks the safetensors header against the architecture before reading any
 tensor, and never unpickles. `predict` applies the saved feature state to raw records: the one code path

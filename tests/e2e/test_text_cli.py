@@ -125,7 +125,7 @@ def test_checkpoint_code_runs_when_trusted_and_travels_in_the_package(  # type: 
     result = luodi("train", "news.yaml", "--json")
     assert result.code == 0, result.stderr
     package = Path(result.json()["package"])
-    assert (package / "assets" / "0-body" / "modeling_tiny.py").is_file()
+    assert (package / "tokenizer" / "0-body" / "modeling_tiny.py").is_file()
     shutil.rmtree(folder)  # the package carries the code and the architecture's config
     predicted = luodi("predict", str(package), "--text", "the team", "--json")
     assert predicted.code == 0, predicted.stderr

@@ -47,7 +47,7 @@ def test_mixed_table_with_a_sequence_model(kind: str, text_csv, tmp_path: Path) 
                        progress="silent")
     assert result.metrics["accuracy"] > 0.6  # three topics: chance is 1/3
     package = Path(result.package)
-    assert (package / "assets" / "0-body" / "tokenizer.json").is_file()
+    assert (package / "tokenizer" / "0-body" / "tokenizer.json").is_file()
     same_predictions(result.package, data)
     raw = api.predict(result.package, [{"body": "the goal of the match", "length": 20, "desk": "home"},
                                        {"body": "", "length": 0, "desk": "world"}])
@@ -64,7 +64,7 @@ def test_hf_package_loads_without_its_checkpoint_folder(tiny_checkpoint: Path, t
     package = Path(result.package)
     before = load_package(package).predict(str(data)).probabilities
     shutil.rmtree(folder)
-    assets = package / "assets" / "0-body"
+    assets = package / "tokenizer" / "0-body"
     assert {path.name for path in assets.iterdir()} == {"tokenizer.json", "config.json"}
     after = load_package(package).predict(str(data)).probabilities
     assert before is not None and after is not None

@@ -173,4 +173,4 @@ def test_asset_folders_are_inside_and_unique_whatever_the_column_name(tmp_path: 
     folders = [asset_folder(tmp_path, index, name) for index, name in enumerate(names)]
     assert len(set(folders)) == len(names)
     for folder in folders:
-        assert folder.parent == tmp_path / "assets"
+        assert folder.parent == tmp_path / "tokenizer"

@@ -5,8 +5,8 @@ concatenated into the model's `dense` input; the category encoder (`index`) give
 index 0 being the unknown bucket. `tensor` encoders (images, numeric sequences, tokenized text) give a dict of
 named arrays, rows first, each a model input of its own (e.g. {name: ids, name + ".mask": mask}); their
 `modality` picks the feature encoder module (models/__init__.py), and files they need beside their JSON state
-(a tokenizer) go into an assets folder that travels in the package. Columns reach the encoders already coerced
-(numbers as float64, see `pipeline.coerce_table`).
+(a tokenizer) go into a folder of their own that travels in the package (`tokenizer/<n>-<name>/`). Columns reach
+the encoders already coerced (numbers as float64, see `pipeline.coerce_table`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class TensorEncoder(Encoder, Protocol):
     """An encoder whose output is model inputs of its own rather than columns of `dense`.
 
     Optional methods: `save_assets(directory)` writes files beside the JSON state (the pipeline gives each
-    encoder its own folder, `assets/<feature name>/`), and the constructor then receives `assets=<that folder>`
+    encoder its own folder, `tokenizer/<n>-<feature name>/`), and the constructor then receives `assets=<that folder>`
     together with the saved state; `schema()` returns extra keys for the package's input schema.
     """
 

@@ -214,10 +214,10 @@ class FeaturePipeline:
         return cls(config, encoders, TargetEncoder(config.target, **state["target"]))
 
 
-ASSETS = "assets"
+ASSETS = "tokenizer"  # the package contract's folder for what text encoders keep
 
 
 def asset_folder(directory: Path, index: int, feature: str) -> Path:
-    """`directory/assets/<position>-<name>`: column names may hold '/' or '..', so only safe characters of the
+    """`directory/tokenizer/<position>-<name>`: column names may hold '/' or '..', so only safe characters of the
     name are kept (for people reading the folder); the position makes it unique."""
     return Path(directory) / ASSETS / f"{index}-{re.sub(r'[^A-Za-z0-9_-]', '_', feature)[:64]}"

@@ -3,7 +3,7 @@
 The encoder gives the model `{name: int64 (rows, max_length) ids, name + ".mask": bool (rows, max_length)}`,
 right-padded; the modules trim each batch to its longest mask (dynamic padding). Encoding is the Rust
 tokenizer's `encode_batch` over the whole column. The tokenizer is kept as `tokenizer.json` in the encoder's
-assets folder (`assets/<n>-<name>/tokenizer.json` in the run and the package); for `tokenizer: checkpoint` the
+tokenizer folder (`tokenizer/<n>-<name>/tokenizer.json` in the run and the package); for `tokenizer: checkpoint` the
 checkpoint's `config.json` (and any code it ships) is kept beside it, so a package rebuilds its `hf` model
 without the original folder.
 """
