@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from luodi.config import LuodiConfig, load_config, resolve_paths, validate_config
+from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, validate_config
 from luodi.errors import InputError
 from luodi.store import ModelVersion, Run, Store
 
@@ -197,10 +198,9 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
             if fingerprint_file(saved["path"])["sha256"] != saved["sha256"]:
                 raise InputError(f"{saved['path']}: the {split} data changed since run {run.id} started; "
                                  "an exact resume needs the same data")
-    elif isinstance(config, LuodiConfig):
-        config = resolve_paths(config, Path.cwd())
-    elif isinstance(config, dict):
-        config = resolve_paths(validate_config(config), Path.cwd())
+    elif isinstance(config, LuodiConfig | dict):  # overrides apply to a copy: the caller's object is left as it was
+        raw = config.model_dump(mode="json") if isinstance(config, LuodiConfig) else copy.deepcopy(config)
+        config = resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd())
     elif config is not None:
         config = load_config(config, overrides)
     else:

@@ -362,6 +362,8 @@ class Store:
             row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
                                      (name, alias)).fetchone()
             if row is None:
+                if self.latest_version(name) is None:
+                    raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
                 known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
                 raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
         return self.get_version(name, row[0])

@@ -106,3 +106,20 @@ def test_package_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first["target_probability_1"].to_numpy(), again["target_probability_1"].to_numpy())
     evaluated = luodi.evaluate("bc", tmp_path / "bc.csv", home=tmp_path / "home")
     assert evaluated["rows"] == len(frame)
+
+
+def test_overrides_apply_to_dict_and_validated_configs(tmp_path: Path, table_csv, tiny_config) -> None:
+    import yaml
+
+    from luodi.config import load_config
+
+    path = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=200), epochs=3)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["data"]["train"] = str(tmp_path / "table.csv")
+    result = luodi.train(raw, ["trainer.epochs=1", "name=from-dict"], home=tmp_path / "home", progress="silent")
+    assert (result.model["name"], result.epochs_run) == ("from-dict", 1)
+    assert raw["trainer"]["epochs"] == 3 and raw["name"] == "tiny"  # the caller's dict is left as it was
+    validated = load_config(path)
+    result = luodi.train(validated, ["trainer.epochs=2"], home=tmp_path / "home", progress="silent")
+    assert (result.model["name"], result.epochs_run) == ("tiny", 2)
+    assert validated.trainer.epochs == 3

@@ -255,3 +255,5 @@ def test_resolve_references(tmp_path: Path, trained_package: Path) -> None:
         store.resolve("churn/three")
     with pytest.raises(InputError, match="registered models: churn, other"):
         store.resolve("churm")
+    with pytest.raises(InputError, match="model 'churm' not found; registered models: churn, other"):
+        store.resolve("churm@production")  # a misspelt model is not reported as a missing alias
