@@ -18,9 +18,9 @@ generator runs in a third.
   (goal >= 0.7). Copies of one row have one length, as the server's batches of that same request do, so dynamic
   padding trims both alike; the report gives the row's tokens per text feature.
 
-    .venv/bin/python benchmarks/serve_batching.py                    # the Transformer, about 4 minutes
-    .venv/bin/python benchmarks/serve_batching.py --model-kind mlp   # the MLP, about 2 minutes
-    .venv/bin/python benchmarks/serve_batching.py --quick            # smoke run, about 1.5 minutes
+    .venv/bin/python benchmarks/serve_batching.py                    # the Transformer, about 2 minutes
+    .venv/bin/python benchmarks/serve_batching.py --model-kind mlp   # the MLP, about 1.5 minutes
+    .venv/bin/python benchmarks/serve_batching.py --quick            # smoke run, about 40 s
 """
 
 from __future__ import annotations
