@@ -3,8 +3,10 @@
 Run in its own process (the benchmarks start it with subprocess), so it never shares an interpreter or a GIL
 with the server it measures. Requests are pre-built bytes written on raw asyncio streams (uvloop when
 present): per request the client parses only the status line and Content-Length, so on a 2-core machine it
-uses far less CPU than an httpx or aiohttp client would. Bounded: it stops after `--duration` seconds or
-`--requests` responses, whichever comes first, and only ever connects to 127.0.0.1.
+uses far less CPU than an httpx or aiohttp client would. After `--warmup` seconds it counts the responses that
+arrive in the next `--duration` seconds (requests/s = responses / duration; latencies are theirs). Bounded: it
+stops after `--duration` seconds or `--requests` responses, whichever comes first, and only ever connects to
+127.0.0.1.
 
     python benchmarks/loadgen.py --port 8000 --request-file req.bin --concurrency 32 --duration 5
 prints one JSON object: requests, seconds, rps, p50_ms, p99_ms, statuses.
@@ -21,12 +23,15 @@ from pathlib import Path
 HOST = "127.0.0.1"  # load tests only ever target this machine
 
 
-async def _connection(port: int, request: bytes, until: float, warmup_until: float, limit: int,
-                      latencies: list[float], statuses: dict[int, int]) -> None:
+async def _connection(port: int, request: bytes, window: tuple[float, float], limit: int, latencies: list[float],
+                      statuses: dict[int, int], ended: list[float]) -> None:
+    opens, closes = window
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        while time.perf_counter() < until and len(latencies) < limit:
+        while len(latencies) < limit:
             started = time.perf_counter()
+            if started >= closes:
+                break
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -35,10 +40,16 @@ async def _connection(port: int, request: bytes, until: float, warmup_until: flo
                     length = int(line[15:])
             if length:
                 await reader.readexactly(length)
-            if started >= warmup_until:
-                latencies.append(time.perf_counter() - started)
+            done = time.perf_counter()
+            # Responses are counted by when they arrive: the window holds the same number of steady-state responses
+            # whatever the latency, while counting the requests sent in it would add a tail of one latency to its
+            # length (at 32 callers and 0.4 s per response, 9% fewer requests/s over 4 s).
+            if opens <= done <= closes and len(latencies) < limit:
+                latencies.append(done - started)
                 status = int(head[9:12])
                 statuses[status] = statuses.get(status, 0) + 1
+                if len(latencies) == limit:
+                    ended.append(done)
             if b"connection: close" in head.lower():
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, port)
@@ -49,12 +60,12 @@ async def _connection(port: int, request: bytes, until: float, warmup_until: flo
 async def run(port: int, request: bytes, concurrency: int, duration: float, warmup: float, limit: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    start = time.perf_counter()
-    warmup_until = start + warmup
-    until = warmup_until + duration
-    await asyncio.gather(*(_connection(port, request, until, warmup_until, limit, latencies, statuses)
+    ended: list[float] = []  # when the limit-th response arrived, if it did
+    opens = time.perf_counter() + warmup
+    closes = opens + duration
+    await asyncio.gather(*(_connection(port, request, (opens, closes), limit, latencies, statuses, ended)
                            for _ in range(concurrency)))
-    seconds = time.perf_counter() - warmup_until
+    seconds = (ended[0] if ended else closes) - opens
     ordered = sorted(latencies)
 
     def quantile(q: float) -> float:

@@ -56,6 +56,46 @@ def train_package(folder: Path, name: str, features: int, hidden: list[int], row
     return home
 
 
+# The shape of the Transformer baseline in ../shared/PERFORMANCE.md (benchmarks/text_models.py): 4 pre-LN layers,
+# width 256, 4 heads, feed-forward 1024, learned positions, mean pooling, a linear head; 128 tokens.
+TRANSFORMER = {"layers": 4, "heads": 4, "width": 256, "feedforward": 1024, "positions": "learned",
+               "pooling": "mean", "dropout": 0.1}
+TEXT_TOKENS, TEXT_WORDS = 128, 200  # words per text: every text is truncated, so every batch is 128 tokens wide
+
+
+def words(count: int, seed: int) -> list[str]:
+    """`count` made-up words from a 1,000-word lexicon (two to four syllables each)."""
+    rng = np.random.default_rng(0)
+    syllables = [a + b for a in "bdfgklmnprstvz" for b in "aeiou"]
+    lexicon = ["".join(rng.choice(syllables, size=int(rng.integers(2, 5)))) for _ in range(1000)]
+    return [lexicon[index] for index in np.random.default_rng(seed).integers(0, len(lexicon), size=count)]
+
+
+def train_text_package(folder: Path, name: str, rows: int = 256) -> Path:
+    """Train (one epoch: speed, not accuracy, is measured) a luodi text classifier with the Transformer of
+    TRANSFORMER over a BPE tokenizer, on generated texts of TEXT_WORDS words; returns its store (LUODI_HOME)."""
+    import luodi.api as api
+
+    frame = pd.DataFrame({"text": [" ".join(words(TEXT_WORDS, seed)) for seed in range(100, 100 + rows)]})
+    frame["label"] = np.where(frame["text"].str[0] < "m", "yes", "no")
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    config = {"name": name, "data": {"train": str(folder / f"{name}.csv")},
+              "target": {"name": "label", "task": "binary"},
+              "input_features": [{"name": "text", "type": "text", "tokenizer": "bpe", "vocab_size": 5000,
+                                  "max_length": TEXT_TOKENS}],
+              "model": {"type": "transformer", "transformer": TRANSFORMER, "hidden_sizes": [], "dropout": 0.0},
+              "trainer": {"epochs": 1, "batch_size": 32}, "runtime": {"threads": 1}}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    home = folder / "home"
+    api.train(folder / f"{name}.yaml", home=home, progress="silent")
+    return home
+
+
+def text_record(seed: int = 1) -> dict[str, str]:
+    return {"text": " ".join(words(TEXT_WORDS, seed))}
+
+
 def record(features: int, seed: int = 1) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     return {f"x{i}": float(v) for i, v in enumerate(rng.normal(size=features).round(4))}

@@ -2,7 +2,8 @@
 
 Each validates the body against the model version current when the request arrives, queues it on that
 model's batcher, and answers in its protocol's shape: /v1 `{"detail": ...}` errors (FastAPI's), /v2
-`{"error": "..."}` (the protocol's).
+`{"error": "..."}` (the protocol's). A v2 path that names a version (/v2/models/NAME/versions/V/infer) runs on
+that version when it is the current one, and answers 404 otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from luodi.errors import InputError
 from luodi.serve import v2
-from luodi.serve.middleware import JSON, Handler, Head, Reply, error_reply
+from luodi.serve.middleware import JSON, Handler, Head, Reply, Target, error_reply
 from luodi.serve.model import Payload
 from luodi.serve.state import ServerState
 
@@ -36,11 +37,11 @@ def validation_detail(error: ValidationError) -> list[dict[str, Any]]:
 
 
 def handlers(state: ServerState) -> dict[str, Handler]:
-    """endpoint label -> handler(model name, headers, body)."""
+    """endpoint label -> handler(target, headers, body)."""
 
-    async def v1_predict(name: str, head: Head, body: bytes) -> Reply:
+    async def v1_predict(target: Target, head: Head, body: bytes) -> Reply:
         started = time.perf_counter()
-        served = state.models[name]
+        served = state.models[target.model]
         loaded = served.current
         try:
             records = loaded.schema.parse_records(body)
@@ -57,10 +58,12 @@ def handlers(state: ServerState) -> dict[str, Handler]:
         return Reply(200, loaded.schema.v1_response(loaded.name, loaded.version, result.predictions,
                                                     result.probabilities))
 
-    async def v2_infer(name: str, head: Head, body: bytes) -> Reply:
+    async def v2_infer(target: Target, head: Head, body: bytes) -> Reply:
         started = time.perf_counter()
-        served = state.models[name]
+        served = state.models[target.model]
         loaded = served.current
+        if target.version is not None and target.version != str(loaded.version):
+            return v2_error(404, v2.version_missing(loaded.name, target.version, loaded.version))
         header = head.inference_header_length
         try:
             if header is not None and not header.isdigit():

@@ -2,10 +2,10 @@
 
 `Gate` is the outermost ASGI app. For every HTTP request it reads the headers once, checks the API key,
 the content type and the declared body size, and records the request's status and latency. The model
-endpoints (/v1/models/NAME/predict, /v2/models/NAME/infer: the paths that carry the load) are answered
-right here on raw ASGI messages; everything else goes on to the FastAPI app. Measured on a trivial model at
-32 concurrent callers, FastAPI's middleware stack, router and Request/Response objects cost more per
-request than luodi's validation, batching, metrics and logging together.
+endpoints (/v1/models/NAME/predict, /v2/models/NAME/infer and /v2/models/NAME/versions/V/infer: the paths that
+carry the load) are answered right here on raw ASGI messages; everything else goes on to the FastAPI app.
+Measured on a trivial model at 32 concurrent callers, FastAPI's middleware stack, router and Request/Response
+objects cost more per request than luodi's validation, batching, metrics and logging together.
 
 Keys are compared with `hmac.compare_digest` against every configured key, so timing says nothing about
 which key or how much of it matched. Only /livez and /readyz are open when keys are configured; /admin/*
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -83,14 +84,33 @@ def error_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | 
                  [(key.lower().encode(), value.encode()) for key, value in (headers or {}).items()])
 
 
+class Target(NamedTuple):
+    """Who a request is for: the model (empty when none), the endpoint label, and the version its path names."""
+
+    model: str
+    endpoint: str
+    version: str | None = None
+
+
+VERSIONED_INFER = re.compile(r"/v2/models/([^/]+)/versions/([^/]+)/infer")
+
+
 @dataclass
 class Routes:
-    """Exact paths of the model endpoints -> (model, endpoint label); filled once the models have loaded."""
+    """Exact paths of the model endpoints -> their Target; filled once the models have loaded."""
 
-    endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
+    endpoints: dict[str, Target] = field(default_factory=dict)
 
-    def classify(self, path: str) -> tuple[str, str]:
-        return self.endpoints.get(path, ("", "admin" if path.startswith("/admin/") else "other"))
+    def classify(self, path: str) -> Target:
+        target = self.endpoints.get(path)
+        if target is not None:
+            return target
+        versioned = VERSIONED_INFER.fullmatch(path)  # /v2/models/NAME/versions/V/infer: NAME's infer, V checked there
+        if versioned is not None:
+            served = self.endpoints.get(f"/v2/models/{versioned[1]}/infer")
+            if served is not None:
+                return served._replace(version=versioned[2])
+        return Target("", "admin" if path.startswith("/admin/") else "other")
 
 
 def _matches(token: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -131,7 +151,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-Handler = Callable[[str, Head, bytes], Awaitable[Reply]]  # (model name, headers, body) -> reply
+Handler = Callable[[Target, Head, bytes], Awaitable[Reply]]  # (model and version, headers, body) -> reply
 
 
 class Gate:
@@ -150,7 +170,8 @@ class Gate:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        model, endpoint = self.routes.classify(scope["path"])
+        target = self.routes.classify(scope["path"])
+        model, endpoint = target.model, target.endpoint
         head = read_head(scope)
         status = 500
         try:
@@ -160,7 +181,7 @@ class Gate:
                 status = refusal.status
                 await refusal.send(send)
             elif handler is not None:
-                reply = await self._answer(scope, receive, head, model, handler)
+                reply = await self._answer(scope, receive, head, target, handler)
                 if reply is None:
                     status = 499  # the client went away before sending its whole body
                     return
@@ -177,7 +198,7 @@ class Gate:
         finally:
             self.metrics.observe_request(model, endpoint, status, time.perf_counter() - started)
 
-    async def _answer(self, scope: Scope, receive: Receive, head: Head, model: str, handler: Handler
+    async def _answer(self, scope: Scope, receive: Receive, head: Head, target: Target, handler: Handler
                       ) -> Reply | None:
         if scope["method"] != "POST":
             return error_reply(405, {"error": "use POST"}, {"Allow": "POST"})
@@ -188,7 +209,7 @@ class Gate:
         except ConnectionResetError:
             return None
         try:
-            return await handler(model, head, body)
+            return await handler(target, head, body)
         except Exception:  # noqa: BLE001 - one broken request answers 500; the server goes on
             log.exception("%s %s failed", scope["method"], scope["path"])
             return error_reply(500, {"error": "internal error; see the server log"})

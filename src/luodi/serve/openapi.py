@@ -69,6 +69,14 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
     metadata = model_metadata(name, loaded.version, loaded.backend.name, loaded.schema)
     inputs = [packed_name(loaded.schema), *loaded.schema.names]
     busy = [413, 415, 422, 429, 500, 504]
+    infer = {"post": {
+        "summary": f"Open Inference Protocol v2 infer on {name} (JSON, or binary tensors after the JSON header)",
+        "operationId": f"v2_infer.{name}",
+        "requestBody": {"required": True, "content": {JSON: {
+            "schema": _v2_request(sorted(set(inputs)), len(inputs)), "example": {"inputs": metadata["inputs"][:1]}}}},
+        "responses": {"200": _response("Output tensors", V2_RESPONSE), **_errors(busy, V2_ERROR, secured)}}}
+    # The versioned routes exist for every version; only the served one answers (others: 404), so only it is listed.
+    versioned = f"/v2/models/{name}/versions/{loaded.version}"
     return {
         f"/v1/models/{name}/predict": {"post": {
             "summary": f"Predict with {name} (records in, predictions and probabilities out)",
@@ -80,17 +88,17 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
                           **_errors(busy, V1_ERROR, secured)}}},
         f"/v1/models/{name}": _get(f"{name}: version, backend, input and output schema", ANY_OBJECT, [], V1_ERROR,
                                    secured, f"v1_model.{name}"),
-        f"/v2/models/{name}/infer": {"post": {
-            "summary": f"Open Inference Protocol v2 infer on {name} (JSON, or binary tensors after the JSON header)",
-            "operationId": f"v2_infer.{name}",
-            "requestBody": {"required": True, "content": {JSON: {
-                "schema": _v2_request(sorted(set(inputs)), len(inputs)),
-                "example": {"inputs": metadata["inputs"][:1]}}}},
-            "responses": {"200": _response("Output tensors", V2_RESPONSE), **_errors(busy, V2_ERROR, secured)}}},
+        f"/v2/models/{name}/infer": infer,
         f"/v2/models/{name}": _get(f"{name}: v2 model metadata", ANY_OBJECT, [], V2_ERROR, secured,
                                    f"v2_model.{name}"),
         f"/v2/models/{name}/ready": _get(f"Is {name} ready", ANY_OBJECT, [503], V2_ERROR, secured,
                                          f"v2_model_ready.{name}"),
+        f"{versioned}/infer": {"post": {**infer["post"], "operationId": f"v2_infer_version.{name}",
+                                        "summary": f"v2 infer on version {loaded.version} of {name}"}},
+        versioned: _get(f"{name} version {loaded.version}: v2 model metadata", ANY_OBJECT, [], V2_ERROR, secured,
+                        f"v2_model_version.{name}"),
+        f"{versioned}/ready": _get(f"Is version {loaded.version} of {name} ready", ANY_OBJECT, [503], V2_ERROR, secured,
+                                   f"v2_model_version_ready.{name}"),
     }
 
 

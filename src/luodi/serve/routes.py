@@ -54,8 +54,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     config = state.config
 
     def model_or_404(request: Request, error: Callable[..., Response]) -> ServedModel | Response:
+        """The model the path names, and for /v2/models/NAME/versions/V the version it names, else the 404."""
         served = state.models.get(request.path_params["name"])
-        return served if served is not None else error(404, f"no model named {request.path_params['name']!r}")
+        if served is None:
+            return error(404, f"no model named {request.path_params['name']!r}")
+        version = request.path_params.get("version")
+        if version is not None and version != str(served.current.version):
+            return error(404, v2.version_missing(served.name, version, served.current.version))
+        return served
 
     async def body(request: Request, error: Callable[..., Response]) -> bytes | Response:
         try:
@@ -102,6 +108,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ready, _ = readiness()
         return json_response(200 if ready else 503, {"name": served.name, "ready": ready})
 
+    async def v2_no_model(request: Request) -> Response:
+        """The Gate answers infer for every served model: a request that gets here names none."""
+        return v2_error(404, f"no model named {request.path_params['name']!r}")
+
     def describe(served: ServedModel, detail: bool) -> dict[str, Any]:
         loaded = served.current
         info: dict[str, Any] = {"name": loaded.name, "version": loaded.version, "backend": loaded.backend.name,
@@ -127,6 +137,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ("/livez", livez, "GET"), ("/readyz", readyz, "GET"), ("/metrics", metrics, "GET"),
         ("/v2/health/live", v2_live, "GET"), ("/v2/health/ready", v2_ready, "GET"), ("/v2", v2_server, "GET"),
         ("/v2/models/{name}", v2_model, "GET"), ("/v2/models/{name}/ready", v2_model_ready, "GET"),
+        ("/v2/models/{name}/versions/{version}", v2_model, "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", v2_model_ready, "GET"),
+        ("/v2/models/{name}/infer", v2_no_model, "POST"),
+        ("/v2/models/{name}/versions/{version}/infer", v2_no_model, "POST"),
         ("/v1/models", v1_models, "GET"), ("/v1/models/{name}", v1_model, "GET"),
     ]
     if config.admin_keys:

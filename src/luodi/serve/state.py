@@ -12,7 +12,7 @@ from typing import Any
 from luodi.errors import InputError
 from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
 from luodi.serve.metrics import Metrics
-from luodi.serve.middleware import Reply, Routes
+from luodi.serve.middleware import Reply, Routes, Target
 from luodi.serve.model import Loaded, Payload, Result, ServedModel, run_batch
 from luodi.serve.predlog import PredictionLog
 from luodi.serve.settings import ServeConfig
@@ -40,8 +40,8 @@ class ServerState:
             run_batch, max_batch_size=config.max_batch_size, max_wait_s=config.max_wait_ms / 1000,
             max_queue_rows=config.max_queue_rows, batching=config.batching,
             on_batch=self.metrics.batch_observer(name), on_depth=self.metrics.depth_observer(name))
-        self.routes.endpoints.update({f"/v1/models/{name}/predict": (name, "v1_predict"),
-                                      f"/v2/models/{name}/infer": (name, "v2_infer")})
+        self.routes.endpoints.update({f"/v1/models/{name}/predict": Target(name, "v1_predict"),
+                                      f"/v2/models/{name}/infer": Target(name, "v2_infer")})
         self.metrics.serving(name, served.current.version, served.current.backend.name)
 
     def timeout_s(self, header: bytes | None, requested_s: float | None = None) -> float:

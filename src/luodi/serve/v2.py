@@ -1,5 +1,8 @@
 """Open Inference Protocol v2 (KServe / Triton): model metadata, infer requests and responses, JSON or binary.
 
+A server serves one version of each model (the one its reference points at now): the versioned routes
+(/v2/models/NAME/versions/V, .../ready, .../infer) answer for that version and 404 for any other.
+
 Inputs are the package's input fields. Numeric fields travel together as one tensor, `numeric`, of shape
 [rows, k] in the order the metadata lists (`parameters.columns`), the way Triton users send tabular models;
 a numeric field may also come alone under its own name, shape [rows]. Every other field is its own [rows]
@@ -68,6 +71,11 @@ def model_metadata(name: str, version: int, platform: str, schema: ServingSchema
         outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, len(schema.classes)],
                         "parameters": {"classes": schema.class_names}})
     return {"name": name, "versions": [str(version)], "platform": platform, "inputs": inputs, "outputs": outputs}
+
+
+def version_missing(name: str, requested: str, served: int) -> str:
+    """The 404 message for a path that names a version other than the one served."""
+    return f"model {name!r} version {requested!r} is not served here; this server serves version {served}"
 
 
 def _flatten(data: Any, depth: int = 0) -> list[Any]:

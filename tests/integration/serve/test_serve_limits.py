@@ -37,7 +37,7 @@ def test_every_route_needs_a_key(serve) -> None:
         assert {"/docs", "/openapi.json", "/metrics", "/v2/health/live", "/admin/models/{name}/alias"} <= paths
         open_paths = {"/livez", "/readyz"}
         for path in sorted(paths):
-            concrete = path.replace("{name}", "tiny")
+            concrete = path.replace("{name}", "tiny").replace("{version}", "1")
             for method in ("GET", "POST"):
                 anonymous = server.client.request(method, concrete)
                 if path in open_paths:

@@ -3,6 +3,7 @@ binary), each caller its own result under concurrency, bad rows isolated, the ON
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import threading
@@ -14,6 +15,8 @@ import pytest
 from serving_helpers import RECORD, concurrently, slow_loader
 
 from luodi.package import load_package
+
+KEY = "inference-key-0123456789"
 
 
 def records(count: int, seed: int = 0) -> list[dict]:  # type: ignore[type-arg]
@@ -101,6 +104,7 @@ def test_v1_errors_name_the_field(serve) -> None:
 
 def test_tritonclient_calls_the_v2_endpoints_unchanged(serve, store_home: Path) -> None:
     import tritonclient.http as triton
+    import tritonclient.utils as triton_utils
 
     rows = records(6, seed=5)
     expected = load_package(store_home / "models" / "tiny" / "v1").predict(rows)
@@ -113,22 +117,55 @@ def test_tritonclient_calls_the_v2_endpoints_unchanged(serve, store_home: Path) 
         metadata = client.get_model_metadata("tiny")
         assert [item["name"] for item in metadata["inputs"]] == ["numeric", "color"]
         assert metadata["inputs"][0]["parameters"]["columns"] == ["size", "age", "income"]
-        for binary in (False, True):
+        assert client.is_model_ready("tiny", "1") and not client.is_model_ready("tiny", "2")
+        assert client.get_model_metadata("tiny", "1") == metadata and metadata["versions"] == ["1"]
+        for version, binary in itertools.product(("", "1"), (False, True)):  # "": the unversioned route
             inputs = [triton.InferInput("numeric", list(numeric.shape), "FP32"),
                       triton.InferInput("color", [len(rows)], "BYTES")]
             inputs[0].set_data_from_numpy(numeric, binary_data=binary)
             inputs[1].set_data_from_numpy(colors, binary_data=binary)
             outputs = [triton.InferRequestedOutput("prediction", binary_data=binary),
                        triton.InferRequestedOutput("probabilities", binary_data=binary)]
-            result = client.infer("tiny", inputs, outputs=outputs, request_id="r-1")
+            result = client.infer("tiny", inputs, model_version=version, outputs=outputs, request_id="r-1")
             predictions = [value.decode() if isinstance(value, bytes) else value
                            for value in result.as_numpy("prediction").tolist()]
             assert predictions == expected.predictions
             np.testing.assert_allclose(result.as_numpy("probabilities"), expected.probabilities, atol=1e-5)
-            assert result.get_response()["id"] == "r-1"
+            assert result.get_response()["id"] == "r-1" and result.get_response()["model_version"] == "1"
         default = client.infer("tiny", inputs)  # no outputs named: all of them, binary
         assert default.as_numpy("probabilities").shape == (len(rows), 2)
+        for call in (lambda: client.infer("tiny", inputs, model_version="2"),
+                     lambda: client.get_model_metadata("tiny", "2")):
+            with pytest.raises(triton_utils.InferenceServerException) as refused:
+                call()
+            assert refused.value.status() == "404" and "version '2' is not served" in refused.value.message()
         client.close()
+
+
+def test_v2_versioned_routes_answer_for_the_served_version_only(serve) -> None:
+    body = {"inputs": [{"name": "numeric", "shape": [1, 3], "datatype": "FP32", "data": [0.3, 40, 55.0]},
+                       {"name": "color", "shape": [1], "datatype": "BYTES", "data": ["red"]}]}
+    with serve(api_keys=(KEY,), max_body_bytes=4096) as server:
+        keyed = {"Authorization": f"Bearer {KEY}"}
+        served = server.client.post("/v2/models/tiny/versions/1/infer", json=body, headers=keyed)
+        assert served.status_code == 200 and served.json()["model_version"] == "1"
+        assert server.client.post("/v2/models/tiny/versions/1/infer", json=body).status_code == 401
+        too_big = server.client.post("/v2/models/tiny/versions/1/infer", content=b" " * 5000, headers=keyed)
+        assert too_big.status_code == 413
+        for path in ("/v2/models/tiny/versions/2/infer", "/v2/models/tiny/versions/x/infer",
+                     "/v2/models/tiny/versions/2", "/v2/models/tiny/versions/2/ready"):
+            method = "POST" if path.endswith("infer") else "GET"
+            missing = server.client.request(method, path, json=body if method == "POST" else None, headers=keyed)
+            assert missing.status_code == 404, path
+            assert "is not served here; this server serves version 1" in missing.json()["error"]
+        for path in ("/v2/models/nope/infer", "/v2/models/nope/versions/1/infer"):
+            unknown = server.client.post(path, json=body, headers=keyed)
+            assert unknown.status_code == 404 and unknown.json() == {"error": "no model named 'nope'"}
+        assert server.client.get("/v2/models/tiny/versions/1/ready", headers=keyed).json() == {"name": "tiny",
+                                                                                            "ready": True}
+        metrics = server.client.get("/metrics", headers=keyed).text
+    for code, count in (("200", 1), ("401", 1), ("413", 1), ("404", 2)):
+        assert f'luodi_requests_total{{code="{code}",endpoint="v2_infer",model="tiny"}} {count}.0' in metrics
 
 
 def test_v2_errors_are_422_with_a_message(serve) -> None:
