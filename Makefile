@@ -59,8 +59,8 @@ bench: install
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info
 
-# Regenerate the config reference from the field descriptions in src/luodi/config.py (a test checks it).
-docs/config.md: src/luodi/config.py
+# Regenerate the config reference from the field descriptions in src/luodi/config/schema.py (a test checks it).
+docs/config.md: src/luodi/config/schema.py src/luodi/config/reference.py
 	$(BIN)/python -m luodi.config > $@
 
 # The README's picture of a report: a quickstart-like breast-cancer run, screenshot by headless Chromium.
