@@ -4,7 +4,7 @@ The CSV (10 float columns, 5 string category columns with 5-50 values, a yes/no 
 in some columns) is generated into a temp folder; generation is not timed. Each variant then runs in a FRESH
 Python subprocess, so its memory figures are its own:
 
-- luodi: `luodi.api._read_splits` (read_table -> coerce_table -> target check -> file fingerprint ->
+- luodi: `luodi.training.read_splits` (read_table -> coerce_table -> target check -> file fingerprint ->
   stratified split), `FeaturePipeline.fit` on the train split, `transform` of all three splits and
   `torch.from_numpy` tensors, exactly as `luodi.api.train` does before training.
 - pandas (baseline): `pd.read_csv` (default engine) + `pd.get_dummies` of the category columns + `astype`
@@ -95,13 +95,13 @@ def child_luodi(path: Path) -> dict[str, Any]:
     import luodi.data.sources as sources
     import luodi.data.split as split
     import luodi.features.pipeline as pipeline_module
-    from luodi.api import _read_splits, _tensors
     from luodi.config import validate_config
     from luodi.features.pipeline import FeaturePipeline
+    from luodi.training import as_tensors, read_splits
 
     phases: dict[str, float] = {}
 
-    def timed(module: Any, name: str, label: str) -> None:  # time the functions _read_splits looks up
+    def timed(module: Any, name: str, label: str) -> None:  # time the functions read_splits looks up
         original = getattr(module, name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -121,7 +121,7 @@ def child_luodi(path: Path) -> dict[str, Any]:
 
     rss_before, peak_before = current_rss(), peak_rss()
     started = time.perf_counter()
-    splits, _ = _read_splits(config)
+    splits, _ = read_splits(config)
     read_done = time.perf_counter()
     phases["target_check"] = read_done - started - sum(phases.values())
     pipeline = FeaturePipeline.fit(config, splits.train)
@@ -129,7 +129,7 @@ def child_luodi(path: Path) -> dict[str, Any]:
     encoded = {name: pipeline.transform(getattr(splits, name), f"{path} ({name} split)", True)
                for name in ("train", "validation", "test")}
     transform_done = time.perf_counter()
-    tensors = {name: _tensors(value) for name, value in encoded.items()}
+    tensors = {name: as_tensors(value) for name, value in encoded.items()}
     seconds = time.perf_counter() - started
     phases.update(pipeline_fit=fit_done - read_done, transform=transform_done - fit_done,
                   to_tensors=time.perf_counter() - transform_done)

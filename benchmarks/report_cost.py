@@ -37,6 +37,7 @@ import luodi.api as api
 from luodi.evaluate.report import render_report, report_data
 from luodi.evaluate.report_inputs import evaluation_input
 from luodi.quickstart import write_breast_cancer
+from luodi.training import split_metrics
 
 GOAL_SECONDS = 2.0
 
@@ -77,7 +78,7 @@ def build_seconds(package_path: str, data: Path) -> dict[str, float]:
     package = api.load_model(package_path)
     table, encoded = package.encode(str(data), data.name, with_target=True)
     outputs = package.outputs(encoded)
-    metrics = api._test_metrics(package.pipeline, outputs, encoded.target)
+    metrics = split_metrics(package.pipeline, outputs, encoded.target)
     source = evaluation_input(package, table, encoded, outputs, metrics, data.name)
     started = time.perf_counter()
     numbers = report_data(source, package.config.report)

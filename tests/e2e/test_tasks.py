@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import luodi.api as luodi
-from luodi.api import _read_splits
 from luodi.package import load_package
+from luodi.training import read_splits
 
 FAST = ["trainer.epochs=15", "runtime.threads=1"]
 
@@ -52,7 +52,7 @@ def test_regression_with_categories_text_and_jsonl(tmp_path: Path) -> None:
     assert result.metrics["r2"] >= 0.8
     # preprocessing is fitted on the training split only: its statistics are the train rows', not the file's
     package = load_package(result.package)
-    splits, _ = _read_splits(package.config)
+    splits, _ = read_splits(package.config)
     train_prices = splits.train.column("price").to_numpy()
     assert package.manifest["features"]["target"]["mean"] == pytest.approx(train_prices.mean())
     assert package.manifest["features"]["target"]["mean"] != pytest.approx(frame["price"].mean(), abs=1e-9)
