@@ -156,7 +156,8 @@ def main() -> None:
     report["total_s"] = round(time.perf_counter() - started, 1)
     print(f"model {model} ({report['kind']}), tokens per row {report['tokens_per_row']}; trained in "
           f"{report['train_s']} s, whole run {report['total_s']} s")
-    write_result("serve_batching", report, args.quick)
+    variant = ("" if args.home else f"-{args.model_kind}") + (f"-{args.threads}t" if args.threads != 1 else "")
+    write_result(f"serve_batching{variant}", report, args.quick)  # each model and thread count keeps its own file
 
 
 if __name__ == "__main__":
