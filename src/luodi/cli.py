@@ -192,7 +192,8 @@ def explain(
         console.print("  " + ", ".join(f"{explanation.features[i]} {explanation.attributions[row, i]:+.4f}"
                                         for i in order[:5]), markup=False)
         for column, tokens in explanation.top_tokens(row).items():
-            console.print(f"  {column} tokens: " + ", ".join(
+            padded = explanation.token_baseline_outputs[column][row]
+            console.print(f"  {column} tokens (words padded: {padded:.4f}): " + ", ".join(
                 f"{json.dumps(token['text'] or token['token'], ensure_ascii=False)} {token['attribution']:+.4f}"
                 for token in tokens), markup=False)
     if out is not None:
