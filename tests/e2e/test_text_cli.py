@@ -157,6 +157,6 @@ def test_explain_a_text_model(luodi, review_csv, tmp_path: Path) -> None:  # typ
     assert [json.loads(cell) for cell in written["review_tokens"]] == [row["tokens"]["review"]
                                                                        for row in printed["rows"]]
     human = luodi("explain", "reviews", "--data", "new.csv", "--show", "2")
-    assert human.code == 0 and human.stdout.count("review tokens: ") == 2, human.stderr
+    assert human.code == 0 and human.stdout.count("review tokens (words padded: ") == 2, human.stderr
     new.drop(columns="review").to_csv(tmp_path / "no_text.csv", index=False)
     expect_error(luodi("explain", "reviews", "--data", "no_text.csv"), "no_text.csv", "column 'review' is missing")

@@ -14,6 +14,7 @@ import torch
 from luodi.config import validate_config
 from luodi.errors import InputError
 from luodi.evaluate.explain import (
+    GAP_TOLERANCE,
     ExplainedOutput,
     baseline_inputs,
     chunk_baselines,
@@ -165,12 +166,13 @@ def test_text_columns_get_column_and_token_attributions_that_add_up(kind: str) -
                                           if kind == "transformer" else {"hidden_size": 8, "embedding_dim": 8}})
     encoded = pipeline.transform(table, "t", with_target=False)
     texts = tokenize_texts(pipeline, table, encoded)
-    attributions, found = explain_encoded(model, pipeline, table, encoded, texts=texts)
+    # 2 steps leave gaps above the tolerance (measured: up to 0.02); the refinement brings every row within it.
+    attributions, found = explain_encoded(model, pipeline, table, encoded, texts=texts, steps=2)
     gap = attributions.sum(axis=1) - (found["output"] - found["baseline"])
-    assert np.abs(gap).max() <= 0.01 + 1e-4 and np.abs(attributions[:-1, 0]).max() > 0
-    tokens = explain_tokens(model, pipeline, encoded, texts, found["class"], 50)["note"]
+    assert np.abs(gap).max() <= GAP_TOLERANCE + 1e-4 and np.abs(attributions[:-1, 0]).max() > 0
+    tokens = explain_tokens(model, pipeline, encoded, texts, found["class"], 2)["note"]
     total = np.array([sum(token["attribution"] for token in row) for row in tokens.tokens])
-    assert np.abs(total - (found["output"] - tokens.baseline_outputs)).max() <= 0.01 + 1e-4
+    assert np.abs(total - (found["output"] - tokens.baseline_outputs)).max() <= GAP_TOLERANCE + 1e-4
     lengths = encoded.inputs["note.mask"].sum(axis=1)
     assert [len(row) for row in tokens.tokens] == lengths.tolist()  # one number per token, none for padding
     assert tokens.tokens[-1] == [] and attributions[-1, 0] == 0.0  # the empty text: nothing to attribute
