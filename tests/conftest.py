@@ -189,6 +189,30 @@ def text_csv() -> Callable[..., Path]:
     return write_text_table
 
 
+def write_review_table(path: Path, rows: int = 240, seed: int = 0, word: str = "excellent") -> Path:
+    """A CSV of short reviews in which one word decides the label (rows holding `word` are pos, the others neg),
+    beside a price and a city that do not matter. Both labels have the same lengths (a neg row has one more filler
+    word instead), so only the word tells them apart. The filler words are all in the tiny checkpoint's
+    vocabulary."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for index in range(rows):
+        words = [str(filler) for filler in rng.choice(FILLER, rng.integers(2, 8))]
+        positive = index % 2 == 0
+        words.insert(int(rng.integers(0, len(words) + 1)), word if positive else str(rng.choice(FILLER)))
+        records.append({"review": " ".join(words), "price": round(float(rng.normal(20, 5)), 2),
+                        "city": str(rng.choice(["oslo", "lima"])), "label": "pos" if positive else "neg"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def review_csv() -> Callable[..., Path]:
+    """`review_csv(path, rows=240, seed=0, word="excellent")` writes reviews whose label one word decides."""
+    return write_review_table
+
+
 def write_checkpoint(folder: Path, layers: int = 2, width: int = 32) -> Path:
     """A tiny BERT checkpoint as a user's folder holds one: config.json, model.safetensors and a WordPiece
     tokenizer trained here (tokenizer.json, tokenizer_config.json)."""

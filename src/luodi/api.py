@@ -165,8 +165,9 @@ def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home
         target_class: explain this class's probability instead of the predicted class's.
         steps: integration steps; more is closer to exact (see the `delta` in the result).
 
-    Returns a `luodi.evaluate.explain.Explanation`: `.to_frame()` (one `<column>_attribution` per input column)
-    and `.to_dict()`.
+    Returns a `luodi.evaluate.explain.Explanation`: `.to_frame()` (one `<column>_attribution` per input column,
+    one `<column>_tokens` JSON list per text column) and `.to_dict()`; a text read as tokens (rnn, transformer,
+    hf) also gets one attribution per token in `.tokens[column][row]`.
     """
     from luodi.evaluate.explain import explain as explain_rows
     from luodi.train.runtime import set_inference_threads

@@ -180,6 +180,9 @@ def explain(
     what = "value" if explanation.task == "regression" else "probability of the explained class"
     console.print(f"{len(explanation.predictions)} rows; attributions add up to the {what} minus its value at "
                   "the baseline row (training means, most frequent categories)")
+    if explanation.tokens:
+        console.print("each text's token attributions add up to the same output minus its value with that text's "
+                      "words replaced by padding")
     for row in range(min(show, len(explanation.predictions))):
         explained = explanation.explained[row]
         label = f" P({_escape(str(explained))})" if explained is not None else ""
@@ -188,6 +191,11 @@ def explain(
         order = sorted(range(len(explanation.features)), key=lambda i: -abs(explanation.attributions[row, i]))
         console.print("  " + ", ".join(f"{explanation.features[i]} {explanation.attributions[row, i]:+.4f}"
                                         for i in order[:5]), markup=False)
+        for column, tokens in explanation.top_tokens(row).items():
+            padded = explanation.token_baseline_outputs[column][row]
+            console.print(f"  {column} tokens (words padded: {padded:.4f}): " + ", ".join(
+                f"{json.dumps(token['text'] or token['token'], ensure_ascii=False)} {token['attribution']:+.4f}"
+                for token in tokens), markup=False)
     if out is not None:
         print(f"wrote {len(explanation.predictions)} rows to {out}", file=sys.stderr)
 

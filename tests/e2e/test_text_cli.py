@@ -129,3 +129,34 @@ def test_checkpoint_code_runs_when_trusted_and_travels_in_the_package(  # type: 
     shutil.rmtree(folder)  # the package carries the code and the architecture's config
     predicted = luodi("predict", str(package), "--text", "the team", "--json")
     assert predicted.code == 0, predicted.stderr
+
+
+def test_explain_a_text_model(luodi, review_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.read_csv(review_csv(tmp_path / "reviews.csv", rows=160))
+    config = {"name": "reviews", "data": {"train": "reviews.csv"}, "target": {"name": "label", "task": "binary"},
+              "input_features": [{"name": "review", "type": "text", "max_length": 16, "vocab_size": 300},
+                                 {"name": "price", "type": "numeric"}],
+              "model": {"type": "transformer", "transformer": {"layers": 1, "heads": 2, "width": 16},
+                        "hidden_sizes": [16]},
+              "trainer": {"epochs": 8, "batch_size": 32, "seed": 1, "optimizer": {"lr": 0.01}},
+              "runtime": {"threads": 1}}
+    (tmp_path / "reviews.yaml").write_text(yaml.safe_dump(config))
+    assert luodi("train", "reviews.yaml").code == 0
+    new = frame.head(4).drop(columns="label")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    explained = luodi("explain", "reviews", "--data", "new.csv", "--json", "--out", "why.jsonl")
+    assert explained.code == 0, explained.stderr
+    printed = explained.json()
+    assert set(printed["token_max_delta"]) == {"review"} and len(printed["rows"]) == 4
+    for row, text in zip(printed["rows"], new["review"], strict=True):
+        tokens = row["tokens"]["review"]
+        assert "".join(token["text"] for token in tokens).replace(" ", "") == text.replace(" ", "")  # no padding
+        total = sum(token["attribution"] for token in tokens)
+        assert total == pytest.approx(row["output"] - row["token_baseline_outputs"]["review"], abs=0.011)
+    written = pd.read_json(tmp_path / "why.jsonl", lines=True)
+    assert [json.loads(cell) for cell in written["review_tokens"]] == [row["tokens"]["review"]
+                                                                       for row in printed["rows"]]
+    human = luodi("explain", "reviews", "--data", "new.csv", "--show", "2")
+    assert human.code == 0 and human.stdout.count("review tokens (words padded: ") == 2, human.stderr
+    new.drop(columns="review").to_csv(tmp_path / "no_text.csv", index=False)
+    expect_error(luodi("explain", "reviews", "--data", "no_text.csv"), "no_text.csv", "column 'review' is missing")

@@ -10,18 +10,26 @@ left by the numerical integral).
 
 The baseline row is what the fitted pipeline makes of a row whose cells are all missing, except categories,
 which take their most frequent training value: numbers become their fill value (the training mean by default),
-binary columns their more common value, text an empty string. Image and sequence columns take their training
-mean, set on the encoded input: each channel's mean pixel, or zero for inputs the encoder normalizes. The
-explained output is the probability of the predicted class (or of `target_class`), or the predicted value in
-the target's units for regression.
+binary columns their more common value, a bag-of-words text an empty string. Image and sequence columns take
+their training mean, set on the encoded input: each channel's mean pixel, or zero for inputs the encoder
+normalizes. The explained output is the probability of the predicted class (or of `target_class`), or the
+predicted value in the target's units for regression.
 
-Text models add token-level attributions here later (integrated gradients on their token embeddings); the
-per-column numbers stay as they are.
+A text read as tokens (model.type rnn, transformer, hf) is not a cell of the baseline row: each row's reference
+is its own text with every token replaced by the pad token, beside its real attention mask, so lengths match
+(the reference Captum's BERT tutorials use; see evaluate/token_attributions.py). Its column's number is what
+the words add over padding. Such columns also get one number per token (`Explanation.tokens`): integrated
+gradients on the column's token embedding, from the same reference, the other inputs at their real values.
+
+Rows whose gap exceeds GAP_TOLERANCE (0.01 in probability, or 0.01 target std) are integrated again with twice
+the steps, up to REFINE_LIMIT times `steps`; rows still above are counted in the warnings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,10 +38,21 @@ import torch
 from torch import nn
 
 from luodi.errors import InputError
+from luodi.evaluate.token_attributions import (
+    TokenAttributions,
+    TokenizedText,
+    attribute_tokens,
+    batching,
+    token_embeddings,
+    token_records,
+    tokenize_texts,
+)
 from luodi.features.encoders import CategoryEncoder
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 CHUNK_ROWS = 512  # rows per integrated-gradients call: steps x rows activations stay small
+GAP_TOLERANCE = 0.01  # largest completeness gap of a row left unrefined (probability, or target std units)
+REFINE_LIMIT = 16  # rows above the tolerance are integrated again with doubled steps, up to this many times --steps
 
 
 @dataclass
@@ -50,9 +69,19 @@ class Explanation:
     target: str
     task: str
     warnings: list[str]
+    # Text (tokens) columns: per row, each token's {"token", "text", "start", "end", "attribution"}.
+    tokens: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    token_baseline_outputs: dict[str, np.ndarray] = field(default_factory=dict)  # (rows,) the column's words padded
+    token_delta: dict[str, np.ndarray] = field(default_factory=dict)  # (rows,) tokens' sum - (output - that output)
+
+    def top_tokens(self, row: int, count: int = 5) -> dict[str, list[dict[str, Any]]]:
+        """Each text column's `count` tokens with the largest |attribution| in row `row`, largest first."""
+        return {column: sorted(rows[row], key=lambda token: -abs(token["attribution"]))[:count]
+                for column, rows in self.tokens.items()}
 
     def to_frame(self) -> Any:
-        """One row per input row: prediction, explained class and output, baseline output, `<column>_attribution`."""
+        """One row per input row: prediction, explained class and output, baseline output, `<column>_attribution`,
+        and for each text column `<column>_tokens`, its tokens as a JSON list."""
         import pandas as pd
 
         columns: dict[str, Any] = {f"{self.target}_prediction": self.predictions}
@@ -62,24 +91,39 @@ class Explanation:
         columns["baseline_output"] = self.baseline_outputs
         for index, feature in enumerate(self.features):
             columns[f"{feature}_attribution"] = self.attributions[:, index]
+        for feature, rows in self.tokens.items():
+            columns[f"{feature}_tokens"] = [json.dumps(tokens, ensure_ascii=False) for tokens in rows]
         return pd.DataFrame(columns)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: what was explained, the largest completeness gap, and per row the attributions by column."""
+        """JSON-ready: what was explained, the largest completeness gap, and per row the attributions by column
+        (and, for text columns, by token)."""
         output = "value" if self.task == "regression" else "probability of the explained class"
         rows = []
         for index in range(len(self.predictions)):
-            rows.append({
+            row = {
                 "prediction": self.predictions[index],
                 "explained_class": self.explained[index],
                 "output": float(self.outputs[index]),
                 "baseline_output": float(self.baseline_outputs[index]),
                 "attributions": {feature: float(value)
                                  for feature, value in zip(self.features, self.attributions[index], strict=True)},
-            })
-        return {"method": "integrated gradients", "explained_output": output, "features": self.features,
-                "max_delta": float(np.abs(self.delta).max()) if len(self.delta) else 0.0, "rows": rows,
-                "warnings": self.warnings}
+            }
+            if self.tokens:
+                row["tokens"] = {feature: tokens[index] for feature, tokens in self.tokens.items()}
+                row["token_baseline_outputs"] = {feature: float(outputs[index])
+                                                 for feature, outputs in self.token_baseline_outputs.items()}
+            rows.append(row)
+        result = {"method": "integrated gradients", "explained_output": output, "features": self.features,
+                  "max_delta": largest(self.delta), "rows": rows, "warnings": self.warnings}
+        if self.tokens:
+            result["token_max_delta"] = {feature: largest(delta) for feature, delta in self.token_delta.items()}
+        return result
+
+
+def largest(delta: np.ndarray) -> float:
+    """The largest completeness gap (0 for no rows)."""
+    return float(np.abs(delta).max()) if len(delta) else 0.0
 
 
 def feature_blocks(pipeline: FeaturePipeline, model: nn.Module) -> list[tuple[str, int]]:
@@ -110,7 +154,8 @@ def tensor_baseline(encoder: Any, array: np.ndarray) -> np.ndarray:
 
 def baseline_inputs(pipeline: FeaturePipeline, example: pa.Table) -> Encoded:
     """The baseline row through the fitted pipeline (see the module docstring). `example`, one coerced row of
-    the data being explained, fills the columns of tensor features, whose baseline is then set on their inputs."""
+    the data being explained, fills the columns of tensor features, whose baseline is then set on their inputs;
+    a text read as tokens keeps the example's ids here: its reference is made per row (`chunk_baselines`)."""
     columns: dict[str, Any] = {}
     for encoder in pipeline.encoders:
         if encoder.kind == "tensor":
@@ -123,6 +168,8 @@ def baseline_inputs(pipeline: FeaturePipeline, example: pa.Table) -> Encoded:
             columns[encoder.name] = pa.array([None], pa.string())
     baseline = pipeline.transform(pa.table(columns), "baseline row", with_target=False)
     for encoder in pipeline.tensor_encoders():
+        if encoder.modality == "tokens":
+            continue
         for key, array in baseline.inputs.items():
             if key == encoder.name or key.startswith(f"{encoder.name}."):
                 baseline.inputs[key] = tensor_baseline(encoder, array)
@@ -151,6 +198,18 @@ class ExplainedOutput(nn.Module):
         return torch.softmax(logits, dim=-1)  # (batch, classes)
 
 
+def chunk_baselines(keys: list[str], baseline: Encoded, encoded: Encoded, texts: dict[str, TokenizedText],
+                    rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """The baselines of rows `rows` (indices): the baseline row repeated, except text (tokens) columns, whose ids
+    become each row's reference ids (every token of the text padded) beside its real mask, so lengths match."""
+    per_row: dict[str, np.ndarray] = {}
+    for name, text in texts.items():
+        per_row[name] = text.reference_ids(encoded.inputs[name][rows], rows)
+        per_row[f"{name}.mask"] = encoded.inputs[f"{name}.mask"][rows]
+    return tuple(torch.from_numpy(per_row[key] if key in per_row else
+                                  np.repeat(baseline.inputs[key], len(rows), axis=0)) for key in keys)
+
+
 def combined_layer(model: nn.Module) -> nn.Module:
     """The module whose input is the combined representation (the MLP's hidden layers)."""
     body = getattr(model, "body", None)
@@ -159,10 +218,33 @@ def combined_layer(model: nn.Module) -> nn.Module:
     return body
 
 
+def gap_tolerance(pipeline: FeaturePipeline) -> float:
+    """The largest completeness gap left unrefined: GAP_TOLERANCE in probability, or in target std for regression."""
+    return GAP_TOLERANCE * (pipeline.target.std if pipeline.target.task == "regression" else 1.0)
+
+
+def refine(attribute: Callable[[np.ndarray, int], np.ndarray], rows: int, steps: int, tolerance: float) -> None:
+    """Run `attribute(row indices, steps)` (it stores its results and returns the rows' completeness gaps) on every
+    row, then again with doubled steps on the rows whose gap exceeds `tolerance`, up to REFINE_LIMIT x steps.
+
+    A trained model can switch from one class to the other over a few thousandths of the path (measured: a GRU's
+    logit went from -9.5 to +7 between 0.43 and 0.44 of the way from padding to its text), which 50 points miss;
+    the rows that need it pay for more, the others keep `steps`."""
+    todo, current = np.arange(rows), steps
+    while len(todo):
+        gaps = attribute(todo, current)
+        todo = todo[np.abs(gaps) > tolerance]
+        if current * 2 > steps * REFINE_LIMIT:
+            return
+        current *= 2
+
+
 def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table, encoded: Encoded, *,
-                    target_class: str | None = None, steps: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    target_class: str | None = None, steps: int = 50,
+                    texts: dict[str, TokenizedText] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Integrated-gradients attributions (rows, input columns in config order) of coerced rows `table` (encoded
-    as `encoded`), and the outputs they explain.
+    as `encoded`), and the outputs they explain; rows whose gap exceeds the tolerance are refined (`refine`).
+    `texts`: the text (tokens) columns as `tokenize_texts` gives them (made here when not given).
 
     Returns (attributions, {"class": explained class index per row (-1 for regression), "output", "baseline",
     "delta"}).
@@ -176,6 +258,7 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table
     keys = list(encoded.inputs)
     explained = ExplainedOutput(model, keys, pipeline).eval()
     baseline = baseline_inputs(pipeline, table)
+    texts = tokenize_texts(pipeline, table, encoded) if texts is None else texts
     task = pipeline.target.task
     fixed_class = None
     if target_class is not None:
@@ -187,37 +270,89 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table
         fixed_class = names.index(target_class)
     integrated = LayerIntegratedGradients(explained, combined_layer(model))
     rows = len(encoded)
+    chunk, internal = batching(pipeline, CHUNK_ROWS)
+    offsets = np.cumsum([0] + [width for _, width in blocks])
     attributions = np.zeros((rows, len(columns)), np.float64)
     found = {name: np.zeros(rows, np.float64) for name in ("output", "baseline", "delta")}
     found["class"] = np.full(rows, -1, np.int64)
-    for start in range(0, rows, CHUNK_ROWS):
-        stop = min(rows, start + CHUNK_ROWS)
-        inputs = tuple(torch.from_numpy(encoded.inputs[key][start:stop]) for key in keys)
-        baselines = tuple(torch.from_numpy(np.repeat(baseline.inputs[key], stop - start, axis=0)) for key in keys)
-        with torch.no_grad():
-            output, base_output = explained(*inputs), explained(*baselines)
-        target = None
-        if task != "regression":
-            chosen = output.argmax(dim=1) if fixed_class is None else torch.full((stop - start,), fixed_class)
-            target = chosen
-            found["class"][start:stop] = chosen.numpy()
-            output = output.gather(1, chosen[:, None]).squeeze(1)
-            base_output = base_output.gather(1, chosen[:, None]).squeeze(1)
-        layer_attributions, delta = integrated.attribute(
-            inputs, baselines=baselines, target=target, n_steps=steps, attribute_to_layer_input=True,
-            return_convergence_delta=True)
-        combined = layer_attributions.detach().double().numpy()  # (rows, combined width)
-        if combined.shape[1] != sum(width for _, width in blocks):
-            raise ValueError(f"the model combines {combined.shape[1]} values per row, the pipeline's columns "
-                             f"{sum(width for _, width in blocks)}: this architecture is not supported yet")
-        offsets = np.cumsum([0] + [width for _, width in blocks])
-        for block, (name, _) in enumerate(blocks):
-            column = columns.index(name)
-            attributions[start:stop, column] = combined[:, offsets[block]:offsets[block + 1]].sum(axis=1)
-        found["output"][start:stop] = output.double().numpy()
-        found["baseline"][start:stop] = base_output.double().numpy()
-        found["delta"][start:stop] = delta.detach().double().numpy()
+
+    def attribute(todo: np.ndarray, steps: int) -> np.ndarray:
+        for start in range(0, len(todo), chunk):
+            indices = todo[start:start + chunk]
+            inputs = tuple(torch.from_numpy(encoded.inputs[key][indices]) for key in keys)
+            baselines = chunk_baselines(keys, baseline, encoded, texts, indices)
+            with torch.no_grad():
+                output, base_output = explained(*inputs), explained(*baselines)
+            target = None
+            if task != "regression":
+                target = output.argmax(dim=1) if fixed_class is None else torch.full((len(indices),), fixed_class)
+                found["class"][indices] = target.numpy()
+                output = output.gather(1, target[:, None]).squeeze(1)
+                base_output = base_output.gather(1, target[:, None]).squeeze(1)
+            layer_attributions, delta = integrated.attribute(
+                inputs, baselines=baselines, target=target, n_steps=steps, attribute_to_layer_input=True,
+                internal_batch_size=internal, return_convergence_delta=True)
+            combined = layer_attributions.detach().double().numpy()  # (rows, combined width)
+            if combined.shape[1] != offsets[-1]:
+                raise ValueError(f"the model combines {combined.shape[1]} values per row, the pipeline's columns "
+                                 f"{offsets[-1]}: this architecture is not supported yet")
+            for block, (name, _) in enumerate(blocks):
+                attributions[indices, columns.index(name)] = combined[:, offsets[block]:offsets[block + 1]].sum(axis=1)
+            found["output"][indices] = output.double().numpy()
+            found["baseline"][indices] = base_output.double().numpy()
+            found["delta"][indices] = delta.detach().double().numpy()
+        return found["delta"][todo]
+
+    refine(attribute, rows, steps, gap_tolerance(pipeline))
     return attributions, found
+
+
+def explain_tokens(model: nn.Module, pipeline: FeaturePipeline, encoded: Encoded, texts: dict[str, TokenizedText],
+                   classes: np.ndarray, steps: int) -> dict[str, TokenAttributions]:
+    """Token attributions of every text (tokens) column (see evaluate/token_attributions.py) for the explained
+    class of each row (`classes`, -1 for regression)."""
+    explained = ExplainedOutput(model, list(encoded.inputs), pipeline).eval()
+    return {name: column_tokens(explained, embedding, pipeline, encoded, texts[name], classes, steps)
+            for name, embedding in token_embeddings(pipeline, model).items()}
+
+
+def column_tokens(explained: ExplainedOutput, embedding: nn.Module, pipeline: FeaturePipeline, encoded: Encoded,
+                  text: TokenizedText, classes: np.ndarray, steps: int) -> TokenAttributions:
+    """One text column's token attributions, integrated on its token `embedding`; rows whose gap exceeds the
+    tolerance are refined."""
+    from captum.attr import LayerIntegratedGradients
+
+    integrated = LayerIntegratedGradients(explained, embedding)
+    rows = len(encoded)
+    chunk, internal = batching(pipeline, CHUNK_ROWS)
+    values: list[np.ndarray] = [np.zeros(0)] * rows  # per row: one number per token position
+    baseline_outputs, deltas = np.zeros(rows, np.float64), np.zeros(rows, np.float64)
+
+    def attribute(todo: np.ndarray, steps: int) -> np.ndarray:
+        for start in range(0, len(todo), chunk):
+            indices = todo[start:start + chunk]
+            found, baseline_outputs[indices], deltas[indices] = attribute_tokens(
+                integrated, explained, explained.keys, encoded, text, indices, classes, steps, internal)
+            for row, row_values in zip(indices, found, strict=True):
+                values[row] = row_values
+        return deltas[todo]
+
+    refine(attribute, rows, steps, gap_tolerance(pipeline))
+    return TokenAttributions([token_records(text, row, values[row]) for row in range(rows)], baseline_outputs, deltas)
+
+
+def gap_warnings(explanation: Explanation, steps: int, tolerance: float) -> list[str]:
+    """A warning per set of attributions (the columns', each text's tokens) with rows still above the tolerance."""
+    gaps = {"the column attributions": explanation.delta} | {
+        f"the token attributions of column {name!r}": delta for name, delta in explanation.token_delta.items()}
+    warnings = []
+    for what, delta in gaps.items():
+        above = int((np.abs(delta) > tolerance).sum())
+        if above:
+            warnings.append(f"{above} rows leave a completeness gap above {tolerance:.3g} in {what} even at "
+                            f"{steps * REFINE_LIMIT} steps (largest {np.abs(delta).max():.3g}); more --steps "
+                            "narrow it")
+    return warnings
 
 
 def explain(package: Any, data: Any, *, source: str = "records", target_class: str | None = None,
@@ -226,14 +361,21 @@ def explain(package: Any, data: Any, *, source: str = "records", target_class: s
     table, encoded = package.encode(data, source, strict=strict)
     if not len(encoded):
         raise InputError(f"{source}: no rows to explain")
-    pipeline = package.pipeline
-    attributions, found = explain_encoded(package.model, pipeline, table, encoded, target_class=target_class,
-                                          steps=steps)
+    pipeline, model = package.pipeline, package.model
+    texts = tokenize_texts(pipeline, table, encoded)
+    attributions, found = explain_encoded(model, pipeline, table, encoded, target_class=target_class, steps=steps,
+                                          texts=texts)
+    tokens = explain_tokens(model, pipeline, encoded, texts, found["class"], steps)
     predictions, _ = pipeline.target.decode(package.outputs(encoded))
     names = pipeline.target.classes
     explained = [names[index] if index >= 0 else None for index in found["class"]]
-    return Explanation(
+    explanation = Explanation(
         features=[encoder.name for encoder in pipeline.encoders], attributions=attributions, predictions=predictions,
         explained=explained, outputs=found["output"], baseline_outputs=found["baseline"], delta=found["delta"],
         target=package.target, task=pipeline.target.task, warnings=encoded.unseen.messages(),
+        tokens={name: text.tokens for name, text in tokens.items()},
+        token_baseline_outputs={name: text.baseline_outputs for name, text in tokens.items()},
+        token_delta={name: text.delta for name, text in tokens.items()},
     )
+    explanation.warnings += gap_warnings(explanation, steps, gap_tolerance(pipeline))
+    return explanation
