@@ -13,6 +13,7 @@ import pytest
 from luodi.config import LuodiConfig, validate_config
 from luodi.data.sources import read_table
 from luodi.errors import InputError
+from luodi.features.encoders import Unseen
 from luodi.features.pipeline import FeaturePipeline, coerce_table
 
 
@@ -174,3 +175,61 @@ def test_asset_folders_are_inside_and_unique_whatever_the_column_name(tmp_path: 
     assert len(set(folders)) == len(names)
     for folder in folders:
         assert folder.parent == tmp_path / "tokenizer"
+
+
+def wide_config(columns: int, extra: list[dict[str, Any]] | None = None) -> LuodiConfig:
+    features = [{"name": f"x{i}", "type": "numeric"} for i in range(columns)] + (extra or [])
+    return validate_config({"name": "w", "data": {"train": "t.csv"}, "target": {"name": "y", "task": "binary"},
+                            "input_features": features})
+
+
+@pytest.mark.parametrize("block_values", [1 << 22, 7])  # one block, and blocks of a few rows (big tables)
+def test_numeric_columns_scaled_together_equal_one_column_at_a_time(monkeypatch: pytest.MonkeyPatch,
+                                                                    block_values: int) -> None:
+    import luodi.features.encoders as encoders
+    import luodi.features.pipeline as pipeline_module
+
+    monkeypatch.setattr(encoders, "NUMERIC_BLOCK_VALUES", block_values)
+    monkeypatch.setattr(pipeline_module, "INFINITY_CHECK_VALUES", block_values)
+    rng = np.random.default_rng(3)
+    config = wide_config(5, [{"name": "flag", "type": "binary"}, {"name": "c", "type": "category"}])
+    values = {f"x{i}": rng.normal(1e9 if i == 2 else 0, 10 ** i, 30) for i in range(5)}  # x2: epoch-like values
+    values["x1"][::4] = np.nan
+    table = pa.table({**{k: pa.array(v, from_pandas=True) for k, v in values.items()},
+                      "flag": rng.choice(["yes", "no"], 30).tolist(), "c": rng.choice(["a", "b"], 30).tolist(),
+                      "y": rng.choice(["p", "q"], 30).tolist()})
+    pipeline = FeaturePipeline.fit(config, coerce_table(table, config, "t", True))
+    dense = pipeline.transform(coerce_table(table, config, "t", True), "t", True).inputs["dense"]
+    unseen = Unseen()
+    one_by_one = np.concatenate([encoder.transform(table.column(encoder.name), unseen)
+                                 for encoder in pipeline.encoders if encoder.kind == "dense"], axis=1)
+    assert dense.shape == (30, 6) and dense.dtype == np.float32  # 5 numbers, then the binary column
+    assert np.array_equal(dense, one_by_one)  # bit for bit: the same float64 arithmetic, then one cast
+    for index, encoder in enumerate(pipeline.encoders[:5]):  # and what a numeric column means, spelled out
+        filled = np.where(np.isnan(values[f"x{index}"]), encoder.fill, values[f"x{index}"])
+        assert np.array_equal(dense[:, index], ((filled - encoder.center) / encoder.scale).astype(np.float32))
+
+
+@pytest.mark.parametrize("block_values", [1 << 22, 7])
+def test_wide_tables_name_the_first_infinite_column_and_row(monkeypatch: pytest.MonkeyPatch,
+                                                            block_values: int) -> None:
+    import luodi.features.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "INFINITY_CHECK_VALUES", block_values)
+    config = wide_config(40)
+    columns = {f"x{i}": [0.5] * 12 for i in range(40)}
+    columns["x31"][2] = float("inf")  # an earlier row, in a later column
+    columns["x7"][9] = float("-inf")  # the first column holding one: reported first, as the config lists it
+    table = pa.table({**columns, "y": ["p", "q"] * 6})
+    with pytest.raises(InputError, match=r"column 'x7' row 10 is infinite \(-inf\)"):
+        coerce_table(table, config, "wide.csv", with_target=True)
+
+
+def test_wide_tables_name_the_column_and_row_beyond_float32() -> None:
+    config = wide_config(30)
+    train = pa.table({**{f"x{i}": [0.0, 1.0, 2.0, 3.0] for i in range(30)}, "y": ["p", "q"] * 2})
+    pipeline = FeaturePipeline.fit(config, train)
+    probe = {f"x{i}": [1.0, 2.0, 3.0] for i in range(30)}
+    probe["x17"][1] = 1e300
+    with pytest.raises(InputError, match=r"column 'x17' row 2: 1e\+300 is too large for the model"):
+        pipeline.transform(pa.table(probe), "rows", with_target=False)

