@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 import torch
 
 from luodi.config import RuntimeConfig
-from luodi.train.runtime import apply_runtime, choose_device, choose_threads, seed_everything, tune_allocator
+from luodi.train.runtime import (
+    apply_runtime,
+    busy_cores,
+    choose_device,
+    choose_threads,
+    seed_everything,
+    tune_allocator,
+)
 
 
 @pytest.fixture
@@ -32,6 +40,35 @@ def test_auto_threads_within_usable_cores() -> None:
     count, reason = choose_threads("auto")
     assert 1 <= count <= usable_cores()
     assert reason.startswith("auto: ")
+
+
+def test_busy_cores_counts_a_spinning_process() -> None:
+    import subprocess
+    import sys
+
+    idle = busy_cores(0.3)
+    if idle is None:
+        pytest.skip("no /proc/stat here")
+    assert 0.0 <= idle <= (os.cpu_count() or 1)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy >= 0.7  # one core spun the whole window (other work may add to it)
+
+
+@pytest.mark.parametrize(("busy", "expected"), [(0.0, 2), (0.3, 2), (0.8, 1), (1.6, 1), (7.0, 1)])
+def test_auto_threads_leave_out_the_busy_cores(monkeypatch: pytest.MonkeyPatch, busy: float, expected: int) -> None:
+    import luodi.train.runtime as runtime
+
+    monkeypatch.setattr(runtime, "busy_cores", lambda: busy)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # a job that just ended: not counted
+    assert choose_threads("auto") == (expected, f"auto: 2 usable cores, {busy:.2f} busy now")
 
 
 def test_tune_allocator_is_idempotent() -> None:

@@ -347,7 +347,8 @@ class RuntimeConfig(Strict):
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     threads: int | Literal["auto"] = Field(
-        "auto", description="Torch intra-op threads; auto counts the cores that are free now (load average)."
+        "auto", description="Torch intra-op threads; auto counts the cores that are free now (CPU use measured "
+        "over 0.1 s; the load average where /proc/stat is missing)."
     )
     allocator: Literal["tuned", "default"] = Field(
         "tuned", description="tuned keeps freed memory in the process (mallopt) instead of returning it per step."

@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -39,15 +40,45 @@ def tune_allocator() -> str:
     return "tuned" if applied else "default (mallopt refused)"
 
 
+BUSY_WINDOW_S = 0.1  # how long choose_threads watches the CPUs: /proc/stat counts in 10 ms ticks
+
+
+def busy_cores(window_s: float = BUSY_WINDOW_S) -> float | None:
+    """How many of the machine's cores other work keeps busy right now, from /proc/stat over a short window
+    (Linux); None where it cannot be read. This process is asleep meanwhile, so what is counted is the others."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            ticks = [int(value) for value in handle.readline().split()[1:9]]  # user nice system idle iowait irq ...
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total, idle = sample()
+        time.sleep(window_s)
+        total_after, idle_after = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total_after - total
+    if elapsed <= 0:
+        return None
+    return (1 - (idle_after - idle) / elapsed) * (os.cpu_count() or 1)
+
+
 def choose_threads(requested: int | str) -> tuple[int, str]:
     """A deliberate intra-op thread count: the cores that are free now, never more than the process may use.
 
-    Two threads on a 2-core machine whose other core is busy ran 3.5-8x slower than one, so 'auto' subtracts
-    the 1-minute load average from the usable cores.
+    Two threads on a 2-core machine whose other core is busy ran 3.5-8x slower than one, so 'auto' leaves out
+    the cores other work keeps busy. They are measured now (`busy_cores`), not read from the load average: that is
+    a one-minute moving average, so right after a job ends it still counts the job for a minute or more, and a
+    second `luodi train` started then ran on one thread, at about half speed on a CNN. Where /proc/stat is
+    missing, the load average is the fallback.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if requested != "auto":
         return int(requested), "configured"
+    busy = busy_cores()
+    if busy is not None:
+        free = max(1, min(cores, int((os.cpu_count() or cores) - busy + 0.5)))
+        return free, f"auto: {cores} usable cores, {busy:.2f} busy now"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     free = max(1, min(cores, int(cores - load + 0.5)))
     return free, f"auto: {cores} usable cores, load average {load:.2f}"
