@@ -12,9 +12,11 @@ transformer), AdamW lr 1e-3 weight decay 0.01.
 - baseline: a hand-written nn.Module of that architecture and the idiomatic loop (shuffled index slicing of
   pre-made tensors, zero_grad, forward, cross-entropy, backward, step), torch's default threads and allocator.
 - luodi: the same architecture built by luodi (`RNNEncoder` / `TransformerEncoder` under the combiner MLP with no
-  hidden layer) trained by `luodi.train.loop.fit` with luodi's defaults (gradient clipping at 1.0, a validation
-  pass of 128 texts and a checkpoint per epoch, both included in its time) after `apply_runtime` (allocator tuned,
-  threads: auto, which counts the cores free now: on a busy machine it picks fewer threads than torch's default).
+  hidden layer) trained by `luodi.train.loop.fit` with luodi's defaults (gradient clipping at 1.0) after
+  `apply_runtime` (allocator tuned, threads: auto, which counts the cores free now: on a busy machine it picks
+  fewer threads than torch's default). Its clock runs from calling `fit` to the end of its last training step:
+  the baseline's work, plus fit's set-up. The epoch's validation pass (128 texts) and checkpoint, which the
+  baseline does not do, come after; the whole epoch's ratio is printed beside.
 - luodi_same_threads: the same, with torch's default thread count pinned (the baseline's): the loop, modules and
   allocator alone.
 
@@ -150,13 +152,17 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
         # for the validation metrics (about 1.6 s). Both are paid once per process, not per epoch.
         torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
         compute_metrics("multiclass", np.arange(CLASSES), np.eye(CLASSES, dtype=np.float32))
+        clock = StepClock()
         with tempfile.TemporaryDirectory(prefix="luodi-bench-") as run_dir:
             started = time.perf_counter()
             fit(model, train, validation, config, task="multiclass", loss_fn=build_loss("multiclass", None),
                 score=lambda outputs, y: compute_metrics("multiclass", y, outputs), monitor="loss", mode="min",
-                run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"))
+                run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"), progress=clock)
             seconds = time.perf_counter() - started
         threads, allocator = environment["threads"], environment["allocator"]
+        steps_seconds = clock.last_step - started  # fit's set-up and its training steps: the baseline's work
+        return {"samples_per_s": rows / steps_seconds, "epoch_samples_per_s": rows / seconds,
+                "seconds": steps_seconds, "epoch_seconds": seconds, "threads": threads, "allocator": allocator}
     else:
         torch.manual_seed(seed)
         model = baseline_model(workload, shape)
@@ -174,7 +180,26 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
             optimizer.step()
         seconds = time.perf_counter() - started
         threads, allocator = torch.get_num_threads(), "default"
-    return {"samples_per_s": rows / seconds, "seconds": seconds, "threads": threads, "allocator": allocator}
+    return {"samples_per_s": rows / seconds, "epoch_samples_per_s": rows / seconds, "seconds": seconds,
+            "epoch_seconds": seconds, "threads": threads, "allocator": allocator}
+
+
+class StepClock:
+    """A `fit` progress reporter that notes when each training step ends: fit's time up to its last step is the
+    work the baseline does; the epoch's validation pass and checkpoint come after it."""
+
+    last_step = 0.0
+
+    def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None: ...
+
+    def step(self, loss: float | None) -> None:
+        import time
+
+        self.last_step = time.perf_counter()
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------- parent side
@@ -184,9 +209,9 @@ def run_child(workload: str, variant: str, seed: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def median_ratio(results: dict[str, list[dict[str, Any]]], name: str) -> float:
+def median_ratio(results: dict[str, list[dict[str, Any]]], name: str, key: str = "samples_per_s") -> float:
     """Median over rounds of variant / baseline samples per second (each round's runs ran back to back)."""
-    return statistics.median(ours["samples_per_s"] / base["samples_per_s"]
+    return statistics.median(ours[key] / base[key]
                              for base, ours in zip(results["baseline"], results[name], strict=True))
 
 
@@ -219,18 +244,21 @@ def main() -> int:
             print(f"  {workload} round {round_index + 1}/{rounds}: baseline {base['samples_per_s']:.1f} "
                   f"({base['threads']} threads), luodi {ours['samples_per_s']:.1f} ({ours['threads']} threads, "
                   f"allocator {ours['allocator']}), luodi at {same['threads']} threads {same['samples_per_s']:.1f} "
-                  f"samples/s | ratio {ours['samples_per_s'] / base['samples_per_s']:.3f}", flush=True)
+                  f"samples/s | ratio {ours['samples_per_s'] / base['samples_per_s']:.3f}; whole epoch (validation "
+                  f"and checkpoint too) luodi {ours['epoch_samples_per_s']:.1f}", flush=True)
 
         rates = {name: statistics.median(item["samples_per_s"] for item in items) for name, items in results.items()}
         main_ratio, same_ratio = median_ratio(results, "luodi"), median_ratio(results, "luodi_same_threads")
+        epoch_ratio = median_ratio(results, "luodi", "epoch_samples_per_s")
         ok = main_ratio >= GOAL
         passed &= ok
         print(f"{workload}: baseline {rates['baseline']:.1f} samples/s, luodi {rates['luodi']:.1f} | luodi/baseline "
-              f"{main_ratio:.3f} (at the baseline's thread count {same_ratio:.3f}) | goal >= {GOAL:.2f}: "
-              f"{'MET' if ok else 'MISSED'}")
+              f"{main_ratio:.3f} (at the baseline's thread count {same_ratio:.3f}; whole epoch with luodi's "
+              f"validation pass and checkpoint {epoch_ratio:.3f}) | goal >= {GOAL:.2f}: {'MET' if ok else 'MISSED'}")
         report["workloads"][workload] = {"shape": WORKLOADS[workload], "samples_per_s": rates,
                                          "ratio_median": main_ratio, "ratio_same_threads_median": same_ratio,
-                                         "runs": results, "goal": GOAL, "met": ok}
+                                         "ratio_whole_epoch_median": epoch_ratio, "runs": results, "goal": GOAL,
+                                         "met": ok}
     report["all_goals_met"] = passed
     report["load_average_end"] = os.getloadavg()[0]
     print(f"goals {'MET' if passed else 'NOT met'} | load average {os.getloadavg()[0]:.2f} at end")
