@@ -187,10 +187,8 @@ def wide_config(columns: int, extra: list[dict[str, Any]] | None = None) -> Luod
 def test_numeric_columns_scaled_together_equal_one_column_at_a_time(monkeypatch: pytest.MonkeyPatch,
                                                                     block_values: int) -> None:
     import luodi.features.encoders as encoders
-    import luodi.features.pipeline as pipeline_module
 
     monkeypatch.setattr(encoders, "NUMERIC_BLOCK_VALUES", block_values)
-    monkeypatch.setattr(pipeline_module, "INFINITY_CHECK_VALUES", block_values)
     rng = np.random.default_rng(3)
     config = wide_config(5, [{"name": "flag", "type": "binary"}, {"name": "c", "type": "category"}])
     values = {f"x{i}": rng.normal(1e9 if i == 2 else 0, 10 ** i, 30) for i in range(5)}  # x2: epoch-like values
@@ -213,9 +211,9 @@ def test_numeric_columns_scaled_together_equal_one_column_at_a_time(monkeypatch:
 @pytest.mark.parametrize("block_values", [1 << 22, 7])
 def test_wide_tables_name_the_first_infinite_column_and_row(monkeypatch: pytest.MonkeyPatch,
                                                             block_values: int) -> None:
-    import luodi.features.pipeline as pipeline_module
+    import luodi.features.encoders as encoders
 
-    monkeypatch.setattr(pipeline_module, "INFINITY_CHECK_VALUES", block_values)
+    monkeypatch.setattr(encoders, "NUMERIC_BLOCK_VALUES", block_values)
     config = wide_config(40)
     columns = {f"x{i}": [0.5] * 12 for i in range(40)}
     columns["x31"][2] = float("inf")  # an earlier row, in a later column

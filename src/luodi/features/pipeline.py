@@ -21,6 +21,7 @@ from luodi.features.encoders import (
     TensorEncoder,
     Unseen,
     build_encoder,
+    numeric_blocks,
     scale_numeric,
 )
 from luodi.features.image import coerce_images
@@ -57,22 +58,15 @@ def _first_bad_row(column: pa.ChunkedArray) -> tuple[int, Any]:
 FLOAT64 = pa.float64()
 
 
-INFINITY_CHECK_VALUES = 1 << 22  # values per NumPy pass of refuse_infinities (32 MiB of float64 at most)
-
-
 def refuse_infinities(columns: list[tuple[str, pa.ChunkedArray]], source: str) -> None:
     """An InputError naming the first float64 column (in config order) holding +-inf, and its first such row.
 
-    The check runs over blocks of rows of all columns at once: a few NumPy calls per block instead of Arrow's
-    is_inf + any per column, which is most of the cost of a wide row (784 columns: about 5 ms a request)."""
-    if not columns:
-        return
-    rows = len(columns[0][1])
-    step = max(1, INFINITY_CHECK_VALUES // len(columns))
-    for start in range(0, rows, step):
-        block = [column if rows <= step else column.slice(start, step) for _, column in columns]
-        if np.isinf(np.column_stack([column.to_numpy(zero_copy_only=False) for column in block])).any():
-            break  # null -> nan, never inf
+    The check runs over blocks of rows of all columns at once (`numeric_blocks`): a few NumPy calls per block
+    instead of Arrow's is_inf + any per column, which was most of the cost of a wide row (784 columns: about 5 ms
+    a request)."""
+    for _, values in numeric_blocks([column for _, column in columns]):
+        if np.isinf(values).any():  # null -> nan, never inf
+            break
     else:
         return
     for name, column in columns:  # rare: find the first column with an infinity, then its first row
@@ -194,15 +188,15 @@ class FeaturePipeline:
         """The dense blocks in encoder order; numeric columns are scaled together (`scale_numeric`)."""
         encoders = [encoder for encoder in self.encoders if encoder.kind == "dense"]
         numeric = [encoder for encoder in encoders if isinstance(encoder, NumericEncoder)]
-        if len(numeric) < 2:
-            return [encoder.transform(table.column(encoder.name), unseen) for encoder in encoders]
         by_name = dict(zip(table.column_names, table.columns, strict=True))  # table.column(name) is O(columns)
+        if not numeric:
+            return [encoder.transform(by_name[encoder.name], unseen) for encoder in encoders]
         block = scale_numeric(numeric, [by_name[encoder.name] for encoder in numeric])
         if len(numeric) == len(encoders):
-            return [block]
+            return [block]  # one block, not a slice per column to concatenate again
         index = {id(encoder): position for position, encoder in enumerate(numeric)}
         return [block[:, index[id(encoder)], None] if id(encoder) in index
-                else encoder.transform(table.column(encoder.name), unseen) for encoder in encoders]
+                else encoder.transform(by_name[encoder.name], unseen) for encoder in encoders]
 
     def tensor_encoders(self) -> list[TensorEncoder]:
         """Encoders that give model inputs of their own (images, sequences, tokens), in input order."""
