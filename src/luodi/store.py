@@ -351,19 +351,17 @@ class Store:
         validate_name(name, "model name")
         if version is not None:
             return self.get_version(name, version)
+        latest = self.latest_version(name)
+        if latest is None:  # a misspelt model is "not found", whatever alias follows it
+            with self._connect() as connection:
+                raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
         if alias is None or alias == "latest":
-            version = self.latest_version(name)
-            if version is None:
-                with self._connect() as connection:
-                    raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
-            return self.get_version(name, version)
+            return self.get_version(name, latest)
         validate_name(alias, "alias")
         with self._connect() as connection:
             row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
                                      (name, alias)).fetchone()
             if row is None:
-                if self.latest_version(name) is None:
-                    raise InputError(f"model {name!r} not found{self._known_models_hint(connection)}")
                 known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
                 raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
         return self.get_version(name, row[0])
