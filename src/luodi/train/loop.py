@@ -199,6 +199,8 @@ def fit(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:  # dropout on the GPU draws from the device's generator
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
         state.update({key: saved[key] for key in state})
@@ -209,6 +211,7 @@ def fit(
         save_checkpoint(run_dir, {
             **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": torch.get_rng_state(), **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
         })
 
     every = config.checkpoint_every_steps

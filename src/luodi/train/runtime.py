@@ -115,7 +115,13 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None) 
     torch.set_num_threads(count)
     device = choose_device(config.device)
     if config.deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, which must be set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        # cuDNN times its convolution algorithms on the first batch of each shape and keeps the fastest; image
+        # batches have one shape, so this pays once. Off when asked for deterministic kernels.
+        torch.backends.cudnn.benchmark = not config.deterministic
     seed_everything(seed)
     from luodi.train.precision import choose_precision
 
