@@ -1,0 +1,224 @@
+"""luodi's training loop on a CUDA GPU against the default hand-written loop: the same model, data and batches.
+
+Workloads (synthetic uint8 images, 10 classes, AdamW lr 1e-3, weight decay 0.01): vision.py's cifar_cnn and
+mnist_cnn, and `model.type: resnet` (luodi's small residual network, its defaults) on 3x32x32.
+
+Variants, each in a fresh subprocess, taking turns in every round; both train the module `build_model` makes for
+the config (so the architecture is identical, uint8 images scaled and normalized in the model):
+- default: the idiomatic loop on a GPU: the images in host memory, each shuffled batch sliced and copied with
+  `.to(device)`, fp32, zero_grad / forward / cross-entropy / backward / step, torch's defaults otherwise
+  (cuDNN autotuning off, NCHW).
+- luodi: `luodi.train.loop.fit` with the set-up `runtime.device: cuda` gives: bf16 autocast (fp16 with loss
+  scaling where bf16 is missing), the splits copied to the GPU once, cuDNN autotuning, channels-last, and its
+  defaults (gradient clipping, per-epoch validation on 1,024 rows and a checkpoint).
+Throughput is samples/s over the epochs after the first (cuDNN autotuning, CUDA context and kernels warm up in
+it), synchronized at each epoch's end; luodi's figure is whole epochs, its validation pass and checkpoint included.
+
+    python benchmarks/gpu_training.py               # 3 rounds, 3 workloads, batch 64 and 256: about 3 minutes
+    python benchmarks/gpu_training.py --quick       # 1 round
+
+Needs a CUDA device; it says so and exits 2 without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
+from vision import CLASSES, WORKLOADS, make_images
+
+SHAPES = {"cifar_cnn": (3, 32, 32), "mnist_cnn": (1, 28, 28), "resnet": (3, 32, 32)}
+VALIDATION_ROWS = 1024
+
+
+def config_for(workload: str, batch: int, epochs: int, channels_last: bool) -> Any:
+    from luodi.config import validate_config
+
+    channels, height, width = SHAPES[workload]
+    if workload == "resnet":
+        model: dict[str, Any] = {"type": "resnet", "resnet": {"channels_last": channels_last}}
+    else:
+        spec = WORKLOADS[workload]
+        model = {"type": "cnn", "hidden_sizes": spec["hidden"], "dropout": 0.0,
+                 "cnn": {"channels": spec["channels"], "batch_norm": False, "pool": "max", "output": "flatten",
+                         "channels_last": channels_last}}
+    return validate_config({
+        "name": workload, "data": {"train": "unused.csv"}, "target": {"name": "label", "task": "multiclass"},
+        "input_features": [{"name": "image", "type": "image", "height": height, "width": width,
+                            "channels": channels}],
+        "model": model,
+        "trainer": {"epochs": epochs, "batch_size": batch, "early_stopping": {"enabled": False},
+                    "optimizer": {"type": "adamw", "lr": 1e-3, "weight_decay": 0.01}},
+        "runtime": {"device": "cuda", "threads": "auto"},
+    })
+
+
+def build(config: Any, images: Any) -> Any:
+    from luodi.features.image import ImageEncoder
+    from luodi.features.pipeline import FeaturePipeline
+    from luodi.features.target import TargetEncoder
+    from luodi.models import build_model
+
+    channels, height, width = images.shape[1:]
+    encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,
+                           mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
+    pipeline = FeaturePipeline(config, [encoder], TargetEncoder(config.target, classes=list(range(CLASSES))))
+    return build_model(config, pipeline)
+
+
+def inputs(images: Any) -> dict[str, Any]:
+    import torch
+
+    count = len(images)
+    return {"dense": torch.zeros(count, 0), "categorical": torch.zeros(count, 0, dtype=torch.int64),
+            "image": torch.from_numpy(images)}
+
+
+def run_default(workload: str, rows: int, epochs: int, batch: int) -> float:
+    import torch
+    from torch import nn
+
+    device = torch.device("cuda")
+    images, labels = make_images(rows, SHAPES[workload])
+    x, y = inputs(images), torch.from_numpy(labels)
+    torch.manual_seed(0)
+    model = build(config_for(workload, batch, epochs, channels_last=False), images).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    ends = []
+    for _ in range(epochs):
+        order = torch.randperm(rows)
+        for start in range(0, rows, batch):
+            index = order[start:start + batch]
+            batch_inputs = {name: tensor[index].to(device) for name, tensor in x.items()}
+            optimizer.zero_grad()
+            loss_fn(model(batch_inputs), y[index].to(device)).backward()
+            optimizer.step()
+        torch.cuda.synchronize()
+        ends.append(time.perf_counter())
+    return rows * (epochs - 1) / (ends[-1] - ends[0])
+
+
+class SyncedClock:
+    """A luodi progress display that notes each epoch's end after the GPU has finished its work."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None: ...
+
+    def step(self, loss: float | None) -> None: ...
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+
+    def close(self) -> None: ...
+
+
+def run_luodi(workload: str, rows: int, epochs: int, batch: int) -> dict[str, Any]:
+    import torch
+
+    from luodi.evaluate.metrics import compute_metrics
+    from luodi.models.heads import build_loss
+    from luodi.train.loop import Tensors, fit
+    from luodi.train.precision import PRECISIONS
+    from luodi.train.runtime import apply_runtime
+
+    config = config_for(workload, batch, epochs, channels_last=True)
+    environment = apply_runtime(config.runtime, config.trainer.seed)
+    images, labels = make_images(rows + VALIDATION_ROWS, SHAPES[workload])
+    x, y = inputs(images), torch.from_numpy(labels)
+    train = Tensors({k: v[:rows] for k, v in x.items()}, y[:rows])
+    validation = Tensors({k: v[rows:] for k, v in x.items()}, y[rows:])
+    clock = SyncedClock()
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = fit(build(config, images), train, validation, config.trainer, task="multiclass",
+                     loss_fn=build_loss("multiclass"), score=lambda o, t: compute_metrics("multiclass", t, o),
+                     monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cuda"),
+                     progress=clock, precision=PRECISIONS[environment["mixed_precision"]],
+                     pin_memory=environment["pin_memory"])
+    return {"samples_per_s": rows * (epochs - 1) / (clock.ends[-1] - clock.ends[0]), **result.extra}
+
+
+def run_child(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{args} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--rows", type=int, default=16384)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--workloads", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", default="cifar_cnn", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_training: no CUDA device here; run it on a machine with one", file=sys.stderr)
+        return 2
+    if args.child:
+        run = run_default if args.child == "default" else run_luodi
+        result = run(args.workload, args.rows, args.epochs, args.batch)
+        print(json.dumps(result if isinstance(result, dict) else {"samples_per_s": result}))
+        return 0
+
+    rounds = args.rounds or (1 if args.quick else 3)
+    device = torch.cuda.get_device_name()
+    print(f"gpu_training: {device} | {rounds} round(s), {args.rows} rows, {args.epochs} epochs (the first untimed) "
+          f"| torch {torch.__version__}, python {platform.python_version()}")
+    variants = ["default", "luodi"]
+    runs: dict[str, dict[str, list[float]]] = {}
+    extra: dict[str, Any] = {}
+    for round_index in range(rounds):
+        order = variants if round_index % 2 == 0 else variants[::-1]
+        for workload in args.workloads:
+            for batch in args.batches:
+                key = f"{workload}/b{batch}"
+                runs.setdefault(key, {v: [] for v in variants})
+                for variant in order:
+                    result = run_child("--child", variant, "--workload", workload, "--batch", str(batch),
+                                       "--rows", str(args.rows), "--epochs", str(args.epochs))
+                    runs[key][variant].append(result["samples_per_s"])
+                    if variant == "luodi":
+                        extra[key] = {k: v for k, v in result.items() if k != "samples_per_s"}
+                print(f"  round {round_index + 1}/{rounds} {key}: default {runs[key]['default'][-1]:,.0f}  "
+                      f"luodi {runs[key]['luodi'][-1]:,.0f} samples/s", flush=True)
+    summary = {key: {"samples_per_s": {v: statistics.median(measured[v]) for v in variants},
+                     "luodi/default": statistics.median(a / b for a, b in zip(measured["luodi"], measured["default"],
+                                                                              strict=True)),
+                     **extra[key]} for key, measured in runs.items()}
+    print("median samples/s and luodi/default (median of per-round ratios):")
+    for key, result in summary.items():
+        rates = result["samples_per_s"]
+        print(f"  {key:>16}: default {rates['default']:,.0f}  luodi {rates['luodi']:,.0f}  "
+              f"x{result['luodi/default']:.2f}  ({result['mixed_precision']}, data {result['data_placement']})")
+    write_result("gpu_training", {"benchmark": "gpu_training", "device": device, "torch": torch.__version__,
+                                  "rounds": rounds, "rows": args.rows, "epochs": args.epochs, "cores": os.cpu_count(),
+                                  "summary": summary, "runs": runs}, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
