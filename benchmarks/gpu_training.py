@@ -8,13 +8,16 @@ the config (so the architecture is identical, uint8 images scaled and normalized
 - default: the idiomatic loop on a GPU: the images in host memory, each shuffled batch sliced and copied with
   `.to(device)`, fp32, zero_grad / forward / cross-entropy / backward / step, torch's defaults otherwise
   (cuDNN autotuning off, NCHW).
-- luodi: `luodi.train.loop.fit` with the set-up `runtime.device: cuda` gives: bf16 autocast (fp16 with loss
-  scaling where bf16 is missing), the splits copied to the GPU once, cuDNN autotuning, channels-last, and its
-  defaults (gradient clipping, per-epoch validation on 1,024 rows and a checkpoint).
+- luodi: `luodi.train.loop.fit` with the set-up `runtime.device: cuda` gives: TF32 tensor-core math (the
+  `mixed_precision: auto` choice on Ampere and later), the splits copied to the GPU once, cuDNN autotuning, the
+  fused AdamW kernel, channels-last, and its defaults (gradient clipping, per-epoch validation on 1,024 rows and a
+  checkpoint).
+- luodi_nchw: the same with `channels_last: false`.
 Throughput is samples/s over the epochs after the first (cuDNN autotuning, CUDA context and kernels warm up in
-it), synchronized at each epoch's end; luodi's figure is whole epochs, its validation pass and checkpoint included.
+it), synchronized at the end of each epoch's training steps; luodi's whole epochs (validation pass and checkpoint
+included) are printed beside.
 
-    python benchmarks/gpu_training.py               # 3 rounds, 3 workloads, batch 64 and 256: about 3 minutes
+    python benchmarks/gpu_training.py               # 3 rounds, 3 workloads, batch 64 and 256: about 7 minutes
     python benchmarks/gpu_training.py --quick       # 1 round
 
 Needs a CUDA device; it says so and exits 2 without one.
@@ -111,14 +114,24 @@ def run_default(workload: str, rows: int, epochs: int, batch: int) -> float:
 
 
 class SyncedClock:
-    """A luodi progress display that notes each epoch's end after the GPU has finished its work."""
+    """A luodi progress display that notes, after the GPU has finished its work, when each epoch's last training
+    step ends (the baseline's work) and when the epoch ends (luodi's validation pass and checkpoint included)."""
 
     def __init__(self) -> None:
         self.ends: list[float] = []
+        self.last_steps: list[float] = []
+        self.steps_per_epoch, self.steps = 0, 0
 
-    def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None: ...
+    def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None:
+        self.steps_per_epoch = steps_per_epoch
 
-    def step(self, loss: float | None) -> None: ...
+    def step(self, loss: float | None) -> None:
+        self.steps += 1
+        if self.steps % self.steps_per_epoch == 0:
+            import torch
+
+            torch.cuda.synchronize()
+            self.last_steps.append(time.perf_counter())
 
     def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None:
         import torch
@@ -128,8 +141,13 @@ class SyncedClock:
 
     def close(self) -> None: ...
 
+    def rates(self, rows: int) -> dict[str, float]:
+        steps = sum(last - previous for previous, last in zip(self.ends, self.last_steps[1:], strict=False))
+        return {"samples_per_s": rows * (len(self.ends) - 1) / steps,
+                "epoch_samples_per_s": rows * (len(self.ends) - 1) / (self.ends[-1] - self.ends[0])}
 
-def run_luodi(workload: str, rows: int, epochs: int, batch: int) -> dict[str, Any]:
+
+def run_luodi(workload: str, rows: int, epochs: int, batch: int, channels_last: bool = True) -> dict[str, Any]:
     import torch
 
     from luodi.evaluate.metrics import compute_metrics
@@ -138,7 +156,7 @@ def run_luodi(workload: str, rows: int, epochs: int, batch: int) -> dict[str, An
     from luodi.train.precision import PRECISIONS
     from luodi.train.runtime import apply_runtime
 
-    config = config_for(workload, batch, epochs, channels_last=True)
+    config = config_for(workload, batch, epochs, channels_last)
     environment = apply_runtime(config.runtime, config.trainer.seed)
     images, labels = make_images(rows + VALIDATION_ROWS, SHAPES[workload])
     x, y = inputs(images), torch.from_numpy(labels)
@@ -151,7 +169,7 @@ def run_luodi(workload: str, rows: int, epochs: int, batch: int) -> dict[str, An
                      monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cuda"),
                      progress=clock, precision=PRECISIONS[environment["mixed_precision"]],
                      pin_memory=environment["pin_memory"])
-    return {"samples_per_s": rows * (epochs - 1) / (clock.ends[-1] - clock.ends[0]), **result.extra}
+    return {**clock.rates(rows), **result.extra}
 
 
 def run_child(*args: str) -> dict[str, Any]:
@@ -179,20 +197,24 @@ def main() -> int:
         print("gpu_training: no CUDA device here; run it on a machine with one", file=sys.stderr)
         return 2
     if args.child:
-        run = run_default if args.child == "default" else run_luodi
-        result = run(args.workload, args.rows, args.epochs, args.batch)
-        print(json.dumps(result if isinstance(result, dict) else {"samples_per_s": result}))
+        if args.child == "default":
+            result = {"samples_per_s": run_default(args.workload, args.rows, args.epochs, args.batch)}
+        else:
+            result = run_luodi(args.workload, args.rows, args.epochs, args.batch, args.child == "luodi")
+        print(json.dumps(result))
         return 0
 
     rounds = args.rounds or (1 if args.quick else 3)
     device = torch.cuda.get_device_name()
     print(f"gpu_training: {device} | {rounds} round(s), {args.rows} rows, {args.epochs} epochs (the first untimed) "
           f"| torch {torch.__version__}, python {platform.python_version()}")
-    variants = ["default", "luodi"]
+    variants = ["default", "luodi", "luodi_nchw"]
     runs: dict[str, dict[str, list[float]]] = {}
+    epoch_runs: dict[str, list[float]] = {}
     extra: dict[str, Any] = {}
     for round_index in range(rounds):
-        order = variants if round_index % 2 == 0 else variants[::-1]
+        shift = round_index % len(variants)
+        order = variants[shift:] + variants[:shift]
         for workload in args.workloads:
             for batch in args.batches:
                 key = f"{workload}/b{batch}"
@@ -202,21 +224,31 @@ def main() -> int:
                                        "--rows", str(args.rows), "--epochs", str(args.epochs))
                     runs[key][variant].append(result["samples_per_s"])
                     if variant == "luodi":
-                        extra[key] = {k: v for k, v in result.items() if k != "samples_per_s"}
-                print(f"  round {round_index + 1}/{rounds} {key}: default {runs[key]['default'][-1]:,.0f}  "
-                      f"luodi {runs[key]['luodi'][-1]:,.0f} samples/s", flush=True)
+                        epoch_runs.setdefault(key, []).append(result["epoch_samples_per_s"])
+                        extra[key] = {k: result[k] for k in ("mixed_precision", "data_placement")}
+                line = "  ".join(f"{v} {runs[key][v][-1]:,.0f}" for v in variants)
+                print(f"  round {round_index + 1}/{rounds} {key}: {line} samples/s", flush=True)
+
+    def ratio(a: list[float], b: list[float]) -> float:
+        return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
     summary = {key: {"samples_per_s": {v: statistics.median(measured[v]) for v in variants},
-                     "luodi/default": statistics.median(a / b for a, b in zip(measured["luodi"], measured["default"],
-                                                                              strict=True)),
+                     "luodi/default": ratio(measured["luodi"], measured["default"]),
+                     "luodi_nchw/default": ratio(measured["luodi_nchw"], measured["default"]),
+                     "whole_epoch_luodi/default": ratio(epoch_runs[key], measured["default"]),
                      **extra[key]} for key, measured in runs.items()}
-    print("median samples/s and luodi/default (median of per-round ratios):")
+    print("median samples/s and ratios to the default loop (median of per-round ratios; luodi's training steps, "
+          "then its whole epochs with validation and checkpoint):")
     for key, result in summary.items():
         rates = result["samples_per_s"]
-        print(f"  {key:>16}: default {rates['default']:,.0f}  luodi {rates['luodi']:,.0f}  "
-              f"x{result['luodi/default']:.2f}  ({result['mixed_precision']}, data {result['data_placement']})")
+        print(f"  {key:>16}: default {rates['default']:,.0f}  luodi {rates['luodi']:,.0f} "
+              f"x{result['luodi/default']:.2f}  nchw {rates['luodi_nchw']:,.0f} "
+              f"x{result['luodi_nchw/default']:.2f}  whole epochs "
+              f"x{result['whole_epoch_luodi/default']:.2f}  ({result['mixed_precision']}, data "
+              f"{result['data_placement']})")
     write_result("gpu_training", {"benchmark": "gpu_training", "device": device, "torch": torch.__version__,
                                   "rounds": rounds, "rows": args.rows, "epochs": args.epochs, "cores": os.cpu_count(),
-                                  "summary": summary, "runs": runs}, args.quick)
+                                  "summary": summary, "runs": runs, "whole_epoch_runs": epoch_runs}, args.quick)
     return 0
 
 

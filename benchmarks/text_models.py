@@ -14,11 +14,13 @@ transformer), AdamW lr 1e-3 weight decay 0.01.
 - luodi: the same architecture built by luodi (`RNNEncoder` / `TransformerEncoder` under the combiner MLP with no
   hidden layer) trained by `luodi.train.loop.fit` with luodi's defaults (gradient clipping at 1.0) after
   `apply_runtime` (allocator tuned, threads: auto, which counts the cores free now: on a busy machine it picks
-  fewer threads than torch's default). Its clock runs from calling `fit` to the end of its last training step:
+  fewer threads than torch's default; `mixed_precision: auto`, bf16 autocast on a CPU with bf16 instructions).
+  Its clock runs from calling `fit` to the end of its last training step:
   the baseline's work, plus fit's set-up. The epoch's validation pass (128 texts) and checkpoint, which the
   baseline does not do, come after; the whole epoch's ratio is printed beside.
-- luodi_same_threads: the same, with torch's default thread count pinned (the baseline's): the loop, modules and
-  allocator alone.
+- luodi_same_threads: the same, with torch's default thread count pinned (the baseline's): the loop, modules,
+  allocator and precision without the thread choice.
+- luodi_fp32: the same as luodi with `mixed_precision: off`, to show what bf16 autocast brings.
 
 One-time process costs are paid before the clock starts in both variants: the baseline builds its optimizer
 before timing, and luodi's child first builds a throwaway optimizer and computes metrics once (torch's first
@@ -27,7 +29,7 @@ optimizer construction and scikit-learn's import take about 3 s together, more t
 Each run is a fresh subprocess (the allocator setting is process-wide); variants take turns in every round and
 the report is the median of per-round ratios luodi / baseline on samples per second.
 
-    .venv/bin/python benchmarks/text_models.py            # 3 rounds, about 4 minutes
+    .venv/bin/python benchmarks/text_models.py            # 3 rounds, about 5 minutes
     .venv/bin/python benchmarks/text_models.py --quick    # 1 round, gru only (< 1 minute)
 """
 
@@ -133,12 +135,15 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
         from luodi.evaluate.metrics import compute_metrics
         from luodi.models.heads import build_loss
         from luodi.train.loop import Tensors, fit
+        from luodi.train.precision import PRECISIONS
         from luodi.train.runtime import apply_runtime
 
         # luodi_same_threads pins torch's default thread count, as the baseline runs: what remains is the loop, the
         # modules and the allocator, without luodi's load-aware thread choice.
         threads = torch.get_num_threads() if variant == "luodi_same_threads" else "auto"
-        environment = apply_runtime(RuntimeConfig(threads=threads), seed)
+        precision = "off" if variant == "luodi_fp32" else "auto"  # luodi_fp32: what bf16 autocast adds, taken out
+        environment = apply_runtime(RuntimeConfig(threads=threads, mixed_precision=precision), seed,
+                                    architecture="rnn" if workload == "gru" else "transformer")
         model = luodi_model(workload, shape)
         ids, target = data(shape, rows + VALIDATION_ROWS, seed)
         mask = torch.ones_like(ids, dtype=torch.bool)
@@ -157,12 +162,14 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
             started = time.perf_counter()
             fit(model, train, validation, config, task="multiclass", loss_fn=build_loss("multiclass", None),
                 score=lambda outputs, y: compute_metrics("multiclass", y, outputs), monitor="loss", mode="min",
-                run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"), progress=clock)
+                run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"), progress=clock,
+                precision=PRECISIONS[environment["mixed_precision"]])
             seconds = time.perf_counter() - started
         threads, allocator = environment["threads"], environment["allocator"]
         steps_seconds = clock.last_step - started  # fit's set-up and its training steps: the baseline's work
         return {"samples_per_s": rows / steps_seconds, "epoch_samples_per_s": rows / seconds,
-                "seconds": steps_seconds, "epoch_seconds": seconds, "threads": threads, "allocator": allocator}
+                "seconds": steps_seconds, "epoch_seconds": seconds, "threads": threads, "allocator": allocator,
+                "mixed_precision": environment["mixed_precision"]}
     else:
         torch.manual_seed(seed)
         model = baseline_model(workload, shape)
@@ -234,31 +241,34 @@ def main() -> int:
                               "python": platform.python_version(), "workloads": {}}
     passed = True
     for workload in workloads:
-        variants = ["baseline", "luodi", "luodi_same_threads"]
+        variants = ["baseline", "luodi", "luodi_same_threads", "luodi_fp32"]
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for round_index in range(rounds):
             shift = round_index % len(variants)
             for variant in variants[shift:] + variants[:shift]:  # rotate who goes first
                 results[variant].append(run_child(workload, variant, round_index))
-            base, ours, same = (results[name][-1] for name in variants)
+            base, ours, same, fp32 = (results[name][-1] for name in variants)
             print(f"  {workload} round {round_index + 1}/{rounds}: baseline {base['samples_per_s']:.1f} "
                   f"({base['threads']} threads), luodi {ours['samples_per_s']:.1f} ({ours['threads']} threads, "
-                  f"allocator {ours['allocator']}), luodi at {same['threads']} threads {same['samples_per_s']:.1f} "
-                  f"samples/s | ratio {ours['samples_per_s'] / base['samples_per_s']:.3f}; whole epoch (validation "
+                  f"allocator {ours['allocator']}, {ours['mixed_precision']}), luodi at {same['threads']} threads "
+                  f"{same['samples_per_s']:.1f}, luodi in fp32 {fp32['samples_per_s']:.1f} samples/s | ratio "
+                  f"{ours['samples_per_s'] / base['samples_per_s']:.3f}; whole epoch (validation "
                   f"and checkpoint too) luodi {ours['epoch_samples_per_s']:.1f}", flush=True)
 
         rates = {name: statistics.median(item["samples_per_s"] for item in items) for name, items in results.items()}
         main_ratio, same_ratio = median_ratio(results, "luodi"), median_ratio(results, "luodi_same_threads")
         epoch_ratio = median_ratio(results, "luodi", "epoch_samples_per_s")
+        fp32_ratio = median_ratio(results, "luodi_fp32")
         ok = main_ratio >= GOAL
         passed &= ok
         print(f"{workload}: baseline {rates['baseline']:.1f} samples/s, luodi {rates['luodi']:.1f} | luodi/baseline "
-              f"{main_ratio:.3f} (at the baseline's thread count {same_ratio:.3f}; whole epoch with luodi's "
-              f"validation pass and checkpoint {epoch_ratio:.3f}) | goal >= {GOAL:.2f}: {'MET' if ok else 'MISSED'}")
+              f"{main_ratio:.3f} (at the baseline's thread count {same_ratio:.3f}; in fp32 {fp32_ratio:.3f}; whole "
+              f"epoch with luodi's validation pass and checkpoint {epoch_ratio:.3f}) | goal >= {GOAL:.2f}: "
+              f"{'MET' if ok else 'MISSED'}")
         report["workloads"][workload] = {"shape": WORKLOADS[workload], "samples_per_s": rates,
                                          "ratio_median": main_ratio, "ratio_same_threads_median": same_ratio,
-                                         "ratio_whole_epoch_median": epoch_ratio, "runs": results, "goal": GOAL,
-                                         "met": ok}
+                                         "ratio_whole_epoch_median": epoch_ratio, "ratio_fp32_median": fp32_ratio,
+                                         "runs": results, "goal": GOAL, "met": ok}
     report["all_goals_met"] = passed
     report["load_average_end"] = os.getloadavg()[0]
     print(f"goals {'MET' if passed else 'NOT met'} | load average {os.getloadavg()[0]:.2f} at end")

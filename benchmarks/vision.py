@@ -12,9 +12,12 @@ Variants, each in a fresh subprocess (the allocator setting is process-wide), ta
   KERAS_BACKEND=torch, same threads.
 - luodi: the model `model.type: cnn` builds (conv blocks without batch norm, `output: flatten`, one hidden layer)
   trained by `luodi.train.loop.fit` from the uint8 image array the image feature keeps (scaled and normalized on
-  the batch in the model), with luodi's runtime set-up (`allocator: tuned`, `threads: auto`, channels_last) and
+  the batch in the model), with luodi's runtime set-up (`allocator: tuned`, `threads: auto`, channels_last,
+  `mixed_precision: auto`) and
   its defaults (gradient clipping, per-epoch validation on 256 rows and a checkpoint).
 - luodi_nchw: the same with `cnn.channels_last: false`, to measure what the channels-last layout brings.
+- luodi_fp32: the same as luodi with `mixed_precision: off`: luodi trains CNNs under bf16 autocast on a CPU with
+  bf16 instructions (AVX512-BF16, AMX), and this variant shows what that brings.
 - default_1t (opt-in, `--variants`): the hand-written loop on one thread, to separate the thread-count lever
   (on a busy 2-core machine luodi's `threads: auto` picks 1) from the allocator and layout levers.
 Throughput is samples/s over the epochs after the first (warm-up, Keras tracing); reported: median per variant
@@ -51,8 +54,8 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "cifar_cnn": {"shape": (3, 32, 32), "channels": [32], "hidden": [64]},
     "mnist_cnn": {"shape": (1, 28, 28), "channels": [32, 64], "hidden": [128]},
 }
-VARIANTS = ("default", "keras", "luodi", "luodi_nchw", "default_1t")
-DEFAULT_VARIANTS = VARIANTS[:4]
+VARIANTS = ("default", "keras", "luodi", "luodi_nchw", "luodi_fp32", "default_1t")
+DEFAULT_VARIANTS = VARIANTS[:5]
 GOALS = {"luodi/default": 1.3, "luodi/keras": 2.5, "folder/tensors": 0.9}
 BATCH, CLASSES, VALIDATION_ROWS = 64, 10, 256
 
@@ -153,7 +156,8 @@ class EpochClock:
                 "epoch_samples_per_s": throughput(self.ends, rows)}
 
 
-def luodi_config(workload: str, data: str, epochs: int, channels_last: bool = True) -> dict[str, Any]:
+def luodi_config(workload: str, data: str, epochs: int, channels_last: bool = True,
+                 precision: str = "auto") -> dict[str, Any]:
     spec = WORKLOADS[workload]
     channels, height, width = spec["shape"]
     return {
@@ -166,11 +170,12 @@ def luodi_config(workload: str, data: str, epochs: int, channels_last: bool = Tr
                           "channels_last": channels_last}},
         "trainer": {"epochs": epochs, "batch_size": BATCH, "early_stopping": {"enabled": False},
                     "optimizer": {"type": "adamw", "lr": 1e-3, "weight_decay": 0.01}},
-        "runtime": {"device": "cpu", "threads": "auto", "allocator": "tuned"},
+        "runtime": {"device": "cpu", "threads": "auto", "allocator": "tuned", "mixed_precision": precision},
     }
 
 
-def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = True) -> dict[str, float]:
+def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = True,
+                precision: str = "auto") -> dict[str, Any]:
     """luodi's model and loop on a pre-made uint8 image tensor, as the image feature hands it to `fit`."""
     import numpy as np
     import torch
@@ -183,10 +188,11 @@ def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = Tru
     from luodi.models import build_model
     from luodi.models.heads import build_loss
     from luodi.train.loop import Tensors, fit
+    from luodi.train.precision import PRECISIONS
     from luodi.train.runtime import apply_runtime
 
-    config = validate_config(luodi_config(workload, "unused.csv", epochs, channels_last))
-    apply_runtime(config.runtime, config.trainer.seed)
+    config = validate_config(luodi_config(workload, "unused.csv", epochs, channels_last, precision))
+    environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type)
     images, labels = make_images(rows + VALIDATION_ROWS, WORKLOADS[workload]["shape"])
     channels, height, width = images.shape[1:]
     encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,  # type: ignore[arg-type]
@@ -203,8 +209,9 @@ def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = Tru
     with tempfile.TemporaryDirectory() as run_dir:
         fit(build_model(config, pipeline), split(slice(0, rows)), split(slice(rows, None)), config.trainer,
             task="multiclass", loss_fn=build_loss("multiclass"), score=lambda o, y: compute_metrics("multiclass", y, o),
-            monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cpu"), progress=clock)
-    return clock.rates(rows)
+            monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cpu"), progress=clock,
+            precision=PRECISIONS[environment["mixed_precision"]])
+    return {**clock.rates(rows), "mixed_precision": environment["mixed_precision"]}
 
 
 def train_folder(folder: str, epochs: int) -> dict[str, float]:
@@ -229,8 +236,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         result = {"samples_per_s": run_default(args.workload, args.rows, args.epochs, threads)}
     elif args.child == "keras":
         result = {"samples_per_s": run_keras(args.workload, args.rows, args.epochs)}
-    elif args.child in ("luodi", "luodi_nchw"):
-        result = fit_tensors(args.workload, args.rows, args.epochs, args.child == "luodi")
+    elif args.child in ("luodi", "luodi_nchw", "luodi_fp32"):
+        result = fit_tensors(args.workload, args.rows, args.epochs, args.child != "luodi_nchw",
+                             "off" if args.child == "luodi_fp32" else "auto")
     else:
         result = train_folder(args.folder, args.epochs)
     return {**result, "threads": torch.get_num_threads()}
@@ -327,7 +335,7 @@ def main() -> int:
 
     summary: dict[str, Any] = {}
     pairs = [("luodi", "default"), ("luodi", "keras"), ("keras", "default"), ("luodi", "luodi_nchw"),
-             ("luodi", "default_1t"), ("default_1t", "default")]
+             ("luodi", "luodi_fp32"), ("luodi_fp32", "default"), ("luodi", "default_1t"), ("default_1t", "default")]
     for workload, measured in runs.items():
         ratios = {f"{a}/{b}": statistics.median(x / y for x, y in zip(measured[a], measured[b], strict=True))
                   for a, b in pairs if a in measured and b in measured}

@@ -161,7 +161,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     warnings = encoded["test"].unseen.messages()
 
     environment = apply_runtime(config.runtime, config.trainer.seed,
-                                threads=run.environment.get("threads") if run else None)
+                                threads=run.environment.get("threads") if run else None, architecture=config.model.type)
     environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
     if run is None:
         summary = {"data": fingerprint, "rows": splits.sizes()}

@@ -41,14 +41,19 @@ def training_record(result: api.TrainResult) -> dict[str, Any]:
     return training
 
 
-def test_auto_precision_trains_in_bf16_with_the_data_on_the_gpu(table_csv, tiny_config,  # type: ignore[no-untyped-def]
-                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("requested", ["auto", "bf16"])
+def test_precision_on_the_gpu_with_the_data_there(requested: str, table_csv, tiny_config,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    """auto is TF32 math (fp32 tensors) on Ampere and later, bf16 autocast when asked for; the splits sit on the GPU."""
     data = table_csv(tmp_path / "table.csv", rows=600)
-    config = on_gpu(tiny_config(tmp_path / "tiny.yaml", data, epochs=6, optimizer={"lr": 0.01}))
+    config = on_gpu(tiny_config(tmp_path / "tiny.yaml", data, epochs=6, optimizer={"lr": 0.01}),
+                    mixed_precision=requested)
     result = api.train(config, home=tmp_path / "home", progress="silent")
     assert result.environment["device"] == "cuda"
-    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    ampere = torch.cuda.get_device_capability()[0] >= 8
+    expected = requested if requested != "auto" else ("tf32" if ampere else "fp16")
     assert training_record(result).items() >= {"mixed_precision": expected, "data_placement": "device"}.items()
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # fp32 math outside autocast uses the tensor cores
     assert result.metrics["accuracy"] >= 0.8
     # The package is a CPU package: loaded with no device named, its weights are on the CPU and it scores the
     # whole table (fp32 on the CPU; the GPU evaluated its test split under autocast) as well as the run measured.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,25 +20,49 @@ from .test_loop import run
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.mark.parametrize(("requested", "bf16", "expected"), [
-    ("auto", True, "bf16"), ("auto", False, "fp16"), ("bf16", True, "bf16"), ("fp16", True, "fp16"),
-    ("fp16", False, "fp16"), ("off", True, "fp32"),
+@pytest.mark.parametrize(("requested", "ampere", "expected"), [
+    ("auto", True, "tf32"), ("auto", False, "fp16"), ("tf32", True, "tf32"), ("bf16", True, "bf16"),
+    ("fp16", True, "fp16"), ("fp16", False, "fp16"), ("off", True, "fp32"),
 ])
-def test_cuda_precision_prefers_bf16_then_fp16_with_scaling(requested: str, bf16: bool, expected: str) -> None:
-    precision = choose_precision(requested, CUDA, bf16_supported=bf16)
+def test_cuda_precision_prefers_tf32_then_fp16_with_scaling(requested: str, ampere: bool, expected: str) -> None:
+    precision = choose_precision(requested, CUDA, bf16_supported=ampere, tf32_supported=ampere)
     assert precision.name == expected
     assert precision.scaled == (expected == "fp16")  # only fp16 needs a GradScaler
+    assert precision.tf32 == (expected == "tf32") and (precision.dtype is None) == (expected in ("tf32", "fp32"))
 
 
-@pytest.mark.parametrize("requested", ["auto", "bf16", "fp16", "off"])
-def test_cpu_always_trains_in_fp32(requested: str) -> None:
-    assert choose_precision(requested, CPU) is FP32
-    assert isinstance(FP32.autocast(CPU), nullcontext) and FP32.scaler(CPU) is None
+@pytest.mark.parametrize(("requested", "architecture", "native", "expected"), [
+    ("auto", "cnn", True, "bf16"), ("auto", "transformer", True, "bf16"), ("auto", "hf", True, "bf16"),
+    ("auto", "mlp", True, "fp32"), ("auto", "cnn", False, "fp32"), ("bf16", "mlp", False, "bf16"),
+    ("off", "cnn", True, "fp32"), ("fp16", "cnn", True, "fp32"), ("tf32", "cnn", True, "fp32"),
+])
+def test_cpu_trains_in_bf16_only_where_it_is_native_and_measured_faster(requested: str, architecture: str,
+                                                                        native: bool, expected: str) -> None:
+    precision = choose_precision(requested, CPU, architecture, bf16_supported=native)
+    assert precision.name == expected and not precision.scaled
+    if expected == "fp32":
+        assert precision is FP32 and isinstance(FP32.autocast(CPU), nullcontext) and FP32.scaler(CPU) is None
 
 
-def test_bf16_asked_of_a_gpu_without_it_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="does not support bf16"):
-        choose_precision("bf16", CUDA, bf16_supported=False)
+@pytest.mark.parametrize("requested", ["bf16", "tf32"])
+def test_ampere_precision_asked_of_an_older_gpu_is_an_input_error(requested: str) -> None:
+    with pytest.raises(InputError, match=f"does not support {requested}"):
+        choose_precision(requested, CUDA, bf16_supported=False, tf32_supported=False)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("tf32", "tf32"), ("bf16", "tf32"), ("fp32", "ieee")])
+def test_precision_sets_the_fp32_math_either_way(name: str, expected: str) -> None:
+    """The flags are process-wide: 'off' after a TF32 run must get strict fp32 back."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    try:
+        PRECISIONS["tf32"].apply()
+        PRECISIONS[name].apply()
+        assert matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == expected  # type: ignore[attr-defined]
+    finally:
+        matmul.fp32_precision = before
+        torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
+        torch.backends.cudnn.rnn.fp32_precision = "tf32"  # type: ignore[attr-defined]
 
 
 def test_placement_copies_to_the_gpu_once_when_it_fits() -> None:
@@ -70,3 +95,19 @@ def test_autocast_and_loss_scaling_train_and_checkpoint(tmp_path: Path, name: st
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
     saved = load_checkpoint(tmp_path)
     assert saved is not None and ("scaler" in saved) == (name == "fp16")
+
+
+def test_cpu_evaluation_is_fp32_whatever_the_training_precision() -> None:
+    """A bf16 run's validation and test metrics are those of the fp32 package that will serve it."""
+    from luodi.config import ModelConfig
+    from luodi.models.mlp import MLP
+    from luodi.train.loop import predict_tensors
+
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden_sizes=[16]), dense_width=5, categories=[], output_size=3)
+    inputs = {"dense": torch.randn(40, 5), "categorical": torch.zeros(40, 0, dtype=torch.int64)}
+    fp32, _ = predict_tensors(model, inputs, "multiclass", 16, precision=FP32, device=CPU)
+    bf16, _ = predict_tensors(model, inputs, "multiclass", 16, precision=PRECISIONS["bf16"], device=CPU)
+    np.testing.assert_array_equal(fp32, bf16)
+    with PRECISIONS["bf16"].autocast(CPU):  # what autocast would have given: not the same numbers
+        assert model(inputs).dtype == torch.bfloat16

@@ -113,3 +113,14 @@ def test_seed_everything_repeats_draws() -> None:
     first = torch.rand(3)
     seed_everything(5)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_deterministic_kernels_do_not_outlive_the_run_that_asked_for_them() -> None:
+    """The setting is process-wide: a second run in the same process without it must get the fast kernels back."""
+    try:
+        apply_runtime(RuntimeConfig(device="cpu", threads=1, deterministic=True), seed=0)
+        assert torch.are_deterministic_algorithms_enabled()
+        apply_runtime(RuntimeConfig(device="cpu", threads=1), seed=0)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

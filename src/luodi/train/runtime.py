@@ -108,8 +108,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None) -> dict[str, Any]:
-    """Set up the process for training; `threads` forces a count (resume reuses the run's)."""
+def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None,
+                  architecture: str = "mlp") -> dict[str, Any]:
+    """Set up the process for training; `threads` forces a count (resume reuses the run's). `architecture`
+    (model.type) enters the precision choice (train/precision.py)."""
     allocator = tune_allocator() if config.allocator == "tuned" else "default"
     count, reason = (threads, "resumed run") if threads else choose_threads(config.threads)
     torch.set_num_threads(count)
@@ -117,7 +119,9 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None) 
     if config.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, which must be set before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # Set either way: the setting is process-wide, and a run that asked for it must not leave it on for the next
+    # one in the same process (a notebook, a test session, a retraining loop).
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     if device.type == "cuda":
         # cuDNN times its convolution algorithms on the first batch of each shape and keeps the fastest; image
         # batches have one shape, so this pays once. Off when asked for deterministic kernels.
@@ -125,12 +129,15 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None) 
     seed_everything(seed)
     from luodi.train.precision import choose_precision
 
+    precision = choose_precision(config.mixed_precision, device, architecture)
+    if device.type == "cuda":
+        precision.apply()
     return {
         "threads": count,
         "threads_reason": reason,
         "allocator": allocator,
         "device": str(device),
-        "mixed_precision": choose_precision(config.mixed_precision, device).name,
+        "mixed_precision": precision.name,
         "pin_memory": config.pin_memory and device.type == "cuda",
         "torch": torch.__version__,
         "python": platform.python_version(),
