@@ -134,3 +134,43 @@ def test_losses_backpropagate() -> None:
     loss = build_loss("binary")(model(inputs(categories=(3,))), torch.ones(5))
     loss.backward()
     assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+@pytest.mark.parametrize("output", ["flatten", "max", "avg"])
+def test_channels_last_cnn_gives_the_same_values_and_gradients_as_nchw(output: str) -> None:
+    """The channels-last body (its gradient handed back in channels-last layout, its pooled outputs reduced over
+    the spatial dimensions) computes what the plain layout does, and its input gradient keeps channels-last."""
+    from luodi.config import CNNConfig
+    from luodi.models.cnn import ConvNet
+
+    torch.manual_seed(0)
+    net = ConvNet(CNNConfig(channels=[4, 8], output=output), "relu", 3, (8, 8))  # type: ignore[arg-type]
+    images = torch.randn(5, 3, 8, 8)
+    plain = images.clone().requires_grad_()
+    fast = images.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    values = {}
+    for name, x, body in (("plain", plain, net), ("fast", fast, net.to(memory_format=torch.channels_last))):
+        out = body(x)
+        (out * torch.arange(out.shape[1])).sum().backward()
+        values[name] = out.detach()
+    torch.testing.assert_close(values["fast"], values["plain"])
+    assert fast.grad is not None and plain.grad is not None
+    torch.testing.assert_close(fast.grad, plain.grad)
+    assert fast.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_flattening_hands_back_a_channels_last_gradient() -> None:
+    """Without ChannelsLastGrad the gradient of a flattened channels-last activation comes back in (channels,
+    height, width) order, and max-pool's backward below converts it first (2.2 ms a step on the CIFAR CNN)."""
+    from luodi.models.cnn import ChannelsLastGrad
+
+    x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    seen: list[torch.Tensor] = []
+    for wrap in (lambda y: y, ChannelsLastGrad.apply):
+        activation = x * 2  # an activation in the graph (a leaf's .grad always takes the leaf's layout)
+        activation.register_hook(seen.append)
+        wrap(activation).flatten(1).sum().backward()
+    plain, handed = seen
+    assert not plain.is_contiguous(memory_format=torch.channels_last)
+    assert handed.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(handed, plain)
