@@ -83,6 +83,28 @@ def luodi_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def ctrl_c_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], dict[str, int]]:
+    """`ctrl_c_at(n)` makes the n-th training step from now raise KeyboardInterrupt, as Ctrl-C would (n = -1:
+    never), and returns the counter {"count": steps seen, "stop_at": n}; call it again to re-arm and reset."""
+    from luodi.train.progress import Silent
+
+    steps = {"count": 0, "stop_at": -1}
+
+    def step(self: Silent, loss: float | None) -> None:
+        steps["count"] += 1
+        if steps["count"] == steps["stop_at"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Silent, "step", step)
+
+    def arm(stop_at: int) -> dict[str, int]:
+        steps.update(count=0, stop_at=stop_at)
+        return steps
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def trained_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package folder of a tiny model trained once per session. Read-only: copy it before changing it."""

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_image_package import write_split
+from test_image_package import mixed_config
 from test_resume import assert_same_weights
 
 import luodi.api as api
 from luodi.package import load_package
 from luodi.store import Store
-from luodi.train.progress import Silent
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -63,7 +62,7 @@ def test_precision_on_the_gpu_with_the_data_there(requested: str, table_csv, tin
 
 
 def test_fp16_with_loss_scaling_resumes_exactly(table_csv, tiny_config, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                ctrl_c_at) -> None:
     """Ctrl-C mid-epoch, then resume: bit-identical weights to a run never stopped. Needs the GradScaler's state
     and the GPU's random generator (dropout draws from it) in the checkpoint, and deterministic kernels."""
     trainer = {"epochs": 3, "checkpoint_every_steps": 5, "optimizer": {"lr": 0.01}, "early_stopping": {"patience": 50}}
@@ -72,19 +71,12 @@ def test_fp16_with_loss_scaling_resumes_exactly(table_csv, tiny_config, tmp_path
     straight = api.train(config, home=tmp_path / "straight", progress="silent")
     assert training_record(straight)["mixed_precision"] == "fp16"
 
-    steps = {"count": 0, "stop_at": 23}
-
-    def step(self: Silent, loss: float | None) -> None:
-        steps["count"] += 1
-        if steps["count"] == steps["stop_at"]:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Silent, "step", step)
+    steps = ctrl_c_at(23)
     home = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         api.train(config, home=home, progress="silent")
     (run,) = Store(home).list_runs()
-    steps.update(count=0, stop_at=-1)
+    ctrl_c_at(-1)
     resumed = api.train(resume=run.id, home=home, progress="silent")
     assert steps["count"] == 14 * 3 - 20, "the resume did not continue from its step-20 checkpoint"
     assert_same_weights(resumed.package, straight.package)
@@ -107,23 +99,11 @@ def test_pinned_host_memory_trains_as_the_data_on_the_gpu_does(table_csv, tiny_c
 
 
 def test_cnn_on_images_and_a_sequence_with_augmentation(tmp_path: Path) -> None:
-    files = {name: write_split(tmp_path, name, rows, seed) for name, rows, seed in
-             (("train", 96, 0), ("validation", 24, 1), ("test", 24, 2))}
-    config = {
-        "name": "mixed", "data": {key: str(path) for key, path in files.items()},
-        "target": {"name": "label", "task": "binary"},
-        "input_features": [
-            {"name": "photo", "type": "image", "augment": {"crop_padding": 1, "horizontal_flip": True, "rotation": 5}},
-            {"name": "signal", "type": "sequence"}, {"name": "size", "type": "numeric"},
-            {"name": "shop", "type": "category"},
-        ],
-        "model": {"type": "cnn", "cnn": {"channels": [4, 8]}, "hidden_sizes": [8]},
-        "trainer": {"epochs": 8, "batch_size": 16, "seed": 3, "optimizer": {"lr": 0.01}},
-        "runtime": {"device": "cuda", "threads": 1},
-    }
+    config = mixed_config(tmp_path, device="cuda")
+    config["input_features"][0]["augment"]["rotation"] = 5
     result = api.train(config, home=tmp_path / "home", progress="silent")
     assert result.environment["device"] == "cuda" and result.metrics["accuracy"] >= 0.8
-    evaluated = api.evaluate(result.package, files["test"], report=False)
+    evaluated = api.evaluate(result.package, config["data"]["test"], report=False)
     assert evaluated["metrics"]["accuracy"] >= 0.8
     predicted = api.predict(result.package, [{"photo": str(tmp_path / "images" / "test-0.png"),
                                               "signal": " ".join(["0.1"] * 12), "size": 0.0, "shop": "a"}])

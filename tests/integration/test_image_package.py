@@ -4,6 +4,7 @@ model did, from image paths or bytes, and a mixed table (image + sequence + numb
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,12 +34,11 @@ def write_split(folder: Path, name: str, rows: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.TrainResult]:
-    folder = tmp_path_factory.mktemp("images")
+def mixed_config(folder: Path, device: str = "cpu") -> dict[str, Any]:
+    """Train, validation and test splits written into `folder` and a config for a CNN on all four columns."""
     files = {name: write_split(folder, name, rows, seed) for name, rows, seed in
              (("train", 96, 0), ("validation", 24, 1), ("test", 24, 2))}
-    config = {
+    return {
         "name": "mixed", "data": {key: str(path) for key, path in files.items()},
         "target": {"name": "label", "task": "binary"},
         "input_features": [
@@ -48,8 +48,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.TrainRe
         ],
         "model": {"type": "cnn", "cnn": {"channels": [4, 8]}, "hidden_sizes": [8]},
         "trainer": {"epochs": 8, "batch_size": 16, "seed": 3, "optimizer": {"lr": 0.01}},
-        "runtime": {"device": "cpu", "threads": 1},
+        "runtime": {"device": device, "threads": 1},
     }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.TrainResult]:
+    folder = tmp_path_factory.mktemp("images")
+    config = mixed_config(folder)
     (folder / "mixed.yaml").write_text(yaml.safe_dump(config))
     return folder, api.train(folder / "mixed.yaml", home=folder / "home", progress="silent")
 
@@ -88,29 +94,21 @@ def test_an_unreadable_image_at_predict_time_names_the_file(trained: tuple[Path,
         api.predict(result.package, records)
 
 
-def test_an_augmented_image_run_resumes_exactly(trained: tuple[Path, api.TrainResult], tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_augmented_image_run_resumes_exactly(trained: tuple[Path, api.TrainResult], tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                ctrl_c_at) -> None:
     """Augmentation draws from the checkpointed CPU generator: interrupted mid-epoch and resumed, the run ends
     with the weights of an uninterrupted one."""
     from luodi.store import Store
-    from luodi.train.progress import Silent
 
     folder, _ = trained
     config = yaml.safe_load((folder / "mixed.yaml").read_text())
     config["trainer"].update(epochs=2, checkpoint_every_steps=4)
     (tmp_path / "resume.yaml").write_text(yaml.safe_dump(config))
     straight = api.train(tmp_path / "resume.yaml", home=tmp_path / "straight", progress="silent")
-    steps = {"count": 0}
-
-    def step(self: Silent, loss: float | None) -> None:
-        steps["count"] += 1
-        if steps["count"] == 9:  # 6 steps per epoch: inside the second epoch, after its first checkpoint
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Silent, "step", step)
+    ctrl_c_at(9)  # 6 steps per epoch: inside the second epoch, after its first checkpoint
     with pytest.raises(KeyboardInterrupt):
         api.train(tmp_path / "resume.yaml", home=tmp_path / "resumed", progress="silent")
-    monkeypatch.undo()
+    ctrl_c_at(-1)
     (run,) = Store(tmp_path / "resumed").list_runs()
     resumed = api.train(resume=run.id, home=tmp_path / "resumed", progress="silent")
     assert (Path(resumed.package) / "weights.safetensors").read_bytes() == \

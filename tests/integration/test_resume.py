@@ -23,7 +23,6 @@ import luodi.api as api
 from luodi.package import WEIGHTS
 from luodi.store import Store
 from luodi.train.checkpoint import load_checkpoint
-from luodi.train.progress import Silent
 
 # 600 rows split 70/15/15: 420 training rows, 14 steps of 32 per epoch, 56 steps in 4 epochs.
 STEPS_PER_EPOCH, EPOCHS, EVERY = 14, 4, 5
@@ -42,21 +41,14 @@ def assert_same_weights(package: str | Path, expected: str | Path) -> None:
 
 
 @pytest.mark.parametrize("interrupt_at", [3, 23, 42])
-def test_interrupted_and_resumed_equals_straight(table_csv, tiny_config, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch, interrupt_at: int) -> None:
+def test_interrupted_and_resumed_equals_straight(table_csv, tiny_config, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                 ctrl_c_at, interrupt_at: int) -> None:
     """Ctrl-C after `interrupt_at` steps (before any checkpoint, mid-epoch, last step of an epoch), then resume."""
     config = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=600), **TRAINER)
     straight = api.train(config, home=tmp_path / "straight", progress="silent")
     assert straight.epochs_run == EPOCHS
 
-    steps = {"count": 0, "stop_at": interrupt_at}
-
-    def step(self: Silent, loss: float | None) -> None:
-        steps["count"] += 1
-        if steps["count"] == steps["stop_at"]:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Silent, "step", step)
+    steps = ctrl_c_at(interrupt_at)
     home = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         api.train(config, home=home, progress="silent")
@@ -69,7 +61,7 @@ def test_interrupted_and_resumed_equals_straight(table_csv, tiny_config, tmp_pat
     if saved is not None:
         assert saved["step_in_epoch"] == checkpointed % STEPS_PER_EPOCH != 0  # a mid-epoch checkpoint
 
-    steps.update(count=0, stop_at=-1)
+    ctrl_c_at(-1)
     resumed = api.train(resume=run.id, home=home, progress="silent")
     assert steps["count"] == STEPS_PER_EPOCH * EPOCHS - checkpointed, "the resume did not continue from its checkpoint"
     assert resumed.run_id == run.id and store.get_run(run.id).status == "finished"
