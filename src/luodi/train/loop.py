@@ -172,9 +172,9 @@ def fit(
     """Train `model` in place and leave the best validation weights in it.
 
     Resumes from `run_dir/checkpoint.pt` when it exists. `monitor` names the validation metric that early
-    stopping and best-weights selection watch; `mode` is 'min' or 'max'. On CUDA, `precision` (train/precision.py)
-    sets autocast and loss scaling, and `pin_memory` page-locks host tensors for asynchronous copies; the
-    splits go to the GPU once when they fit (`FitResult.extra['data_placement']`).
+    stopping and best-weights selection watch; `mode` is 'min' or 'max'. `precision` (train/precision.py) sets
+    the training steps' autocast and loss scaling. On CUDA `pin_memory` page-locks host tensors for asynchronous
+    copies; the splits go to the GPU once when they fit (`FitResult.extra['data_placement']`).
     """
     progress = progress or Silent()
     model.to(device)
