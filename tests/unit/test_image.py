@@ -142,6 +142,38 @@ def test_a_second_run_reads_decoded_images_from_the_disk_cache(tmp_path: Path,
         again.transform(column(paths), Unseen())
 
 
+def test_the_disk_cache_keeps_to_its_size_limit_dropping_the_least_recently_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three cached columns of 16 KiB in a 40 KiB cache: the third save removes the entry used longest ago; an
+    entry that was read counts as used."""
+    import os
+
+    monkeypatch.setenv("LUODI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(image_module, "cache_limit_bytes", lambda: 40 << 10)
+    pixels = np.zeros((16, 1, 32, 32), dtype=np.uint8)  # 16 KiB, plus the .npy header
+    folder = tmp_path / "cache" / "images"
+    image_module.save_cached("a", pixels)
+    image_module.save_cached("b", pixels)
+    os.utime(folder / "a.npy", (1, 1))  # a and b look old ...
+    os.utime(folder / "b.npy", (2, 2))
+    assert image_module.load_cached("a") is not None  # ... then a is read: now it is the recent one
+    image_module.save_cached("c", pixels)
+    assert sorted(path.name for path in folder.glob("*.npy")) == ["a.npy", "c.npy"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", 2048 << 20), ("0", 0), ("512", 512 << 20)])
+def test_cache_limit_from_the_environment(value: str, expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUODI_CACHE_MAX_MB", value)
+    assert image_module.cache_limit_bytes() == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "1.5"])
+def test_a_bad_cache_limit_is_an_input_error_naming_the_variable(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUODI_CACHE_MAX_MB", value)
+    with pytest.raises(InputError, match="LUODI_CACHE_MAX_MB"):
+        image_module.cache_limit_bytes()
+
+
 def test_image_folder_reads_as_paths_and_labels(tmp_path: Path) -> None:
     png(tmp_path / "photos" / "cat" / "1.png", gray(1))
     png(tmp_path / "photos" / "dog" / "sub" / "2.png", gray(2))

@@ -10,6 +10,7 @@ the channels, so a second run over the same folder does not decode again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -29,6 +30,7 @@ from luodi.errors import InputError
 MAX_INFERRED_SIDE = 64  # an inferred size keeps the aspect ratio but at most this many pixels a side
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 CACHE_VERSION = 1  # part of every cache key: bump when decoding changes
+CACHE_MAX_MB_DEFAULT = 2048  # the disk cache's size limit unless $LUODI_CACHE_MAX_MB says otherwise
 CHUNK = 64  # images per task handed to a decoding thread
 # Columns of file paths at least this long go to the disk cache: a handful of rows to predict (or bytes sent to a
 # server) decode faster than a cache file is written.
@@ -264,21 +266,60 @@ def channel_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:
     return means, stds
 
 
+def cache_limit_bytes() -> int:
+    """How large the disk cache may grow: $LUODI_CACHE_MAX_MB, default 2 GiB (0 keeps only the newest entry)."""
+    value = os.environ.get("LUODI_CACHE_MAX_MB")
+    if value is None or not value.strip():
+        return CACHE_MAX_MB_DEFAULT << 20
+    try:
+        megabytes = int(value)
+    except ValueError:
+        megabytes = -1
+    if megabytes < 0:
+        raise InputError(f"LUODI_CACHE_MAX_MB={value!r}: expected a whole number of megabytes (0 or more)")
+    return megabytes << 20
+
+
 def load_cached(key: str) -> tuple[np.ndarray, dict[int, str]] | None:
     path = cache_folder() / f"{key}.npy"
     try:
-        return np.load(path, allow_pickle=False), {}
+        pixels = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # a use: pruning removes the least recently used entries first
+    return pixels, {}
 
 
 def save_cached(key: str, pixels: np.ndarray) -> None:
-    """Best effort: a cache that cannot be written (read-only home, full disk) only costs the next run a decode."""
+    """Best effort: a cache that cannot be written (read-only home, full disk) only costs the next run a decode.
+    Then the cache is pruned to its size limit, least recently used entries first."""
     from luodi.io import atomic_write
 
+    limit = cache_limit_bytes()
     folder = cache_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / f"{key}.npy", lambda handle: np.save(handle, pixels, allow_pickle=False))
     except OSError:
-        pass
+        return
+    prune_cache(folder, keep=folder / f"{key}.npy", limit=limit)
+
+
+def prune_cache(folder: Path, keep: Path, limit: int) -> None:
+    """Delete the least recently used (oldest modification time) entries until the folder holds at most `limit`
+    bytes; `keep`, the entry just written, stays. Entries another process removes meanwhile are skipped."""
+    entries = []
+    for path in folder.glob("*.npy"):
+        with contextlib.suppress(OSError):
+            status = path.stat()
+            entries.append((status.st_mtime, status.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if path == keep:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
