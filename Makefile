@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/serve_binary.py
 	$(BIN)/python benchmarks/serve_workers.py
 	$(BIN)/python benchmarks/text_models.py
+	$(BIN)/python benchmarks/cpu_precision.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info

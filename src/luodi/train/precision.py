@@ -9,11 +9,10 @@ parameters: the casts autocast adds cost more than bf16 saves until models and b
 Ampere get fp16 autocast with a GradScaler, whose state goes into the checkpoint.
 
 On a CPU with bf16 instructions (AVX512-BF16 or AMX), `auto` trains the convolutional, recurrent and attention
-models under bf16 autocast: x1.45 samples/s on the CIFAR- and MNIST-shaped CNNs and on a 4-layer Transformer
-here (benchmarks/vision.py, text_models.py), against about x1.07 on an MLP, which keeps fp32. Weights, optimizer
-state and the loss stay fp32, and evaluation runs in fp32 on the CPU, as the saved package does when it serves,
-so the metrics a run reports are the served model's. Other CPUs train in fp32: PyTorch emulates bf16 there,
-slower than fp32.
+models under bf16 autocast: x1.2-1.7 training steps/s here, against x1.01 on an MLP, which keeps fp32
+(benchmarks/cpu_precision.py). Weights, optimizer state and the loss stay fp32, and evaluation runs in fp32 on
+the CPU, as the saved package does when it serves, so the metrics a run reports are the served model's. Other
+CPUs train in fp32: PyTorch emulates bf16 there, slower than fp32.
 
 A split that fits in half of the free GPU memory is copied there once (through page-locked memory,
 asynchronously), so batches are slices on the device with no copy per step; a larger one stays in page-locked
