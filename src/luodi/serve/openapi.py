@@ -102,6 +102,35 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
     }
 
 
+RELOAD_OUTCOME = {"type": "object", "required": ["reloaded", "version"], "properties": {
+    "reloaded": {"type": "boolean"}, "version": {"type": "integer"}, "error": {"type": "string"},
+    "moved": ANY_OBJECT}}
+ALIAS_MOVE = {"type": "object", "required": ["alias", "version", "reason"], "additionalProperties": False,
+              "properties": {"alias": {"type": "string"}, "version": {"type": "integer"},
+                             "reason": {"type": "string"}}}
+
+
+def _admin_paths(name: str) -> dict[str, Any]:
+    """The admin routes of one model (listed only when an admin key is configured; they need one)."""
+    admin = "Needs an admin key."
+    return {
+        f"/admin/models/{name}/reload": {"post": {
+            "summary": f"Check {name}'s alias now and reload when it moved", "description": admin,
+            "operationId": f"admin_reload.{name}",
+            "responses": {"200": _response("The reload's outcome", RELOAD_OUTCOME),
+                          "409": _response("The new version failed to load; the old one keeps serving",
+                                           RELOAD_OUTCOME),
+                          **_errors([404], V1_ERROR, True)}}},
+        f"/admin/models/{name}/alias": {"post": {
+            "summary": f"Move an alias of {name} to a version, then reload", "description": admin,
+            "operationId": f"admin_alias.{name}",
+            "requestBody": {"required": True, "content": {JSON: {"schema": ALIAS_MOVE, "example": {
+                "alias": "production", "version": 2, "reason": "v2 beat v1 on the holdout"}}}},
+            "responses": {"200": _response("The move and the reload's outcome", RELOAD_OUTCOME),
+                          **_errors([404, 413, 422], V1_ERROR, True)}}},
+    }
+
+
 def build_openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
     versions = tuple((name, served.current.version) for name, served in state.models.items())
     cached = getattr(app.state, "openapi_cache", None)
@@ -122,6 +151,8 @@ def build_openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
     }
     for name in state.models:
         paths.update(_model_paths(state, name, secured, components))
+        if state.config.admin_keys:
+            paths.update(_admin_paths(name))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "luodi", "version": luodi.__version__,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from serving_helpers import RECORD, hammer, register_copy
 
+from luodi.serve.routes import AliasMove
 from luodi.store import Store
 
 PREDICT = "/v1/models/tiny/predict"
@@ -67,6 +68,14 @@ def test_admin_moves_an_alias_and_the_server_follows(serve, store_home: Path) ->
         assert moved.status_code == 200, moved.text
         assert moved.json()["reloaded"] is True and moved.json()["version"] == version
         assert server.client.post(PREDICT, json={"records": [RECORD]}).json()["version"] == version
+        document = server.client.get("/openapi.json").json()
+    # The admin routes are on the OpenAPI page when an admin key exists, documenting what they just did.
+    alias = document["paths"]["/admin/models/tiny/alias"]["post"]
+    body = alias["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == set(AliasMove.__annotations__) == {"alias", "version", "reason"}
+    documented = alias["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(documented["required"]) <= set(moved.json()) <= set(documented["properties"])
+    assert {"200", "409", "401", "404"} <= set(document["paths"]["/admin/models/tiny/reload"]["post"]["responses"])
     event = Store(store_home).events("tiny@production")[0]
     assert event["detail"] == {"alias": "production", "from": 1, "to": version, "reason": "canary passed"}
 
@@ -116,3 +125,4 @@ def test_metrics_and_openapi(serve) -> None:
     assert set(record["properties"]) == {"size", "age", "income", "color"}
     assert request["schema"]["properties"]["records"]["maxItems"] == 1024
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert not any(path.startswith("/admin/") for path in document["paths"])  # no admin key: no admin routes
