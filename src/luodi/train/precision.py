@@ -50,8 +50,9 @@ def cpu_has_native_bf16() -> bool:
 
 @dataclass(frozen=True)
 class Precision:
-    """The autocast dtype (None: none), whether the loss needs scaling (fp16), and whether fp32 matrix products
-    and convolutions may use TF32 tensor cores."""
+    """The autocast dtype (None: none), whether the loss needs scaling (fp16), and whether the run is TF32: fp32
+    tensors throughout, their matrix products and convolutions on TF32 tensor cores (`apply` also lets the fp32
+    operations that autocast leaves alone use TF32 under bf16 and fp16)."""
 
     name: str  # recorded in the run: "tf32", "bf16", "fp16", "fp32"
     dtype: torch.dtype | None
