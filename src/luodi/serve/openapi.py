@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import luodi
+from luodi.serve.routes import ALIAS_MOVE
 from luodi.serve.state import ServerState
 from luodi.serve.v2 import OUTPUTS, SCALAR_TYPES, model_metadata, packed_name
 
@@ -105,9 +106,6 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
 RELOAD_OUTCOME = {"type": "object", "required": ["reloaded", "version"], "properties": {
     "reloaded": {"type": "boolean"}, "version": {"type": "integer"}, "error": {"type": "string"},
     "moved": ANY_OBJECT}}
-ALIAS_MOVE = {"type": "object", "required": ["alias", "version", "reason"], "additionalProperties": False,
-              "properties": {"alias": {"type": "string"}, "version": {"type": "integer"},
-                             "reason": {"type": "string"}}}
 
 
 def _admin_paths(name: str) -> dict[str, Any]:
@@ -124,7 +122,7 @@ def _admin_paths(name: str) -> dict[str, Any]:
         f"/admin/models/{name}/alias": {"post": {
             "summary": f"Move an alias of {name} to a version, then reload", "description": admin,
             "operationId": f"admin_alias.{name}",
-            "requestBody": {"required": True, "content": {JSON: {"schema": ALIAS_MOVE, "example": {
+            "requestBody": {"required": True, "content": {JSON: {"schema": ALIAS_MOVE.json_schema(), "example": {
                 "alias": "production", "version": 2, "reason": "v2 beat v1 on the holdout"}}}},
             "responses": {"200": _response("The move and the reload's outcome", RELOAD_OUTCOME),
                           **_errors([404, 413, 422], V1_ERROR, True)}}},
