@@ -57,7 +57,10 @@ class Precision:
     name: str  # recorded in the run: "tf32", "bf16", "fp16", "fp32"
     dtype: torch.dtype | None
     scaled: bool
-    tf32: bool = False
+
+    @property
+    def tf32(self) -> bool:
+        return self.name == "tf32"
 
     def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.dtype is None:
@@ -82,7 +85,7 @@ class Precision:
 
 
 FP32 = Precision("fp32", None, False)
-PRECISIONS = {"fp32": FP32, "tf32": Precision("tf32", None, False, tf32=True),
+PRECISIONS = {"fp32": FP32, "tf32": Precision("tf32", None, False),
               "bf16": Precision("bf16", torch.bfloat16, False), "fp16": Precision("fp16", torch.float16, True)}
 
 

@@ -122,15 +122,14 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None,
     # Set either way: the setting is process-wide, and a run that asked for it must not leave it on for the next
     # one in the same process (a notebook, a test session, a retraining loop).
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    if device.type == "cuda":
-        # cuDNN times its convolution algorithms on the first batch of each shape and keeps the fastest; image
-        # batches have one shape, so this pays once. Off when asked for deterministic kernels.
-        torch.backends.cudnn.benchmark = not config.deterministic
     seed_everything(seed)
     from luodi.train.precision import choose_precision
 
     precision = choose_precision(config.mixed_precision, device, architecture)
     if device.type == "cuda":
+        # cuDNN times its convolution algorithms on the first batch of each shape and keeps the fastest; image
+        # batches have one shape, so this pays once. Off when asked for deterministic kernels.
+        torch.backends.cudnn.benchmark = not config.deterministic
         precision.apply()
     return {
         "threads": count,
