@@ -29,8 +29,9 @@ from results_file import write_result  # benchmarks/ is on sys.path when a scrip
 
 def make_cases() -> dict[str, tuple[Any, dict[str, Any], Any]]:
     import torch
-    from gpu_training import SHAPES, build, config_for, inputs, make_images
+    from gpu_training import SHAPES, config_for
     from text_models import WORKLOADS, data, luodi_model
+    from vision import image_inputs, luodi_cnn, make_images
 
     from luodi.config import ModelConfig
     from luodi.models.mlp import MLP
@@ -41,7 +42,7 @@ def make_cases() -> dict[str, tuple[Any, dict[str, Any], Any]]:
                     torch.randint(0, 5, (256,)))
     for name, workload in (("cnn", "cifar_cnn"), ("resnet", "resnet")):
         images, labels = make_images(64, SHAPES[workload])
-        cases[name] = (build(config_for(workload, 64, 1, channels_last=True), images), inputs(images),
+        cases[name] = (luodi_cnn(config_for(workload, 64, 1, channels_last=True), images), image_inputs(images),
                        torch.from_numpy(labels))
     for name, workload in (("rnn", "gru"), ("transformer", "transformer")):
         shape = WORKLOADS[workload]

@@ -54,9 +54,10 @@ def steps_per_second(model: Any, batch: dict[str, Any], target: Any, mode: str, 
 
 def cases() -> list[tuple[str, Callable[[], Any], dict[str, Any], Any]]:
     import torch
-    from gpu_training import SHAPES, build, config_for, inputs, make_images
+    from gpu_training import SHAPES, config_for
     from torch import nn
     from transformers import BertConfig, BertModel
+    from vision import image_inputs, luodi_cnn, make_images
 
     device = torch.device("cuda")
 
@@ -74,10 +75,10 @@ def cases() -> list[tuple[str, Callable[[], Any], dict[str, Any], Any]]:
     made: list[tuple[str, Callable[[], Any], dict[str, Any], Any]] = []
     for workload, rows in (("cifar_cnn", 256), ("resnet", 64), ("resnet", 256)):
         images, labels = make_images(rows, SHAPES[workload])
-        batch = {name: tensor.to(device) for name, tensor in inputs(images).items()}
+        batch = {name: tensor.to(device) for name, tensor in image_inputs(images).items()}
 
         def image_model(workload: str = workload, rows: int = rows, images: Any = images) -> Any:
-            return build(config_for(workload, rows, 1, channels_last=True), images).to(device)
+            return luodi_cnn(config_for(workload, rows, 1, channels_last=True), images).to(device)
 
         made.append((f"{workload} b{rows}", image_model, batch, torch.from_numpy(labels).to(device)))
     for name, layers, width, rows in (("bert 2x128 b64", 2, 128, 64), ("minilm 6x384 b32", 6, 384, 32),

@@ -38,53 +38,23 @@ from pathlib import Path
 from typing import Any
 
 from results_file import write_result  # benchmarks/ is on sys.path when a script runs
-from vision import CLASSES, WORKLOADS, make_images
+from vision import image_inputs, luodi_cnn, luodi_config, make_images
 
 SHAPES = {"cifar_cnn": (3, 32, 32), "mnist_cnn": (1, 28, 28), "resnet": (3, 32, 32)}
 VALIDATION_ROWS = 1024
 
 
 def config_for(workload: str, batch: int, epochs: int, channels_last: bool) -> Any:
+    """vision.py's config of the workload (the CIFAR shape for resnet, with luodi's `resnet` defaults), at batch
+    `batch`, on the GPU."""
     from luodi.config import validate_config
 
-    channels, height, width = SHAPES[workload]
+    config = luodi_config("cifar_cnn" if workload == "resnet" else workload, "unused.csv", epochs, channels_last)
     if workload == "resnet":
-        model: dict[str, Any] = {"type": "resnet", "resnet": {"channels_last": channels_last}}
-    else:
-        spec = WORKLOADS[workload]
-        model = {"type": "cnn", "hidden_sizes": spec["hidden"], "dropout": 0.0,
-                 "cnn": {"channels": spec["channels"], "batch_norm": False, "pool": "max", "output": "flatten",
-                         "channels_last": channels_last}}
-    return validate_config({
-        "name": workload, "data": {"train": "unused.csv"}, "target": {"name": "label", "task": "multiclass"},
-        "input_features": [{"name": "image", "type": "image", "height": height, "width": width,
-                            "channels": channels}],
-        "model": model,
-        "trainer": {"epochs": epochs, "batch_size": batch, "early_stopping": {"enabled": False},
-                    "optimizer": {"type": "adamw", "lr": 1e-3, "weight_decay": 0.01}},
-        "runtime": {"device": "cuda", "threads": "auto"},
-    })
-
-
-def build(config: Any, images: Any) -> Any:
-    from luodi.features.image import ImageEncoder
-    from luodi.features.pipeline import FeaturePipeline
-    from luodi.features.target import TargetEncoder
-    from luodi.models import build_model
-
-    channels, height, width = images.shape[1:]
-    encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,
-                           mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
-    pipeline = FeaturePipeline(config, [encoder], TargetEncoder(config.target, classes=list(range(CLASSES))))
-    return build_model(config, pipeline)
-
-
-def inputs(images: Any) -> dict[str, Any]:
-    import torch
-
-    count = len(images)
-    return {"dense": torch.zeros(count, 0), "categorical": torch.zeros(count, 0, dtype=torch.int64),
-            "image": torch.from_numpy(images)}
+        config.update(name="resnet", model={"type": "resnet", "resnet": {"channels_last": channels_last}})
+    config["trainer"]["batch_size"] = batch
+    config["runtime"] = {"device": "cuda", "threads": "auto"}
+    return validate_config(config)
 
 
 def run_default(workload: str, rows: int, epochs: int, batch: int) -> float:
@@ -93,9 +63,9 @@ def run_default(workload: str, rows: int, epochs: int, batch: int) -> float:
 
     device = torch.device("cuda")
     images, labels = make_images(rows, SHAPES[workload])
-    x, y = inputs(images), torch.from_numpy(labels)
+    x, y = image_inputs(images), torch.from_numpy(labels)
     torch.manual_seed(0)
-    model = build(config_for(workload, batch, epochs, channels_last=False), images).to(device)
+    model = luodi_cnn(config_for(workload, batch, epochs, channels_last=False), images).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
@@ -159,12 +129,12 @@ def run_luodi(workload: str, rows: int, epochs: int, batch: int, channels_last: 
     config = config_for(workload, batch, epochs, channels_last)
     environment = apply_runtime(config.runtime, config.trainer.seed)
     images, labels = make_images(rows + VALIDATION_ROWS, SHAPES[workload])
-    x, y = inputs(images), torch.from_numpy(labels)
+    x, y = image_inputs(images), torch.from_numpy(labels)
     train = Tensors({k: v[:rows] for k, v in x.items()}, y[:rows])
     validation = Tensors({k: v[rows:] for k, v in x.items()}, y[rows:])
     clock = SyncedClock()
     with tempfile.TemporaryDirectory() as run_dir:
-        result = fit(build(config, images), train, validation, config.trainer, task="multiclass",
+        result = fit(luodi_cnn(config, images), train, validation, config.trainer, task="multiclass",
                      loss_fn=build_loss("multiclass"), score=lambda o, t: compute_metrics("multiclass", t, o),
                      monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cuda"),
                      progress=clock, precision=PRECISIONS[environment["mixed_precision"]],

@@ -174,18 +174,37 @@ def luodi_config(workload: str, data: str, epochs: int, channels_last: bool = Tr
     }
 
 
-def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = True,
-                precision: str = "auto") -> dict[str, Any]:
-    """luodi's model and loop on a pre-made uint8 image tensor, as the image feature hands it to `fit`."""
-    import numpy as np
-    import torch
-
-    from luodi.config import validate_config
-    from luodi.evaluate.metrics import compute_metrics
+def luodi_cnn(config: Any, images: Any) -> Any:
+    """The module `build_model` makes for `config` (one image feature) on images of this shape."""
     from luodi.features.image import ImageEncoder
     from luodi.features.pipeline import FeaturePipeline
     from luodi.features.target import TargetEncoder
     from luodi.models import build_model
+
+    channels, height, width = images.shape[1:]
+    encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,  # type: ignore[arg-type]
+                           mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
+    return build_model(config, FeaturePipeline(config, [encoder],
+                                               TargetEncoder(config.target, classes=list(range(CLASSES)))))
+
+
+def image_inputs(images: Any) -> dict[str, Any]:
+    """A uint8 image array as the model's input dict (no dense or categorical columns)."""
+    import numpy as np
+    import torch
+
+    count = len(images)
+    return {"dense": torch.zeros(count, 0), "categorical": torch.zeros(count, 0, dtype=torch.int64),
+            "image": torch.from_numpy(np.ascontiguousarray(images))}
+
+
+def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = True,
+                precision: str = "auto") -> dict[str, Any]:
+    """luodi's model and loop on a pre-made uint8 image tensor, as the image feature hands it to `fit`."""
+    import torch
+
+    from luodi.config import validate_config
+    from luodi.evaluate.metrics import compute_metrics
     from luodi.models.heads import build_loss
     from luodi.train.loop import Tensors, fit
     from luodi.train.precision import PRECISIONS
@@ -194,20 +213,13 @@ def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = Tru
     config = validate_config(luodi_config(workload, "unused.csv", epochs, channels_last, precision))
     environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type)
     images, labels = make_images(rows + VALIDATION_ROWS, WORKLOADS[workload]["shape"])
-    channels, height, width = images.shape[1:]
-    encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,  # type: ignore[arg-type]
-                           mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
-    pipeline = FeaturePipeline(config, [encoder], TargetEncoder(config.target, classes=list(range(CLASSES))))
 
     def split(part: slice) -> Tensors:
-        count = len(images[part])
-        return Tensors({"dense": torch.zeros(count, 0), "categorical": torch.zeros(count, 0, dtype=torch.int64),
-                        "image": torch.from_numpy(np.ascontiguousarray(images[part]))},
-                       torch.from_numpy(labels[part]))
+        return Tensors(image_inputs(images[part]), torch.from_numpy(labels[part]))
 
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as run_dir:
-        fit(build_model(config, pipeline), split(slice(0, rows)), split(slice(rows, None)), config.trainer,
+        fit(luodi_cnn(config, images), split(slice(0, rows)), split(slice(rows, None)), config.trainer,
             task="multiclass", loss_fn=build_loss("multiclass"), score=lambda o, y: compute_metrics("multiclass", y, o),
             monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cpu"), progress=clock,
             precision=PRECISIONS[environment["mixed_precision"]])
