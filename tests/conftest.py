@@ -237,17 +237,21 @@ def review_csv() -> Callable[..., Path]:
 
 def write_checkpoint(folder: Path, layers: int = 2, width: int = 32) -> Path:
     """A tiny BERT checkpoint as a user's folder holds one: config.json, model.safetensors and a WordPiece
-    tokenizer trained here (tokenizer.json, tokenizer_config.json)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    tokenizer made here (tokenizer.json, tokenizer_config.json). Its vocabulary is fixed (the special tokens, the
+    generated texts' words, then every letter alone and as a ##continuation), not trained: the WordPiece trainer
+    orders tied counts differently from run to run, and a different vocabulary made every hf test train a
+    different model in each session."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words = sorted(set(FILLER + [word for group in TOPICS.values() for word in group]))
+    letters = sorted(set("abcdefghijklmnopqrstuvwxyz"))
+    vocabulary = [*special, *words, *letters, *(f"##{letter}" for letter in letters)]
+    tokenizer = Tokenizer(models.WordPiece({token: index for index, token in enumerate(vocabulary)},
+                                           unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    words = FILLER + [word for group in TOPICS.values() for word in group]
-    tokenizer.train_from_iterator(words * 3, trainers.WordPieceTrainer(vocab_size=120, special_tokens=special,
-                                                                        show_progress=False))
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
