@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from luodi import checkpoints as hf_checkpoint
 from luodi.config import ModelConfig, OptimizerConfig, TextFeature
 from luodi.errors import InputError
-from luodi.features import checkpoint as hf_checkpoint
 from luodi.features.text import TokenEncoder
 from luodi.models.hf import HFEncoder, depths, layer_list
 from luodi.train.loop import build_optimizer

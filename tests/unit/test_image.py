@@ -15,8 +15,9 @@ from luodi.config import AugmentConfig, ImageFeature, ModelConfig
 from luodi.data.images import fingerprint_folder, read_image_folder
 from luodi.errors import InputError
 from luodi.features import image as image_module
-from luodi.features.encoders import Unseen, build_encoder
+from luodi.features.encoders import build_encoder
 from luodi.features.image import ImageEncoder, coerce_images
+from luodi.features.unseen import Unseen
 from luodi.models import FEATURE_ENCODERS
 from luodi.models.vision import augment
 

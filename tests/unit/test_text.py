@@ -13,9 +13,10 @@ import pytest
 
 from luodi.config import LuodiConfig, TextFeature, validate_config
 from luodi.errors import InputError
-from luodi.features.encoders import TextEncoder, Unseen, build_encoder
+from luodi.features.encoders import TextEncoder, build_encoder
 from luodi.features.pipeline import FeaturePipeline, asset_folder
 from luodi.features.text import TOKENIZER_FILE, TokenEncoder
+from luodi.features.unseen import Unseen
 
 WORDS = ["goal", "match", "team", "chip", "software", "robot", "bread", "soup", "oven", "the", "a", "said"]
 

@@ -1,4 +1,5 @@
-"""Image folders as tables, and what `luodi init` needs to know about image columns.
+"""Image files: image folders as tables, opening an image and reading its header, and what `luodi init` needs to
+know about image columns. Decoding pixels for the model is the image feature's (features/image.py).
 
 A folder with one subfolder per class (`photos/cat/1.png`, `photos/dog/7.jpg`) reads as a table with an `image`
 column of paths relative to the folder and a `label` column of class names, so an image folder goes through the
@@ -8,6 +9,7 @@ same split, feature, training and package code as any table.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter
 from pathlib import Path
@@ -19,6 +21,41 @@ from luodi.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
+MAX_INFERRED_SIDE = 64  # an inferred size keeps the aspect ratio but at most this many pixels a side
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class BadImage(Exception):
+    """One image that cannot be used; the message names the file (or the row, for bytes)."""
+
+
+def image_name(item: str | bytes, row: int) -> str:
+    """How messages name an image: its path, or its row for bytes."""
+    return item if isinstance(item, str) else f"row {row + 1} (image bytes)"
+
+
+def open_image(item: str | bytes, row: int) -> Any:
+    """A Pillow image (header read, pixels not decoded yet); BadImage names the file when it cannot be opened."""
+    from PIL import Image
+
+    try:
+        return Image.open(item if isinstance(item, str) else io.BytesIO(item))
+    except FileNotFoundError:
+        raise BadImage(f"{image_name(item, row)}: file not found") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise BadImage(f"{image_name(item, row)}: not a readable image ({first_line(error)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (Pillow's can run to several)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def probe(item: str | bytes, row: int) -> tuple[int, int, bool]:
+    """(width, height, is_gray) from the header alone, without decoding the pixels."""
+    with open_image(item, row) as image:
+        return image.size[0], image.size[1], image.mode in GRAY_MODES
 
 
 def is_image_path(value: str) -> bool:
@@ -66,8 +103,6 @@ def fingerprint_folder(folder: Path) -> dict[str, Any]:
 def describe_images(paths: list[str], base: Path, sample: int = 200) -> dict[str, Any]:
     """Size and channels of a sample of images (headers only), for the starter config: the most common size,
     scaled to at most 64 px a side, and 3 channels if any sampled image has color."""
-    from luodi.features.image import MAX_INFERRED_SIDE, BadImage, probe
-
     step = max(1, len(paths) // sample)
     headers = []
     for row in range(0, len(paths), step):

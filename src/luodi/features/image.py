@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -25,10 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from luodi.config import ImageFeature
+from luodi.data.images import GRAY_MODES, MAX_INFERRED_SIDE, BadImage, first_line, image_name, open_image, probe
 from luodi.errors import InputError
 
-MAX_INFERRED_SIDE = 64  # an inferred size keeps the aspect ratio but at most this many pixels a side
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 CACHE_VERSION = 1  # part of every cache key: bump when decoding changes
 CACHE_MAX_MB_DEFAULT = 2048  # the disk cache's size limit unless $LUODI_CACHE_MAX_MB says otherwise
 CHUNK = 64  # images per task handed to a decoding thread
@@ -37,54 +35,24 @@ CHUNK = 64  # images per task handed to a decoding thread
 CACHE_MIN_ROWS = 256
 
 
-class BadImage(Exception):
-    """One image that cannot be used; the message names the file (or the row, for bytes)."""
-
-
-def _label(item: str | bytes, row: int) -> str:
-    return item if isinstance(item, str) else f"row {row + 1} (image bytes)"
-
-
-def _open(item: str | bytes, row: int) -> Any:
-    from PIL import Image
-
-    try:
-        return Image.open(item if isinstance(item, str) else io.BytesIO(item))
-    except FileNotFoundError:
-        raise BadImage(f"{_label(item, row)}: file not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise BadImage(f"{_label(item, row)}: not a readable image ({_reason(error)})") from None
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def decode(item: str | bytes, row: int, height: int, width: int, channels: int, strict: bool) -> np.ndarray:
     """One image as uint8 (channels, height, width): converted to gray or RGB, resized when its size differs."""
     from PIL import Image
 
-    with _open(item, row) as image:
+    with open_image(item, row) as image:
         gray = image.mode in GRAY_MODES
         if strict and gray != (channels == 1):
             found, wanted = ("gray", "color") if gray else ("color", "gray")
-            raise BadImage(f"{_label(item, row)}: a {found} image among {wanted} ones (channels: {channels}); "
+            raise BadImage(f"{image_name(item, row)}: a {found} image among {wanted} ones (channels: {channels}); "
                            "convert it, or set strict_channels: false to convert it when read")
         try:
             image = image.convert("L" if channels == 1 else "RGB")  # decodes; a truncated file fails here
             if image.size != (width, height):
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
         except (OSError, ValueError, SyntaxError) as error:
-            raise BadImage(f"{_label(item, row)}: cannot decode ({_reason(error)})") from None
+            raise BadImage(f"{image_name(item, row)}: cannot decode ({first_line(error)})") from None
         pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)  # (channels, height, width)
-
-
-def probe(item: str | bytes, row: int) -> tuple[int, int, bool]:
-    """(width, height, is_gray) from the header alone, without decoding the pixels."""
-    with _open(item, row) as image:
-        return image.size[0], image.size[1], image.mode in GRAY_MODES
 
 
 def coerce_images(column: pa.ChunkedArray, feature: ImageFeature, source: str) -> pa.ChunkedArray:

@@ -18,10 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from luodi import checkpoints as hf_checkpoint
+from luodi.columns import as_strings
 from luodi.config import TextFeature
 from luodi.errors import InputError
-from luodi.features import checkpoint as hf_checkpoint
-from luodi.features.encoders import Unseen, as_strings
+from luodi.features.unseen import Unseen
 
 TOKENIZER_FILE = "tokenizer.json"
 PAD, UNK = "[PAD]", "[UNK]"

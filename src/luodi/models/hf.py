@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from luodi import checkpoints as hf_checkpoint
 from luodi.config import HFConfig, ModelConfig
 from luodi.errors import InputError
-from luodi.features import checkpoint as hf_checkpoint
 from luodi.models.steps import masked_mean, trim
 
 

@@ -1,4 +1,5 @@
-"""A local Hugging Face checkpoint folder, checked before anything reads it.
+"""Local Hugging Face checkpoint folders, checked before anything reads them: the tokenizer (features) and the
+weights (models) both come from one.
 
 luodi never fetches a model: `model.path` must be an existing folder on this machine. A checkpoint is refused,
 with the folder and the missing file named, when it lacks config.json, safetensors weights or tokenizer files;
