@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from luodi.config import (
-    TASK_METRICS,
     LuodiConfig,
     apply_overrides,
     load_config,
@@ -17,6 +16,7 @@ from luodi.config import (
     validate_config,
 )
 from luodi.errors import InputError
+from luodi.tasks import get_task
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
@@ -111,7 +111,7 @@ def test_missing_required_key() -> None:
 
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_every_task_metric_is_accepted(task: str) -> None:
-    for metric in TASK_METRICS[task]:
+    for metric in get_task(task).directions:
         raw = raw_config(task)
         raw["trainer"] = {"early_stopping": {"metric": metric}}
         assert validate_config(raw).trainer.early_stopping.metric == metric

@@ -11,9 +11,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from luodi.columns import binary_order
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
-from luodi.features.encoders import Unseen, binary_order, build_encoder
+from luodi.features.encoders import build_encoder
+from luodi.features.unseen import Unseen
 
 PROPERTY = settings(max_examples=60, deadline=None, database=None)
 

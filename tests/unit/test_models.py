@@ -1,4 +1,4 @@
-"""The MLP and the per-task losses: output shapes, category embeddings, normalization layers."""
+"""The MLP and the per-task losses and activations: output shapes, category embeddings, normalization layers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from luodi.config import ModelConfig
-from luodi.models import build_model
-from luodi.models.heads import activate, build_loss
+from luodi.config import ModelConfig, TargetConfig
+from luodi.models import build_combiner, build_model
 from luodi.models.mlp import MLP
+from luodi.tasks import get_task
+
+
+def build_loss(task: str, class_weights: np.ndarray | None = None) -> nn.Module:
+    """The task's training loss, its target fitted on classes a, b, c, ... with these class weights."""
+    count = 2 if task == "binary" else 3
+    names = [chr(ord("a") + index) for index in range(count)]
+    weights = dict(zip(names, class_weights.tolist(), strict=True)) if class_weights is not None else "none"
+    config = TargetConfig(name="y", task=task, class_weights=weights)  # type: ignore[arg-type]
+    state = {"classes": names, "counts": [1] * count} if task != "regression" else None
+    return get_task(task).loss(get_task(task).target(config, state))
 
 
 def inputs(batch: int = 5, dense: int = 3, categories: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
@@ -30,7 +40,7 @@ def test_output_shapes_per_task(task: str, output_size: int) -> None:
     model = MLP(ModelConfig(hidden_sizes=[8, 4]), 3, [], output_size)
     logits = model(inputs())
     assert logits.shape == (5, output_size)
-    activated = activate(task, logits)
+    activated = get_task(task).activate(logits)
     assert activated.shape == ((5,) if task != "multiclass" else (5, 4))
     if task == "multiclass":
         assert torch.allclose(activated.sum(dim=1), torch.ones(5))
@@ -70,9 +80,11 @@ def test_activation_choice(activation: str, kind: type[nn.Module]) -> None:
 
 
 def test_build_model_from_pipeline_sizes() -> None:
+    """The task sizes the output (three classes: three logits), the pipeline the inputs."""
     pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [(5, 2)], tensor_encoders=lambda: [],
-                               target=SimpleNamespace(output_size=lambda: 3))
-    model = build_model(SimpleNamespace(model=ModelConfig(hidden_sizes=[4])), pipeline)
+                               target=SimpleNamespace(classes=["a", "b", "c"]))
+    config = SimpleNamespace(model=ModelConfig(hidden_sizes=[4]), task=lambda: get_task("multiclass"))
+    model = build_model(config, pipeline)
     assert model(inputs(categories=(5,))).shape == (5, 3)
 
 
@@ -100,11 +112,11 @@ def test_architecture_without_a_feature_it_reads_is_refused() -> None:
     pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [], tensor_encoders=lambda: [],
                                target=SimpleNamespace(output_size=lambda: 1))
     with pytest.raises(InputError, match="model.type 'rnn' needs an input feature"):
-        build_model(SimpleNamespace(model=ModelConfig(type="rnn")), pipeline)
+        build_combiner(SimpleNamespace(model=ModelConfig(type="rnn")), pipeline, 1)
     unreadable = SimpleNamespace(name="photo", modality="image")
     pipeline.tensor_encoders = lambda: [unreadable]
     with pytest.raises(InputError, match="'photo'"):
-        build_model(SimpleNamespace(model=ModelConfig(type="mlp")), pipeline)
+        build_combiner(SimpleNamespace(model=ModelConfig(type="mlp")), pipeline, 1)
 
 
 def test_regression_loss_is_mse() -> None:

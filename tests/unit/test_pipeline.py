@@ -13,8 +13,8 @@ import pytest
 from luodi.config import LuodiConfig, validate_config
 from luodi.data.sources import read_table
 from luodi.errors import InputError
-from luodi.features.encoders import Unseen
 from luodi.features.pipeline import FeaturePipeline, coerce_table
+from luodi.features.unseen import Unseen
 
 
 def make_config(task: str = "binary") -> LuodiConfig:

@@ -8,8 +8,9 @@ import pytest
 
 from luodi.config import SequenceFeature
 from luodi.errors import InputError
-from luodi.features.encoders import Unseen, build_encoder
+from luodi.features.encoders import build_encoder
 from luodi.features.sequence import SequenceEncoder, coerce_sequence
+from luodi.features.unseen import Unseen
 
 
 def column(values: list) -> pa.ChunkedArray:  # type: ignore[type-arg]

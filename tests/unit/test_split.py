@@ -8,6 +8,7 @@ import pytest
 
 from luodi.config import SplitConfig
 from luodi.data.split import quantile_bins, split_indices, split_table
+from luodi.tasks import get_task
 
 
 def labels(seed: int = 0) -> np.ndarray:
@@ -50,7 +51,7 @@ def test_same_seed_same_rows_other_seed_other_rows() -> None:
 def test_split_table_by_class() -> None:
     strata = labels()
     table = pa.table({"x": np.arange(len(strata)), "y": strata})
-    splits = split_table(table, SplitConfig(seed=5), target="y", task="multiclass")
+    splits = split_table(table, SplitConfig(seed=5), target="y", stratify=get_task("multiclass").stratify)
     assert sum(splits.sizes().values()) == table.num_rows
     for part in (splits.train, splits.validation, splits.test):
         assert set(part.column("y").to_pylist()) == {"a", "b", "c", "d"}
@@ -62,7 +63,7 @@ def test_split_table_by_class() -> None:
 def test_split_table_regression_covers_the_range() -> None:
     values = np.random.default_rng(1).exponential(10.0, 400)
     table = pa.table({"y": values})
-    splits = split_table(table, SplitConfig(seed=2), target="y", task="regression")
+    splits = split_table(table, SplitConfig(seed=2), target="y", stratify=get_task("regression").stratify)
     for part in (splits.validation, splits.test):
         sample = np.asarray(part.column("y").to_pylist())
         assert sample.max() > np.quantile(values, 0.85)

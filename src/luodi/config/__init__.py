@@ -17,7 +17,6 @@ from luodi.config.reference import reference_markdown
 from luodi.config.schema import (
     FEATURE_TYPES,
     NAME_PATTERN,
-    TASK_METRICS,
     AugmentConfig,
     BinaryFeature,
     CategoryFeature,
@@ -40,7 +39,6 @@ from luodi.config.schema import (
     SplitConfig,
     Strict,
     TargetConfig,
-    Task,
     TextFeature,
     TrainerConfig,
     TransformerConfig,
@@ -49,10 +47,10 @@ from luodi.config.schema import (
 )
 
 __all__ = [
-    "FEATURE_TYPES", "NAME_PATTERN", "TASK_METRICS", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature",
+    "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature",
     "DataConfig", "EarlyStoppingConfig", "FeatureConfig", "HFConfig", "ImageFeature", "LuodiConfig", "ModelConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "Task", "TextFeature",
+    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
     "TrainerConfig", "TransformerConfig", "apply_overrides", "format_validation_error", "is_valid_name",
     "load_config", "read_yaml", "reference_markdown", "resolve_paths", "resolve_tokenizer", "validate_config",
 ]

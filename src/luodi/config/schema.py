@@ -7,9 +7,14 @@ reference in docs/config.md (`reference.py`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from luodi.errors import InputError
+
+if TYPE_CHECKING:
+    from luodi.tasks import Task
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -18,22 +23,6 @@ def is_valid_name(value: object) -> bool:
     """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$ in full (re.match would accept a trailing
     newline), and never '.' or '..' (they are paths)."""
     return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None and value not in (".", "..")
-
-Task = Literal["regression", "binary", "multiclass"]
-
-# Validation metrics a task can early-stop on, with the direction that is better.
-TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
-    "regression": {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "r2": "max"},
-    "binary": {
-        "loss": "min", "log_loss": "min", "accuracy": "max", "roc_auc": "max", "f1": "max",
-        "f1_macro": "max", "precision": "max", "recall": "max",
-    },
-    "multiclass": {
-        "loss": "min", "log_loss": "min", "accuracy": "max", "f1_macro": "max", "f1_weighted": "max",
-        "roc_auc_ovr": "max",
-    },
-}
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -172,10 +161,21 @@ class TargetConfig(Strict):
     """The column to predict and the kind of prediction."""
 
     name: str = Field(description="Target column name.")
-    task: Task = Field(description="regression, binary or multiclass.")
+    task: str = Field(description="What to predict: regression, binary or multiclass (the tasks in luodi.tasks).")
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
     )
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from luodi.tasks import get_task  # the task table imports nothing of config: no cycle
+
+        try:
+            get_task(value)
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        return value
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -413,26 +413,32 @@ class LuodiConfig(Strict):
             raise ValueError(f"input_features lists {duplicates[0]!r} more than once")
         if self.target.name in names:
             raise ValueError(f"target {self.target.name!r} is also listed in input_features")
-        metrics = TASK_METRICS[self.target.task]
+        task = self.task()
         metric = self.trainer.early_stopping.metric
-        if metric not in metrics:
+        if metric not in task.directions:
             raise ValueError(
-                f"trainer.early_stopping.metric {metric!r} is not a {self.target.task} metric; "
-                f"choose one of {sorted(metrics)}"
+                f"trainer.early_stopping.metric {metric!r} is not a {task.name} metric; "
+                f"choose one of {sorted(task.directions)}"
             )
-        if isinstance(self.target.class_weights, dict) and self.target.task == "regression":
+        if isinstance(self.target.class_weights, dict) and not task.classes:
             raise ValueError("target.class_weights applies to classification only")
         for feature in self.input_features:
             if isinstance(feature, TextFeature):
                 resolve_tokenizer(feature, self.model)
         return self
 
+    def task(self) -> Task:
+        """The task object of `target.task` (luodi.tasks)."""
+        from luodi.tasks import get_task
+
+        return get_task(self.target.task)
+
     def monitor_mode(self) -> Literal["min", "max"]:
         """The direction in which the early-stopping metric improves."""
         stopping = self.trainer.early_stopping
         if stopping.mode != "auto":
             return stopping.mode
-        return TASK_METRICS[self.target.task][stopping.metric]
+        return self.task().directions[stopping.metric]
 
 
 def resolve_tokenizer(feature: TextFeature, model: ModelConfig) -> None:

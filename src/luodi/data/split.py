@@ -1,8 +1,10 @@
-"""Seeded train / validation / test splits, stratified by class for classification tasks."""
+"""Seeded train / validation / test splits, stratified as the task says: by class, or by quantile bin of a
+numeric target (`task.stratify`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -71,14 +73,17 @@ def _label_ranks(labels: pa.ChunkedArray) -> np.ndarray:
     return pc.index_in(labels, value_set=pa.array(distinct, pa.string())).to_numpy(zero_copy_only=False)
 
 
+Stratify = Literal["class", "quantile", "none"]
+
+
 def split_rows(table: pa.Table, config: SplitConfig, target: str | None,
-               task: str = "binary") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               stratify: Stratify = "class") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices of train, validation and test, stratified on `target` when given: by class, or by quantile
-    bin for regression."""
+    bin of a numeric target."""
     strata = None
-    if target is not None and config.stratify:
+    if target is not None and config.stratify and stratify != "none":
         column = table.column(target)
-        if task == "regression":
+        if stratify == "quantile":
             strata = quantile_bins(column.to_numpy(zero_copy_only=False).astype(np.float64))
         else:
             strata = _label_ranks(pc.cast(column, pa.string()))
@@ -101,6 +106,6 @@ def take_splits(columns: list[pa.ChunkedArray], schema: pa.Schema,
     return Splits(*(pa.Table.from_arrays(part, schema=schema) for part in parts))
 
 
-def split_table(table: pa.Table, config: SplitConfig, target: str | None, task: str = "binary") -> Splits:
-    """Split one table, stratified on `target` when given: by class, or by quantile bin for regression."""
-    return take_splits(table.columns, table.schema, split_rows(table, config, target, task))
+def split_table(table: pa.Table, config: SplitConfig, target: str | None, stratify: Stratify = "class") -> Splits:
+    """Split one table, stratified on `target` when given: by class, or by quantile bin of a numeric target."""
+    return take_splits(table.columns, table.schema, split_rows(table, config, target, stratify))

@@ -59,8 +59,10 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
             raise InputError(f"{path}: target column {target!r} is NaN in {nan_count} row(s)")
     guess = infer_task(column, target)
     if task is not None:
-        if task not in ("regression", "binary", "multiclass"):
-            raise InputError(f"--task {task!r}: choose regression, binary or multiclass")
+        from luodi.tasks import TASKS
+
+        if task not in TASKS:
+            raise InputError(f"--task {task!r}: choose one of {sorted(TASKS)}")
         guess = TaskGuess(task, "given with --task")
     columns = [infer_column(table.column(name), name) for name in table.column_names if name != target]
     if not any(column.type for column in columns):

@@ -12,7 +12,6 @@ the encoders already coerced (numbers as float64, see `pipeline.coerce_table`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,44 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from luodi.columns import as_strings, binary_order
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
 from luodi.features.image import ImageEncoder
 from luodi.features.sequence import SequenceEncoder
+from luodi.features.text import TokenEncoder
+from luodi.features.unseen import Unseen
 
-TRUE_WORDS = {"1", "1.0", "true", "t", "yes", "y", "positive", "pos"}
 WORD_PATTERN = r"[^\w']+"
-
-
-@dataclass
-class Unseen:
-    """Values an encoder did not see in training, counted per column (reported, or an error when strict)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    # Rows (0-based) an encoder could not read and the config allows skipping (an unreadable image), per column.
-    skipped: dict[str, list[int]] = field(default_factory=dict)
-    reasons: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, column: str, count: int, examples: list[str]) -> None:
-        if count:
-            self.counts[column] = self.counts.get(column, 0) + count
-            self.examples.setdefault(column, []).extend(examples[: 3 - len(self.examples.get(column, []))])
-
-    def skip(self, column: str, rows: list[int], reasons: list[str]) -> None:
-        self.skipped.setdefault(column, []).extend(rows)
-        self.reasons.setdefault(column, []).extend(reasons)
-
-    def messages(self) -> list[str]:
-        return [
-            f"column {name!r}: {count} value(s) not seen in training, e.g. {self.examples[name]}; "
-            "encoded as unknown"
-            for name, count in self.counts.items()
-        ] + [
-            f"column {name!r}: skipped {len(rows)} row(s) that cannot be read: " + "; ".join(self.reasons[name][:3])
-            + (" ..." if len(rows) > 3 else "")
-            for name, rows in self.skipped.items()
-        ]
 
 
 class Encoder(Protocol):
@@ -82,15 +52,6 @@ class TensorEncoder(Encoder, Protocol):
     modality: str  # "image", "sequence" or "tokens": which feature-encoder module reads it
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> dict[str, np.ndarray]: ...
-
-
-def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text view of a column: booleans become 'true'/'false', numbers their shortest repr."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if pa.types.is_string(column.type):
-        return column
-    return pc.cast(column, pa.string())
 
 
 def _examples(values: pa.ChunkedArray, mask: pa.ChunkedArray) -> list[str]:
@@ -207,14 +168,6 @@ class CategoryEncoder:
         return {"vocabulary": self.vocabulary}
 
 
-def binary_order(distinct: list[str]) -> list[str]:
-    """[negative, positive] for two values: a true-like word is positive, otherwise the later in sort order."""
-    ordered = sorted(distinct)
-    if len(ordered) == 2 and ordered[0].strip().lower() in TRUE_WORDS and ordered[1].strip().lower() not in TRUE_WORDS:
-        ordered.reverse()
-    return ordered
-
-
 class BinaryEncoder:
     kind = "dense"
 
@@ -302,8 +255,6 @@ def text_encoder(config: TextFeature, **state: Any) -> Encoder:
     checkpoint: token ids for rnn, transformer and hf (features/text.py)."""
     if config.tokenizer in ("auto", "bag_of_words"):
         return TextEncoder(config, **state)
-    from luodi.features.text import TokenEncoder
-
     return TokenEncoder(config, **state)
 
 

@@ -19,15 +19,15 @@ from luodi.features.encoders import (
     Encoder,
     NumericEncoder,
     TensorEncoder,
-    Unseen,
     build_encoder,
     numeric_blocks,
     scale_numeric,
 )
 from luodi.features.image import coerce_images
 from luodi.features.sequence import coerce_sequence
-from luodi.features.target import TargetEncoder
 from luodi.features.text import coerce_text
+from luodi.features.unseen import Unseen
+from luodi.tasks import TargetEncoder
 
 
 @dataclass
@@ -134,19 +134,19 @@ RELEASE_ROWS = 100_000  # tables at least this long hand Arrow's freed memory ba
 
 
 class FeaturePipeline:
-    """Encoders for every input feature plus the target encoder, fitted on the training split only."""
+    """Encoders for every input feature plus the task's target encoder, fitted on the training split only."""
 
     def __init__(self, config: LuodiConfig, encoders: list[Encoder], target: TargetEncoder):
         self.config = config
         self.encoders = encoders
-        self.target = target
+        self.target: Any = target  # the task's own target type (class labels, scaled values, ...)
 
     @classmethod
     def fit(cls, config: LuodiConfig, train: pa.Table) -> FeaturePipeline:
         encoders = [build_encoder(feature) for feature in config.input_features]
         for encoder in encoders:
             encoder.fit(train.column(encoder.name))
-        target = TargetEncoder(config.target)
+        target = config.task().target(config.target)
         target.fit(train.column(config.target.name))
         return cls(config, encoders, target)
 
@@ -225,11 +225,7 @@ class FeaturePipeline:
         return schema
 
     def output_schema(self) -> dict[str, Any]:
-        target = self.target
-        schema: dict[str, Any] = {"name": self.config.target.name, "task": target.task}
-        if target.task != "regression":
-            schema["classes"] = target.classes
-        return schema
+        return self.target.schema()
 
     def state(self) -> dict[str, Any]:
         return {
@@ -256,7 +252,7 @@ class FeaturePipeline:
         encoders = [build_encoder(feature, saved[feature.name],
                                   asset_folder(assets, index, feature.name) if assets is not None else None)
                     for index, feature in enumerate(config.input_features)]
-        return cls(config, encoders, TargetEncoder(config.target, **state["target"]))
+        return cls(config, encoders, config.task().target(config.target, state["target"]))
 
 
 ASSETS = "tokenizer"  # the package contract's folder for what text encoders keep

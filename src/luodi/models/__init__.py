@@ -1,10 +1,15 @@
-"""Architectures by name.
+"""Models, built by their task and architecture.
 
-Every model is the combiner MLP (models/mlp.py) over the table's dense and category inputs plus one feature
-encoder per tensor feature (an image, a numeric sequence, a text as tokens). `model.type` names the architecture
-of those feature encoders: `FEATURE_ENCODERS[type][modality]` builds the module for a feature of that modality.
-A builder is called as `builder(model_config, fitted_preprocessing_encoder)` and returns an nn.Module with an
-integer `output_size` whose forward takes the whole batch dict and returns (batch, output_size).
+The task names the model's shape (`task.model`, a key of MODEL_SHAPES) and its output size; the config's
+`model.type` names the architecture. The shape every table, image and text task uses today is the combiner
+(models/mlp.py): an MLP over the table's dense and category inputs plus one feature encoder per tensor feature (an
+image, a numeric sequence, a text as tokens), returning (batch, output_size). A task whose model returns other
+shapes (logits per token, for a language model) adds its builder to MODEL_SHAPES.
+
+`model.type` names the architecture of the feature encoders: `FEATURE_ENCODERS[type][modality]` builds the module
+for a feature of that modality. A builder is called as `builder(model_config, fitted_preprocessing_encoder)` and
+returns an nn.Module with an integer `output_size` whose forward takes the whole batch dict and returns
+(batch, output_size).
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ def supported(modality: str) -> list[str]:
 
 
 def build_model(config: Any, pipeline: Any) -> nn.Module:
-    """The architecture named in `config.model.type`, sized from the fitted feature pipeline."""
+    """The model of the config's task (its shape and output size) and `model.type`, sized from the fitted pipeline."""
+    task = config.task()
+    return MODEL_SHAPES[task.model](config, pipeline, task.output_size(pipeline.target))
+
+
+def build_combiner(config: Any, pipeline: Any, output_size: int) -> nn.Module:
+    """The combiner MLP over the pipeline's dense and category inputs and one feature encoder per tensor feature."""
     kind = config.model.type
     builders = FEATURE_ENCODERS.get(kind, {})
     encoders = []
@@ -51,7 +62,11 @@ def build_model(config: Any, pipeline: Any) -> nn.Module:
     if kind != "mlp" and not encoders:
         raise InputError(f"model.type {kind!r} needs an input feature it can read "
                          f"({', '.join(sorted(builders)) or 'none registered'}); for tables alone use model.type mlp")
-    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), pipeline.target.output_size(), encoders)
+    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), output_size, encoders)
+
+
+ModelBuilder = Callable[[Any, Any, int], nn.Module]  # (config, fitted pipeline, output size) -> model
+MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner}
 
 
 def load_pretrained(model: nn.Module) -> None:

@@ -1,4 +1,5 @@
-"""The target: missing values and unknown labels name rows, class weights, and decoding back to labels."""
+"""The task table and each task's target: missing values and unknown labels name rows, class weights, decoding
+back to labels, and the table's lookups."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import pytest
 
 from luodi.config import TargetConfig
 from luodi.errors import InputError
-from luodi.features.target import TargetEncoder
+from luodi.tasks import TASKS, direction, get_task, register_task
 
 
 def column(values: list[Any], kind: pa.DataType | None = None) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(values, kind)])
 
 
-def fitted(task: str, values: list[Any], class_weights: Any = "none") -> TargetEncoder:
-    encoder = TargetEncoder(TargetConfig(name="y", task=task, class_weights=class_weights))
+def fitted(task: str, values: list[Any], class_weights: Any = "none") -> Any:
+    encoder = get_task(task).target(TargetConfig(name="y", task=task, class_weights=class_weights))
     encoder.fit(column(values))
     return encoder
 
@@ -69,7 +70,7 @@ def test_binary_classes_and_targets(values: list[Any], classes: list[Any]) -> No
 def test_multiclass_targets_are_sorted_indices(values: list[Any]) -> None:
     encoder = fitted("multiclass", values)
     assert encoder.classes == sorted(set(values))
-    assert encoder.output_size() == 3
+    assert get_task("multiclass").output_size(encoder) == 3
     targets = encoder.transform(column(values), "train")
     assert targets.dtype == np.int64
     assert [encoder.classes[index] for index in targets] == values
@@ -80,7 +81,7 @@ def test_regression_is_standardized() -> None:
     targets = encoder.transform(column([1.0, 2.0, 3.0, 6.0]), "train")
     assert targets.mean() == pytest.approx(0.0, abs=1e-6)
     assert targets.std() == pytest.approx(1.0, abs=1e-6)
-    assert encoder.output_size() == 1
+    assert get_task("regression").output_size(encoder) == 1
 
 
 def test_regression_refuses_text() -> None:
@@ -106,7 +107,7 @@ def test_balanced_class_weights() -> None:
 
 def test_explicit_and_no_class_weights() -> None:
     assert fitted("binary", ["no", "yes"]).class_weights() is None
-    assert fitted("regression", [1.0, 2.0]).class_weights() is None
+    assert not get_task("regression").classes  # regression has no classes to weigh
     weights = fitted("binary", ["no", "yes"], class_weights={"yes": 3.0}).class_weights()
     assert weights is not None and weights.tolist() == [1.0, 3.0]
     with pytest.raises(InputError, match="unknown class"):
@@ -123,7 +124,8 @@ def test_decode_round_trip(task: str, values: list[Any]) -> None:
         outputs = np.where(targets > 0.5, 0.9, 0.2).astype(np.float32)
     else:
         outputs = np.eye(len(encoder.classes), dtype=np.float32)[targets] * 0.8 + 0.2 / len(encoder.classes)
-    predictions, probabilities = encoder.decode(outputs)
+    decoded = get_task(task).decode(encoder, outputs)
+    predictions, probabilities = decoded.values, decoded["probabilities"].data
     assert predictions == values
     assert probabilities is not None and probabilities.shape == (len(values), len(encoder.classes))
     assert np.allclose(probabilities.sum(axis=1), 1.0)
@@ -132,9 +134,9 @@ def test_decode_round_trip(task: str, values: list[Any]) -> None:
 def test_decode_regression_restores_scale() -> None:
     encoder = fitted("regression", [10.0, 20.0, 30.0])
     targets = encoder.transform(column([10.0, 20.0, 30.0]), "train")
-    predictions, probabilities = encoder.decode(targets)
-    assert predictions == pytest.approx([10.0, 20.0, 30.0])
-    assert probabilities is None
+    decoded = get_task("regression").decode(encoder, targets)
+    assert decoded.values == pytest.approx([10.0, 20.0, 30.0])
+    assert decoded.get("probabilities") is None
 
 
 @pytest.mark.parametrize(("task", "values"), [("binary", [True, False]), ("multiclass", [1.0, 2.0, 3.0]),
@@ -142,6 +144,37 @@ def test_decode_regression_restores_scale() -> None:
 def test_state_round_trip(task: str, values: list[Any]) -> None:
     encoder = fitted(task, values)
     state = json.loads(json.dumps(encoder.state()))
-    again = TargetEncoder(encoder.config, **state)
+    again = get_task(task).target(encoder.config, state)
     assert np.array_equal(encoder.transform(column(values), "a"), again.transform(column(values), "a"))
-    assert again.class_names == encoder.class_names
+    assert again.state() == encoder.state()
+
+
+def test_unknown_task_names_the_known_ones() -> None:
+    with pytest.raises(InputError, match=r"unknown task 'binry' \(did you mean 'binary'\?\); choose one of"):
+        get_task("binry")
+
+
+def test_metric_directions_come_from_the_tasks() -> None:
+    assert [direction(name) for name in ("loss", "log_loss", "rmse", "mae", "accuracy", "r2", "roc_auc")] == [
+        "min", "min", "min", "min", "max", "max", "max"]
+    for task in TASKS.values():
+        assert task.directions["loss"] == "min"
+
+
+def test_a_registered_task_cannot_shadow_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("luodi.tasks.TASKS", dict(TASKS))
+    register_task(get_task("binary"))  # the same object again: a no-op
+    impostor = type("Impostor", (), {"name": "binary"})()
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(impostor)  # type: ignore[arg-type]
+
+
+def test_old_target_state_still_loads() -> None:
+    """Packages written before the task table kept mean and std for classifiers, classes and counts for
+    regression (empty): both load."""
+    old = {"classes": ["no", "yes"], "mean": 0.0, "std": 1.0, "counts": [3, 4]}
+    config = TargetConfig(name="y", task="binary")
+    assert get_task("binary").target(config, old).state() == {"classes": ["no", "yes"], "counts": [3, 4]}
+    old = {"classes": [], "mean": 5.0, "std": 2.0, "counts": []}
+    config = TargetConfig(name="y", task="regression")
+    assert get_task("regression").target(config, old).state() == {"mean": 5.0, "std": 2.0}

@@ -1,0 +1,29 @@
+"""The training losses that torch lacks in the shape luodi's models give: (batch, 1) logits against (batch,) targets.
+
+Imported when a task builds its loss, so that reading a config (which asks the task table) never imports torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class RegressionLoss(nn.Module):
+    """MSE between logits (batch, 1) and the standardized target (batch,)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(logits.squeeze(-1), target)
+
+
+class BinaryLoss(nn.Module):
+    """BCE with logits (batch, 1) against 0/1 targets (batch,); `pos_weight` weighs positives."""
+
+    def __init__(self, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.pos_weight: torch.Tensor | None
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, pos_weight=self.pos_weight)
