@@ -6,8 +6,10 @@
     tokenizer/<n>-<feature>/  a text feature's tokenizer (and an hf checkpoint's config.json), when it has one
 
 Loading verifies every hash, checks the safetensors header against the architecture before reading any
-tensor, and never unpickles. `predict` applies the saved feature state to raw records: the one code path
-shared by `luodi predict`, the Python API and the server.
+tensor, and never unpickles. `predict` applies the saved feature state to raw records, runs the model through the
+one inference path (models/inference.py) and decodes the outputs with the task: the code path shared by `luodi
+predict`, the Python API, evaluation and the server. This module is the only writer of `package.json`: files
+added later (an ONNX graph) are listed through `add_file`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from luodi.errors import InputError
 from luodi.features.pipeline import Encoded, FeaturePipeline, coerce_table
 from luodi.io import atomic_write_json, sha256_file
 from luodi.models import build_model
-from luodi.train.loop import predict_tensors
+from luodi.models.inference import predict_arrays
+from luodi.tasks import Predictions, Task
 
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
@@ -143,13 +146,35 @@ def verify_package(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def add_file(folder: Path, name: str, entry: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """List a file written into an unregistered package folder in its manifest (with its sha256, so loading
+    verifies it), and optionally a manifest entry that describes it (`("onnx", {...})`); returns the manifest."""
+    folder = Path(folder)
+    manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if entry is not None:
+        manifest[entry[0]] = entry[1]
+    manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
 @dataclass
 class Prediction:
-    """Predictions for a block of rows, in input order; `probabilities` is (rows, classes) for classifiers."""
+    """Predictions for a block of rows, in input order: the task's typed outputs and the encoding's warnings."""
 
-    predictions: list[Any]
-    probabilities: np.ndarray | None
+    outputs: Predictions
     warnings: list[str]
+
+    @property
+    def predictions(self) -> list[Any]:
+        """Each row's prediction: a label or a number."""
+        return self.outputs.values
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        """(rows, classes) for classifiers, else None."""
+        output = self.outputs.get("probabilities")
+        return None if output is None else output.data
 
 
 class ModelPackage:
@@ -159,15 +184,11 @@ class ModelPackage:
                  model: nn.Module):
         self.path, self.manifest, self.config = path, manifest, config
         self.pipeline, self.model = pipeline, model
-        self.task = config.target.task
+        self.task: Task = config.task()
 
     @property
     def target(self) -> str:
         return self.config.target.name
-
-    @property
-    def classes(self) -> list[Any]:
-        return self.pipeline.target.classes
 
     def encode(self, data: TableLike, source: str = "records", with_target: bool = False,
                strict: bool = False) -> tuple[pa.Table, Encoded]:
@@ -176,27 +197,25 @@ class ModelPackage:
         return table, self.pipeline.transform(table, source, with_target, strict)
 
     def outputs(self, encoded: Encoded, batch_size: int = 4096) -> np.ndarray:
-        """Activated model outputs: standardized values, P(positive), or class probabilities."""
-        inputs = {name: torch.from_numpy(array) for name, array in encoded.inputs.items()}
-        outputs, _ = predict_tensors(self.model, inputs, self.task, batch_size)
-        return outputs
+        """Activated model outputs (the task's: standardized values, P(positive), class probabilities)."""
+        return predict_arrays(self.model, encoded.inputs, self.task, batch_size)
+
+    def decode(self, outputs: np.ndarray) -> Predictions:
+        """Activated outputs to the task's typed predictions (labels and probabilities, values in target units)."""
+        return self.task.decode(self.pipeline.target, outputs)
 
     def predict(self, data: TableLike, source: str = "records", strict: bool = False) -> Prediction:
         """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts."""
         _, encoded = self.encode(data, source, strict=strict)
-        predictions, probabilities = self.pipeline.target.decode(self.outputs(encoded))
-        return Prediction(predictions, probabilities, encoded.unseen.messages())
+        return Prediction(self.decode(self.outputs(encoded)), encoded.unseen.messages())
 
     def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False) -> Any:
-        """Predictions as a pandas DataFrame: `<target>_prediction` and `<target>_probability_<class>`."""
+        """Predictions as a pandas DataFrame: `<target>_prediction`, and `<target>_probability_<class>` for
+        classifiers (one column per output of the task, see tasks/outputs.py)."""
         import pandas as pd
 
         result = self.predict(data, source, strict)
-        columns: dict[str, Any] = {f"{self.target}_prediction": result.predictions}
-        if result.probabilities is not None:
-            for index, name in enumerate(self.pipeline.target.class_names):
-                columns[f"{self.target}_probability_{name}"] = result.probabilities[:, index]
-        frame = pd.DataFrame(columns)
+        frame = pd.DataFrame(result.outputs.columns(self.target))
         frame.attrs["warnings"] = result.warnings
         return frame
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from luodi.config import ModelConfig, OptimizerConfig, SchedulerConfig, TrainerConfig
-from luodi.evaluate.metrics import compute_metrics
-from luodi.models.heads import build_loss
+from luodi.config import ModelConfig, OptimizerConfig, SchedulerConfig, TargetConfig, TrainerConfig
 from luodi.models.mlp import MLP
+from luodi.tasks import get_task
 from luodi.train import loop
-from luodi.train.loop import Tensors, build_optimizer, fit, lr_factor
+from luodi.train.loop import Callback, StopTraining, Tensors, build_optimizer, fit, lr_factor
 from luodi.train.progress import RichBar
 
 
@@ -78,8 +77,10 @@ def tiny_model() -> torch.nn.Module:
 def run(tmp_path: Path, trainer: TrainerConfig, model: torch.nn.Module | None = None,
         **kwargs: object) -> tuple[torch.nn.Module, loop.FitResult]:
     model = model or tiny_model()
-    result = fit(model, data(256, 0), data(64, 1), trainer, task="binary", loss_fn=build_loss("binary"),
-                 score=lambda outputs, y: compute_metrics("binary", y, outputs), monitor="loss", mode="min",
+    task = get_task("binary")
+    target = task.target(TargetConfig(name="y", task="binary"), {"classes": [0.0, 1.0], "counts": [1, 1]})
+    result = fit(model, data(256, 0), data(64, 1), trainer, task=task, loss_fn=task.loss(target),
+                 score=lambda outputs, y: task.score(target, outputs, y), monitor="loss", mode="min",
                  run_dir=tmp_path, device=torch.device("cpu"), **kwargs)  # type: ignore[arg-type]
     return model, result
 
@@ -97,7 +98,8 @@ def test_best_weights_are_restored(tmp_path: Path) -> None:
     snapshots: list[dict[str, torch.Tensor]] = []
     trainer = TrainerConfig(epochs=12, batch_size=16, optimizer=OptimizerConfig(lr=0.3),
                             early_stopping={"enabled": False})  # type: ignore[arg-type]
-    callback = lambda epoch, metrics: snapshots.append({k: v.clone() for k, v in model.state_dict().items()})  # noqa: E731
+    callback = Callback(on_epoch_end=lambda epoch, metrics: snapshots.append(
+        {k: v.clone() for k, v in model.state_dict().items()}))
     _, result = run(tmp_path, trainer, model, callbacks=[callback])
     losses = [h["val_loss"] for h in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1 < 12  # with lr 0.3 the last epoch is not the best
@@ -124,3 +126,22 @@ def test_rich_bar_shows_loss_and_validation_metrics(tmp_path: Path) -> None:
     text = screen.getvalue()
     assert "epoch 3/3" in text and "24/24" in text
     assert "loss " in text and "val_loss" in text and "val_accuracy" in text
+
+
+def test_callbacks_see_every_step_and_epoch_and_can_stop_the_run(tmp_path: Path) -> None:
+    steps: list[tuple[int, float | None]] = []
+    epochs: list[int] = []
+
+    def prune(epoch: int, metrics: dict[str, float]) -> None:
+        epochs.append(epoch)
+        if epoch == 1:
+            raise StopTraining("pruned", f"val_loss {metrics['val_loss']:.3f} after epoch {epoch + 1}")
+
+    trainer = TrainerConfig(epochs=5, batch_size=32, early_stopping={"enabled": False})  # type: ignore[arg-type]
+    with pytest.raises(StopTraining) as stopped:
+        run(tmp_path, trainer, callbacks=[Callback(on_step_end=lambda step, loss: steps.append((step, loss)),
+                                                   on_epoch_end=prune)])
+    assert stopped.value.status == "pruned"
+    assert epochs == [0, 1]  # the third epoch never ran
+    assert [step for step, _ in steps] == list(range(1, 17))  # 8 steps per epoch, numbered from 1
+    assert steps[0][1] is not None and np.isfinite(steps[0][1])  # the first step's loss is always read

@@ -100,14 +100,17 @@ def test_autocast_and_loss_scaling_train_and_checkpoint(tmp_path: Path, name: st
 def test_cpu_evaluation_is_fp32_whatever_the_training_precision() -> None:
     """A bf16 run's validation and test metrics are those of the fp32 package that will serve it."""
     from luodi.config import ModelConfig
+    from luodi.models.inference import predict_tensors
     from luodi.models.mlp import MLP
-    from luodi.train.loop import predict_tensors
+    from luodi.tasks import get_task
 
     torch.manual_seed(0)
     model = MLP(ModelConfig(hidden_sizes=[16]), dense_width=5, categories=[], output_size=3)
     inputs = {"dense": torch.randn(40, 5), "categorical": torch.zeros(40, 0, dtype=torch.int64)}
-    fp32, _ = predict_tensors(model, inputs, "multiclass", 16, precision=FP32, device=CPU)
-    bf16, _ = predict_tensors(model, inputs, "multiclass", 16, precision=PRECISIONS["bf16"], device=CPU)
+    task = get_task("multiclass")
+    fp32, _ = predict_tensors(model, inputs, task, 16, autocast=FP32.autocast, device=CPU, training=True)
+    bf16, _ = predict_tensors(model, inputs, task, 16, autocast=PRECISIONS["bf16"].autocast, device=CPU,
+                              training=True)
     np.testing.assert_array_equal(fp32, bf16)
     with PRECISIONS["bf16"].autocast(CPU):  # what autocast would have given: not the same numbers
         assert model(inputs).dtype == torch.bfloat16

@@ -11,7 +11,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 from luodi.config import OptimizerConfig, SchedulerConfig, TrainerConfig
-from luodi.models.heads import LossFn, activate
+from luodi.models.inference import predict_tensors
+from luodi.tasks import Task
 from luodi.train.checkpoint import load_checkpoint, save_checkpoint
 from luodi.train.precision import FP32, Precision, choose_placement, nbytes, place, to_device
 from luodi.train.progress import Progress, Silent
@@ -29,6 +29,29 @@ from luodi.train.progress import Progress, Silent
 LOSS_DISPLAY_S = 0.5  # how often the progress display gets the running loss
 
 Score = Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (activated outputs, targets) -> metrics
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Hooks into a run, for the caller's own work (recording, pruning a search trial, logging elsewhere).
+
+    `on_step_end(global_step, loss)` runs after every optimizer step; `loss` is the step's loss when the loop read
+    it (at most twice a second, a device sync on a GPU), else None. `on_epoch_end(epoch, metrics)` runs after each
+    epoch's validation and checkpoint, with the epoch's row of the history (0-based epoch). A hook may raise
+    `StopTraining` to end the run there (the best weights so far are kept in the checkpoint; `fit` re-raises it).
+    """
+
+    on_step_end: Callable[[int, float | None], None] | None = None
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+
+
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a callback to end a run early on purpose (a search pruning a trial); `status` is what the run
+    records ('pruned')."""
+
+    def __init__(self, status: str, reason: str = ""):
+        super().__init__(reason or status)
+        self.status = status
 
 
 @dataclass
@@ -126,46 +149,21 @@ def set_lr(optimizer: torch.optim.Optimizer, peak_lrs: list[float], factor: floa
         group["lr"] = peak * factor
 
 
-@torch.no_grad()
-def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: str, batch_size: int,
-                    loss_fn: LossFn | None = None, target: torch.Tensor | None = None, *,
-                    precision: Precision = FP32, device: torch.device | None = None) -> tuple[np.ndarray, float]:
-    """Activated outputs for all rows (and the mean loss when a target is given), in eval mode.
-
-    With `device`, batches of host tensors are copied there as they are used (inputs already there stay). Only a
-    GPU evaluates under `precision`'s autocast: on the CPU evaluation is fp32, as the saved package serves.
-    """
-    model.eval()
-    rows = len(next(iter(inputs.values())))
-    outputs, loss_sum = [], 0.0
-    for start in range(0, rows, batch_size):
-        batch = {name: tensor[start:start + batch_size] for name, tensor in inputs.items()}
-        if device is not None:
-            batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
-        with precision.autocast(device) if device is not None and device.type == "cuda" else nullcontext():
-            logits = model(batch)
-        if loss_fn is not None and target is not None:
-            part = target[start:start + batch_size]
-            loss_sum += float(loss_fn(logits.float(), part.to(logits.device))) * len(logits)
-        outputs.append(activate(task, logits.float()).cpu())
-    return torch.cat(outputs).numpy(), loss_sum / max(rows, 1)
-
-
 def fit(
     model: nn.Module,
     train: Tensors,
     validation: Tensors,
     config: TrainerConfig,
     *,
-    task: str,
-    loss_fn: LossFn,
+    task: Task,
+    loss_fn: nn.Module,
     score: Score,
     monitor: str,
     mode: str,
     run_dir: Path,
     device: torch.device,
     progress: Progress | None = None,
-    callbacks: Sequence[Callable[[int, dict[str, float]], None]] = (),
+    callbacks: Sequence[Callback] = (),
     precision: Precision = FP32,
     pin_memory: bool = False,
 ) -> FitResult:
@@ -174,7 +172,8 @@ def fit(
     Resumes from `run_dir/checkpoint.pt` when it exists. `monitor` names the validation metric that early
     stopping and best-weights selection watch; `mode` is 'min' or 'max'. `precision` (train/precision.py) sets
     the training steps' autocast and loss scaling. On CUDA `pin_memory` page-locks host tensors for asynchronous
-    copies; the splits go to the GPU once when they fit (`FitResult.extra['data_placement']`).
+    copies; the splits go to the GPU once when they fit (`FitResult.extra['data_placement']`). `task` gives the
+    output activation the validation metrics read; `callbacks` are the caller's hooks (`Callback`).
     """
     progress = progress or Silent()
     model.to(device)
@@ -226,6 +225,8 @@ def fit(
     clip = config.gradient_clip
     batch_size = config.batch_size
     shown_at = -math.inf
+    step_hooks = [callback.on_step_end for callback in callbacks if callback.on_step_end is not None]
+    epoch_hooks = [callback.on_epoch_end for callback in callbacks if callback.on_epoch_end is not None]
     progress.start(config.epochs, steps_per_epoch, state["epoch"], state["step_in_epoch"])
     try:
         while state["epoch"] < config.epochs and not state["stopped_early"]:
@@ -270,15 +271,20 @@ def fit(
                 # The running loss is read (a device sync on a GPU) at most twice a second, for the display.
                 if (now := time.monotonic()) >= shown_at + LOSS_DISPLAY_S:
                     shown_at = now
-                    progress.step(loss.item())
+                    shown = loss.item()
+                    progress.step(shown)
                 else:
                     progress.step(None)
+                    shown = None
+                for step_hook in step_hooks:
+                    step_hook(state["global_step"], shown)
                 if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
                     state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
             loss_sum = add_losses(loss_sum, losses)
-            outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size,
-                                                loss_fn, validation.target, precision=precision, device=device)
+            outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size, loss_fn,
+                                                validation.target, autocast=precision.autocast, device=device,
+                                                training=True)
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
                        "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
             metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})
@@ -297,8 +303,8 @@ def fit(
                 state["stopped_early"] = True
             checkpoint()
             progress.epoch_end(epoch, metrics, improved)
-            for callback in callbacks:
-                callback(epoch, metrics)
+            for hook in epoch_hooks:
+                hook(epoch, metrics)
     finally:
         progress.close()
     model.load_state_dict(state["best_model"])

@@ -191,7 +191,7 @@ def test_v2_errors_are_422_with_a_message(serve) -> None:
 
 @pytest.mark.slow
 def test_onnx_backend_serves_a_verified_export(serve, store_home: Path, tmp_path: Path) -> None:
-    from luodi.export import export_onnx
+    from luodi.optimize.export import export_onnx
     from luodi.package import verify_package
 
     folder = tmp_path / "tiny-onnx"

@@ -1,15 +1,16 @@
-"""ONNX export of a model package: the model's forward on encoded inputs, with a parity check against torch.
+"""ONNX export of a model package: the one inference path (models/inference.py `Activated`: the model and its
+task's activation) traced on encoded inputs, with a parity check against torch.
 
 The graph takes the pipeline's encoded tensors (`dense` float32 (rows, width), `categorical` int64
 (rows, n), ... whatever the architecture reads; inputs the graph does not use are dropped) with a dynamic
 batch axis, and returns the activated outputs `outputs` (values, P(positive), or class probabilities): the
 same array `ModelPackage.outputs` returns, so preprocessing and decoding stay luodi's. The file goes into a
-package folder with its sha256 in package.json, so `verify_package` covers it like the weights.
+package folder and is listed in package.json through `package.add_file`, so `verify_package` covers it like the
+weights.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,27 +20,26 @@ import torch
 from torch import nn
 
 from luodi.errors import InputError
-from luodi.io import atomic_write_json, sha256_file
-from luodi.models.heads import activate
-from luodi.package import MANIFEST, ModelPackage, load_package
+from luodi.models.inference import Activated
+from luodi.package import ModelPackage, add_file, load_package
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
 
 
 class _Graph(nn.Module):
-    """The model with positional tensor inputs (ONNX has no dict inputs) and its output activation."""
+    """`Activated` with positional tensor inputs: ONNX has no dict inputs."""
 
-    def __init__(self, model: nn.Module, task: str, names: list[str], empty: dict[str, torch.Tensor]):
+    def __init__(self, activated: Activated, names: list[str], empty: dict[str, torch.Tensor]):
         super().__init__()
-        self.model, self.task, self.names, self.empty = model, task, names, empty
+        self.activated, self.names, self.empty = activated, names, empty
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         inputs = dict(zip(self.names, tensors, strict=True))
         rows = tensors[0].shape[0]
         for name, like in self.empty.items():  # zero-width inputs (no category features): (rows, 0)
             inputs[name] = like.new_zeros((rows, 0))
-        return activate(self.task, self.model(inputs))
+        return self.activated(inputs)
 
 
 def _sample_inputs(package: ModelPackage, sample: Any) -> dict[str, np.ndarray]:
@@ -66,7 +66,7 @@ def export_onnx(folder: str | Path, *, sample: Any = None, tolerance: float = 1e
     inputs = _sample_inputs(package, sample)
     names = [name for name, array in inputs.items() if array.shape[1:] != (0,)]
     empty = {name: torch.from_numpy(array) for name, array in inputs.items() if name not in names}
-    graph = _Graph(package.model, package.task, names, empty).eval()
+    graph = _Graph(Activated(package.model, package.task), names, empty).eval()
     tensors = tuple(torch.from_numpy(inputs[name]) for name in names)
     target = folder / ONNX_FILE
     if target.is_symlink():
@@ -89,11 +89,8 @@ def export_onnx(folder: str | Path, *, sample: Any = None, tolerance: float = 1e
         tmp.unlink()
         raise InputError(f"{folder}: the ONNX graph differs from torch by {difference:.2e} (> {tolerance:.0e})")
     tmp.replace(target)
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     entry = {"file": ONNX_FILE, "inputs": [arg.name for arg in session.get_inputs()], "output": "outputs",
              "opset": OPSET, "exporter": "torch.onnx (TorchScript)", "parity_max_abs_diff": difference,
              "parity_rows": int(len(torch_out))}
-    manifest["onnx"] = entry
-    manifest["files"][ONNX_FILE] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-    atomic_write_json(folder / MANIFEST, manifest)
+    add_file(folder, ONNX_FILE, ("onnx", entry))
     return entry
