@@ -18,6 +18,7 @@ from luodi.evaluate.importance import permutation_importance
 from luodi.evaluate.report import without_plots
 from luodi.evaluate.slices import MAX_VALUES, MISSING, OTHER, numeric_groups, slice_metrics, value_groups
 from luodi.features.pipeline import Encoded, FeaturePipeline
+from luodi.tasks import get_task
 
 
 def scored(rows: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +32,7 @@ def scored(rows: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def test_per_class_table_matches_sklearn() -> None:
     y_true, probabilities = scored(300, 4)
-    details = analysis.classification_details("multiclass", y_true, probabilities, ["a", "b", "c", "d"])
+    details = analysis.classification_details(get_task("multiclass"), y_true, probabilities, ["a", "b", "c", "d"])
     predicted = probabilities.argmax(axis=1)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(y_true, predicted, zero_division=0)
     assert [row["precision"] for row in details["per_class"]] == pytest.approx(precision)
@@ -48,7 +49,7 @@ def test_per_class_table_matches_sklearn() -> None:
 
 def test_binary_curves_are_of_the_positive_class_and_downsampled() -> None:
     y_true, probabilities = scored(5000, 2, seed=1)
-    details = analysis.classification_details("binary", y_true, probabilities[:, 1], ["no", "yes"])
+    details = analysis.classification_details(get_task("binary"), y_true, probabilities[:, 1], ["no", "yes"])
     assert [curve["class"] for curve in details["roc"]] == ["yes"]
     assert details["roc"][0]["auc"] == pytest.approx(metrics.roc_auc_score(y_true, probabilities[:, 1]))
     points = details["pr"][0]["plot"]
@@ -61,7 +62,7 @@ def test_binary_curves_are_of_the_positive_class_and_downsampled() -> None:
 def test_a_class_absent_from_the_rows_has_no_curve() -> None:
     y_true, probabilities = scored(100, 3)
     y_true[y_true == 2] = 0
-    details = analysis.classification_details("multiclass", y_true, probabilities, ["a", "b", "c"])
+    details = analysis.classification_details(get_task("multiclass"), y_true, probabilities, ["a", "b", "c"])
     assert [curve["class"] for curve in details["roc"]] == ["a", "b"]
     assert details["per_class"][2]["support"] == 0 and details["per_class"][2]["recall"] == 0.0
 
@@ -127,7 +128,7 @@ def test_slices_rank_the_worst_first_and_leave_out_small_ones() -> None:
     y_true = np.ones(rows)
     outputs = np.full(rows, 0.9)
     outputs[100:196] = 0.2  # the model is wrong on every bergen row
-    result = slice_metrics(table, list(slice_config().input_features), "binary", y_true, outputs, bins=4,
+    result = slice_metrics(table, list(slice_config().input_features), get_task("binary"), y_true, outputs, bins=4,
                            min_rows=5)
     worst = result["slices"][0]
     assert (worst["feature"], worst["slice"], worst["accuracy"]) == ("city", "bergen", 0.0)
@@ -143,7 +144,7 @@ def test_regression_slices_are_ranked_by_rmse() -> None:
     table = pa.table({"city": ["a"] * 50 + ["b"] * 50, "age": age, "note": ["x"] * 100,
                       "y": np.zeros(100)})
     errors = np.r_[np.full(50, 0.1), np.full(50, 2.0)]
-    result = slice_metrics(table, list(slice_config().input_features), "regression", np.zeros(100), errors)
+    result = slice_metrics(table, list(slice_config().input_features), get_task("regression"), np.zeros(100), errors)
     assert (result["slices"][0]["slice"], result["slices"][0]["rmse"]) == ("b", pytest.approx(2.0))
     assert result["overall"]["bias"] == pytest.approx(1.05)
 

@@ -1,7 +1,7 @@
 """The numbers behind the report's tables and plots: per-class scores, confusion matrix, ROC / PR and calibration
 curves for classifiers; residuals for regression.
 
-Every function takes encoded targets and activated outputs (as `metrics.compute_metrics` does) and returns plain
+Every function takes encoded targets and activated outputs (as the task's `score` does) and returns plain
 JSON-ready dicts, so the same values go into the report's visible tables, its JSON block and `--json`. Arrays that
 only draw a plot (curve points, scatter samples) sit under a `plot` key, which the JSON outputs leave out.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from luodi.evaluate.metrics import class_probabilities
+from luodi.tasks import ClassifierTask
 
 CURVE_POINTS = 200  # points kept per ROC / PR curve: enough to draw it, few enough to keep the report small
 SCATTER_POINTS = 2000  # points drawn in regression scatter plots (a seeded sample beyond that)
@@ -65,7 +65,7 @@ def calibration(correct: np.ndarray, confidence: np.ndarray, bins: int = CALIBRA
     return {"bins": points, "ece": ece}
 
 
-def classification_details(task: str, y_true: np.ndarray, outputs: np.ndarray,
+def classification_details(task: ClassifierTask, y_true: np.ndarray, outputs: np.ndarray,
                            class_names: list[str]) -> dict[str, Any]:
     """Confusion matrix, per-class table, ROC and PR curves (one-vs-rest for multiclass), calibration.
 
@@ -74,12 +74,13 @@ def classification_details(task: str, y_true: np.ndarray, outputs: np.ndarray,
     """
     from sklearn import metrics
 
-    probabilities = class_probabilities(task, outputs)
+    probabilities = task.probabilities(outputs)
+    binary = task.binary
     y_true = np.asarray(y_true).astype(np.int64)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion(y_true, predicted, len(class_names))
     curves: dict[str, list[dict[str, Any]]] = {"roc": [], "pr": []}
-    targets = [1] if task == "binary" else range(len(class_names))
+    targets = [1] if binary else range(len(class_names))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a class with no positives has no curve: skipped below
         for index in targets:
@@ -97,7 +98,7 @@ def classification_details(task: str, y_true: np.ndarray, outputs: np.ndarray,
                                  "average_precision": float(metrics.average_precision_score(positive, scores)),
                                  "prevalence": float(positive.mean()),
                                  "plot": {"recall": recall_points, "precision": precision_points}})
-    if task == "binary":
+    if binary:
         reliability = calibration((y_true == 1).astype(np.float64), probabilities[:, 1])
         reliability["of"] = f"P({class_names[1]})"
     else:

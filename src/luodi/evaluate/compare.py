@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from luodi.evaluate import render
+from luodi.tasks import direction
 
-LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
 ABSENT = "(absent)"
 
 
@@ -27,16 +27,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def better(metric: str) -> str:
-    return "min" if metric in LOWER_IS_BETTER else "max"
-
-
 def compare_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Runs (as `luodi runs show --json` gives them) to {runs, metrics, best, differences, same}.
 
     `metrics[name]` lists each run's value (None where a run lacks it); `best[name]` the ids of the runs with the
-    best value (lowest for losses and errors, highest otherwise); `differences` the config keys whose values
-    differ, each with one value per run.
+    best value (in the direction the task table gives: lowest for losses and errors, highest otherwise);
+    `differences` the config keys whose values differ, each with one value per run.
     """
     ids = [run["id"] for run in runs]
     summaries = [{"id": run["id"], "name": run["name"], "status": run["status"], "created_at": run["created_at"],
@@ -52,7 +48,7 @@ def compare_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for name, values in metrics.items():
         present = [value for value in values if isinstance(value, int | float) and value == value]
         if present:
-            target = min(present) if better(name) == "min" else max(present)
+            target = min(present) if direction(name) == "min" else max(present)
             best[name] = [ids[index] for index, value in enumerate(values) if value == target]
     configs = [flatten(run["config"]) for run in runs]
     keys: list[str] = []
@@ -79,7 +75,7 @@ def render_comparison(comparison: dict[str, Any], histories: list[list[dict[str,
     metric_rows = []
     for name, values in comparison["metrics"].items():
         winners = comparison["best"].get(name, [])
-        row = [render.cell(f"{name} ({'lower' if better(name) == 'min' else 'higher'} is better)")]
+        row = [render.cell(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)")]
         for run_id, value in zip(ids, values, strict=True):
             marked = run_id in winners and len(ids) > 1
             row.append(render.cell(value, name=name, classes="best" if marked else "", suffix=" ★" if marked else ""))

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from luodi.errors import InputError
+from luodi.evaluate.families import family_of
 from luodi.evaluate.token_attributions import (
     TokenAttributions,
     TokenizedText,
@@ -68,6 +69,7 @@ class Explanation:
     delta: np.ndarray  # (rows,) sum of attributions - (output - baseline output)
     target: str
     task: str
+    output: str  # what the attributions explain, for people: "value", "probability of the explained class"
     warnings: list[str]
     # Text (tokens) columns: per row, each token's {"token", "text", "start", "end", "attribution"}.
     tokens: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
@@ -85,7 +87,7 @@ class Explanation:
         import pandas as pd
 
         columns: dict[str, Any] = {f"{self.target}_prediction": self.predictions}
-        if self.task != "regression":
+        if family_of(self.task).explains_classes:
             columns["explained_class"] = self.explained
         columns["explained_output"] = self.outputs
         columns["baseline_output"] = self.baseline_outputs
@@ -98,7 +100,6 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: what was explained, the largest completeness gap, and per row the attributions by column
         (and, for text columns, by token)."""
-        output = "value" if self.task == "regression" else "probability of the explained class"
         rows = []
         for index in range(len(self.predictions)):
             row = {
@@ -114,7 +115,7 @@ class Explanation:
                 row["token_baseline_outputs"] = {feature: float(outputs[index])
                                                  for feature, outputs in self.token_baseline_outputs.items()}
             rows.append(row)
-        result = {"method": "integrated gradients", "explained_output": output, "features": self.features,
+        result = {"method": "integrated gradients", "explained_output": self.output, "features": self.features,
                   "max_delta": largest(self.delta), "rows": rows, "warnings": self.warnings}
         if self.tokens:
             result["token_max_delta"] = {feature: largest(delta) for feature, delta in self.token_delta.items()}
@@ -177,25 +178,18 @@ def baseline_inputs(pipeline: FeaturePipeline, example: pa.Table) -> Encoded:
 
 
 class ExplainedOutput(nn.Module):
-    """The model as Captum calls it: positional input tensors in, the output to explain out.
-
-    Classifiers give class probabilities (batch, classes), regression the value in target units (batch,).
-    """
+    """The model as Captum calls it: positional input tensors in, the output to explain out (the task's family
+    says which): class probabilities (batch, classes) for classifiers, the value in target units (batch,)."""
 
     def __init__(self, model: nn.Module, keys: list[str], pipeline: FeaturePipeline):
         super().__init__()
         self.model, self.keys = model, keys
-        self.task = pipeline.target.task
-        self.mean, self.std = pipeline.target.mean, pipeline.target.std
+        self.task, self.target = pipeline.config.task(), pipeline.target
+        self.family = family_of(self.task)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         logits = self.model(dict(zip(self.keys, tensors, strict=True)))  # (batch, outputs)
-        if self.task == "regression":
-            return logits.squeeze(-1) * self.std + self.mean  # (batch,)
-        if self.task == "binary":
-            positive = torch.sigmoid(logits.squeeze(-1))
-            return torch.stack([1 - positive, positive], dim=1)  # (batch, 2)
-        return torch.softmax(logits, dim=-1)  # (batch, classes)
+        return self.family.explained(self.task, self.target, logits)
 
 
 def chunk_baselines(keys: list[str], baseline: Encoded, encoded: Encoded, texts: dict[str, TokenizedText],
@@ -219,8 +213,8 @@ def combined_layer(model: nn.Module) -> nn.Module:
 
 
 def gap_tolerance(pipeline: FeaturePipeline) -> float:
-    """The largest completeness gap left unrefined: GAP_TOLERANCE in probability, or in target std for regression."""
-    return GAP_TOLERANCE * (pipeline.target.std if pipeline.target.task == "regression" else 1.0)
+    """The largest completeness gap left unrefined: GAP_TOLERANCE in probability, or in target std for values."""
+    return GAP_TOLERANCE * family_of(pipeline.config.task()).output_scale(pipeline.target)
 
 
 def refine(attribute: Callable[[np.ndarray, int], np.ndarray], rows: int, steps: int, tolerance: float) -> None:
@@ -259,10 +253,10 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table
     explained = ExplainedOutput(model, keys, pipeline).eval()
     baseline = baseline_inputs(pipeline, table)
     texts = tokenize_texts(pipeline, table, encoded) if texts is None else texts
-    task = pipeline.target.task
+    classes = family_of(pipeline.config.task()).explains_classes
     fixed_class = None
     if target_class is not None:
-        if task == "regression":
+        if not classes:
             raise InputError("--class applies to classifiers only")
         names = pipeline.target.class_names
         if target_class not in names:
@@ -284,7 +278,7 @@ def explain_encoded(model: nn.Module, pipeline: FeaturePipeline, table: pa.Table
             with torch.no_grad():
                 output, base_output = explained(*inputs), explained(*baselines)
             target = None
-            if task != "regression":
+            if classes:
                 target = output.argmax(dim=1) if fixed_class is None else torch.full((len(indices),), fixed_class)
                 found["class"][indices] = target.numpy()
                 output = output.gather(1, target[:, None]).squeeze(1)
@@ -366,13 +360,15 @@ def explain(package: Any, data: Any, *, source: str = "records", target_class: s
     attributions, found = explain_encoded(model, pipeline, table, encoded, target_class=target_class, steps=steps,
                                           texts=texts)
     tokens = explain_tokens(model, pipeline, encoded, texts, found["class"], steps)
-    predictions, _ = pipeline.target.decode(package.outputs(encoded))
-    names = pipeline.target.classes
+    predictions = package.decode(package.outputs(encoded)).values
+    family = family_of(package.task)
+    names = pipeline.target.classes if family.explains_classes else []
     explained = [names[index] if index >= 0 else None for index in found["class"]]
     explanation = Explanation(
         features=[encoder.name for encoder in pipeline.encoders], attributions=attributions, predictions=predictions,
         explained=explained, outputs=found["output"], baseline_outputs=found["baseline"], delta=found["delta"],
-        target=package.target, task=pipeline.target.task, warnings=encoded.unseen.messages(),
+        target=package.target, task=package.task.name, output=family.explained_output,
+        warnings=encoded.unseen.messages(),
         tokens={name: text.tokens for name, text in tokens.items()},
         token_baseline_outputs={name: text.baseline_outputs for name, text in tokens.items()},
         token_delta={name: text.delta for name, text in tokens.items()},

@@ -23,40 +23,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from luodi.evaluate.metrics import class_probabilities, log_loss
+from luodi.evaluate.families import family_of
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 Outputs = Callable[[Encoded], np.ndarray]  # encoded rows -> activated model outputs
 BATCH_ROWS = 20_000  # most rows encoded and scored in one call (shuffles of one column, stacked)
 CELL_BUDGET = 20_000_000  # raw cells encoded over all shuffles: each shuffle re-encodes every column, so the
 MIN_ROWS = 200  # work grows with columns squared; wide tables use fewer rows, never fewer than MIN_ROWS
-EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking log-odds (float32 outputs)
-
-
-def output_name(task: str) -> str:
-    return "predicted value" if task == "regression" else "log-odds of the predicted class"
-
-
-def loss_name(task: str) -> str:
-    return "MSE of the standardized target" if task == "regression" else "log loss"
-
-
-def _loss(task: str, y_true: np.ndarray, outputs: np.ndarray) -> float:
-    """The `loss` that train and evaluate report: log loss, or MSE of the standardized target (regression)."""
-    if task == "regression":
-        return float(np.mean((np.asarray(outputs, np.float64) - y_true) ** 2))
-    return log_loss(y_true, class_probabilities(task, outputs))
-
-
-def _explained(task: str, outputs: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
-    """Per row, the output whose change is measured: log-odds of `classes` (one per row), or the value."""
-    if task == "regression":
-        return np.asarray(outputs, np.float64).reshape(-1)
-    probabilities = class_probabilities(task, outputs)
-    assert classes is not None
-    chosen = np.clip(probabilities[np.arange(len(classes)), classes], EPSILON, 1 - EPSILON)
-    log_odds: np.ndarray = np.log(chosen / (1 - chosen))
-    return log_odds
 
 
 def permutation_importance(table: pa.Table, pipeline: FeaturePipeline, outputs: Outputs, *, repeats: int = 5,
@@ -69,8 +42,9 @@ def permutation_importance(table: pa.Table, pipeline: FeaturePipeline, outputs: 
     encoded and scored in one call: with a hundred rows per shuffle, per-call overhead would otherwise be most
     of the cost.
     """
-    task = pipeline.target.task
-    scale = pipeline.target.std if task == "regression" else 1.0  # regression outputs are standardized
+    task, target = pipeline.config.task(), pipeline.target
+    family = family_of(task)
+    scale = family.output_scale(target)  # standardized values back in target units
     rng = np.random.default_rng(seed)
     columns = len(pipeline.config.input_features)
     rows = min(rows, max(MIN_ROWS, CELL_BUDGET // (max(repeats, 1) * columns * columns)))
@@ -79,10 +53,9 @@ def permutation_importance(table: pa.Table, pipeline: FeaturePipeline, outputs: 
     count = table.num_rows
     encoded = pipeline.transform(table, source, with_target=True)
     assert encoded.target is not None
-    target = encoded.target
+    y = encoded.target
     reference = outputs(encoded)
-    predicted = None if task == "regression" else class_probabilities(task, reference).argmax(axis=1)
-    base_loss, base_output = _loss(task, target, reference), _explained(task, reference, predicted)
+    base_loss, base_output = task.loss_value(target, reference, y), family.row_outputs(task, reference, reference)
     per_batch = max(1, min(repeats, BATCH_ROWS // max(count, 1)))
     features: list[dict[str, Any]] = []
     for feature in pipeline.config.input_features:
@@ -98,11 +71,11 @@ def permutation_importance(table: pa.Table, pipeline: FeaturePipeline, outputs: 
             scored = outputs(pipeline.transform(shuffled, source, False))
             for index in range(batch):
                 part = scored[index * count:(index + 1) * count]
-                changes.append(float(np.mean(np.abs(_explained(task, part, predicted) - base_output))) * scale)
-                increases.append(_loss(task, target, part) - base_loss)
+                changes.append(float(np.mean(np.abs(family.row_outputs(task, part, reference) - base_output))) * scale)
+                increases.append(task.loss_value(target, part, y) - base_loss)
         features.append({"feature": feature.name, "type": feature.type,
                          "output_change": float(np.mean(changes)), "output_change_std": float(np.std(changes)),
                          "loss_increase": float(np.mean(increases)), "loss_increase_std": float(np.std(increases))})
     features.sort(key=lambda item: (-item["output_change"], item["feature"]))
-    return {"output": output_name(task), "loss": loss_name(task), "baseline_loss": base_loss, "repeats": repeats,
-            "rows": count, "features": features}
+    return {"output": family.importance_output, "loss": family.importance_loss, "baseline_loss": base_loss,
+            "repeats": repeats, "rows": count, "features": features}

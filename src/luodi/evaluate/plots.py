@@ -74,11 +74,10 @@ def to_data_uri(figure: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
-def training_curves(history: list[dict[str, float]], best_epoch: int, task: str) -> str:
-    """Train and validation loss per epoch | validation metrics per epoch; the best epoch is marked."""
+def training_curves(history: list[dict[str, float]], best_epoch: int, wanted: tuple[str, ...]) -> str:
+    """Train and validation loss per epoch | the `wanted` validation metrics per epoch (those every epoch has);
+    the best epoch is marked."""
     epochs = [item["epoch"] for item in history]
-    wanted = ("val_r2",) if task == "regression" else ("val_accuracy", "val_roc_auc", "val_roc_auc_ovr",
-                                                       "val_f1_macro")
     with _style():
         figure, (loss_axes, metric_axes) = _figure(9.6, 3.0, 2)
         loss_axes.plot(epochs, [item["train_loss"] for item in history], label="train loss")

@@ -19,14 +19,15 @@ import pyarrow.compute as pc
 import yaml
 
 from luodi.config import LuodiConfig, ReportConfig
-from luodi.evaluate import analysis, plots, render
+from luodi.evaluate import plots, render
+from luodi.evaluate.families import FAMILIES, family_of
 from luodi.evaluate.importance import permutation_importance
 from luodi.evaluate.slices import slice_metrics
-from luodi.features.encoders import as_strings
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 REPORT = "report.html"
-DETAILS = ("data", "classification", "regression", "slices", "importance")  # what `luodi evaluate --json` adds
+# What `luodi evaluate --json` adds: the data summary, each family's details, slices and importance.
+DETAILS = ("data", *(family.key for family in FAMILIES.values()), "slices", "importance")
 
 
 @dataclass
@@ -62,14 +63,9 @@ def describe_split(name: str, table: pa.Table | None, config: LuodiConfig, pipel
     Without a table (the training split, seen from a package) only the rows and the class counts the target
     encoder kept are known.
     """
-    target = pipeline.target
+    family = family_of(config.task())
     if table is None:
-        out: dict[str, Any] = {"name": name, "rows": rows, "missing": None}
-        if target.task == "regression":
-            out["target"] = {"mean": target.mean, "std": target.std}
-        else:
-            out["classes"] = dict(zip(target.class_names, target.counts, strict=True)) if target.counts else None
-        return out
+        return {"name": name, "rows": rows, "missing": None, **family.describe(pipeline.target, None)}
     missing = {}
     for feature in config.input_features:
         column = table.column(feature.name)
@@ -77,48 +73,26 @@ def describe_split(name: str, table: pa.Table | None, config: LuodiConfig, pipel
         if pa.types.is_floating(column.type):
             count += int(pc.sum(pc.is_nan(pc.fill_null(column, 0.0))).as_py() or 0)
         missing[feature.name] = count
-    out = {"name": name, "rows": table.num_rows, "missing": missing}
-    column = table.column(config.target.name)
-    if target.task == "regression":
-        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        out["target"] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-                         "max": float(values.max())} if len(values) else {}
-    else:
-        counts = pc.value_counts(as_strings(column))
-        found = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
-        out["classes"] = {name: int(found.get(name, 0)) for name in target.class_names}
-    return out
-
-
-def _model_outputs(outputs: np.ndarray, pipeline: FeaturePipeline) -> np.ndarray:
-    """Outputs on the scale the metrics use: original target units for regression."""
-    if pipeline.target.task == "regression":
-        return np.asarray(outputs, np.float64) * pipeline.target.std + pipeline.target.mean
-    return outputs
+    return {"name": name, "rows": table.num_rows, "missing": missing,
+            **family.describe(pipeline.target, table.column(config.target.name))}
 
 
 def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
     """The report's numbers: summary, metrics, per-class or residual details, slices, importance, config."""
     config, pipeline, scored = source.config, source.pipeline, source.scored
-    task = pipeline.target.task
+    task = config.task()
+    family = family_of(task)
     assert scored.encoded.target is not None
-    y_true = scored.encoded.target
-    outputs = _model_outputs(scored.outputs, pipeline)
-    if task == "regression":
-        y_true = y_true.astype(np.float64) * pipeline.target.std + pipeline.target.mean
+    y_true, outputs = family.natural(task, pipeline.target, scored.encoded.target, scored.outputs)
     data: dict[str, Any] = {
-        "format": 1, "kind": source.kind, "created_at": source.created_at, "task": task,
+        "format": 1, "kind": source.kind, "created_at": source.created_at, "task": task.name,
         "target": config.target.name, "model": source.model, "metrics": scored.metrics,
         "metrics_source": scored.source, "rows": len(scored.encoded),
         "training": {k: v for k, v in source.training.items() if k != "history"},
         "data": {"splits": source.splits,
                  "features": [{"name": f.name, "type": f.type} for f in config.input_features]},
     }
-    if task == "regression":
-        data["regression"] = analysis.regression_details(y_true, outputs)
-    else:
-        data["classification"] = analysis.classification_details(task, y_true, outputs,
-                                                                 pipeline.target.class_names)
+    data[family.key] = family.details(task, pipeline.target, y_true, outputs)
     if settings.slices:
         data["slices"] = slice_metrics(scored.table, list(config.input_features), task, y_true, outputs,
                                        bins=settings.slice_bins, min_rows=settings.min_slice_rows)
@@ -171,20 +145,15 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _data_tables(data: dict[str, Any]) -> str:
     """Rows per split, the class balance (or target summary) per split, and missing cells per column."""
+    family = family_of(data["task"])
     splits = data["data"]["splits"]
-    headers = ["split", "rows"]
-    rows = [[render.cell(split["name"]), render.cell(split["rows"], name="rows")] for split in splits]
-    if data["task"] == "regression":
-        headers += ["target mean", "target std", "target min", "target max"]
-        for row, split in zip(rows, splits, strict=True):
-            target = split.get("target") or {}
-            row += [render.cell(target.get(key), name=f"target_{key}") for key in ("mean", "std", "min", "max")]
+    extra, cells = family.split_columns(splits)
+    headers = ["split", "rows", *extra]
+    rows = [[render.cell(split["name"]), render.cell(split["rows"], name="rows"), *more]
+            for split, more in zip(splits, cells, strict=True)]
     parts = ['<div class="grid"><div><h3>Data</h3>',
-             render.table(headers, rows, numeric=list(range(1, len(headers))), table_id="splits"), "</div>"]
-    if data["task"] != "regression":
-        parts.append("<div><h3>Class balance</h3>" + _class_balance(data["classification"]["classes"], splits)
-                     + "</div>")
-    parts.append("</div>")
+             render.table(headers, rows, numeric=list(range(1, len(headers))), table_id="splits"), "</div>",
+             family.beside_splits(data), "</div>"]
     with_missing = [split for split in splits if split.get("missing") is not None]
     feature_rows = []
     for feature in data["data"]["features"]:
@@ -207,65 +176,16 @@ def _data_tables(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _class_balance(classes: list[str], splits: list[dict[str, Any]]) -> str:
-    """One row per class, one column per split: count and share (a class per row scales to many classes)."""
-    rows = []
-    for name in classes:
-        row = [render.cell(name)]
-        for split in splits:
-            counts = split.get("classes")
-            if not counts:
-                row.append(render.cell(None))
-                continue
-            count, total = counts.get(name, 0), sum(counts.values()) or 1
-            row.append(f'<td class="num" data-value="{count}">{count:,} ({count / total:.1%})</td>')
-        rows.append(row)
-    return render.table(["class"] + [split["name"] for split in splits], rows,
-                        numeric=list(range(1, len(splits) + 1)), table_id="class-balance")
-
-
-def _performance(data: dict[str, Any]) -> str:
-    if data["task"] == "regression":
-        details = data["regression"]
-        residuals = details["residuals"]
-        rows = [[render.cell(name), render.cell(value, name=name)] for name, value in residuals.items()]
-        return (render.image(plots.regression_plots(details), "predicted vs actual, residuals, residual histogram")
-                + "<h3>Residuals (predicted - actual)</h3>"
-                + render.table(["statistic", "value"], rows, numeric=[1], table_id="residuals"))
-    details = data["classification"]
-    per_class = [[render.cell(row["class"]), render.cell(row["precision"], name="precision"),
-                  render.cell(row["recall"], name="recall"), render.cell(row["f1"], name="f1"),
-                  render.cell(row["support"], name="support")] for row in details["per_class"]]
-    auc = {item["class"]: item["auc"] for item in details["roc"]}
-    average_precision = {item["class"]: item["average_precision"] for item in details["pr"]}
-    for row, item in zip(per_class, details["per_class"], strict=True):
-        row += [render.cell(auc.get(item["class"]), name="roc_auc"),
-                render.cell(average_precision.get(item["class"]), name="average_precision")]
-    calibration = details["calibration"]
-    return "".join([
-        render.image(plots.confusion_matrices(details["confusion"], details["classes"]),
-                     "confusion matrix, counts and normalized"),
-        "<h3>Per class</h3>",
-        '<p class="note">ROC AUC and average precision are one-vs-rest; binary tasks draw the positive class.</p>',
-        render.table(["class", "precision", "recall", "F1", "support", "ROC AUC", "avg precision"], per_class,
-                     numeric=[1, 2, 3, 4, 5, 6], table_id="per-class"),
-        render.image(plots.classifier_curves(details), "ROC, precision-recall and calibration curves"),
-        f'<p class="note">Calibration of {render.escape(calibration["of"])} over {len(calibration["bins"])} '
-        f'non-empty bins; expected calibration error <span data-value="{render.exact(calibration["ece"])}">'
-        f'{render.number(calibration["ece"])}</span>.</p>',
-    ])
-
-
 def _slices(data: dict[str, Any], shown: int = 25, listed: int = 200) -> str:
     """The `shown` worst slices, then up to `listed` in a collapsed table (all of them are in the JSON block)."""
     slices = data["slices"]
-    regression = data["task"] == "regression"
-    columns = ["rmse", "mae", "bias"] if regression else ["accuracy", "log_loss"]
+    family = family_of(data["task"])
+    columns = list(family.slice_columns)
     overall = slices["overall"]
     reference = ", ".join(f"{name} {render.number(overall.get(name))}" for name in columns)
     rows, classes = [], []
     for item in slices["slices"]:
-        worse = item["rmse"] > overall["rmse"] if regression else item["accuracy"] < overall["accuracy"]
+        worse = family.worse(item, overall)
         rows.append([render.cell(item["feature"]), render.cell(item["slice"]), render.cell(item["rows"], name="rows"),
                      render.cell(item["share"] * 100, digits=1, name="share")]
                     + [render.cell(item[name], name=name) for name in columns])
@@ -319,8 +239,9 @@ def render_report(data: dict[str, Any], training: dict[str, Any]) -> str:
     history = training.get("history") or []
     if history:
         sections.append(("training", "Training curves", render.image(
-            plots.training_curves(history, training["best_epoch"], data["task"]), "loss and metrics per epoch")))
-    sections.append(("performance", "Performance", _performance(data)))
+            plots.training_curves(history, training["best_epoch"], family_of(data["task"]).curve_metrics),
+            "loss and metrics per epoch")))
+    sections.append(("performance", "Performance", family_of(data["task"]).performance(data)))
     if "slices" in data:
         sections.append(("slices", "Slices: where the model fails", _slices(data)))
     if "importance" in data:

@@ -4,7 +4,6 @@ and `luodi evaluate` (a loaded package and a labelled table)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from torch import nn
 
 from luodi.config import LuodiConfig
 from luodi.evaluate.report import ReportInput, Scored, describe_split
-from luodi.features.pipeline import Encoded, FeaturePipeline
+from luodi.features.pipeline import Encoded
 
 
 def model_info(config: LuodiConfig, model: nn.Module, *, version: int | None, run_id: str | None) -> dict[str, Any]:
@@ -24,21 +23,25 @@ def model_info(config: LuodiConfig, model: nn.Module, *, version: int | None, ru
             "parameters": f"{sum(p.numel() for p in model.parameters()):,}"}
 
 
-def training_input(config: LuodiConfig, pipeline: FeaturePipeline, model: nn.Module, splits: Any,
-                   scored_split: str, encoded: Encoded, outputs: np.ndarray, metrics: dict[str, float],
-                   outputs_of: Callable[[Encoded], np.ndarray], fit: Any, run_id: str) -> ReportInput:
-    """A training run's report: the split the metrics come from, all three splits described, the fit's history."""
+def training_input(fitted: Any, run_id: str) -> ReportInput:
+    """A training run's report (`fitted`: jobs/fit.py's result): the split the metrics come from, all three splits
+    described, the fit's history."""
+    prepared = fitted.prepared
+    config, pipeline, splits, scored_split = prepared.config, prepared.pipeline, prepared.splits, prepared.scored_split
     data = config.data
     source = (f"{scored_split} file {Path(data.test).name}" if data.test and scored_split == "test"
               else f"{scored_split} split of {Path(data.train).name}")
     described = [describe_split(name, getattr(splits, name), config, pipeline)
                  for name in ("train", "validation", "test") if getattr(splits, name).num_rows]
-    training = {"history": fit.history, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
-                "stopped_early": fit.stopped_early, "seconds": fit.seconds}
+    result = fitted.result
+    training = {"history": result.history, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early, "seconds": result.seconds}
     return ReportInput(
         kind="training run", config=config, pipeline=pipeline,
-        scored=Scored(getattr(splits, scored_split), encoded, outputs, metrics, source), outputs_of=outputs_of,
-        model=model_info(config, model, version=None, run_id=run_id), training=training, splits=described)
+        scored=Scored(getattr(splits, scored_split), prepared.encoded[scored_split], fitted.outputs, fitted.metrics,
+                      source),
+        outputs_of=fitted.outputs_of, model=model_info(config, fitted.model, version=None, run_id=run_id),
+        training=training, splits=described)
 
 
 def package_version(path: Path) -> int | None:

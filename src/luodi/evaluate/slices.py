@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from luodi.evaluate.metrics import class_probabilities, row_log_loss
-from luodi.features.encoders import as_strings
+from luodi.columns import as_strings
+from luodi.evaluate.families import family_of
+from luodi.tasks import Task
 
 MISSING = "(missing)"
 OTHER = "(other values)"
@@ -62,34 +63,17 @@ def value_groups(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     return groups, labels
 
 
-def _scores(task: str, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-row quantities that slice metrics average: correct / log loss, or the residual."""
-    if task == "regression":
-        residual = np.asarray(outputs, np.float64) - np.asarray(y_true, np.float64)
-        return {"residual": residual}
-    probabilities = class_probabilities(task, outputs)
-    y = np.asarray(y_true).astype(np.int64)
-    return {"correct": (probabilities.argmax(axis=1) == y).astype(np.float64),
-            "log_loss": row_log_loss(y, probabilities)}
-
-
-def _summary(scores: dict[str, np.ndarray], mask: np.ndarray | slice) -> dict[str, float]:
-    if "residual" in scores:
-        residual = scores["residual"][mask]
-        return {"rmse": float(np.sqrt(np.mean(residual**2))), "mae": float(np.mean(np.abs(residual))),
-                "bias": float(np.mean(residual))}
-    return {"accuracy": float(np.mean(scores["correct"][mask])), "log_loss": float(np.mean(scores["log_loss"][mask]))}
-
-
-def slice_metrics(table: pa.Table, features: list[Any], task: str, y_true: np.ndarray, outputs: np.ndarray, *,
+def slice_metrics(table: pa.Table, features: list[Any], task: Task, y_true: np.ndarray, outputs: np.ndarray, *,
                   bins: int = 4, min_rows: int = 5) -> dict[str, Any]:
     """Metrics per slice of every numeric, category and binary feature, worst first.
 
-    `y_true` and `outputs` are on the scale the metrics use: class indices and activated outputs, or original-scale
-    values for regression. Slices with fewer than `min_rows` rows are counted in `left_out`, not ranked: a slice of
-    two rows is all or nothing. Worst means lowest accuracy (then highest log loss), or highest RMSE.
+    `y_true` and `outputs` are on the scale the metrics use (the task's family says: class indices and activated
+    outputs, or values in the target's units). Slices with fewer than `min_rows` rows are counted in `left_out`,
+    not ranked: a slice of two rows is all or nothing. Worst means lowest accuracy (then highest log loss), or
+    highest RMSE (the family's `worst_first`).
     """
-    scores = _scores(task, y_true, outputs)
+    family = family_of(task)
+    scores = family.row_scores(task, y_true, outputs)
     rows = table.num_rows
     out: list[dict[str, Any]] = []
     left_out = 0
@@ -105,10 +89,7 @@ def slice_metrics(table: pa.Table, features: list[Any], task: str, y_true: np.nd
                 left_out += count > 0
                 continue
             out.append({"feature": feature.name, "type": feature.type, "slice": label, "rows": count,
-                        "share": count / rows, **_summary(scores, mask)})
-    if task == "regression":
-        out.sort(key=lambda item: (-item["rmse"], item["feature"], item["slice"]))
-    else:
-        out.sort(key=lambda item: (item["accuracy"], -item["log_loss"], item["feature"], item["slice"]))
-    overall = _summary(scores, slice(None)) if rows else {}
+                        "share": count / rows, **family.summarize(scores, mask)})
+    out.sort(key=lambda item: (*family.worst_first(item), item["feature"], item["slice"]))
+    overall = family.summarize(scores, slice(None)) if rows else {}
     return {"overall": overall, "slices": out, "left_out": left_out, "bins": bins, "min_rows": min_rows}
