@@ -1,5 +1,5 @@
 """The Python API: one function per lifecycle verb. The CLI is a thin layer over these functions; `train` is
-the training job in `training.py`, re-exported here.
+the training job in `jobs/train.py`, re-exported here.
 
     import luodi.api as luodi
     result = luodi.train("luodi.yaml")
@@ -20,10 +20,9 @@ import yaml
 
 from luodi.config import validate_config
 from luodi.errors import InputError
+from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
+from luodi.jobs.train import train as train
 from luodi.store import ModelVersion, Run, Store
-from luodi.training import TrainResult as TrainResult  # re-exported: the API's train verb and its result
-from luodi.training import split_metrics
-from luodi.training import train as train
 
 if TYPE_CHECKING:
     from luodi.package import ModelPackage
@@ -115,6 +114,7 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
     None, "details": {...}}`; `details` holds the report's other numbers (per-class or residual tables, slices,
     importance, data summary), the very values in the report's JSON block.
     """
+    from luodi.evaluate.scoring import split_metrics
     from luodi.train.runtime import set_inference_threads
 
     package = load_model(model, home=home)
@@ -122,7 +122,8 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
     outputs = package.outputs(encoded)
-    metrics = split_metrics(package.pipeline, outputs, encoded.target)
+    assert encoded.target is not None
+    metrics = split_metrics(package.task, package.pipeline.target, outputs, encoded.target)
     warnings = encoded.unseen.messages()
     result: dict[str, Any] = {"metrics": metrics, "rows": len(encoded), "model": package.manifest["name"],
                               "package": str(package.path), "warnings": warnings, "report": None, "details": {}}

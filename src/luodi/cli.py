@@ -124,8 +124,8 @@ def train(
     console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
                   f"{result.seconds:.1f} s, rows {rows}")
     console.print(_metrics_table(result.metrics, "test metrics"))
-    model = result.model
-    console.print(f"registered [bold]{model['name']}/{model['version']}[/] at {result.package}")
+    if result.model is not None:
+        console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
     if result.report:
         console.print(f"report: {result.report}")
 
@@ -177,9 +177,8 @@ def explain(
         return _print_json(payload)
     _warn(explanation.warnings)
     console = _console()
-    what = "value" if explanation.task == "regression" else "probability of the explained class"
-    console.print(f"{len(explanation.predictions)} rows; attributions add up to the {what} minus its value at "
-                  "the baseline row (training means, most frequent categories)")
+    console.print(f"{len(explanation.predictions)} rows; attributions add up to the {explanation.output} minus its "
+                  "value at the baseline row (training means, most frequent categories)")
     if explanation.tokens:
         console.print("each text's token attributions add up to the same output minus its value with that text's "
                       "words replaced by padding")
@@ -215,7 +214,7 @@ def compare(
         return _print_json(result)
     from rich.table import Table
 
-    from luodi.evaluate.compare import better
+    from luodi.tasks import direction
 
     ids = [run["id"] for run in result["runs"]]
     table = Table("", *ids, title=f"{len(ids)} runs", title_justify="left")
@@ -224,7 +223,7 @@ def compare(
         cells = [f"[bold green]{value:.4f} ★[/]" if run_id in best and isinstance(value, float)
                  else "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
                  for run_id, value in zip(ids, values, strict=True)]
-        table.add_row(f"{name} ({'↓' if better(name) == 'min' else '↑'})", *cells)
+        table.add_row(f"{name} ({'↓' if direction(name) == 'min' else '↑'})", *cells)
     if result["differences"]:
         table.add_section()
         for key, values in result["differences"].items():

@@ -82,6 +82,7 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
     initialized = api.init(paths["train"], "diagnosis", output=config, name="breast-cancer", force=True)
     say(f"1/5 init      {config}: {initialized.task}, {len(initialized.features)} features")
     trained = api.train(config, home=home, progress=progress)
+    assert trained.model is not None  # registered
     model = f"{trained.model['name']}/{trained.model['version']}"
     say(f"2/5 train     run {trained.run_id}: {model}, test accuracy {trained.metrics['accuracy']:.4f}, "
         f"best epoch {trained.best_epoch}/{trained.epochs_run}, {trained.seconds:.1f} s")

@@ -1,0 +1,154 @@
+"""Training as compute: a validated config and its data in; fitted features, a trained model, its history and its
+scores out. Nothing here touches the store.
+
+    prepared = prepare(config)                       # read and split the data, fit and apply the features
+    fitted = fit(prepared, run_dir=folder, environment=apply_runtime(...))
+    fitted.metrics, fitted.result.history, fitted.model
+
+The training job (jobs/train.py) records runs, writes the report, builds the package and registers around these
+two calls; a search trial or a challenger in a retrain loop calls them the same way. `run_dir` holds the
+checkpoint, so a killed run resumes exactly (train/loop.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from luodi.config import LuodiConfig
+from luodi.data.split import Splits
+from luodi.errors import InputError
+from luodi.evaluate.scoring import split_metrics
+from luodi.features.pipeline import Encoded, FeaturePipeline
+from luodi.models.inference import predict_tensors
+from luodi.train.loop import Callback, FitResult, Tensors
+from luodi.train.precision import PRECISIONS, Precision
+from luodi.train.progress import Progress
+
+SPLITS = ("train", "validation", "test")
+
+
+def read_splits(config: LuodiConfig) -> tuple[Splits, dict[str, Any]]:
+    """Read, check and split the data (stratified as the task says); the target and numeric columns are checked
+    on whole files, so errors name the file's rows. Returns the splits and each file's fingerprint."""
+    from luodi.data.sources import fingerprint_file, read_table
+    from luodi.data.split import split_rows, take_splits
+    from luodi.features.pipeline import coerce_table
+
+    data, task = config.data, config.task()
+    checker = task.target(config.target)
+
+    def load(path: str) -> Any:
+        table = coerce_table(read_table(path), config, path, with_target=True)
+        checker.check(table.column(config.target.name), path)
+        return table
+
+    table = load(data.train)
+    rows = table.num_rows
+    fingerprint = {"train": fingerprint_file(data.train)}
+    if data.validation and data.test:
+        splits = Splits(table, load(data.validation), load(data.test))
+        fingerprint.update(validation=fingerprint_file(data.validation), test=fingerprint_file(data.test))
+    else:
+        indices = split_rows(table, data.split, config.target.name, task.stratify)
+        schema, columns = table.schema, table.columns
+        del table  # take_splits frees each column once it is split: the rows are held once, not twice
+        splits = take_splits(columns, schema, indices)
+    if splits.train.num_rows < 2 or splits.validation.num_rows < 1:
+        raise InputError(f"{data.train}: {rows} rows are too few to split into train and validation")
+    return splits, fingerprint
+
+
+@dataclass
+class Prepared:
+    """A config's data split, the feature pipeline fitted on the training split, and every split encoded."""
+
+    config: LuodiConfig
+    splits: Splits
+    fingerprint: dict[str, Any]  # per data file: path, bytes, sha256
+    pipeline: FeaturePipeline
+    encoded: dict[str, Encoded]  # by split name
+
+    @property
+    def scored_split(self) -> str:
+        """The split the reported metrics come from: test, or validation when the test split is empty."""
+        return "test" if self.splits.test.num_rows else "validation"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Values of the scored split that training never saw (encoded as unknown)."""
+        return self.encoded["test"].unseen.messages()
+
+
+def prepare(config: LuodiConfig, state: dict[str, Any] | None = None, assets: Path | None = None) -> Prepared:
+    """Read and split the data, fit the features on the training split (or restore them from `state` and the
+    `assets` folder, for a resumed run) and encode every split."""
+    splits, fingerprint = read_splits(config)
+    if state is not None:
+        pipeline = FeaturePipeline.from_state(config, state, assets=assets)
+    else:
+        pipeline = FeaturePipeline.fit(config, splits.train)
+    encoded = {name: pipeline.transform(getattr(splits, name), f"{config.data.train} ({name} split)", True)
+               for name in SPLITS}
+    return Prepared(config, splits, fingerprint, pipeline, encoded)
+
+
+def as_tensors(encoded: Encoded) -> Tensors:
+    """An encoded split as the loop's tensors (sharing memory with the arrays)."""
+    assert encoded.target is not None
+    return Tensors({k: torch.from_numpy(v) for k, v in encoded.inputs.items()}, torch.from_numpy(encoded.target))
+
+
+@dataclass
+class Fitted:
+    """A trained model (best validation weights, still on the training device) and what it scored."""
+
+    prepared: Prepared
+    model: nn.Module
+    result: FitResult  # history, best epoch, epochs run, steps, seconds
+    outputs: np.ndarray  # activated outputs on the scored split
+    metrics: dict[str, float]  # `split_metrics` of the scored split
+    device: torch.device
+    precision: Precision
+
+    def outputs_of(self, encoded: Encoded) -> np.ndarray:
+        """Activated outputs of encoded rows on the training device (the report's permutation importance)."""
+        config = self.prepared.config
+        inputs = {k: torch.from_numpy(v) for k, v in encoded.inputs.items()}
+        return predict_tensors(self.model, inputs, config.task(), config.trainer.eval_batch_size,
+                               autocast=self.precision.autocast, device=self.device)[0]
+
+
+def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progress: Progress | None = None,
+        callbacks: Sequence[Callback] = ()) -> Fitted:
+    """Build the task's model, train it (resuming from `run_dir`'s checkpoint when there is one), and score the
+    best weights on the test split (the validation split when there is no test split).
+
+    `environment` is what `train.runtime.apply_runtime` chose (device, precision, pinned memory).
+    """
+    from luodi.models import build_model, load_pretrained
+    from luodi.train.loop import fit as run_loop
+
+    config, pipeline = prepared.config, prepared.pipeline
+    task, target = config.task(), pipeline.target
+    device = torch.device(environment["device"])
+    precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
+    model = build_model(config, pipeline)
+    load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in the loop
+    result = run_loop(
+        model, as_tensors(prepared.encoded["train"]), as_tensors(prepared.encoded["validation"]), config.trainer,
+        task=task, loss_fn=task.loss(target), score=lambda outputs, y: task.score(target, outputs, y),
+        monitor=config.trainer.early_stopping.metric, mode=config.monitor_mode(), run_dir=run_dir, device=device,
+        progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
+    )
+    scored = as_tensors(prepared.encoded[prepared.scored_split])
+    outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size,
+                                 autocast=precision.autocast, device=device)
+    metrics = split_metrics(task, target, outputs, scored.target.numpy())
+    return Fitted(prepared, model, result, outputs, metrics, device, precision)

@@ -1,0 +1,233 @@
+"""The training job behind `luodi train` and `api.train`: the compute of jobs/fit.py, recorded.
+
+    config -> run recorded -> prepare (splits, features) -> fit -> report -> package -> registered version
+
+Every write to the store and the run folder goes through one `RunRecord`: the run's row, its config and feature
+state (what a resume reads back), per-epoch metrics (a callback of the loop), the report, the package and its
+registration, and the run's end (finished, failed, interrupted, or what a callback's `StopTraining` says, e.g.
+pruned). That is the one place a distributed run limits to its first process. `register=False` (a search trial)
+records the run and its report but registers no version.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, validate_config
+from luodi.errors import InputError
+from luodi.store import ModelVersion, Run, Store
+
+# Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that `import luodi.api` and
+# `luodi --help` stay fast.
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model: dict[str, Any] | None  # {"name", "version"} of the registered version; None with register=False
+    package: str | None
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    rows: dict[str, int]
+    environment: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_config(config: str | Path | LuodiConfig | dict[str, Any] | None,
+                   overrides: list[str] | tuple[str, ...]) -> LuodiConfig:
+    """A YAML path, a `LuodiConfig` or a dict, with `key=value` overrides, validated; paths made absolute."""
+    if isinstance(config, LuodiConfig | dict):  # overrides apply to a copy: the caller's object is left as it was
+        raw = config.model_dump(mode="json") if isinstance(config, LuodiConfig) else copy.deepcopy(config)
+        return resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd())
+    if config is not None:
+        return load_config(config, overrides)
+    raise InputError("give a config file, or --resume RUN")
+
+
+class RunRecord:
+    """Everything the job writes: the store's run row and events, the run folder, the package and its version."""
+
+    def __init__(self, store: Store, run: Run):
+        self.store, self.run = store, run
+        self.dir = store.run_dir(run.id)
+
+    @classmethod
+    def start(cls, store: Store, config: LuodiConfig, environment: dict[str, Any], prepared: Any) -> RunRecord:
+        """A new run: its row, config and fitted feature state (written last: a resume reads it, then the assets)."""
+        from luodi.io import atomic_write_json, atomic_write_text
+
+        run = store.create_run(config.name, config.model_dump(mode="json"), environment)
+        store.update_run(run.id, summary={"data": prepared.fingerprint, "rows": prepared.splits.sizes()})
+        record = cls(store, run)
+        atomic_write_text(record.dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        prepared.pipeline.save_assets(record.dir)
+        atomic_write_json(record.dir / "features.json", prepared.pipeline.state())
+        return record
+
+    @classmethod
+    def resume(cls, store: Store, run_id: str) -> RunRecord:
+        """A stopped run to continue: its data must not have changed since it started."""
+        from luodi.data.sources import fingerprint_file
+
+        run = store.get_run(run_id)
+        if run.model_version is not None:  # registered, then stopped before it was marked finished
+            store.update_run(run.id, status="finished")
+            raise InputError(f"run {run.id} already finished: it registered {run.model_name}/{run.model_version}")
+        for split, saved in run.summary.get("data", {}).items():
+            if fingerprint_file(saved["path"])["sha256"] != saved["sha256"]:
+                raise InputError(f"{saved['path']}: the {split} data changed since run {run.id} started; "
+                                 "an exact resume needs the same data")
+        return cls(store, run)
+
+    def features(self) -> dict[str, Any]:
+        """The fitted feature state the run saved when it started."""
+        state: dict[str, Any] = json.loads((self.dir / "features.json").read_text())
+        return state
+
+    def continued(self, environment: dict[str, Any]) -> None:
+        self.store.update_run(self.run.id, status="running", environment={
+            **self.run.environment, "pid": environment["pid"], "host": environment["host"]})
+
+    def epoch_callback(self) -> Any:
+        """The loop callback that stores each epoch's metrics."""
+        from luodi.train.loop import Callback
+
+        return Callback(on_epoch_end=lambda epoch, metrics: self.store.log_epoch(self.run.id, epoch, metrics))
+
+    def register(self, fitted: Any, report: str | None, environment: dict[str, Any]) -> ModelVersion:
+        """Write the package into a staging folder (the report first: the manifest hashes every file) and make it
+        the model's next version in one transaction."""
+        from luodi.io import atomic_write_text
+        from luodi.package import save_package
+
+        prepared = fitted.prepared
+        config, result = prepared.config, fitted.result
+        staging = self.store.staging_dir()
+        parent_version = self.store.latest_version(config.name)  # the version this one follows, in package and store
+        try:
+            if report is not None:
+                atomic_write_text(staging / "report.html", report)
+            save_package(staging, config=config, pipeline=prepared.pipeline, model=fitted.model.cpu(),
+                         metrics=fitted.metrics, extra={
+                             "history": result.history,
+                             "training": {**summary_of(fitted), **result.extra},
+                             "data": {"fingerprint": prepared.fingerprint, "rows": prepared.splits.sizes()},
+                             "lineage": {"run_id": self.run.id, "parent_version": parent_version},
+                             "environment": environment,
+                         })
+            return self.store.register_model(
+                config.name, staging, run_id=self.run.id, task=config.target.task, metrics=fitted.metrics,
+                data_sha256=prepared.fingerprint["train"]["sha256"], description=config.description,
+                parent_version=parent_version)
+        except BaseException:
+            self.store.remove_staging(staging)
+            raise
+
+    def finish(self, fitted: Any, report: str | None) -> str | None:
+        """The report in the run folder, and the run finished with its metrics and summary; the report's path."""
+        from luodi.io import atomic_write_text
+
+        prepared = fitted.prepared
+        summary = {"data": prepared.fingerprint, "rows": prepared.splits.sizes(), **summary_of(fitted),
+                   **fitted.result.extra}
+        path = None
+        if report is not None:
+            path = self.dir / "report.html"
+            atomic_write_text(path, report)
+            summary["report"] = str(path)
+        self.store.update_run(self.run.id, status="finished", metrics=fitted.metrics, summary=summary)
+        return str(path) if path else None
+
+    def end(self, status: str, error: str) -> None:
+        self.store.update_run(self.run.id, status=status, error=error)
+
+
+def summary_of(fitted: Any) -> dict[str, Any]:
+    """How training went: the numbers the run summary and the package's `training` share."""
+    result = fitted.result
+    return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+            "steps": result.steps, "seconds": result.seconds, "metrics_split": fitted.prepared.scored_split}
+
+
+def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
+          *, resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
+          register: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train a model from a config, evaluate it on the test split and register it as a new version.
+
+    Args:
+        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder).
+        overrides: `key.path=value` strings applied before validation.
+        resume: a run id to continue from its last checkpoint (config and data come from the run).
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`).
+        progress: 'auto' (a bar on a terminal), 'bar', 'lines' or 'silent'.
+        register: False records the run and its report but registers no model version (search trials).
+        callbacks: `luodi.train.loop.Callback` hooks (per step, per epoch); one may raise `StopTraining`.
+    """
+    from luodi.evaluate.report import build_report_or_warn
+    from luodi.evaluate.report_inputs import training_input
+    from luodi.jobs.fit import fit, prepare
+    from luodi.train.loop import StopTraining
+    from luodi.train.progress import make_progress
+    from luodi.train.runtime import apply_runtime
+
+    store = Store(home)
+    record = None
+    if resume is not None:
+        if overrides:
+            raise InputError("--set does not apply to --resume: a resumed run keeps the config it started with")
+        record = RunRecord.resume(store, resume)
+        config = validate_config(record.run.config, f"run {record.run.id} config")
+        prepared = prepare(config, record.features(), assets=record.dir)
+    else:
+        config = resolve_config(config, overrides)
+        prepared = prepare(config)
+    warnings = prepared.warnings
+    environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type,
+                                threads=record.run.environment.get("threads") if record else None)
+    environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
+    if record is None:
+        record = RunRecord.start(store, config, environment, prepared)
+    else:
+        record.continued(environment)
+
+    try:
+        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=make_progress(progress),
+                     callbacks=[record.epoch_callback(), *callbacks])
+        report = None
+        if config.report.enabled:
+            page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
+            report = page[0] if page is not None else None
+        version = record.register(fitted, report, environment) if register else None
+    except KeyboardInterrupt:
+        record.end("interrupted", "interrupted by the user")
+        raise
+    except StopTraining as stop:
+        record.end(stop.status, str(stop))
+        raise
+    except BaseException as error:
+        record.end("failed", f"{type(error).__name__}: {error}")
+        raise
+    report_path = record.finish(fitted, report)
+    result = fitted.result
+    return TrainResult(
+        run_id=record.run.id, model={"name": version.name, "version": version.version} if version else None,
+        package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
+        rows=prepared.splits.sizes(), environment=environment, warnings=warnings, report=report_path,
+    )
