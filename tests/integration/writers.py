@@ -63,7 +63,8 @@ def register(store: Store, package, name: str, counter: int) -> int:
     staging = store.staging_dir()
     save_package(staging, config=package.config, pipeline=package.pipeline, model=package.model,
                  metrics={"counter": counter})
-    return store.register_model(name, staging, run_id=None, task=package.task, metrics={"counter": counter}).version
+    registered = store.register_model(name, staging, run_id=None, task=package.task.name, metrics={"counter": counter})
+    return registered.version
 
 
 def write_versions(home: Path, rng: random.Random, package_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Inference backends: encoded inputs in, activated outputs out (what `ModelPackage.outputs` returns).
 
-torch eager always works; ONNX Runtime runs when the package lists a `model.onnx` (written by
-`luodi.export.export_onnx`), whose hash `load_package` has verified with the rest of the package.
+torch eager is `ModelPackage.outputs` itself (the one inference path, models/inference.py); ONNX Runtime runs
+when the package lists a `model.onnx` (written by `luodi.optimize.export.export_onnx`, the same path traced), whose
+hash `load_package` has verified with the rest of the package.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from luodi.errors import InputError
 from luodi.features.pipeline import Encoded
-from luodi.models.heads import activate
 from luodi.package import ModelPackage
 
 
@@ -28,12 +27,10 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, package: ModelPackage):
-        self.model, self.task = package.model.eval(), package.task
+        self.package = package
 
     def run(self, encoded: Encoded) -> np.ndarray:
-        with torch.inference_mode():
-            logits = self.model({name: torch.from_numpy(array) for name, array in encoded.inputs.items()})
-            return activate(self.task, logits).float().numpy()
+        return self.package.outputs(encoded, batch_size=max(1, len(encoded)))  # the server's batch is one run
 
 
 class OnnxBackend:
@@ -63,7 +60,7 @@ def has_onnx(manifest: dict[str, Any]) -> bool:
 
 def check_backend(manifest: dict[str, Any], requested: str, path: Path) -> None:
     if requested == "onnx" and not has_onnx(manifest):
-        raise InputError(f"{path}: --backend onnx needs a model.onnx in the package (see luodi.export)")
+        raise InputError(f"{path}: --backend onnx needs a model.onnx in the package (see luodi.optimize.export)")
 
 
 def choose_backend(package: ModelPackage, requested: str, threads: int) -> Backend:

@@ -55,8 +55,7 @@ def handlers(state: ServerState) -> dict[str, Handler]:
         if isinstance(result, Reply):
             return result
         state.record("v1_predict", loaded, payload, result, started)
-        return Reply(200, loaded.schema.v1_response(loaded.name, loaded.version, result.predictions,
-                                                    result.probabilities))
+        return Reply(200, loaded.schema.v1_response(loaded.name, loaded.version, result))
 
     async def v2_infer(target: Target, head: Head, body: bytes) -> Reply:
         started = time.perf_counter()
@@ -77,8 +76,7 @@ def handlers(state: ServerState) -> dict[str, Handler]:
         if isinstance(result, Reply):
             return result
         state.record("v2_infer", loaded, payload, result, started, parsed.request_id)
-        content, json_length = v2.infer_response(loaded.name, loaded.version, parsed, loaded.schema,
-                                                 result.predictions, result.probabilities)
+        content, json_length = v2.infer_response(loaded.name, loaded.version, parsed, result)
         if json_length is None:
             return Reply(200, content, JSON)
         return Reply(200, content, OCTET_STREAM, [(b"inference-header-content-length", str(json_length).encode())])

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from luodi.errors import InputError
 from luodi.package import ModelPackage, load_package, verify_package
 from luodi.serve.backends import Backend, check_backend, choose_backend
 from luodi.serve.schema import Limits, ServingSchema, concat_columns
 from luodi.serve.settings import ServeConfig
 from luodi.store import Store
+from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
 
@@ -78,12 +77,6 @@ class Payload:
     rows: int
 
 
-@dataclass(frozen=True)
-class Result:
-    predictions: list[Any]
-    probabilities: np.ndarray | None
-
-
 def preflight(reference: Reference, config: ServeConfig) -> str:
     """Everything that can be checked before a server starts (InputError, exit 2): the reference resolves, the
     package verifies, its fields are servable, the backend exists. Returns 'reference -> name/version'."""
@@ -114,7 +107,7 @@ def warm_up(loaded: Loaded, max_batch_size: int) -> None:
             raise InputError(f"{loaded.name}/{loaded.version}: warm-up failed: {results[0]}")
 
 
-def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Result | Exception]:
+def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Predictions | Exception]:
     names = loaded.schema.names
     columns = {name: concat_columns([payload.columns[name] for payload in payloads]) for name in names}
     try:
@@ -124,21 +117,24 @@ def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Result | Excepti
         if len(payloads) == 1:
             return [error]
         return [_run_group(loaded, [payload])[0] for payload in payloads]  # isolate the bad request
-    predictions, probabilities = loaded.package.pipeline.target.decode(outputs)
-    results: list[Result | Exception] = []
+    predictions = loaded.package.decode(outputs)
+    if len(payloads) == 1:
+        return [predictions]
+    results: list[Predictions | Exception] = []
     start = 0
     for payload in payloads:
         end = start + payload.rows
-        results.append(Result(predictions[start:end], None if probabilities is None else probabilities[start:end]))
+        results.append(predictions.slice(start, end))
         start = end
     return results
 
 
-def run_batch(payloads: list[Payload]) -> list[Result | Exception]:
-    """Run one batch (in the model's worker thread); one result or error per payload, in order."""
+def run_batch(payloads: list[Payload]) -> list[Predictions | Exception]:
+    """Run one batch (in the model's worker thread); the task's typed predictions or an error per payload, in
+    order."""
     if all(payload.loaded is payloads[0].loaded for payload in payloads):
         return _run_group(payloads[0].loaded, payloads)
-    results: dict[int, Result | Exception] = {}
+    results: dict[int, Predictions | Exception] = {}
     groups: dict[int, list[int]] = {}
     for index, payload in enumerate(payloads):  # a reload happened between these requests
         groups.setdefault(id(payload.loaded), []).append(index)

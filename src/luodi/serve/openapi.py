@@ -14,7 +14,7 @@ from fastapi import FastAPI
 import luodi
 from luodi.serve.routes import ALIAS_MOVE
 from luodi.serve.state import ServerState
-from luodi.serve.v2 import OUTPUTS, SCALAR_TYPES, model_metadata, packed_name
+from luodi.serve.v2 import SCALAR_TYPES, model_metadata, packed_name
 
 JSON = "application/json"
 V1_ERROR = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
@@ -42,14 +42,14 @@ def _get(summary: str, schema: dict[str, Any], codes: list[int], error: dict[str
                     "responses": {"200": _response("OK", schema), **_errors(codes, error, secured)}}}
 
 
-def _v2_request(input_names: list[str], max_inputs: int) -> dict[str, Any]:
+def _v2_request(input_names: list[str], max_inputs: int, output_names: list[str]) -> dict[str, Any]:
     tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
         "name": {"type": "string", "enum": input_names},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
         "datatype": {"type": "string", "enum": sorted(SCALAR_TYPES)},
         "data": {"type": "array"}, "parameters": ANY_OBJECT}}
     output = {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": ANY_OBJECT}}
+        "name": {"type": "string", "enum": output_names}, "parameters": ANY_OBJECT}}
     return {"type": "object", "required": ["inputs"], "properties": {
         "id": {"type": "string", "maxLength": 256}, "parameters": ANY_OBJECT,
         "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": max_inputs},
@@ -74,7 +74,8 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
         "summary": f"Open Inference Protocol v2 infer on {name} (JSON, or binary tensors after the JSON header)",
         "operationId": f"v2_infer.{name}",
         "requestBody": {"required": True, "content": {JSON: {
-            "schema": _v2_request(sorted(set(inputs)), len(inputs)), "example": {"inputs": metadata["inputs"][:1]}}}},
+            "schema": _v2_request(sorted(set(inputs)), len(inputs), loaded.schema.output_names),
+            "example": {"inputs": metadata["inputs"][:1]}}}},
         "responses": {"200": _response("Output tensors", V2_RESPONSE), **_errors(busy, V2_ERROR, secured)}}}
     # The versioned routes exist for every version; only the served one answers (others: 404), so only it is listed.
     versioned = f"/v2/models/{name}/versions/{loaded.version}"

@@ -8,9 +8,11 @@ Files: `LUODI_HOME/predictions/<model>/part-<unix ns>-<pid>.parquet`, one row pe
     endpoint      string               v1_predict or v2_infer
     request_id    string (nullable)    the v2 request id when given
     latency_ms    float64              the whole request, queue included
-    inputs        struct               one field per input: numeric as float64, everything else as text
-    prediction    string / float64     class name (classifiers) or value (regression)
-    probabilities struct (nullable)    one float64 per class name (classifiers)
+    inputs        struct               one field per input, stored as its field type says (serve/schema.py
+                                       FIELD_TYPES: numbers as float64, everything else as text)
+    <output>      one per task output  a label as its name (string), a number as float64, scores as a struct
+                                       of float64 by part name: a classifier's `prediction` and
+                                       `probabilities`, a regression's `prediction`
 
 Requests are sampled (`log_sample_rate`) and buffered in memory (at most `max_buffer_rows` rows; beyond that
 rows are dropped and counted, never blocking a request); a background thread writes a file every
@@ -32,8 +34,9 @@ import numpy as np
 import pyarrow as pa
 
 from luodi.io import atomic_write
-from luodi.serve.schema import ServingSchema, numbers_to_arrow, text_to_arrow
+from luodi.serve.schema import ServingSchema
 from luodi.store import path_inside
+from luodi.tasks import Output, Predictions
 
 log = logging.getLogger("luodi.serve")
 
@@ -50,11 +53,10 @@ class Pending:
         self.request_id: list[str | None] = []
         self.latency_ms: list[float] = []
         self.inputs: dict[str, list[Any]] = {field.name: [] for field in schema.fields}
-        self.predictions: list[Any] = []
-        self.probabilities: list[np.ndarray] = []
+        self.outputs: dict[str, list[np.ndarray]] = {spec.name: [] for spec in schema.outputs}
 
     def add(self, at: float, endpoint: str, request_id: str | None, latency_ms: float, columns: dict[str, Any],
-            predictions: list[Any], probabilities: np.ndarray | None) -> None:
+            predictions: Predictions) -> None:
         self.counts.append(len(predictions))
         self.at.append(at)
         self.endpoint.append(endpoint)
@@ -62,15 +64,13 @@ class Pending:
         self.latency_ms.append(latency_ms)
         for name, values in self.inputs.items():
             values.extend(columns[name].tolist() if isinstance(columns[name], np.ndarray) else columns[name])
-        self.predictions.extend(predictions)
-        if probabilities is not None:
-            self.probabilities.append(probabilities)
+        for output in predictions.outputs:
+            self.outputs[output.spec.name].append(output.data)
 
     def table(self) -> pa.Table:
         schema, counts = self.schema, np.asarray(self.counts)
         rows = int(counts.sum())
-        inputs = [numbers_to_arrow(self.inputs[field.name]) if field.type == "numeric"
-                  else text_to_arrow(self.inputs[field.name]) for field in schema.fields]
+        inputs = [field.kind.to_log(self.inputs[field.name]) for field in schema.fields]
         columns: dict[str, Any] = {
             "timestamp": pa.array(np.repeat((np.asarray(self.at) * 1000).astype(np.int64), counts),
                                   pa.timestamp("ms", tz="UTC")),
@@ -81,15 +81,20 @@ class Pending:
             "latency_ms": pa.array(np.repeat(np.asarray(self.latency_ms), counts), pa.float64()),
             "inputs": pa.StructArray.from_arrays(inputs, [field.name for field in schema.fields]),
         }
-        if schema.classes:
-            matrix = np.concatenate(self.probabilities)
-            names = dict(zip(map(repr, schema.classes), schema.class_names, strict=True))
-            columns["prediction"] = pa.array([names[repr(value)] for value in self.predictions], pa.string())
-            columns["probabilities"] = pa.StructArray.from_arrays(
-                [pa.array(matrix[:, index], pa.float64()) for index in range(matrix.shape[1])], schema.class_names)
-        else:
-            columns["prediction"] = pa.array(self.predictions, pa.float64())
+        for spec in schema.outputs:
+            columns[spec.name] = logged(Output(spec, np.concatenate(self.outputs[spec.name])))
         return pa.table(columns)
+
+
+def logged(output: Output) -> pa.Array:
+    """An output's column in the log: a label's name, a number, or a struct of float64 scores by part name."""
+    spec = output.spec
+    if spec.kind == "label":
+        return pa.array(output.text(), pa.string())
+    if spec.kind == "number":
+        return pa.array(output.data, pa.float64())
+    return pa.StructArray.from_arrays([pa.array(output.data[:, index], pa.float64())
+                                       for index in range(len(spec.parts))], list(spec.parts))
 
 
 class PredictionLog:
@@ -110,8 +115,7 @@ class PredictionLog:
         self.thread.start()
 
     def add(self, model: str, version: int, schema: ServingSchema, endpoint: str, request_id: str | None,
-            latency_ms: float, columns: dict[str, Any], predictions: list[Any],
-            probabilities: np.ndarray | None) -> None:
+            latency_ms: float, columns: dict[str, Any], predictions: Predictions) -> None:
         """Keep a request with probability `sample_rate`; never blocks on I/O."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
@@ -123,7 +127,7 @@ class PredictionLog:
             pending = self.pending.get(id(schema))
             if pending is None:
                 pending = self.pending[id(schema)] = Pending(model, version, schema)
-            pending.add(time.time(), endpoint, request_id, latency_ms, columns, predictions, probabilities)
+            pending.add(time.time(), endpoint, request_id, latency_ms, columns, predictions)
             self.buffered_rows += rows
 
     def _loop(self) -> None:

@@ -1,9 +1,13 @@
-"""Request and response schemas generated from a package's input/output schema, and request columns to Arrow.
+"""Request and response schemas generated from a package's input schema and its task's outputs, and request
+columns to Arrow.
 
 One `FieldType` per input-schema type says how a field is accepted over HTTP (the JSON annotation that
-validates it and appears in /docs, the Open Inference Protocol datatypes it takes), what a warm-up value
-looks like, and how a column of accepted values becomes the Arrow column the feature pipeline reads. New
-feature types (images as base64, numeric vectors) slot in as one more entry in FIELD_TYPES.
+validates it and appears in /docs, the Open Inference Protocol datatypes it takes and whether it travels in the
+packed numeric tensor), what a warm-up value looks like, how a column of accepted values becomes the Arrow
+column the feature pipeline reads, and how the prediction log stores it. The request schema, /v2 and the
+prediction log all read this one table; new feature types (images as base64, numeric vectors) slot in as one
+more entry. Outputs are the task's (`task.output_specs`, tasks/outputs.py): the /v1 response, /v2 outputs and
+the log follow them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import pyarrow as pa
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
 from typing_extensions import TypedDict
 
+from luodi.config import TargetConfig
 from luodi.errors import InputError
+from luodi.tasks import OutputSpec, Predictions, get_task
 
 NUMERIC_TYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                            "UINT64"})
@@ -98,18 +104,35 @@ class FieldType:
     v2_accepts: frozenset[str]  # which /v2 tensor datatypes are accepted
     sample: Callable[[dict[str, Any]], Any]  # a plausible value from the fitted feature state (warm-up, examples)
     to_arrow: Callable[[list[Any] | np.ndarray], pa.Array]  # a column of accepted values to Arrow
+    to_log: Callable[[list[Any] | np.ndarray], pa.Array]  # how the prediction log stores the column
+    packed: bool = False  # /v2: travels in the packed [rows, k] numeric tensor (and takes numeric tensors as is)
 
 
 FIELD_TYPES: dict[str, FieldType] = {
     "numeric": FieldType(lambda limits: float | None, "FP64", NUMERIC_TYPES,
-                         lambda state: round(float(state.get("center", 0.0)), 4), numbers_to_arrow),
+                         lambda state: round(float(state.get("center", 0.0)), 4), numbers_to_arrow, numbers_to_arrow,
+                         packed=True),
     "category": FieldType(_scalar, "BYTES", SCALAR_TYPES,
-                          lambda state: _first(state, "vocabulary", "unknown"), scalars_to_arrow),
+                          lambda state: _first(state, "vocabulary", "unknown"), scalars_to_arrow, text_to_arrow),
     "binary": FieldType(_scalar, "BYTES", SCALAR_TYPES,
-                        lambda state: _first(state, "values", "true"), scalars_to_arrow),
+                        lambda state: _first(state, "values", "true"), scalars_to_arrow, text_to_arrow),
     "text": FieldType(lambda limits: _bounded_text(limits) | None, "BYTES", frozenset({"BYTES"}),
-                      lambda state: " ".join(state.get("vocabulary", [])[:5]), text_to_arrow),
+                      lambda state: " ".join(state.get("vocabulary", [])[:5]), text_to_arrow, text_to_arrow),
 }
+
+
+OUTPUT_ANNOTATIONS: dict[str, Callable[[OutputSpec], Any]] = {  # the JSON type of one row of an output in /v1
+    "label": lambda spec: Literal[spec.labels],
+    "number": lambda spec: float,
+    "scores": lambda spec: typed_dict(spec.name.capitalize(), {part: float for part in spec.parts}),
+}
+
+
+def output_specs(manifest: dict[str, Any]) -> tuple[OutputSpec, ...]:
+    """The package's outputs, from its task and the target state it saved (no model is loaded for this)."""
+    task = get_task(manifest["task"])
+    target = task.target(TargetConfig.model_validate(manifest["config"]["target"]), manifest["features"]["target"])
+    return task.output_specs(target)
 
 
 def typed_dict(name: str, fields: dict[str, Any]) -> Any:
@@ -143,8 +166,8 @@ class ServingSchema:
         output = manifest["output_schema"]
         self.target: str = output["name"]
         self.task: str = output["task"]
-        self.classes: list[Any] = list(output.get("classes", []))
-        self.class_names: list[str] = [str(arrow_text(label)) for label in self.classes]
+        self.outputs = output_specs(manifest)
+        self.output_names = [spec.name for spec in self.outputs]
         record = typed_dict("Record", {field.name: field.kind.annotation(limits) for field in fields})
         record.__pydantic_config__ = ConfigDict(extra="ignore")  # whole rows may carry ids and targets
         self.request = TypeAdapter(typed_dict("PredictRequest", {
@@ -164,22 +187,12 @@ class ServingSchema:
         """Request columns (lists or arrays, one per field) as the Arrow table the feature pipeline reads."""
         return pa.table({field.name: field.kind.to_arrow(columns[field.name]) for field in self.fields})
 
-    def v1_response(self, name: str, version: int, predictions: list[Any], probabilities: np.ndarray | None
-                    ) -> bytes:
-        rows: list[dict[str, Any]]
-        if probabilities is None:
-            rows = [{"prediction": value} for value in predictions]
-        else:
-            names = self.class_names
-            rows = [{"prediction": value, "probabilities": dict(zip(names, row, strict=True))}
-                    for value, row in zip(predictions, probabilities.tolist(), strict=True)]
-        return orjson.dumps({"model": name, "version": version, "predictions": rows})
+    def v1_response(self, name: str, version: int, predictions: Predictions) -> bytes:
+        return orjson.dumps({"model": name, "version": version, "predictions": predictions.rows()})
 
     def openapi(self, prefix: str) -> dict[str, Any]:
         """/v1 request and response JSON schemas, their definitions named `prefix.X`, and an example request."""
-        row: dict[str, Any] = {"prediction": Literal[tuple(self.classes)] if self.classes else float}
-        if self.classes:
-            row["probabilities"] = typed_dict("Probabilities", {name: float for name in self.class_names})
+        row = {spec.name: OUTPUT_ANNOTATIONS[spec.kind](spec) for spec in self.outputs}
         response = typed_dict("PredictResponse", {
             "model": str, "version": int, "predictions": list[typed_dict("PredictionRow", row)]})  # type: ignore
         template = f"#/components/schemas/{prefix}.{{model}}"

@@ -13,9 +13,10 @@ from luodi.errors import InputError
 from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
 from luodi.serve.metrics import Metrics
 from luodi.serve.middleware import Reply, Routes, Target
-from luodi.serve.model import Loaded, Payload, Result, ServedModel, run_batch
+from luodi.serve.model import Loaded, Payload, ServedModel, run_batch
 from luodi.serve.predlog import PredictionLog
 from luodi.serve.settings import ServeConfig
+from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
 
@@ -58,10 +59,10 @@ class ServerState:
         return min(timeout, requested_s) if requested_s else timeout
 
     async def infer(self, served: ServedModel, payload: Payload, timeout_s: float,
-                    error: Callable[[int, str, dict[str, str] | None], Reply]) -> Result | Reply:
+                    error: Callable[[int, str, dict[str, str] | None], Reply]) -> Predictions | Reply:
         """Queue the payload and wait for its result; refusals and failures become the route's error response."""
         try:
-            result: Result = await self.batchers[served.name].submit(payload, payload.rows, timeout_s)
+            result: Predictions = await self.batchers[served.name].submit(payload, payload.rows, timeout_s)
             return result
         except QueueFull as full:
             return error(429, str(full), {"Retry-After": str(full.retry_after)})
@@ -73,12 +74,11 @@ class ServerState:
             log.exception("model %s failed on a batch", served.name)
             return error(500, "the model failed on this request; see the server log", None)
 
-    def record(self, endpoint: str, loaded: Loaded, payload: Payload, result: Result, started: float,
+    def record(self, endpoint: str, loaded: Loaded, payload: Payload, result: Predictions, started: float,
                request_id: str | None = None) -> None:
         if self.predlog is not None:
             self.predlog.add(loaded.name, loaded.version, loaded.schema, endpoint, request_id,
-                             (time.perf_counter() - started) * 1000, payload.columns, result.predictions,
-                             result.probabilities)
+                             (time.perf_counter() - started) * 1000, payload.columns, result)
 
     async def watch(self) -> None:
         """Poll each alias; load, warm and swap in a new version off the event loop."""

@@ -6,8 +6,9 @@ A server serves one version of each model (the one its reference points at now):
 Inputs are the package's input fields. Numeric fields travel together as one tensor, `numeric`, of shape
 [rows, k] in the order the metadata lists (`parameters.columns`), the way Triton users send tabular models;
 a numeric field may also come alone under its own name, shape [rows]. Every other field is its own [rows]
-tensor (BYTES for text and categories). Outputs: `prediction` [rows] (BYTES class names, or FP64 for
-regression) and, for classifiers, `probabilities` [rows, classes] FP32.
+tensor (BYTES for text and categories). Outputs are the task's (tasks/outputs.py): a label travels as BYTES
+[rows] (class names), a number as FP64 [rows], scores as [rows, parts] with the part names in the metadata's
+parameters: a classifier gives `prediction` and `probabilities` [rows, classes] FP32, a regression `prediction`.
 
 The binary data extension: with an `Inference-Header-Content-Length` header, the body is that many bytes
 of JSON followed by raw tensors in input order, each input saying its `parameters.binary_data_size`. BYTES
@@ -25,13 +26,13 @@ import numpy as np
 import orjson
 
 from luodi.serve.schema import NUMERIC_TYPES, SCALAR_TYPES, ServingSchema, arrow_text
+from luodi.tasks import Output, OutputSpec, Predictions
 
 NUMPY_TYPES = {"BOOL": np.dtype(np.bool_), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"),
                "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"), "UINT8": np.dtype("<u1"),
                "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
                "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 PACKED = "numeric"
-OUTPUTS = ("prediction", "probabilities")
 
 
 class ProtocolError(ValueError):
@@ -43,7 +44,7 @@ class InferRequest:
     columns: dict[str, Any]
     rows: int
     request_id: str | None = None
-    outputs: list[str] = field(default_factory=lambda: list(OUTPUTS))
+    outputs: list[str] = field(default_factory=list)
     binary: set[str] = field(default_factory=set)
     timeout_s: float | None = None
 
@@ -54,7 +55,8 @@ def packed_name(schema: ServingSchema) -> str:
 
 
 def numeric_fields(schema: ServingSchema) -> list[str]:
-    return [f.name for f in schema.fields if f.type == "numeric"]
+    """The fields that travel together in the packed [rows, k] tensor, in metadata order."""
+    return [f.name for f in schema.fields if f.kind.packed]
 
 
 def model_metadata(name: str, version: int, platform: str, schema: ServingSchema) -> dict[str, Any]:
@@ -64,13 +66,19 @@ def model_metadata(name: str, version: int, platform: str, schema: ServingSchema
         inputs.append({"name": packed_name(schema), "datatype": "FP32", "shape": [-1, len(numeric)],
                        "parameters": {"columns": numeric}})
     inputs += [{"name": f.name, "datatype": f.kind.v2_datatype, "shape": [-1]} for f in schema.fields
-               if f.type != "numeric"]
-    outputs: list[dict[str, Any]] = [{"name": "prediction", "datatype": "BYTES" if schema.classes else "FP64",
-                                      "shape": [-1]}]
-    if schema.classes:
-        outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, len(schema.classes)],
-                        "parameters": {"classes": schema.class_names}})
+               if not f.kind.packed]
+    outputs = [output_metadata(spec) for spec in schema.outputs]
     return {"name": name, "versions": [str(version)], "platform": platform, "inputs": inputs, "outputs": outputs}
+
+
+def output_metadata(spec: OutputSpec) -> dict[str, Any]:
+    """An output's metadata: labels are BYTES [rows]; numbers [rows]; scores [rows, parts] with the part names."""
+    if spec.kind == "label":
+        return {"name": spec.name, "datatype": "BYTES", "shape": [-1]}
+    if spec.kind == "number":
+        return {"name": spec.name, "datatype": spec.v2_datatype, "shape": [-1]}
+    return {"name": spec.name, "datatype": spec.v2_datatype, "shape": [-1, len(spec.parts)],
+            "parameters": {spec.parts_key: list(spec.parts)}}
 
 
 def version_missing(name: str, requested: str, served: int) -> str:
@@ -193,7 +201,7 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
                 raise ProtocolError(f"input {name!r} ({known[name].type}) does not take {datatype}")
             if len(shape) == 2 and shape[1] != 1:
                 raise ProtocolError(f"input {name!r} must have shape [rows] or [rows, 1]")
-            if datatype != "BYTES" and known[name].type != "numeric":
+            if datatype != "BYTES" and not kind.packed:
                 values = [arrow_text(value) for value in np.asarray(values).tolist()]
             columns[name] = values
         if rows is not None and shape[0] != rows:
@@ -206,18 +214,17 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
         raise ProtocolError(f"missing input(s) {missing}" + (f" (numeric fields go in {packed!r})" if numeric else ""))
     if not rows or rows > schema.limits.max_rows:
         raise ProtocolError(f"a request holds 1 to {schema.limits.max_rows} rows, this one {rows}")
-    return InferRequest(columns, rows, *_options(header, bool(schema.classes)))
+    return InferRequest(columns, rows, *_options(header, schema.output_names))
 
 
-def _options(header: dict[str, Any], classifier: bool) -> tuple[str | None, list[str], set[str], float | None]:
+def _options(header: dict[str, Any], available: list[str]) -> tuple[str | None, list[str], set[str], float | None]:
     request_id = header.get("id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 256):
         raise ProtocolError("'id' must be a string of at most 256 characters")
     parameters = header.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError("'parameters' must be an object")
-    available = list(OUTPUTS if classifier else OUTPUTS[:1])
-    outputs, binary = available, set(available) if parameters.get("binary_data_output") is True else set()
+    outputs, binary = list(available), set(available) if parameters.get("binary_data_output") is True else set()
     requested = header.get("outputs")
     if requested is not None:
         if not isinstance(requested, list) or not all(isinstance(o, dict) and o.get("name") in available
@@ -239,23 +246,25 @@ def _encode_bytes(values: list[str]) -> bytes:
     return b"".join(parts)
 
 
-def infer_response(name: str, version: int, request: InferRequest, schema: ServingSchema, predictions: list[Any],
-                   probabilities: np.ndarray | None) -> tuple[bytes, int | None]:
+def _tensor_of(output: Output) -> tuple[str, list[int], Any]:
+    """(datatype, shape, values: list of str or ndarray) of one output for a response."""
+    spec, rows = output.spec, len(output.data)
+    if spec.kind == "label":
+        return "BYTES", [rows], output.text()
+    dtype = NUMPY_TYPES[spec.v2_datatype]
+    if spec.kind == "number":
+        return spec.v2_datatype, [rows], output.data.astype(dtype)
+    return spec.v2_datatype, [rows, len(spec.parts)], output.data.astype(dtype)
+
+
+def infer_response(name: str, version: int, request: InferRequest, predictions: Predictions
+                   ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header length when some outputs are binary."""
-    rows = len(predictions)
-    tensors: dict[str, tuple[str, list[int], Any]] = {}
-    if schema.classes:
-        names = dict(zip(map(repr, schema.classes), schema.class_names, strict=True))
-        tensors["prediction"] = ("BYTES", [rows], [names[repr(value)] for value in predictions])
-        assert probabilities is not None
-        tensors["probabilities"] = ("FP32", [rows, len(schema.classes)], probabilities.astype(np.float32))
-    else:
-        tensors["prediction"] = ("FP64", [rows], np.asarray(predictions, dtype=np.float64))
     outputs, blobs = [], []
-    for output in request.outputs:
-        datatype, shape, values = tensors[output]
-        entry: dict[str, Any] = {"name": output, "datatype": datatype, "shape": shape}
-        if output in request.binary:
+    for output_name in request.outputs:
+        datatype, shape, values = _tensor_of(predictions[output_name])
+        entry: dict[str, Any] = {"name": output_name, "datatype": datatype, "shape": shape}
+        if output_name in request.binary:
             blob = _encode_bytes(values) if datatype == "BYTES" else np.ascontiguousarray(values).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
