@@ -120,8 +120,7 @@ class SyncedClock:
 def run_luodi(workload: str, rows: int, epochs: int, batch: int, channels_last: bool = True) -> dict[str, Any]:
     import torch
 
-    from luodi.evaluate.metrics import compute_metrics
-    from luodi.models.heads import build_loss
+    from luodi.tasks.classification import MULTICLASS, classification_metrics
     from luodi.train.loop import Tensors, fit
     from luodi.train.precision import PRECISIONS
     from luodi.train.runtime import apply_runtime
@@ -134,8 +133,8 @@ def run_luodi(workload: str, rows: int, epochs: int, batch: int, channels_last: 
     validation = Tensors({k: v[rows:] for k, v in x.items()}, y[rows:])
     clock = SyncedClock()
     with tempfile.TemporaryDirectory() as run_dir:
-        result = fit(luodi_cnn(config, images), train, validation, config.trainer, task="multiclass",
-                     loss_fn=build_loss("multiclass"), score=lambda o, t: compute_metrics("multiclass", t, o),
+        result = fit(luodi_cnn(config, images), train, validation, config.trainer, task=MULTICLASS,
+                     loss_fn=torch.nn.CrossEntropyLoss(), score=lambda o, t: classification_metrics(t, o),
                      monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cuda"),
                      progress=clock, precision=PRECISIONS[environment["mixed_precision"]],
                      pin_memory=environment["pin_memory"])

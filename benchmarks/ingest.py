@@ -4,7 +4,7 @@ The CSV (10 float columns, 5 string category columns with 5-50 values, a yes/no 
 in some columns) is generated into a temp folder; generation is not timed. Each variant then runs in a FRESH
 Python subprocess, so its memory figures are its own:
 
-- luodi: `luodi.training.read_splits` (read_table -> coerce_table -> target check -> file fingerprint ->
+- luodi: `luodi.jobs.fit.read_splits` (read_table -> coerce_table -> target check -> file fingerprint ->
   stratified split), `FeaturePipeline.fit` on the train split, `transform` of all three splits and
   `torch.from_numpy` tensors, exactly as `luodi.api.train` does before training.
 - pandas (baseline): `pd.read_csv` (default engine) + `pd.get_dummies` of the category columns + `astype`
@@ -97,7 +97,7 @@ def child_luodi(path: Path) -> dict[str, Any]:
     import luodi.features.pipeline as pipeline_module
     from luodi.config import validate_config
     from luodi.features.pipeline import FeaturePipeline
-    from luodi.training import as_tensors, read_splits
+    from luodi.jobs.fit import as_tensors, read_splits
 
     phases: dict[str, float] = {}
 

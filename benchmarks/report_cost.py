@@ -36,8 +36,8 @@ from results_file import write_result  # benchmarks/ is on sys.path when a scrip
 import luodi.api as api
 from luodi.evaluate.report import render_report, report_data
 from luodi.evaluate.report_inputs import evaluation_input
+from luodi.evaluate.scoring import split_metrics
 from luodi.quickstart import write_breast_cancer
-from luodi.training import split_metrics
 
 GOAL_SECONDS = 2.0
 
@@ -78,7 +78,7 @@ def build_seconds(package_path: str, data: Path) -> dict[str, float]:
     package = api.load_model(package_path)
     table, encoded = package.encode(str(data), data.name, with_target=True)
     outputs = package.outputs(encoded)
-    metrics = split_metrics(package.pipeline, outputs, encoded.target)
+    metrics = split_metrics(package.task, package.pipeline.target, outputs, encoded.target)
     source = evaluation_input(package, table, encoded, outputs, metrics, data.name)
     started = time.perf_counter()
     numbers = report_data(source, package.config.report)

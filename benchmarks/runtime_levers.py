@@ -75,8 +75,8 @@ def build(workload: str) -> tuple[Any, Any, Any, Any, int]:
         x = torch.randn(4096, 1, 28, 28, generator=generator)
         return model, x, torch.randint(0, 10, (4096,), generator=generator), nn.CrossEntropyLoss(), 64
     from luodi.config import ModelConfig
-    from luodi.models.heads import RegressionLoss
     from luodi.models.mlp import MLP
+    from luodi.tasks.losses import RegressionLoss
 
     mlp = MLP(ModelConfig(hidden_sizes=[64, 64], dropout=0.0), dense_width=10, categories=[], output_size=1)
     x = torch.randn(4096, 10, generator=generator)

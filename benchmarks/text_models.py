@@ -132,8 +132,7 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
     rows = shape["rows"]
     if variant.startswith("luodi"):
         from luodi.config import RuntimeConfig, TrainerConfig
-        from luodi.evaluate.metrics import compute_metrics
-        from luodi.models.heads import build_loss
+        from luodi.tasks.classification import MULTICLASS, classification_metrics
         from luodi.train.loop import Tensors, fit
         from luodi.train.precision import PRECISIONS
         from luodi.train.runtime import apply_runtime
@@ -156,12 +155,12 @@ def child(workload: str, variant: str, seed: int) -> dict[str, Any]:
         # starting it: torch's first optimizer construction (about 1.5 s of imports here) and scikit-learn's import
         # for the validation metrics (about 1.6 s). Both are paid once per process, not per epoch.
         torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-        compute_metrics("multiclass", np.arange(CLASSES), np.eye(CLASSES, dtype=np.float32))
+        classification_metrics(np.arange(CLASSES), np.eye(CLASSES, dtype=np.float32))
         clock = StepClock()
         with tempfile.TemporaryDirectory(prefix="luodi-bench-") as run_dir:
             started = time.perf_counter()
-            fit(model, train, validation, config, task="multiclass", loss_fn=build_loss("multiclass", None),
-                score=lambda outputs, y: compute_metrics("multiclass", y, outputs), monitor="loss", mode="min",
+            fit(model, train, validation, config, task=MULTICLASS, loss_fn=torch.nn.CrossEntropyLoss(),
+                score=lambda outputs, y: classification_metrics(y, outputs), monitor="loss", mode="min",
                 run_dir=__import__("pathlib").Path(run_dir), device=torch.device("cpu"), progress=clock,
                 precision=PRECISIONS[environment["mixed_precision"]])
             seconds = time.perf_counter() - started

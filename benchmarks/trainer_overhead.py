@@ -39,10 +39,11 @@ from results_file import write_result  # benchmarks/ is on sys.path when a scrip
 from torch.nn import functional as F
 
 from luodi.config import ModelConfig, OptimizerConfig, TrainerConfig
-from luodi.evaluate.metrics import regression_metrics
-from luodi.models.heads import RegressionLoss
+from luodi.models.inference import predict_tensors
 from luodi.models.mlp import MLP
-from luodi.train.loop import Tensors, build_optimizer, fit, predict_tensors
+from luodi.tasks.losses import RegressionLoss
+from luodi.tasks.regression import REGRESSION, regression_metrics
+from luodi.train.loop import Tensors, build_optimizer, fit
 
 FEATURES = 10
 ROWS = 100_000
@@ -99,7 +100,7 @@ def run_luodi(train: Tensors, validation: Tensors, batch_size: int, seed: int) -
     run_dir = Path(tempfile.mkdtemp(prefix="luodi-bench-run-"))
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        fit(model, train, validation, config, task="regression", loss_fn=RegressionLoss(), score=score,
+        fit(model, train, validation, config, task=REGRESSION, loss_fn=RegressionLoss(), score=score,
             monitor="loss", mode="min", run_dir=run_dir, device=torch.device("cpu"), progress=None)
         return time.perf_counter() - wall, time.process_time() - cpu
     finally:
@@ -112,7 +113,8 @@ def time_validation(validation: Tensors, repeats: int = 20) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        outputs, _ = predict_tensors(model, validation.inputs, "regression", 1024, RegressionLoss(), validation.target)
+        outputs, _ = predict_tensors(model, validation.inputs, REGRESSION, 1024, RegressionLoss(), validation.target,
+                                     training=True)
         score(outputs, validation.target.numpy())
         times.append(time.perf_counter() - started)
     return statistics.median(times)

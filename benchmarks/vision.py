@@ -178,14 +178,13 @@ def luodi_cnn(config: Any, images: Any) -> Any:
     """The module `build_model` makes for `config` (one image feature) on images of this shape."""
     from luodi.features.image import ImageEncoder
     from luodi.features.pipeline import FeaturePipeline
-    from luodi.features.target import TargetEncoder
     from luodi.models import build_model
 
     channels, height, width = images.shape[1:]
     encoder = ImageEncoder(config.input_features[0], height=height, width=width, channels=channels,  # type: ignore[arg-type]
                            mean=[0.5] * channels, std=[0.29] * channels)  # uniform noise: mean 0.5, std 0.29
     return build_model(config, FeaturePipeline(config, [encoder],
-                                               TargetEncoder(config.target, classes=list(range(CLASSES)))))
+                                               config.task().target(config.target, {"classes": list(range(CLASSES))})))
 
 
 def image_inputs(images: Any) -> dict[str, Any]:
@@ -204,8 +203,7 @@ def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = Tru
     import torch
 
     from luodi.config import validate_config
-    from luodi.evaluate.metrics import compute_metrics
-    from luodi.models.heads import build_loss
+    from luodi.tasks.classification import MULTICLASS, classification_metrics
     from luodi.train.loop import Tensors, fit
     from luodi.train.precision import PRECISIONS
     from luodi.train.runtime import apply_runtime
@@ -220,7 +218,7 @@ def fit_tensors(workload: str, rows: int, epochs: int, channels_last: bool = Tru
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as run_dir:
         fit(luodi_cnn(config, images), split(slice(0, rows)), split(slice(rows, None)), config.trainer,
-            task="multiclass", loss_fn=build_loss("multiclass"), score=lambda o, y: compute_metrics("multiclass", y, o),
+            task=MULTICLASS, loss_fn=torch.nn.CrossEntropyLoss(), score=lambda o, y: classification_metrics(y, o),
             monitor="loss", mode="min", run_dir=Path(run_dir), device=torch.device("cpu"), progress=clock,
             precision=PRECISIONS[environment["mixed_precision"]])
     return {**clock.rates(rows), "mixed_precision": environment["mixed_precision"]}
