@@ -22,7 +22,7 @@ from luodi.config import validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
-from luodi.store import ModelVersion, Run, Store
+from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
     from luodi.package import ModelPackage
@@ -93,9 +93,16 @@ def load_model(model: str | Path | ModelPackage, *, home: str | Path | None = No
     path = Path(model)
     if path.is_dir() and (path / "package.json").exists():
         return load_package(path)
-    if isinstance(model, Path) or "/" in str(model) and not str(model).split("/", 1)[1].lstrip("v").isdigit():
-        raise InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
-    return load_package(Store(home).resolve(str(model)).path)
+    not_found = InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
+    if isinstance(model, Path):
+        raise not_found
+    try:
+        reference = parse_reference(model)
+    except InputError:
+        if "/" in model:  # a path that is not a package folder, rather than a misspelt version
+            raise not_found from None
+        raise
+    return load_package(Store(home).resolve(reference).path)
 
 
 def _source(data: Any) -> str:
@@ -197,7 +204,7 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     store = Store(home)
 
     def run_of(reference: str) -> Run:
-        if "/" not in reference and "@" not in reference:
+        if parse_reference(reference, what="run id").bare:
             return store.get_run(reference)
         version = store.resolve(reference)
         if version.run_id is None:
@@ -326,8 +333,9 @@ def list_models(*, home: str | Path | None = None) -> list[dict[str, Any]]:
 def show_model(model: str, *, home: str | Path | None = None) -> list[ModelVersion]:
     """All versions of a model name, or the one version a reference points at."""
     store = Store(home)
-    if "@" in model or "/" in model:
-        return [store.resolve(model)]
+    reference = parse_reference(model)
+    if not reference.bare:
+        return [store.resolve(reference)]
     return store.list_versions(model)
 
 

@@ -54,6 +54,39 @@ def validate_name(value: str, what: str = "name") -> str:
     return value
 
 
+@dataclass(frozen=True)
+class ModelReference:
+    """A parsed model reference: `name` (its latest version), `name@alias`, or `name/3` (a pinned version)."""
+
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+    @property
+    def bare(self) -> bool:
+        """Only a name: the latest version (or, where runs are meant, a run id)."""
+        return self.alias is None and self.version is None
+
+    @property
+    def follows_alias(self) -> bool:
+        """Which version it means can change as versions are registered and aliases move (not pinned)."""
+        return self.version is None
+
+
+def parse_reference(text: str, what: str = "model name") -> ModelReference:
+    """The one parser of model references; the name is checked here (as `what`), an alias where it is resolved."""
+    name, alias, version = text, None, None
+    if "@" in text:
+        name, _, alias = text.partition("@")
+    elif "/" in text:
+        name, _, number = text.partition("/")
+        if not number.lstrip("v").isdigit():
+            raise InputError(f"model reference {text!r}: version must be a number, e.g. {name}/3")
+        version = int(number.lstrip("v"))
+    validate_name(name, what)
+    return ModelReference(name, alias, version)
+
+
 def path_inside(root: Path, *parts: str) -> Path:
     """root/parts..., refusing names that escape the root or pass through a symlink."""
     root = Path(root).resolve()
@@ -338,17 +371,11 @@ class Store:
         names = [r[0] for r in connection.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
         return f"; registered models: {', '.join(names)}" if names else "; no model is registered yet"
 
-    def resolve(self, reference: str) -> ModelVersion:
+    def resolve(self, reference: str | ModelReference) -> ModelVersion:
         """`name`, `name@alias`, `name/version` (or `name/vN`) to a registered version; `latest` is built in."""
-        name, alias, version = reference, None, None
-        if "@" in reference:
-            name, _, alias = reference.partition("@")
-        elif "/" in reference:
-            name, _, text = reference.partition("/")
-            if not text.lstrip("v").isdigit():
-                raise InputError(f"model reference {reference!r}: version must be a number, e.g. {name}/3")
-            version = int(text.lstrip("v"))
-        validate_name(name, "model name")
+        if isinstance(reference, str):
+            reference = parse_reference(reference)
+        name, alias, version = reference.name, reference.alias, reference.version
         if version is not None:
             return self.get_version(name, version)
         latest = self.latest_version(name)

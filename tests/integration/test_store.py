@@ -18,7 +18,7 @@ import luodi.api as api
 from luodi.config import load_config, validate_config
 from luodi.errors import InputError
 from luodi.package import verify_package
-from luodi.store import Store, path_inside, validate_name
+from luodi.store import ModelReference, Store, parse_reference, path_inside, validate_name
 
 WRITERS, ROUNDS = 4, 5
 
@@ -257,3 +257,29 @@ def test_resolve_references(tmp_path: Path, trained_package: Path) -> None:
         store.resolve("churm")
     with pytest.raises(InputError, match="model 'churm' not found; registered models: churn, other"):
         store.resolve("churm@production")  # a misspelt model is not reported as a missing alias
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("churn", ModelReference("churn")),
+    ("churn@production", ModelReference("churn", alias="production")),
+    ("churn/3", ModelReference("churn", version=3)),
+    ("churn/v12", ModelReference("churn", version=12)),
+])
+def test_parse_reference_is_the_one_parser(text: str, parsed: ModelReference) -> None:
+    """Store.resolve, api.load_model, api.show_model, api.compare and luodi serve all read references through it."""
+    assert parse_reference(text) == parsed
+    assert parse_reference(text).bare == (text == "churn")
+    assert parse_reference(text).follows_alias == ("/" not in text)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("churn/three", "version must be a number, e.g. churn/3"),
+    ("..", "invalid model name"),
+    ("bad name@production", "invalid model name 'bad name'"),
+    ("", "invalid model name"),
+])
+def test_parse_reference_refuses_bad_references(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_reference(text)
+    with pytest.raises(InputError, match="invalid run id"):
+        parse_reference("nope!", what="run id")

@@ -23,7 +23,7 @@ from luodi.package import ModelPackage, load_package, verify_package
 from luodi.serve.backends import Backend, check_backend, choose_backend
 from luodi.serve.schema import Limits, ServingSchema, concat_columns
 from luodi.serve.settings import ServeConfig
-from luodi.store import Store
+from luodi.store import Store, parse_reference
 from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
@@ -43,7 +43,7 @@ class Reference:
 
     @property
     def follows_alias(self) -> bool:
-        return not Path(self.text).is_dir() and "/" not in self.text
+        return not Path(self.text).is_dir() and parse_reference(self.text).follows_alias
 
     def resolve(self) -> tuple[str, int, Path]:
         """(model name, version, package folder) the reference points at now."""
