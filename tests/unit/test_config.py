@@ -244,6 +244,20 @@ def test_reference_lists_every_section() -> None:
         assert section in text
 
 
+def test_reference_finds_every_config_class_in_the_tree() -> None:
+    """The reference walks LuodiConfig's tree instead of keeping its own list: every schema model is a section."""
+    from pydantic import BaseModel
+
+    from luodi.config import schema
+    from luodi.config.reference import sections
+
+    found = [model for _, model in sections(schema.LuodiConfig)]
+    models = [getattr(schema, name) for name in schema.__all__]
+    expected = {model for model in models if isinstance(model, type) and issubclass(model, BaseModel)} - {schema.Strict}
+    assert set(found) == expected
+    assert len(found) == len(set(found))
+
+
 @pytest.mark.skipif(not REFERENCE.exists(), reason="docs/config.md is not generated yet")
 def test_reference_matches_committed_docs() -> None:
     committed = REFERENCE.read_text(encoding="utf-8")

@@ -5,6 +5,7 @@ reads and validates a file, `reference.py` generates docs/config.md from the fie
 (`python -m luodi.config` prints it). Everything is importable from `luodi.config`.
 """
 
+from luodi.config import schema
 from luodi.config.loading import (
     apply_overrides,
     format_validation_error,
@@ -14,43 +15,8 @@ from luodi.config.loading import (
     validate_config,
 )
 from luodi.config.reference import reference_markdown
-from luodi.config.schema import (
-    FEATURE_TYPES,
-    NAME_PATTERN,
-    AugmentConfig,
-    BinaryFeature,
-    CategoryFeature,
-    CNNConfig,
-    DataConfig,
-    EarlyStoppingConfig,
-    FeatureConfig,
-    HFConfig,
-    ImageFeature,
-    LuodiConfig,
-    ModelConfig,
-    NumericFeature,
-    OptimizerConfig,
-    ReportConfig,
-    ResNetConfig,
-    RNNConfig,
-    RuntimeConfig,
-    SchedulerConfig,
-    SequenceFeature,
-    SplitConfig,
-    Strict,
-    TargetConfig,
-    TextFeature,
-    TrainerConfig,
-    TransformerConfig,
-    is_valid_name,
-    resolve_tokenizer,
-)
+from luodi.config.schema import *  # noqa: F403 - the schema's public names, listed once in its __all__
 
-__all__ = [
-    "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature",
-    "DataConfig", "EarlyStoppingConfig", "FeatureConfig", "HFConfig", "ImageFeature", "LuodiConfig", "ModelConfig",
-    "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
-    "TrainerConfig", "TransformerConfig", "apply_overrides", "format_validation_error", "is_valid_name",
-    "load_config", "read_yaml", "reference_markdown", "resolve_paths", "resolve_tokenizer", "validate_config",
-]
+__all__ = ["apply_overrides", "format_validation_error", "load_config", "read_yaml", "reference_markdown",
+           "resolve_paths", "validate_config"]
+__all__ += schema.__all__

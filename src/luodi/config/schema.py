@@ -16,6 +16,15 @@ from luodi.errors import InputError
 if TYPE_CHECKING:
     from luodi.tasks import Task
 
+# The config's public names (luodi.config re-exports exactly these).
+__all__ = [
+    "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature", "DataConfig",
+    "EarlyStoppingConfig", "FeatureConfig", "HFConfig", "ImageFeature", "LuodiConfig", "ModelConfig",
+    "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
+    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature", "TrainerConfig",
+    "TransformerConfig", "is_valid_name", "resolve_tokenizer",
+]
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
