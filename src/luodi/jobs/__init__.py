@@ -1,0 +1,8 @@
+"""Jobs: the work behind the CLI commands that train, split into compute and record.
+
+    fit.py     read and split the data, fit the features, train the model; returns weights, history, scores
+    train.py   the training job: a recorded run around fit, then the report, the package and the registration
+
+A job composes the layers below it (data, features, models, train, evaluate, store); nothing below imports a
+job. Search trials, retraining and distributed runs call `fit` directly or `train(register=False)`.
+"""
