@@ -138,6 +138,7 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     config, pipeline = prepared.config, prepared.pipeline
     task, target = config.task(), pipeline.target
     device = torch.device(environment["device"])
+    run_dir.mkdir(parents=True, exist_ok=True)  # the checkpoint's folder
     precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
     load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in the loop
