@@ -190,6 +190,11 @@ class ModelPackage:
     def target(self) -> str:
         return self.config.target.name
 
+    @property
+    def classes(self) -> list[Any]:
+        """A classifier's labels, in output order (a task without classes has no such attribute)."""
+        return self.pipeline.target.classes
+
     def encode(self, data: TableLike, source: str = "records", with_target: bool = False,
                strict: bool = False) -> tuple[pa.Table, Encoded]:
         """Raw records to model inputs with the saved feature state (and encoded targets when asked)."""

@@ -82,7 +82,7 @@ def test_class_weights_and_separate_split_files(tmp_path: Path) -> None:
     result = luodi.train(config, home=tmp_path / "home", progress="silent")
     assert result.rows == {"train": 800, "validation": 200, "test": 200}
     package = load_package(result.package)
-    assert package.pipeline.target.classes == ["common", "rare"]
+    assert package.classes == ["common", "rare"]
     # balanced weights push recall of the rare class up, compared with the same run unweighted
     config["target"]["class_weights"] = "none"
     unweighted = luodi.train(config, home=tmp_path / "home", progress="silent")
