@@ -258,3 +258,20 @@ def test_a_streamed_reply_keeps_its_status_and_headers(serve, status: int) -> No
         assert response.headers["content-type"] == "application/x-ndjson"
         assert [orjson.loads(line) for line in response.text.splitlines()] == [{"a": 1}, {"a": 2}]
         assert server.client.post("/test/nope/lines", json={}).status_code == 404  # no such path: FastAPI's 404
+
+
+def test_the_documented_endpoint_runs(serve) -> None:
+    """docs/serving.md's example endpoint, run as written."""
+    text = (Path(__file__).parents[3] / "docs" / "serving.md").read_text(encoding="utf-8")
+    section = text[text.index("## Streamed replies and extension endpoints"):]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start:section.index("\n```", start)]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/serving.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    with serve(endpoints=[namespace["counting"]]) as server:
+        response = server.client.post("/v1/count", json={"model": "tiny", "n": 3})
+        assert response.headers["content-type"] == "text/event-stream"
+        events = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert [orjson.loads(event)["step"] for event in events[:-1]] == [0, 1, 2] and events[-1] == "[DONE]"
+        assert server.client.post("/v1/count", json={"model": "tiny", "n": 0}).status_code == 422
+        assert server.client.post("/v1/count", json={"model": "nope", "n": 1}).status_code == 404
