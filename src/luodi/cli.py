@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -291,41 +292,69 @@ def quickstart(
         _print_json(summary)
 
 
-@app.command()
-def serve(
-    models: Annotated[list[str], typer.Argument(help="NAME@ALIAS (or name, name/version, a package folder).")],
-    host: Annotated[str, typer.Option(help="Address; other than loopback needs API keys.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes sharing the port.")] = 1,
-    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime when the package has model.onnx), torch, onnx.")]
-    = "auto",
-    threads: Annotated[int, typer.Option(help="Model threads per process.")] = 1,
-    max_batch_size: Annotated[int, typer.Option(help="Most rows the model runs at once.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(help="Longest a row waits for a batch to grow.")] = 2.0,
-    batching: Annotated[bool, typer.Option(help="--no-batching runs every request alone.")] = True,
-    max_queue_rows: Annotated[int, typer.Option(help="Rows waiting per model before 429.")] = 1024,
-    timeout_ms: Annotated[float, typer.Option(help="Deadline per request, queue included (504).")] = 10_000,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413).")] = 1 << 20,
-    max_rows: Annotated[int, typer.Option(help="Most rows per request (422).")] = 1024,
-    max_string_length: Annotated[int, typer.Option(help="Longest string value (422).")] = 10_000,
-    api_keys_file: Annotated[Path | None, typer.Option(help="Inference keys, one per line (or LUODI_API_KEYS).")]
-    = None,
-    admin_keys_file: Annotated[Path | None, typer.Option(help="Admin keys, one per line (or LUODI_ADMIN_KEYS).")]
-    = None,
-    reload_interval: Annotated[float, typer.Option(help="Seconds between alias checks (0: no hot reload).")] = 2.0,
-    drain_timeout: Annotated[float, typer.Option(help="Seconds in-flight work may finish after SIGTERM.")] = 30.0,
-    log_sample_rate: Annotated[float, typer.Option(help="Fraction of requests in the prediction log.")] = 1.0,
-    access_log: Annotated[bool, typer.Option(help="uvicorn's per-request access log.")] = False,
-    home: Home = None,
-) -> None:
+# `luodi serve` takes one option per ServeConfig field, made from the field (name, type, description, limits), so the
+# two cannot drift. Old spellings that differ from a field's name stay as aliases. Keys never come from argv (ps
+# would show them): the key fields take a file, or the environment variable.
+SERVE_ALIASES = {"reload_interval_s": "--reload-interval", "drain_timeout_s": "--drain-timeout"}
+SERVE_KEY_FILES = {"api_keys": ("--api-keys-file", "LUODI_API_KEYS"),
+                   "admin_keys": ("--admin-keys-file", "LUODI_ADMIN_KEYS")}
+
+
+def _serve_option(name: str, field: Any) -> inspect.Parameter:
+    """The option for ServeConfig field `name`: `--kebab-name`, the field's type and description; None: the default.
+
+    The value is checked against the field itself (its type and limits), so a bad one exits 2 naming the option.
+    """
+    from pydantic import ValidationError
+
+    from luodi.serve.settings import ServeConfig
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            ServeConfig.model_validate({name: value})
+        except ValidationError as error:
+            raise typer.BadParameter(error.errors()[0]["msg"]) from None
+        return value
+
+    declarations = ["--" + name.replace("_", "-"), *([SERVE_ALIASES[name]] if name in SERVE_ALIASES else [])]
+    if field.annotation is bool:
+        declarations = [f"{flag}/--no-{flag[2:]}" for flag in declarations]
+    option = typer.Option(*declarations, help=field.description, show_default=str(field.default), callback=check)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[field.annotation | None, option])
+
+
+def _key_file_option(name: str, field: Any) -> inspect.Parameter:
+    flag, env = SERVE_KEY_FILES[name]
+    option = typer.Option(flag, help=f"{field.description} One per line in this file (or {env}, comma separated).")
+    return inspect.Parameter(flag[2:].replace("-", "_"), inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Path | None, option])
+
+
+def _serve_signature() -> inspect.Signature:
+    from luodi.serve.settings import ServeConfig
+
+    fields = ServeConfig.model_fields
+    models = inspect.Parameter("models", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        list[str], typer.Argument(help="NAME@ALIAS (or name, name/version, a package folder).")])
+    options = [_serve_option(name, field) for name, field in fields.items() if name not in SERVE_KEY_FILES]
+    key_files = [_key_file_option(name, fields[name]) for name in SERVE_KEY_FILES]
+    home = inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Home)
+    return inspect.Signature([models, *options, *key_files, home])
+
+
+def serve(models: list[str], *, api_keys_file: Path | None = None, admin_keys_file: Path | None = None,
+          home: Path | None = None, **settings: Any) -> None:
     """Serve models over HTTP: /v1 predict, Open Inference Protocol v2, /metrics; SIGTERM drains."""
-    code = api.serve(models, home=home, api_keys_file=api_keys_file, admin_keys_file=admin_keys_file, host=host,
-                     port=port, workers=workers, backend=backend, threads=threads, max_batch_size=max_batch_size,
-                     max_wait_ms=max_wait_ms, batching=batching, max_queue_rows=max_queue_rows, timeout_ms=timeout_ms,
-                     max_body_bytes=max_body_bytes, max_rows=max_rows, max_string_length=max_string_length,
-                     reload_interval_s=reload_interval, drain_timeout_s=drain_timeout,
-                     log_sample_rate=log_sample_rate, access_log=access_log)
+    given = {name: value for name, value in settings.items() if value is not None}
+    code = api.serve(models, home=home, api_keys_file=api_keys_file, admin_keys_file=admin_keys_file, **given)
     raise typer.Exit(code)
+
+
+serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
+app.command()(serve)
 
 
 # ------------------------------------------------------------------------------------------- runs

@@ -6,8 +6,9 @@
     batcher.py     the per-model queue: adaptive dynamic batching, bounded, with deadlines
     backends.py    torch eager and ONNX Runtime
     model.py       a served model: preflight, load, warm up, run a batch with bad-row isolation, hot swap
-    middleware.py  the Gate: API keys, content types, body size while reading, metrics, the fast path
-    inference.py   the /v1 predict and /v2 infer handlers
+    replies.py     whole and streamed replies (chunked, server-sent events), the error shapes, open streams
+    middleware.py  the Gate: API keys, content types, body size while reading, metrics, the fast-path Endpoints
+    inference.py   the /v1 predict and /v2 infer endpoints
     routes.py      FastAPI routes: health, metadata, metrics, admin
     openapi.py     the OpenAPI document, one concrete path per served model
     state.py       what the routes share; reload polling

@@ -1,11 +1,13 @@
 """create_app: the ASGI app for one or more registered models; models load and warm up in the lifespan.
 
 Routes (see docs/serving.md): /v1/models/{name}/predict, the Open Inference Protocol v2 routes, /livez,
-/readyz, /metrics, and /admin/* when an admin key is configured. The app is the Gate (middleware.py) in
-front of a FastAPI app: the Gate checks and measures every request and answers the two model endpoints
-itself over raw bodies (orjson and pydantic-core), since per-request Python work is what limits a server
-on two cores; FastAPI serves the rest, and /openapi.json and /docs describe all of it, with request and
-response schemas built from each model's input schema.
+/readyz, /metrics, /admin/* when an admin key is configured, and the endpoints extension modules add
+(`endpoints=`: functions of the ServerState that return `Endpoint`s, answered on the fast path).
+
+The app is the Gate (middleware.py) in front of a FastAPI app: the Gate checks and measures every request
+and answers the model endpoints itself over raw bodies (orjson and pydantic-core), since per-request Python
+work is what limits a server on two cores; FastAPI serves the rest, and /openapi.json and /docs describe the
+model endpoints too, with request and response schemas built from each model's input schema.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from luodi.errors import InputError
-from luodi.serve.inference import handlers
-from luodi.serve.middleware import Gate
+from luodi.serve.inference import endpoints as builtin_endpoints
+from luodi.serve.middleware import Endpoint, Gate
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
 from luodi.serve.openapi import build_openapi
 from luodi.serve.predlog import PredictionLog
@@ -29,11 +33,22 @@ from luodi.serve.settings import ServeConfig
 from luodi.serve.state import ServerState
 
 Loader = Callable[[Reference, ServeConfig], Loaded]
+Endpoints = Callable[[ServerState], list[Endpoint]]
+log = logging.getLogger("luodi.serve")
 
 
 def create_app(references: list[Reference], config: ServeConfig, *, home: Path | None = None,
-               loader: Loader = load_version) -> Gate:
-    """The server for `references` (model names, name@alias, name/version or package folders)."""
+               loader: Loader = load_version, endpoints: Sequence[Endpoints] = ()) -> Gate:
+    """The server for `references` (model names, name@alias, name/version or package folders).
+
+    Args:
+        references: what to serve.
+        config: the server's settings.
+        home: the store folder.
+        loader: loads and warms one version (tests wrap it).
+        endpoints: functions that take the ServerState and return extension endpoints (for example
+            OpenAI-compatible generation); their handlers may return a `Reply` or a `StreamedReply`.
+    """
     state = ServerState(config, home, loader)
 
     @contextlib.asynccontextmanager
@@ -62,8 +77,12 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
             state.draining = True
             if watcher is not None:
                 watcher.cancel()
+            # Open streams first (they may still queue work on the batchers), all within one drain timeout.
+            deadline = time.monotonic() + config.drain_timeout_s
+            if not await state.streams.wait(config.drain_timeout_s):
+                log.warning("%d stream(s) still open after the drain timeout", state.streams.count)
             for batcher in state.batchers.values():
-                await batcher.drain(config.drain_timeout_s)
+                await batcher.drain(max(0.0, deadline - time.monotonic()))
                 batcher.close()
             state.predlog.close()
 
@@ -71,5 +90,6 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
     app.state.luodi = state
     add_routes(app, state)
     app.openapi = lambda: build_openapi(app, state)  # type: ignore[method-assign]
+    served = [endpoint for make in (builtin_endpoints, *endpoints) for endpoint in make(state)]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
-                metrics=state.metrics, routes=state.routes, handlers=handlers(state), state=state)
+                state=state, endpoints=served)

@@ -15,19 +15,10 @@ from pydantic import ValidationError
 
 from luodi.errors import InputError
 from luodi.serve import v2
-from luodi.serve.middleware import JSON, Handler, Head, Reply, Target, error_reply
+from luodi.serve.middleware import Endpoint, Head, Target
 from luodi.serve.model import Payload
+from luodi.serve.replies import JSON, OCTET_STREAM, Reply, v1_error, v2_error
 from luodi.serve.state import ServerState
-
-OCTET_STREAM = b"application/octet-stream"
-
-
-def v1_error(status: int, detail: Any, headers: dict[str, str] | None = None) -> Reply:
-    return error_reply(status, {"detail": detail}, headers)
-
-
-def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return error_reply(status, {"error": message}, headers)
 
 
 def validation_detail(error: ValidationError) -> list[dict[str, Any]]:
@@ -36,8 +27,8 @@ def validation_detail(error: ValidationError) -> list[dict[str, Any]]:
             for item in error.errors(include_url=False)[:20]]
 
 
-def handlers(state: ServerState) -> dict[str, Handler]:
-    """endpoint label -> handler(target, headers, body)."""
+def endpoints(state: ServerState) -> list[Endpoint]:
+    """The two built-in fast-path endpoints; each path names its model."""
 
     async def v1_predict(target: Target, head: Head, body: bytes) -> Reply:
         started = time.perf_counter()
@@ -81,4 +72,6 @@ def handlers(state: ServerState) -> dict[str, Handler]:
             return Reply(200, content, JSON)
         return Reply(200, content, OCTET_STREAM, [(b"inference-header-content-length", str(json_length).encode())])
 
-    return {"v1_predict": v1_predict, "v2_infer": v2_infer}
+    return [Endpoint("/v1/models/{model}/predict", "v1_predict", v1_predict),
+            Endpoint("/v2/models/{model}/infer", "v2_infer", v2_infer, content_types=(JSON, OCTET_STREAM),
+                     error=v2_error)]

@@ -11,6 +11,13 @@ Keys are compared with `hmac.compare_digest` against every configured key, so ti
 which key or how much of it matched. Only /livez and /readyz are open when keys are configured; /admin/*
 needs an admin key. A declared Content-Length over the limit is refused before reading; a body without
 one (chunked) is counted while it is read and refused the moment it passes the limit.
+
+The fast-path endpoints are a list of `Endpoint`s: the built-in /v1 predict and /v2 infer (inference.py) and
+whatever extension modules add through `create_app(endpoints=...)`. A path-routed endpoint's path names the
+model (`/v1/models/{model}/predict`, one path per served model); a body-routed one has one path for all
+models (`/v1/completions`), and the Gate finds the model by the body's `model` field before the handler runs.
+A handler returns a whole `Reply` or a `StreamedReply` (replies.py); both pass the same checks and metrics,
+and a stream is held to the request's deadline and counted in `OpenStreams` so the drain waits for it.
 """
 
 from __future__ import annotations
@@ -19,22 +26,32 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
-from starlette.requests import Request
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from luodi.errors import InputError
+from luodi.serve.replies import (
+    JSON,
+    Message,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    StreamedReply,
+    json_reply,
+    send_stream,
+    v1_error,
+)
+
+if TYPE_CHECKING:
+    from luodi.serve.state import ServerState
+
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
-JSON = b"application/json"
-BODY_TYPES = {"v2_infer": (JSON, b"application/octet-stream")}
 log = logging.getLogger("luodi.serve")
 
 
@@ -64,26 +81,6 @@ def read_head(scope: Scope) -> Head:
     return head
 
 
-@dataclass
-class Reply:
-    """A whole response: status, body, content type and extra headers."""
-
-    status: int
-    body: bytes
-    content_type: bytes = JSON
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    async def send(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": [
-            (b"content-type", self.content_type), (b"content-length", str(len(self.body)).encode()), *self.headers]})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-def error_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, orjson.dumps(payload), JSON,
-                 [(key.lower().encode(), value.encode()) for key, value in (headers or {}).items()])
-
-
 class Target(NamedTuple):
     """Who a request is for: the model (empty when none), the endpoint label, and the version its path names."""
 
@@ -92,14 +89,49 @@ class Target(NamedTuple):
     version: str | None = None
 
 
+Handler = Callable[[Target, Head, bytes], Awaitable[Reply | StreamedReply]]  # (model, headers, body) -> reply
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A POST endpoint the Gate answers itself (the fast path), built-in or added by an extension module.
+
+    `path` holds `{model}` when the path names the model (one path per served model); a `body_routed` endpoint
+    has one path, and the Gate reads the model from the body's `model` field (answering `error(404, ...)` for a
+    model not served here, `error(422, ...)` for a body without one). `label` is the metrics' endpoint label.
+    """
+
+    path: str
+    label: str
+    handler: Handler
+    body_routed: bool = False
+    content_types: tuple[bytes, ...] = (JSON,)
+    error: Callable[[int, str], Reply] = v1_error
+
+
 VERSIONED_INFER = re.compile(r"/v2/models/([^/]+)/versions/([^/]+)/infer")
 
 
 @dataclass
 class Routes:
-    """Exact paths of the model endpoints -> their Target; filled once the models have loaded."""
+    """Exact paths of the fast-path endpoints -> their Target; per-model paths are added as models load."""
 
     endpoints: dict[str, Target] = field(default_factory=dict)
+    per_model: list[tuple[str, str]] = field(default_factory=list)  # (path with {model}, label)
+
+    def add_endpoint(self, endpoint: Endpoint) -> None:
+        if endpoint.body_routed:
+            if "{model}" in endpoint.path:
+                raise ValueError(f"{endpoint.path}: a body-routed endpoint's path cannot name the model")
+            self.endpoints[endpoint.path] = Target("", endpoint.label)
+        elif "{model}" not in endpoint.path:
+            raise ValueError(f"{endpoint.path}: a path-routed endpoint's path names the model with {{model}}")
+        else:
+            self.per_model.append((endpoint.path, endpoint.label))
+
+    def add_model(self, name: str) -> None:
+        for path, label in self.per_model:
+            self.endpoints[path.replace("{model}", name)] = Target(name, label)
 
     def classify(self, path: str) -> Target:
         target = self.endpoints.get(path)
@@ -124,8 +156,11 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def receive_body(receive: Receive, limit: int) -> bytes:
-    """The request body from raw ASGI messages, abandoned the moment it passes `limit` bytes."""
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body from raw ASGI messages, abandoned the moment it passes `limit` bytes.
+
+    The one body reader: the Gate's endpoints call it, and the FastAPI routes pass it `request.receive`.
+    """
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -140,30 +175,31 @@ async def receive_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The same limit for routes that go through FastAPI (admin)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-Handler = Callable[[Target, Head, bytes], Awaitable[Reply]]  # (model and version, headers, body) -> reply
+def body_model(body: bytes) -> str | None:
+    """The body's `model` field when the body is a JSON object that names one."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    model = payload.get("model") if isinstance(payload, dict) else None
+    return model if isinstance(model, str) else None
 
 
 class Gate:
-    """The outermost ASGI app: checks and metrics for every request; model endpoints answered directly."""
+    """The outermost ASGI app: checks and metrics for every request; the fast-path endpoints answered directly."""
 
     def __init__(self, app: ASGIApp, *, api_keys: tuple[str, ...], admin_keys: tuple[str, ...],
-                 max_body_bytes: int, metrics: Any, routes: Routes, handlers: dict[str, Handler], state: Any = None):
-        self.app, self.state = app, state  # state: the ServerState, for tests and the server's drain flag
+                 max_body_bytes: int, state: ServerState, endpoints: list[Endpoint]):
+        self.app, self.state = app, state  # state: the ServerState (models, metrics, deadlines, open streams)
         self.api_keys = tuple(key.encode() for key in (*api_keys, *admin_keys))  # admin keys may also predict
         self.admin_keys = tuple(key.encode() for key in admin_keys)
         self.max_body_bytes = max_body_bytes
-        self.metrics, self.routes, self.handlers = metrics, routes, handlers
+        self.metrics, self.routes = state.metrics, state.routes
+        self.endpoints = {endpoint.label: endpoint for endpoint in endpoints}
+        if len(self.endpoints) < len(endpoints) or len({e.path for e in endpoints}) < len(endpoints):
+            raise ValueError("two endpoints share a label or a path")
+        for endpoint in endpoints:
+            self.routes.add_endpoint(endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,22 +207,28 @@ class Gate:
             return
         started = time.perf_counter()
         target = self.routes.classify(scope["path"])
-        model, endpoint = target.model, target.endpoint
+        model, label = target.model, target.endpoint
         head = read_head(scope)
         status = 500
         try:
-            refusal = self._check(scope, head, endpoint)
-            handler = self.handlers.get(endpoint)
+            endpoint = self.endpoints.get(label)
+            refusal = self._check(scope, head, label, endpoint)
             if refusal is not None:
                 status = refusal.status
                 await refusal.send(send)
-            elif handler is not None:
-                reply = await self._answer(scope, receive, head, target, handler)
+            elif endpoint is not None:
+                reply = await self._answer(scope, receive, head, target, endpoint)
                 if reply is None:
                     status = 499  # the client went away before sending its whole body
                     return
-                status = reply.status
-                await reply.send(send)
+                if reply.model is not None:
+                    model = reply.model
+                if isinstance(reply, Reply):
+                    status = reply.status
+                    await reply.send(send)
+                else:
+                    status = 503  # unless send_stream returns: the server cancelled the stream while shutting down
+                    status = await self._stream(reply, receive, send, head, started)
             else:
                 async def send_and_note(message: Message) -> None:
                     nonlocal status
@@ -196,39 +238,65 @@ class Gate:
 
                 await self.app(scope, receive, send_and_note)
         finally:
-            self.metrics.observe_request(model, endpoint, status, time.perf_counter() - started)
+            self.metrics.observe_request(model, label, status, time.perf_counter() - started)
 
-    async def _answer(self, scope: Scope, receive: Receive, head: Head, target: Target, handler: Handler
-                      ) -> Reply | None:
+    async def _answer(self, scope: Scope, receive: Receive, head: Head, target: Target, endpoint: Endpoint
+                      ) -> Reply | StreamedReply | None:
         if scope["method"] != "POST":
-            return error_reply(405, {"error": "use POST"}, {"Allow": "POST"})
+            return json_reply(405, {"error": "use POST"}, {"Allow": "POST"})
         try:
-            body = await receive_body(receive, self.max_body_bytes)
+            body = await read_body(receive, self.max_body_bytes)
         except BodyTooLarge:
-            return error_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
+            return json_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
         except ConnectionResetError:
             return None
+        if endpoint.body_routed:
+            name = body_model(body)
+            if name is None:
+                return endpoint.error(422, "the body must be a JSON object that names its model in 'model'")
+            if name not in self.state.models:
+                return endpoint.error(404, f"no model named {name!r}")
+            target = target._replace(model=name)
         try:
-            return await handler(target, head, body)
+            reply = await endpoint.handler(target, head, body)
         except Exception:  # noqa: BLE001 - one broken request answers 500; the server goes on
             log.exception("%s %s failed", scope["method"], scope["path"])
-            return error_reply(500, {"error": "internal error; see the server log"})
+            return json_reply(500, {"error": "internal error; see the server log"})
+        if endpoint.body_routed and reply.model is None:
+            reply.model = target.model
+        return reply
 
-    def _check(self, scope: Scope, head: Head, endpoint: str) -> Reply | None:
+    async def _stream(self, reply: StreamedReply, receive: Receive, send: Send, head: Head, started: float) -> int:
+        """Send a streamed reply within the request's deadline, counted among the open streams while it runs."""
+        timeout = reply.timeout_s
+        if timeout is None:
+            try:
+                timeout = self.state.timeout_s(head.timeout_ms)
+            except InputError:  # a bad X-Timeout-Ms the handler let through: the server's own deadline
+                timeout = self.state.timeout_s(None)
+        streams = self.state.streams
+        streams.opened()
+        try:
+            return await send_stream(reply, receive, send, started + timeout)
+        finally:
+            streams.closed()
+
+    def _check(self, scope: Scope, head: Head, label: str, endpoint: Endpoint | None) -> Reply | None:
         if self.api_keys and scope["path"] not in OPEN_PATHS:
             scheme, _, token = head.authorization.partition(b" ")
-            keys = self.admin_keys if endpoint == "admin" else self.api_keys
+            keys = self.admin_keys if label == "admin" else self.api_keys
             if scheme.lower() != b"bearer" or not _matches(token.strip(), keys):
-                return error_reply(401, {"error": "missing or invalid API key (Authorization: Bearer KEY)"},
-                                   {"WWW-Authenticate": "Bearer"})
+                return json_reply(401, {"error": "missing or invalid API key (Authorization: Bearer KEY)"},
+                                  {"WWW-Authenticate": "Bearer"})
         if scope["method"] == "POST":
             kind = head.content_type.split(b";")[0].strip().lower()
-            if kind and kind not in BODY_TYPES.get(endpoint, (JSON,)):
-                return error_reply(415, {"error": f"content type {kind.decode('latin-1')!r} is not accepted; "
-                                                  "send application/json"})
+            accepted = endpoint.content_types if endpoint is not None else (JSON,)
+            if kind and kind not in accepted:
+                return json_reply(415, {"error": f"content type {kind.decode('latin-1')!r} is not accepted; "
+                                                 f"send {accepted[0].decode()}"})
             if head.content_encoding and head.content_encoding.strip().lower() != b"identity":
-                return error_reply(415, {"error": "compressed request bodies are not accepted"})
+                return json_reply(415, {"error": "compressed request bodies are not accepted"})
             length = head.content_length
             if length and (not length.isdigit() or int(length) > self.max_body_bytes):
-                return error_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
+                return json_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
         return None

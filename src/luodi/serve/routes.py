@@ -1,7 +1,8 @@
 """The FastAPI routes: health, model metadata, metrics and (with an admin key) admin.
 
-The model endpoints themselves (/v1 predict, /v2 infer) are answered before FastAPI, by the Gate (see
-middleware.py and inference.py). Errors take each protocol's shape: /v1 `{"detail": ...}`, /v2 `{"error": ...}`.
+The model endpoints themselves (/v1 predict, /v2 infer, and extension endpoints) are answered before FastAPI,
+by the Gate (see middleware.py and inference.py). Errors take each protocol's shape (replies.py): /v1
+`{"detail": ...}`, /v2 `{"error": ...}`. A handler returns a `Reply`, which is an ASGI app as a Response is.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
 from typing_extensions import TypedDict
 
 import luodi
@@ -23,9 +22,10 @@ from luodi.serve import v2
 from luodi.serve.inference import validation_detail
 from luodi.serve.middleware import BodyTooLarge, read_body
 from luodi.serve.model import ServedModel
+from luodi.serve.replies import Reply, json_reply, v1_error, v2_error
 from luodi.serve.state import ServerState
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Any]]  # returns a Reply; starlette calls it as the response
 
 
 class AliasMove(TypedDict):
@@ -37,23 +37,11 @@ class AliasMove(TypedDict):
 ALIAS_MOVE = TypeAdapter(AliasMove)
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
-
-
-def v1_error(status: int, message: Any, headers: dict[str, str] | None = None) -> Response:
-    return json_response(status, {"detail": message}, headers)
-
-
-def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return json_response(status, {"error": message}, headers)
-
-
 def add_routes(app: FastAPI, state: ServerState) -> None:
     """Register every route on `app`; model routes take the model's name from the path."""
     config = state.config
 
-    def model_or_404(request: Request, error: Callable[..., Response]) -> ServedModel | Response:
+    def model_or_404(request: Request, error: Callable[..., Reply]) -> ServedModel | Reply:
         """The model the path names, and for /v2/models/NAME/versions/V the version it names, else the 404."""
         served = state.models.get(request.path_params["name"])
         if served is None:
@@ -63,52 +51,54 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             return error(404, v2.version_missing(served.name, version, served.current.version))
         return served
 
-    async def body(request: Request, error: Callable[..., Response]) -> bytes | Response:
+    async def body(request: Request, error: Callable[..., Reply]) -> bytes | Reply:
         try:
-            return await read_body(request, config.max_body_bytes)
+            return await read_body(request.receive, config.max_body_bytes)
         except BodyTooLarge:
             return error(413, f"the body is larger than {config.max_body_bytes} bytes")
+        except ConnectionResetError:
+            return error(499, "the client went away")
 
     def readiness() -> tuple[bool, str]:
         if state.draining:
             return False, "draining"
         return (True, "ready") if state.ready else (False, "loading")
 
-    async def livez(request: Request) -> Response:
-        return json_response(200, {"status": "live"})
+    async def livez(request: Request) -> Reply:
+        return json_reply(200, {"status": "live"})
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(request: Request) -> Reply:
         ready, status = readiness()
         versions = {name: served.current.version for name, served in state.models.items()}
-        return json_response(200 if ready else 503, {"status": status, "models": versions})
+        return json_reply(200 if ready else 503, {"status": status, "models": versions})
 
-    async def v2_live(request: Request) -> Response:
-        return json_response(200, {"live": True})
+    async def v2_live(request: Request) -> Reply:
+        return json_reply(200, {"live": True})
 
-    async def v2_ready(request: Request) -> Response:
+    async def v2_ready(request: Request) -> Reply:
         ready, _ = readiness()
-        return json_response(200 if ready else 503, {"ready": ready})
+        return json_reply(200 if ready else 503, {"ready": ready})
 
-    async def v2_server(request: Request) -> Response:
-        return json_response(200, {"name": "luodi", "version": luodi.__version__,
+    async def v2_server(request: Request) -> Reply:
+        return json_reply(200, {"name": "luodi", "version": luodi.__version__,
                                    "extensions": ["binary_tensor_data"]})
 
-    async def v2_model(request: Request) -> Response:
+    async def v2_model(request: Request) -> Reply:
         served = model_or_404(request, v2_error)
-        if isinstance(served, Response):
+        if isinstance(served, Reply):
             return served
         loaded = served.current
-        return json_response(200, v2.model_metadata(loaded.name, loaded.version, loaded.backend.name,
+        return json_reply(200, v2.model_metadata(loaded.name, loaded.version, loaded.backend.name,
                                                     loaded.schema))
 
-    async def v2_model_ready(request: Request) -> Response:
+    async def v2_model_ready(request: Request) -> Reply:
         served = model_or_404(request, v2_error)
-        if isinstance(served, Response):
+        if isinstance(served, Reply):
             return served
         ready, _ = readiness()
-        return json_response(200 if ready else 503, {"name": served.name, "ready": ready})
+        return json_reply(200 if ready else 503, {"name": served.name, "ready": ready})
 
-    async def v2_no_model(request: Request) -> Response:
+    async def v2_no_model(request: Request) -> Reply:
         """The Gate answers infer for every served model: a request that gets here names none."""
         return v2_error(404, f"no model named {request.path_params['name']!r}")
 
@@ -122,16 +112,16 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
                         loaded_at=loaded.loaded_at, example={"records": [loaded.schema.sample_record]})
         return info
 
-    async def v1_models(request: Request) -> Response:
-        return json_response(200, {"models": [describe(served, False) for served in state.models.values()]})
+    async def v1_models(request: Request) -> Reply:
+        return json_reply(200, {"models": [describe(served, False) for served in state.models.values()]})
 
-    async def v1_model(request: Request) -> Response:
+    async def v1_model(request: Request) -> Reply:
         served = model_or_404(request, v1_error)
-        return served if isinstance(served, Response) else json_response(200, describe(served, True))
+        return served if isinstance(served, Reply) else json_reply(200, describe(served, True))
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request) -> Reply:
         content, content_type = state.metrics.render()
-        return Response(content, media_type=content_type)
+        return Reply(200, content, content_type.encode())
 
     routes: list[tuple[str, Handler, str]] = [
         ("/livez", livez, "GET"), ("/readyz", readyz, "GET"), ("/metrics", metrics, "GET"),
@@ -153,19 +143,19 @@ def admin_routes(state: ServerState, model_or_404: Callable[..., Any], body: Cal
                  ) -> list[tuple[str, Handler, str]]:
     """Reload now, and move an alias (then reload): only registered when an admin key exists."""
 
-    async def reload(request: Request) -> Response:
+    async def reload(request: Request) -> Reply:
         served = model_or_404(request, v1_error)
-        if isinstance(served, Response):
+        if isinstance(served, Reply):
             return served
         outcome = await state.reload(served)
-        return json_response(409 if "error" in outcome else 200, outcome)
+        return json_reply(409 if "error" in outcome else 200, outcome)
 
-    async def move_alias(request: Request) -> Response:
+    async def move_alias(request: Request) -> Reply:
         served = model_or_404(request, v1_error)
-        if isinstance(served, Response):
+        if isinstance(served, Reply):
             return served
         raw = await body(request, v1_error)
-        if isinstance(raw, Response):
+        if isinstance(raw, Reply):
             return raw
         try:
             move = ALIAS_MOVE.validate_json(raw)
@@ -178,7 +168,7 @@ def admin_routes(state: ServerState, model_or_404: Callable[..., Any], body: Cal
                                             move["version"], move["reason"])
         except InputError as error:
             return v1_error(422, str(error))
-        return json_response(200, {"moved": moved, **await state.reload(served)})
+        return json_reply(200, {"moved": moved, **await state.reload(served)})
 
     return [("/admin/models/{name}/reload", reload, "POST"), ("/admin/models/{name}/alias", move_alias, "POST")]
 

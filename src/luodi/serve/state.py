@@ -1,4 +1,4 @@
-"""ServerState: what the routes share: settings, served models and their batchers, metrics, the prediction log."""
+"""ServerState: what the routes share: settings, models and their batchers, metrics, prediction log, open streams."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 from luodi.errors import InputError
 from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
 from luodi.serve.metrics import Metrics
-from luodi.serve.middleware import Reply, Routes, Target
+from luodi.serve.middleware import Routes
 from luodi.serve.model import Loaded, Payload, ServedModel, run_batch
 from luodi.serve.predlog import PredictionLog
+from luodi.serve.replies import OpenStreams, Reply
 from luodi.serve.settings import ServeConfig
 from luodi.tasks import Predictions
 
@@ -30,6 +31,7 @@ class ServerState:
         self.batchers: dict[str, Batcher] = {}
         self.metrics = Metrics()
         self.routes = Routes()
+        self.streams = OpenStreams()
         self.predlog: PredictionLog | None = None
         self.ready = False
         self.draining = False
@@ -41,8 +43,7 @@ class ServerState:
             run_batch, max_batch_size=config.max_batch_size, max_wait_s=config.max_wait_ms / 1000,
             max_queue_rows=config.max_queue_rows, batching=config.batching,
             on_batch=self.metrics.batch_observer(name), on_depth=self.metrics.depth_observer(name))
-        self.routes.endpoints.update({f"/v1/models/{name}/predict": Target(name, "v1_predict"),
-                                      f"/v2/models/{name}/infer": Target(name, "v2_infer")})
+        self.routes.add_model(name)
         self.metrics.serving(name, served.current.version, served.current.backend.name)
 
     def timeout_s(self, header: bytes | None, requested_s: float | None = None) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,18 @@ def store_home(trained_package: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def serve(store_home: Path) -> Iterator[Callable[..., contextlib.AbstractContextManager[Server]]]:
-    """`with serve("tiny", max_batch_size=8, loader=...) as server:` a real server on a free 127.0.0.1 port."""
+    """`with serve("tiny", max_batch_size=8, loader=..., endpoints=[...]) as server:` a real server on 127.0.0.1.
+
+    `endpoints` are extension endpoint factories (functions of the ServerState), as `create_app` takes them.
+    """
 
     @contextlib.contextmanager
-    def start(*models: str, loader: Any = None, headers: dict[str, str] | None = None, **settings: Any
-              ) -> Iterator[Server]:
+    def start(*models: str, loader: Any = None, headers: dict[str, str] | None = None,
+              endpoints: Sequence[Any] = (), **settings: Any) -> Iterator[Server]:
         config = make_config(**{"port": 0, "reload_interval_s": 0, "log_flush_s": 0.2, **settings})
-        extra = {"loader": loader} if loader is not None else {}
+        extra: dict[str, Any] = {"loader": loader} if loader is not None else {}
+        if endpoints:
+            extra["endpoints"] = endpoints
         references = [Reference(model, store_home) for model in (models or ("tiny",))]
         with background(references, config, store_home, **extra) as running, \
                 httpx.Client(base_url=running.url, timeout=30, headers=headers) as client:
