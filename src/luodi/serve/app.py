@@ -89,7 +89,7 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
     app = FastAPI(title="luodi", lifespan=lifespan, redoc_url=None)
     app.state.luodi = state
     add_routes(app, state)
-    app.openapi = lambda: build_openapi(app, state)  # type: ignore[method-assign]
     served = [endpoint for make in (builtin_endpoints, *endpoints) for endpoint in make(state)]
+    app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
                 state=state, endpoints=served)

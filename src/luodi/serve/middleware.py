@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -99,6 +99,8 @@ class Endpoint:
     `path` holds `{model}` when the path names the model (one path per served model); a `body_routed` endpoint
     has one path, and the Gate reads the model from the body's `model` field (answering `error(404, ...)` for a
     model not served here, `error(422, ...)` for a body without one). `label` is the metrics' endpoint label.
+    `openapi`: the operation /openapi.json lists for the path (summary, requestBody, responses; the error codes
+    every endpoint may answer are added), or None for endpoints that document themselves (the built-in ones).
     """
 
     path: str
@@ -107,6 +109,7 @@ class Endpoint:
     body_routed: bool = False
     content_types: tuple[bytes, ...] = (JSON,)
     error: Callable[[int, str], Reply] = v1_error
+    openapi: dict[str, Any] | None = None
 
 
 VERSIONED_INFER = re.compile(r"/v2/models/([^/]+)/versions/([^/]+)/infer")

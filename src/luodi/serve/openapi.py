@@ -2,16 +2,19 @@
 
 The model routes are Starlette routes (see app.py), so FastAPI cannot derive their schemas; this module
 writes them: /v1 bodies from `ServingSchema.openapi`, /v2 bodies from the protocol with the model's input
-names. /docs renders it. It is rebuilt when a reload changes a served version.
+names; extension endpoints from the operation their `Endpoint.openapi` gives. /docs renders it. It is rebuilt
+when a reload changes a served version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 
 import luodi
+from luodi.serve.middleware import Endpoint
 from luodi.serve.routes import ALIAS_MOVE
 from luodi.serve.state import ServerState
 from luodi.serve.v2 import SCALAR_TYPES, model_metadata, packed_name
@@ -130,7 +133,19 @@ def _admin_paths(name: str) -> dict[str, Any]:
     }
 
 
-def build_openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
+def _extension_paths(endpoint: Endpoint, models: list[str], secured: bool) -> dict[str, Any]:
+    """An extension endpoint's documented operation: one path, or one per served model when the path names it."""
+    assert endpoint.openapi is not None
+    codes = [404, 413, 415, 422, 500, 504] if endpoint.body_routed or "{model}" in endpoint.path else [413, 415, 500]
+    responses = {**_errors(codes, ANY_OBJECT, secured), **endpoint.openapi.get("responses", {})}
+    operation = {**endpoint.openapi, "responses": responses}
+    if "{model}" not in endpoint.path:
+        return {endpoint.path: {"post": {**operation, "operationId": endpoint.label}}}
+    return {endpoint.path.replace("{model}", name): {"post": {**operation, "operationId": f"{endpoint.label}_{name}"}}
+            for name in models}
+
+
+def build_openapi(app: FastAPI, state: ServerState, endpoints: Sequence[Endpoint] = ()) -> dict[str, Any]:
     versions = tuple((name, served.current.version) for name, served in state.models.items())
     cached = getattr(app.state, "openapi_cache", None)
     if cached is not None and cached[0] == versions:
@@ -152,6 +167,9 @@ def build_openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
         paths.update(_model_paths(state, name, secured, components))
         if state.config.admin_keys:
             paths.update(_admin_paths(name))
+    for endpoint in endpoints:
+        if endpoint.openapi is not None:
+            paths.update(_extension_paths(endpoint, list(state.models), secured))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "luodi", "version": luodi.__version__,

@@ -250,7 +250,7 @@ def test_a_streamed_reply_keeps_its_status_and_headers(serve, status: int) -> No
             return StreamedReply(lines(), status=status, content_type=b"application/x-ndjson",
                                  headers=[(b"x-test", b"yes")])
 
-        return [Endpoint("/test/{model}/lines", "test_lines", handler)]
+        return [Endpoint("/test/{model}/lines", "test_lines", handler, openapi={"summary": "Two lines"})]
 
     with serve(endpoints=[make]) as server:
         response = server.client.post("/test/tiny/lines", json={})
@@ -258,6 +258,9 @@ def test_a_streamed_reply_keeps_its_status_and_headers(serve, status: int) -> No
         assert response.headers["content-type"] == "application/x-ndjson"
         assert [orjson.loads(line) for line in response.text.splitlines()] == [{"a": 1}, {"a": 2}]
         assert server.client.post("/test/nope/lines", json={}).status_code == 404  # no such path: FastAPI's 404
+        paths = server.client.get("/openapi.json").json()["paths"]  # one documented path per served model
+        assert paths["/test/tiny/lines"]["post"]["operationId"] == "test_lines_tiny"
+        assert [path for path in paths if path.startswith("/test/")] == ["/test/tiny/lines"]
 
 
 def test_the_documented_endpoint_runs(serve) -> None:
@@ -275,3 +278,6 @@ def test_the_documented_endpoint_runs(serve) -> None:
         assert [orjson.loads(event)["step"] for event in events[:-1]] == [0, 1, 2] and events[-1] == "[DONE]"
         assert server.client.post("/v1/count", json={"model": "tiny", "n": 0}).status_code == 422
         assert server.client.post("/v1/count", json={"model": "nope", "n": 1}).status_code == 404
+        documented = server.client.get("/openapi.json").json()["paths"]["/v1/count"]["post"]
+        assert documented["operationId"] == "count" and documented["summary"].startswith("Count to n")
+        assert {"200", "404", "413", "422", "504"} <= set(documented["responses"])
