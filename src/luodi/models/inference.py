@@ -50,7 +50,8 @@ def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: Tas
 def _predict(model: nn.Module, inputs: dict[str, torch.Tensor], task: Task, batch_size: int,
              loss_fn: nn.Module | None, target: torch.Tensor | None, autocast: Autocast | None,
              device: torch.device | None) -> tuple[np.ndarray, float]:
-    model.eval()
+    if model.training:  # a served model is in eval mode already; walking its modules costs each batch ~25 us
+        model.eval()
     rows = len(next(iter(inputs.values())))
     outputs, loss_sum = [], 0.0
     for start in range(0, rows, batch_size):

@@ -7,6 +7,7 @@ multiclass; `probabilities` turns either into (rows, classes).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,9 +41,10 @@ class ClassTarget:
         self.classes: list[Any] = classes or []
         self.counts: list[int] = counts or []
 
-    @property
+    @functools.cached_property
     def class_names(self) -> list[str]:
-        """Labels spelled as `as_strings` spells a column (True -> 'true', 1.0 -> '1'), so `transform` finds them."""
+        """Labels spelled as `as_strings` spells a column (True -> 'true', 1.0 -> '1'), so `transform` finds them.
+        Kept once made (every served batch decodes with them); `fit` makes them anew."""
         if not self.classes:
             return []
         return [str(name) for name in as_strings(pa.chunked_array([pa.array(self.classes)])).to_pylist()]
@@ -67,6 +69,7 @@ class ClassTarget:
         else:
             self.classes = sorted(labels, key=lambda label: (str(type(label)), label))
         self.counts = [int(frequencies[label]) for label in self.classes]
+        self.__dict__.pop("class_names", None)  # the cached names of the classes before
 
     def transform(self, column: pa.ChunkedArray, source: str) -> np.ndarray:
         """Training targets: 0/1 float32 (binary), int64 class index (multiclass)."""
