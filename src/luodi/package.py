@@ -60,7 +60,14 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        # safetensors refuses tensors that share memory (tied input and output embeddings): each name gets its own
+        # copy, so the file still lists exactly the architecture's names and loads with load_state_dict.
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        state[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
@@ -202,8 +209,9 @@ class ModelPackage:
         return table, self.pipeline.transform(table, source, with_target, strict)
 
     def outputs(self, encoded: Encoded, batch_size: int = 4096) -> np.ndarray:
-        """Activated model outputs (the task's: standardized values, P(positive), class probabilities)."""
-        return predict_arrays(self.model, encoded.inputs, self.task, batch_size)
+        """Activated model outputs (the task's: standardized values, P(positive), class probabilities), or with
+        encoded targets what the task reduces them to (a language model's per-row likelihood)."""
+        return predict_arrays(self.model, encoded.inputs, self.task, batch_size, encoded.target)
 
     def decode(self, outputs: np.ndarray) -> Predictions:
         """Activated outputs to the task's typed predictions (labels and probabilities, values in target units)."""
