@@ -18,6 +18,7 @@ import json
 import platform
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,16 @@ class ModelPackage:
         """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts."""
         _, encoded = self.encode(data, source, strict=strict)
         return Prediction(self.decode(self.outputs(encoded)), encoded.unseen.messages())
+
+    def generate(self, prompt: str | list[dict[str, str]], sampling: Any = None) -> Iterator[str]:
+        """Pieces of text continuing `prompt` (a text_generation package), as they are generated
+        (`models.generation.Sampling`; default greedy, 64 tokens). A chat model also takes a list of messages."""
+        from luodi.models.generation import Sampling, stream_text
+
+        target = self.pipeline.target
+        if not hasattr(target, "prompt_ids"):
+            raise InputError(f"{self.path}: a {self.task.name} model predicts rows; it does not generate text")
+        return stream_text(self.model, target, prompt, sampling or Sampling())
 
     def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False) -> Any:
         """Predictions as a pandas DataFrame: `<target>_prediction`, and `<target>_probability_<class>` for

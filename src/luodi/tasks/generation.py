@@ -340,6 +340,60 @@ class TextGeneration:
     def output_size(self, target: TokenTarget) -> int:
         return target.vocab_size
 
+    def starter(self, table: pa.Table, data_path: str, name: str, base: str | None) -> tuple[str, str]:
+        """`luodi init --task text_generation`: the commented starter config and the target column it chose
+        (messages, completion or text); with `base`, a LoRA fine-tune of that local checkpoint."""
+        columns = table.column_names
+        target = next((column for column in ("messages", "completion", "text") if column in columns), None)
+        if target is None:
+            raise InputError(f"{data_path}: text_generation reads a text column `text`, `prompt` and `completion`, "
+                             f"or chat `messages`; the data has {columns}")
+        if base is not None:
+            model = (f"model:\n  type: hf\n  path: {base}                 # local Hugging Face checkpoint folder\n"
+                     "  hf: {lora: {enabled: true, rank: 8, alpha: 16}}   # adapters; false fine-tunes every weight")
+            tokenizer, lr, epochs = "checkpoint", "0.0002", 3
+        else:
+            model = ("model:\n  type: gpt                             # or rnn (a GRU language model)\n"
+                     "  gpt: {layers: 4, width: 256, heads: 4, dropout: 0.0}")
+            tokenizer, lr, epochs = "bpe", "0.001", 20
+        text = f"""\
+# luodi config written by `luodi init` for text generation ({table.num_rows} rows of {target!r}).
+# Every key is documented in docs/config.md; the data formats and models in docs/generation.md.
+# Train with: luodi train {{this file}}    Then: luodi generate {name} --prompt "..."
+
+name: {name}
+
+data:
+  train: {data_path}
+  split: {{validation: 0.1, test: 0.1, stratify: false, seed: 42}}
+
+target:
+  name: {target}
+  task: text_generation
+  text:
+    format: auto                        # text, prompt_completion or chat (auto: from the columns)
+    tokenizer: {tokenizer}                    # bpe: trained on this data; checkpoint: the base model's
+    vocab_size: 4000
+    context_length: 256                 # tokens per training window and the most a model reads
+    packing: true                       # join examples into full windows
+
+{model}
+
+trainer:
+  epochs: {epochs}
+  batch_size: 16
+  optimizer: {{type: adamw, lr: {lr}, weight_decay: 0.01}}
+  scheduler: {{type: cosine, warmup_steps: 20, min_lr_ratio: 0.1}}
+  gradient_clip: 1.0
+  early_stopping: {{metric: perplexity, patience: 3}}
+  seed: 42
+
+runtime:
+  device: auto
+  threads: auto
+"""
+        return text, target
+
     def loss(self, target: TokenTarget) -> nn.Module:
         from luodi.tasks.losses import TokenLoss
 
