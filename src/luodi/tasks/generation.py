@@ -183,6 +183,8 @@ class TokenTarget:
 
     def render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
         """A conversation as text: the tokenizer's chat template, or SIMPLE_CHAT."""
+        if self.tokenizer is None:  # texts for training the BPE, which will hold EOS and the role markers
+            return render_simple(messages, EOS, generation_prompt)
         if getattr(self.tokenizer, "chat_template", None):
             if not messages and not generation_prompt:
                 return ""
