@@ -71,9 +71,10 @@ MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner, "language_m
 
 
 def load_pretrained(model: nn.Module) -> None:
-    """Copy pretrained weights into the feature encoders that start from a checkpoint (hf). A new or resumed run
-    calls this before training (a resumed run's checkpoint then loads over it); a package loads its own weights."""
+    """Copy pretrained weights into the modules that start from a checkpoint (an hf feature encoder, or the whole
+    model: an hf causal LM). A new or resumed run calls this before training (a resumed run's checkpoint then loads
+    over it); a package loads its own weights."""
     for module in model.modules():
         load = getattr(module, "load_pretrained", None)
-        if callable(load) and module is not model:
+        if callable(load):
             load()

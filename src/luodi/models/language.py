@@ -58,7 +58,6 @@ class CausalLM(nn.Module):
     def __init__(self, config: ModelConfig, target: Any):
         super().__init__()
         from transformers import AutoConfig, AutoModelForCausalLM
-        from transformers.initialization import no_init_weights
 
         settings = config.hf
         folder: Path | None = target.checkpoint_dir
@@ -75,17 +74,26 @@ class CausalLM(nn.Module):
         if target.vocab_size > getattr(model_config, "vocab_size", target.vocab_size):
             raise InputError(f"{folder}: the tokenizer has {target.vocab_size} tokens, the model only "
                              f"{model_config.vocab_size} embeddings")
-        with no_init_weights():  # the weights load next (from the checkpoint or the package)
-            backbone = AutoModelForCausalLM.from_config(model_config, trust_remote_code=settings.trust_remote_code)
+        # Initialized normally, though the weights load next: transformers 5 fills computed buffers (rotary
+        # frequencies) in its weight initialization, which no_init_weights would leave as garbage.
+        backbone = AutoModelForCausalLM.from_config(model_config, trust_remote_code=settings.trust_remote_code)
+        # transformers 5.25 renamed `past_key_values` to `cache` (argument and output); older 5.x know the first.
+        import inspect
+
+        self.cache_name = "cache" if "cache" in inspect.signature(type(backbone).forward).parameters \
+            else "past_key_values"
         self.lora = settings.lora.enabled
         if self.lora:
+            import warnings
+
             from peft import LoraConfig, get_peft_model
 
             lora = settings.lora
-            backbone = get_peft_model(backbone, LoraConfig(
-                r=lora.rank, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT multiplies by it: a float works
-                lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                task_type="CAUSAL_LM"))
+            with warnings.catch_warnings():  # PEFT asks transformers 5 for a renamed attribute: not ours to fix
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                backbone = get_peft_model(backbone, LoraConfig(
+                    r=lora.rank, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT multiplies by it
+                    lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM"))
         self.backbone = backbone
 
     def load_pretrained(self) -> None:
@@ -118,8 +126,8 @@ class CausalLM(nn.Module):
         return logits
 
     def decode(self, ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        output = self.backbone(input_ids=ids, past_key_values=cache, use_cache=True)
-        return output.logits, output.past_key_values
+        output = self.backbone(input_ids=ids, use_cache=True, **{self.cache_name: cache})
+        return output.logits, output[self.cache_name]
 
 
 LanguageModelBuilder = Callable[[ModelConfig, Any], nn.Module]  # (model config, fitted target) -> model
