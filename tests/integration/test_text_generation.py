@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,10 @@ def test_a_tiny_gpt_from_scratch_beats_a_bigram_and_generates(tmp_path: Path, re
     # Greedy generation completes a sentence with the place its animal goes, streamed in pieces.
     pieces = list(api.generate(trained.package, "the fish sleeps near", max_tokens=12, stop=["."]))
     assert len(pieces) > 1 and "".join(pieces).strip() == "the blue pond"
+    shown = subprocess.run([str(Path(sys.executable).parent / "luodi"), "generate", trained.package, "--prompt",
+                            "the fish sleeps near", "--max-tokens", "12", "--stop", "."], capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and shown.stdout == "".join(pieces) + "\n", shown.stderr
     sampled = "".join(api.generate(trained.package, "the dog", max_tokens=20, temperature=0.8, seed=5))
     assert sampled == "".join(api.generate(trained.package, "the dog", max_tokens=20, temperature=0.8, seed=5))
 

@@ -47,7 +47,7 @@ def _read_text(path: Path) -> str:
 def paragraphs(text: str) -> list[str]:
     """Text between blank lines; a text without a blank line splits into its non-empty lines."""
     text = text.replace("\r\n", "\n")
-    parts = [part.strip("\n") for part in re.split(r"\n[ \t]*\n", text)]
+    parts = [part.strip("\n") for part in re.split(r"\n(?:[ \t]*\n)+", text)]
     parts = [part for part in parts if part.strip()]
     if len(parts) <= 1:
         parts = [line for line in text.split("\n") if line.strip()]
