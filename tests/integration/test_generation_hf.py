@@ -93,3 +93,11 @@ def test_a_local_causal_lm_fine_tunes_packages_and_generates_as_hf_does(
     assert ours == hf_greedy(package.model.backbone, prompt, 12, target.eos_id)
     text = "".join(package.generate("what is 2+2?", Sampling(max_tokens=8)))
     assert isinstance(text, str)
+
+
+def test_the_report_generates_from_each_conversation_s_first_user_message(checkpoint: Path, tmp_path: Path) -> None:
+    data = write_chat(tmp_path / "chat.jsonl")
+    trained = api.train(config(data, checkpoint, True), home=tmp_path / "home", progress="silent")
+    evaluated = api.evaluate(trained.package, data, home=tmp_path / "home")
+    prompts = [item["prompt"] for item in evaluated["details"]["generation"]["samples"]]
+    assert prompts == [f"what is {q}?" for q, _ in PAIRS[:3]]

@@ -275,16 +275,17 @@ class TokenTarget:
         a prompt, a conversation's first user message)."""
         if self.settings.samples or table is None:
             return list(self.settings.samples)
+        rows = table.slice(0, count)
+        if self.format == "chat":  # the first user message of each conversation
+            return [next((m["content"] for m in messages or [] if m.get("role") == "user"), "")
+                    for messages in rows.column(self.config.name).to_pylist()]
         prompts = []
-        for segments in self.documents(table.slice(0, count)):
+        for segments in self.documents(rows):
             if self.format == "text":
                 words = segments[0][0].split()
                 prompts.append(" ".join(words[:max(1, min(8, len(words) // 2))]))
-            elif self.format == "chat":
-                rendered = segments[0][0] if segments else ""
-                prompts.append(rendered)
             else:
-                prompts.append(segments[0][0] if segments and not segments[0][1] else "")
+                prompts.append(segments[0][0])
         return prompts
 
     # ------------------------------------------------------------------------------------- files, state
