@@ -94,3 +94,33 @@ def test_a_tiny_gpt_from_scratch_beats_a_bigram_and_generates(tmp_path: Path, re
     manifest = json.loads((Path(trained.package) / "package.json").read_text())
     assert manifest["output_schema"]["format"] == "text" and re.search("tokenizer/target", json.dumps(
         manifest["files"]))
+
+
+def test_an_interrupted_run_resumes_with_its_tokenizer_to_the_same_weights(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from luodi.store import Store
+    from luodi.train.loop import Callback
+
+    train = write_corpus(tmp_path / "corpus.txt", 300, 2)
+    config = {"name": "resumed", "data": {"train": str(train)},
+              "target": {"name": "text", "task": "text_generation", "text": {"vocab_size": 300, "context_length": 24}},
+              "model": {"type": "rnn", "rnn": {"hidden_size": 32, "embedding_dim": 16}},
+              "trainer": {"epochs": 3, "batch_size": 16, "checkpoint_every_steps": 5},
+              "runtime": {"device": "cpu", "threads": 1}}
+    straight = api.train(config, home=tmp_path / "straight", progress="silent")
+
+    def interrupt(step: int, loss: float | None) -> None:
+        if step == 12:
+            raise KeyboardInterrupt
+
+    home = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        api.train(config, home=home, progress="silent", callbacks=[Callback(on_step_end=interrupt)])
+    (run,) = Store(home).list_runs()
+    resumed = api.train(resume=run.id, home=home, progress="silent")
+    assert resumed.metrics == straight.metrics
+    assert straight.package is not None and resumed.package is not None
+    ours, theirs = (load_file(str(Path(package) / "weights.safetensors"))
+                    for package in (resumed.package, straight.package))
+    assert all(bool((ours[name] == theirs[name]).all()) for name in theirs)
