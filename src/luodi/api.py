@@ -144,7 +144,9 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
     set_inference_threads(package.config.runtime)
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
-    outputs = package.outputs(encoded)
+    # The batch the run scored its test split with: the config says what fits (a language model's logits are
+    # windows x context x vocabulary floats).
+    outputs = package.outputs(encoded, batch_size=package.config.trainer.eval_batch_size)
     assert encoded.target is not None
     metrics = split_metrics(package.task, package.pipeline.target, outputs, encoded.target)
     warnings = encoded.unseen.messages()

@@ -385,6 +385,7 @@ target:
 trainer:
   epochs: {epochs}
   batch_size: 16
+  eval_batch_size: 16                   # windows per scoring pass: logits are windows x context x vocabulary
   optimizer: {{type: adamw, lr: {lr}, weight_decay: 0.01}}
   scheduler: {{type: cosine, warmup_steps: 20, min_lr_ratio: 0.1}}
   gradient_clip: 1.0
