@@ -92,7 +92,6 @@ def test_chat_trains_only_on_assistant_turns_with_the_simple_template() -> None:
     inputs, labels = target.windows(target.encode_documents([segments]))
     trained = target.tokenizer.decode(labels[0][labels[0] != IGNORE].tolist())
     assert trained == "hello friend<|endoftext|>see you<|endoftext|>"
-    assert target.decode(target.prompt_ids("bye")).endswith("bye<|assistant|>\n") is False  # specials skipped
     assert target.tokenizer.decode(target.prompt_ids("bye")).endswith("<|assistant|>\n")
 
 
