@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ class InitResult:
 
 # ------------------------------------------------------------------------------------------------ init
 def init(data: str | Path, target: str | None = None, *, task: str | None = None, output: str | Path = "luodi.yaml",
-         name: str | None = None, force: bool = False) -> InitResult:
+         name: str | None = None, force: bool = False, base: str | Path | None = None) -> InitResult:
     """Write a commented starter config inferred from a data file.
 
     Args:
@@ -57,12 +58,27 @@ def init(data: str | Path, target: str | None = None, *, task: str | None = None
         output: where to write the config.
         name: the model name in the registry (default: from the file name).
         force: overwrite an existing config file.
+        base: text_generation: a local Hugging Face checkpoint folder to fine-tune (LoRA) instead of a GPT trained
+            from scratch.
     """
     from luodi.data import starter
     from luodi.data.sources import read_table
     from luodi.io import atomic_write_text
+    from luodi.tasks import TASKS
 
     data, output = Path(data), Path(output)
+    own_starter = getattr(TASKS.get(task or ""), "starter", None)  # a task that writes its own (text_generation)
+    if own_starter is not None:
+        if output.exists() and not force:
+            raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
+        table = read_table(data)
+        model = name or starter.model_name(data)
+        text, target = own_starter(table, starter.relative_data_path(data, output), model,
+                                   None if base is None else str(Path(base).resolve()))
+        validate_config(yaml.safe_load(text), str(output))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output, text)
+        return InitResult(str(output), model, str(task), "given with --task", {target: "text"}, {}, table.num_rows)
     if target is None:
         if not data.is_dir():
             raise InputError("give --target COLUMN: the column to predict")
@@ -128,7 +144,9 @@ def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, st
     set_inference_threads(package.config.runtime)
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
-    outputs = package.outputs(encoded)
+    # The batch the run scored its test split with: the config says what fits (a language model's logits are
+    # windows x context x vocabulary floats).
+    outputs = package.outputs(encoded, batch_size=package.config.trainer.eval_batch_size)
     assert encoded.target is not None
     metrics = split_metrics(package.task, package.pipeline.target, outputs, encoded.target)
     warnings = encoded.unseen.messages()
@@ -160,6 +178,33 @@ def _write_page(html: str, path: str | Path | None, home: str | Path | None, ste
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, html)
     return path
+
+
+def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]], *, max_tokens: int = 64,
+             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+             stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Iterator[str]:
+    """Text continuing `prompt`, streamed: pieces as a text_generation model writes them (KV cache, one token a step).
+
+    Args:
+        model: a reference (`name`, `name@alias`, `name/version`), a package folder or a loaded package.
+        prompt: the text to continue; for a model trained on chat data, a user message or a list of
+            {"role", "content"} messages.
+        max_tokens: new tokens at most; generation also ends at the end-of-text token or a full context.
+        temperature: 0 is greedy; above 0 samples (with top_k, top_p), reproducibly with `seed`.
+        repetition_penalty: > 1 makes tokens already seen less likely.
+        stop: the text ends before the first of these strings.
+
+    Example: `print("".join(luodi.api.generate("story@latest", "Once upon a time")))`.
+    """
+    from luodi.models.generation import Sampling
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    set_inference_threads(package.config.runtime)
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)
+    sampling.check()  # now, not at the first piece the caller asks for
+    return package.generate(prompt, sampling)
 
 
 def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,

@@ -79,16 +79,20 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 @app.command()
 def init(
-    data: Annotated[Path, typer.Option("--data", help="Training table (CSV, Parquet, JSONL) or image folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Training table (CSV, Parquet, JSONL), image folder, or text "
+                                               "(.txt file or folder) for text_generation.")],
     target: Annotated[str | None, typer.Option("--target", help="Column to predict (image folder: label).")] = None,
-    task: Annotated[str | None, typer.Option(help="regression, binary or multiclass (default: inferred).")] = None,
+    task: Annotated[str | None, typer.Option(help="regression, binary, multiclass (default: inferred) or "
+                                                  "text_generation.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
     name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
+    base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
+    = None,
     as_json: Json = False,
 ) -> None:
     """Write a commented starter config with the task and column types inferred from the data."""
-    result = api.init(data, target, task=task, output=output, name=name, force=force)
+    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base)
     if as_json:
         return _print_json(result.to_dict())
     console = _console()
@@ -273,6 +277,32 @@ def predict(
         frame.to_csv(sys.stdout, index=False)
     else:
         print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
+
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
+    max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 64,
+    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
+    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Generate text with a text_generation model, streamed to the terminal as it is written."""
+    pieces = api.generate(model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home)
+    if as_json:
+        return _print_json({"prompt": prompt, "text": "".join(pieces)})
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
 
 
 @app.command()

@@ -18,6 +18,7 @@ import json
 import platform
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,14 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        # safetensors refuses tensors that share memory (tied input and output embeddings): each name gets its own
+        # copy, so the file still lists exactly the architecture's names and loads with load_state_dict.
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        state[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
@@ -202,8 +210,9 @@ class ModelPackage:
         return table, self.pipeline.transform(table, source, with_target, strict)
 
     def outputs(self, encoded: Encoded, batch_size: int = 4096) -> np.ndarray:
-        """Activated model outputs (the task's: standardized values, P(positive), class probabilities)."""
-        return predict_arrays(self.model, encoded.inputs, self.task, batch_size)
+        """Activated model outputs (the task's: standardized values, P(positive), class probabilities), or with
+        encoded targets what the task reduces them to (a language model's per-row likelihood)."""
+        return predict_arrays(self.model, encoded.inputs, self.task, batch_size, encoded.target)
 
     def decode(self, outputs: np.ndarray) -> Predictions:
         """Activated outputs to the task's typed predictions (labels and probabilities, values in target units)."""
@@ -213,6 +222,16 @@ class ModelPackage:
         """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts."""
         _, encoded = self.encode(data, source, strict=strict)
         return Prediction(self.decode(self.outputs(encoded)), encoded.unseen.messages())
+
+    def generate(self, prompt: str | list[dict[str, str]], sampling: Any = None) -> Iterator[str]:
+        """Pieces of text continuing `prompt` (a text_generation package), as they are generated
+        (`models.generation.Sampling`; default greedy, 64 tokens). A chat model also takes a list of messages."""
+        from luodi.models.generation import Sampling, stream_text
+
+        target = self.pipeline.target
+        if not hasattr(target, "prompt_ids"):
+            raise InputError(f"{self.path}: a {self.task.name} model predicts rows; it does not generate text")
+        return stream_text(self.model, target, prompt, sampling or Sampling())
 
     def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False) -> Any:
         """Predictions as a pandas DataFrame: `<target>_prediction`, and `<target>_probability_<class>` for

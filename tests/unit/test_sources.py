@@ -115,3 +115,23 @@ def test_fingerprint_is_stable(tmp_path: Path) -> None:
     assert first["bytes"] == 4 and len(first["sha256"]) == 64
     path.write_text("x\n2\n", encoding="utf-8")
     assert fingerprint_file(path)["sha256"] != first["sha256"]
+
+
+def test_text_files_and_folders_read_as_a_text_column(tmp_path: Path) -> None:
+    (tmp_path / "paragraphs.txt").write_text("First one,\nstill first.\n\n  \nSecond.\n\nThird.\n", encoding="utf-8")
+    assert read_table(tmp_path / "paragraphs.txt").column("text").to_pylist() == [
+        "First one,\nstill first.", "Second.", "Third."]
+    (tmp_path / "lines.txt").write_text("one\ntwo\n\nthree", encoding="utf-8")  # one blank line: paragraphs
+    assert read_table(tmp_path / "lines.txt").column("text").to_pylist() == ["one\ntwo", "three"]
+    (tmp_path / "plain.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")  # none: a row per line
+    assert read_table(tmp_path / "plain.txt").column("text").to_pylist() == ["one", "two", "three"]
+    folder = tmp_path / "books"
+    (folder / "more").mkdir(parents=True)
+    (folder / "a.txt").write_text("book a", encoding="utf-8")
+    (folder / "more" / "b.txt").write_text("book b\n\nchapter 2", encoding="utf-8")
+    (folder / ".hidden.txt").write_text("no", encoding="utf-8")
+    assert read_table(folder).column("text").to_pylist() == ["book a", "book b\n\nchapter 2"]
+    assert fingerprint_file(folder)["bytes"] == len("book a") + len("book b\n\nchapter 2")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_table(tmp_path / "latin1.txt")

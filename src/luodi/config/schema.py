@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 # The config's public names (luodi.config re-exports exactly these).
 __all__ = [
     "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature", "DataConfig",
-    "EarlyStoppingConfig", "FeatureConfig", "HFConfig", "ImageFeature", "LuodiConfig", "ModelConfig",
+    "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
+    "ModelConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature", "TrainerConfig",
+    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature", "TextTargetConfig",
+    "TrainerConfig",
     "TransformerConfig", "is_valid_name", "resolve_tokenizer",
 ]
 
@@ -166,14 +168,36 @@ FEATURE_TYPES: dict[str, type[Strict]] = {
 }
 
 
+class TextTargetConfig(Strict):
+    """target.text (text_generation): how the text is read, templated, tokenized and cut into training windows."""
+
+    format: Literal["auto", "text", "prompt_completion", "chat"] = Field(
+        "auto", description="auto: chat when the target column holds lists of messages, prompt_completion when the "
+        "table has the prompt column, else text (the loss then covers every token).")
+    prompt: str = Field("prompt", description="prompt_completion: the column holding each completion's prompt.")
+    tokenizer: Literal["auto", "bpe", "checkpoint"] = Field(
+        "auto", description="auto: the checkpoint's own for model.type hf, else a byte-level BPE trained on the "
+        "training split.")
+    vocab_size: int = Field(4000, ge=300, le=1_000_000, description="bpe: vocabulary size to train.")
+    checkpoint: str | None = Field(None, description="tokenizer: checkpoint: its folder (default model.path).")
+    context_length: int = Field(256, ge=8, le=1_000_000, description="Tokens per training window, and the most a "
+                                "model reads when generating (prompt and new tokens).")
+    packing: bool = Field(True, description="Join examples (each ended by the end-of-text token) into full windows; "
+                          "false pads each example to its own window (longer ones are truncated).")
+    samples: list[str] = Field(default_factory=list, description="Prompts the report generates from; default: "
+                               "the beginnings of the first three scored examples.")
+
+
 class TargetConfig(Strict):
     """The column to predict and the kind of prediction."""
 
-    name: str = Field(description="Target column name.")
-    task: str = Field(description="What to predict: regression, binary or multiclass (the tasks in luodi.tasks).")
+    name: str = Field(description="Target column name (text_generation: text, completion or messages).")
+    task: str = Field(description="What to predict: regression, binary, multiclass or text_generation (the tasks "
+                      "in luodi.tasks).")
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
     )
+    text: TextTargetConfig = Field(default_factory=TextTargetConfig)  # type: ignore[arg-type]
 
     @field_validator("task")
     @classmethod
@@ -261,6 +285,33 @@ class TransformerConfig(Strict):
         return self
 
 
+class GPTConfig(Strict):
+    """model.type gpt (text_generation): a decoder-only Transformer trained from scratch: pre-norm blocks, rotary
+    positions, tied input and output embeddings. Its context is target.text.context_length."""
+
+    layers: int = Field(4, ge=1, le=96, description="Decoder blocks.")
+    width: int = Field(256, ge=8, le=16384, description="Model width.")
+    heads: int = Field(4, ge=1, le=128, description="Attention heads (width / heads must be even, for rotary).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the residual branches while training.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> GPTConfig:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"model.gpt.width {self.width} / heads {self.heads} must be an even whole number")
+        return self
+
+
+class LoRAConfig(Strict):
+    """model.hf.lora (text_generation): train low-rank adapters (PEFT) instead of every weight of the checkpoint."""
+
+    enabled: bool = Field(False, description="Train LoRA adapters; the checkpoint's own weights stay frozen.")
+    rank: int = Field(8, ge=1, le=1024, description="Rank of each adapter.")
+    alpha: float = Field(16.0, gt=0, description="Scaling: the adapter's update is multiplied by alpha / rank.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[str] | None = Field(None, description="Names of the linear layers to adapt; default: "
+                                             "PEFT's choice for the architecture (attention projections).")
+
+
 class HFConfig(Strict):
     """model.type hf: how the checkpoint in model.path is fine-tuned."""
 
@@ -276,14 +327,15 @@ class HFConfig(Strict):
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped in the checkpoint folder (auto_map); refused unless true."
     )
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)  # type: ignore[arg-type]
 
 
 class ModelConfig(Strict):
     """The architecture: feature encoders of `type` for image, sequence and text features, then an MLP over
     their outputs, the numeric values and the category embeddings. Tables alone use `mlp`."""
 
-    type: Literal["mlp", "cnn", "resnet", "rnn", "transformer", "hf"] = Field(
-        "mlp", description="Architecture name: mlp (tables), cnn, resnet, rnn, transformer, hf."
+    type: Literal["mlp", "cnn", "resnet", "rnn", "transformer", "hf", "gpt"] = Field(
+        "mlp", description="Architecture name: mlp (tables), cnn, resnet, rnn, transformer, hf; gpt (text_generation)."
     )
     path: str | None = Field(
         None, description="hf: local folder of a Hugging Face checkpoint (config.json, safetensors, tokenizer)."
@@ -297,6 +349,7 @@ class ModelConfig(Strict):
     rnn: RNNConfig = Field(default_factory=RNNConfig)  # type: ignore[arg-type]
     transformer: TransformerConfig = Field(default_factory=TransformerConfig)  # type: ignore[arg-type]
     hf: HFConfig = Field(default_factory=HFConfig)  # type: ignore[arg-type]
+    gpt: GPTConfig = Field(default_factory=GPTConfig)  # type: ignore[arg-type]
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -401,7 +454,8 @@ class LuodiConfig(Strict):
     description: str = Field("", description="Free text kept with the run and the model.")
     data: DataConfig
     target: TargetConfig
-    input_features: list[FeatureConfig] = Field(min_length=1, description="Columns the model reads.")
+    input_features: list[FeatureConfig] = Field(
+        default_factory=list, description="Columns the model reads (text_generation reads only its target).")
     model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # type: ignore[arg-type]
@@ -423,6 +477,11 @@ class LuodiConfig(Strict):
         if self.target.name in names:
             raise ValueError(f"target {self.target.name!r} is also listed in input_features")
         task = self.task()
+        check = getattr(task, "check_config", None)  # a task with rules of its own (text_generation)
+        if check is not None:
+            check(self)
+        elif not self.input_features:
+            raise ValueError("input_features: give at least one column the model reads")
         metric = self.trainer.early_stopping.metric
         if metric not in task.directions:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""Reading tables (CSV, Parquet, JSONL, DataFrames, records) into Arrow, with errors that name the file."""
+"""Reading tables (CSV, Parquet, JSONL, DataFrames, records, plain text) into Arrow, with errors that name the
+file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 from luodi.errors import InputError
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-            ".ndjson": "jsonl", ".json": "jsonl"}
+            ".ndjson": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
 
 # Cells that mean "missing" in CSV files: pandas' defaults, so files read the same in both. A lowercase
 # "none" stays a value (an internet plan of "none" is a category, not a missing cell).
@@ -25,18 +26,23 @@ TableLike: TypeAlias = Any  # a file path, an Arrow table, a pandas DataFrame, a
 def table_format(path: Path) -> str:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .parquet or .jsonl")
+        raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .parquet, .jsonl or .txt")
     return fmt
 
 
 def read_table(path: str | Path) -> pa.Table:
     """Read a CSV / TSV / Parquet / JSONL file into an Arrow table (columnar, compact, nulls kept); a folder of
-    class subfolders reads as a table of image paths and labels (data/images.py)."""
+    class subfolders reads as a table of image paths and labels (data/images.py); a .txt file or a folder of .txt
+    files as a `text` column (data/texts.py)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file not found: {path}")
     if path.is_dir() and path.suffix.lower() not in SUFFIXES:  # a folder named like a table is a mistake
         from luodi.data.images import read_image_folder
+        from luodi.data.texts import is_text_folder, read_text_folder
+
+        if is_text_folder(path):
+            return read_text_folder(path)
 
         return read_image_folder(path)
     if not path.is_file():
@@ -44,6 +50,10 @@ def read_table(path: str | Path) -> pa.Table:
     fmt = table_format(path)
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
+    if fmt == "text":
+        from luodi.data.texts import read_text_file
+
+        return read_text_file(path)
     try:
         table = _read(path, fmt)
     except InputError:
@@ -155,8 +165,9 @@ def fingerprint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         from luodi.data.images import fingerprint_folder
+        from luodi.data.texts import fingerprint_text_folder, is_text_folder
 
-        return fingerprint_folder(path)
+        return fingerprint_text_folder(path) if is_text_folder(path) else fingerprint_folder(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):

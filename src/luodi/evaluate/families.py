@@ -1,13 +1,16 @@
-"""How evaluation shows a family of task outputs: class probabilities (`classes`) or values (`values`).
+"""How evaluation shows a family of task outputs: class probabilities (`classes`), values (`values`) or generated
+text (`generation`).
 
 A task names its family (`task.family`); the report, the slices, permutation importance and explanations ask the
 family what differs between them: the target summary per split, the detailed analysis and its section, the slice
 scores, the per-row output that importance measures, and the output explanations attribute. A task whose outputs
-fit neither (generated text) adds a family here.
+fit none of these adds a family here.
 
 What a family needs of its tasks beyond `Task`: `classes` tasks have `probabilities(outputs)` ((rows, classes)
 from activated outputs) and `binary`; `values` tasks have `point(outputs)` (each row's point prediction,
-standardized, from activated outputs: arrays or tensors) and a target with `restore`, `mean` and `std`.
+standardized, from activated outputs: arrays or tensors) and a target with `restore`, `mean` and `std`;
+`generation` tasks reduce outputs per row to (NLL sum, correct tokens, labelled tokens) and have a target with
+`sample_prompts`, `prompt_ids`, `decode` and `eos_id` (tasks/generation.py).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Family(Protocol):
     def row_outputs(self, task: Task, outputs: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
     def output_scale(self, target: Any) -> float: ...
     def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor: ...
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]: ...
 
 
 class Classes:
@@ -159,6 +163,9 @@ class Classes:
         activated = task.activate(logits)
         return activated if activated.ndim == 2 else torch.stack([1 - activated, activated], dim=1)
 
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
+        return []  # the performance tables show a classifier
+
 
 class Values:
     """Regression-like tasks: one value per row, standardized by the target encoder (`restore` undoes it)."""
@@ -231,8 +238,96 @@ class Values:
         restored: torch.Tensor = target.restore(cast(ValueTask, task).point(task.activate(logits)))
         return restored
 
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
+        return []
 
-FAMILIES: dict[str, Family] = {"classes": Classes(), "values": Values()}
+
+SAMPLE_TOKENS = 40  # new tokens per sample generation in the report
+
+
+class Generation:
+    """Language models: per row, the NLL sum of its labelled tokens, the argmax's correct tokens and their count
+    (`reduce_outputs`); the report adds greedy generations for fixed prompts."""
+
+    key = "generation"
+    curve_metrics: tuple[str, ...] = ("val_perplexity", "val_token_accuracy")
+    slice_columns: tuple[str, ...] = ("perplexity", "token_accuracy")
+    importance_output = "mean negative log-likelihood per token"
+    importance_loss = "mean negative log-likelihood per token"
+    explained_output = "next-token log-probability"
+    explains_classes = False
+
+    def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        return y, outputs
+
+    def describe(self, target: Any, column: pa.ChunkedArray | None) -> dict[str, Any]:
+        return {}
+
+    def details(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+        nll, correct, count = np.asarray(outputs, np.float64).sum(axis=0)
+        count = max(float(count), 1.0)
+        return {"tokens": int(count), "windows": len(outputs), "format": target.format,
+                "context_length": target.context_length, "mean_nll": float(nll / count),
+                "perplexity": float(np.exp(min(nll / count, 700.0))), "token_accuracy": float(correct / count)}
+
+    def split_columns(self, splits: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+        return [], [[] for _ in splits]
+
+    def beside_splits(self, data: dict[str, Any]) -> str:
+        return ""
+
+    def performance(self, data: dict[str, Any]) -> str:
+        details = data["generation"]
+        rows = [[render.cell(name), render.cell(details[name], name=name)]
+                for name in ("perplexity", "token_accuracy", "mean_nll", "tokens", "windows", "context_length")]
+        page = [render.table(["statistic", "value"], rows, numeric=[1], table_id="likelihood")]
+        samples = details.get("samples") or []
+        if samples:
+            page += ['<h3>Sample generations</h3><p class="note">Greedy, at most '
+                     f'{SAMPLE_TOKENS} new tokens, from fixed prompts.</p>',
+                     render.table(["prompt", "generated"], [[render.cell(item["prompt"]), render.cell(item["text"])]
+                                                            for item in samples], numeric=[], table_id="samples")]
+        return "".join(page)
+
+    def row_scores(self, task: Task, y: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = np.asarray(outputs, np.float64)
+        return {"nll": outputs[:, 0], "correct": outputs[:, 1], "count": outputs[:, 2]}
+
+    def summarize(self, scores: dict[str, np.ndarray], mask: np.ndarray | slice) -> dict[str, float]:
+        count = max(float(scores["count"][mask].sum()), 1.0)
+        return {"perplexity": float(np.exp(min(scores["nll"][mask].sum() / count, 700.0))),
+                "token_accuracy": float(scores["correct"][mask].sum() / count)}
+
+    def worst_first(self, item: dict[str, Any]) -> tuple[float, ...]:
+        return (-item["perplexity"],)
+
+    def worse(self, item: dict[str, Any], overall: dict[str, float]) -> bool:
+        return bool(item["perplexity"] > overall["perplexity"])
+
+    def row_outputs(self, task: Task, outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        outputs = np.asarray(outputs, np.float64)
+        per_token: np.ndarray = outputs[:, 0] / np.maximum(outputs[:, 2], 1.0)
+        return per_token
+
+    def output_scale(self, target: Any) -> float:
+        return 1.0
+
+    def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor:
+        return task.activate(logits)
+
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
+        """Greedy continuations of the target's sample prompts (target.text.samples, or the first rows')."""
+        from luodi.models.generation import Sampling, stream_text
+
+        results = []
+        for prompt in target.sample_prompts(table):
+            text = "".join(stream_text(model, target, prompt, Sampling(max_tokens=SAMPLE_TOKENS)))
+            results.append({"prompt": prompt, "text": text})
+        return results
+
+
+FAMILIES: dict[str, Family] = {"classes": Classes(), "values": Values(), "generation": Generation()}
 
 
 def family_of(task: Task | str) -> Family:

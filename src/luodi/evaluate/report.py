@@ -50,6 +50,7 @@ class ReportInput:
     pipeline: FeaturePipeline
     scored: Scored
     outputs_of: Callable[[Encoded], np.ndarray]  # encoded rows -> activated outputs (permutation importance)
+    network: Any  # the model itself (nn.Module): a family may show what it makes (sample generations)
     model: dict[str, Any]  # name, version (when known), run_id, parameters
     training: dict[str, Any]  # history, best_epoch, epochs_run, stopped_early, seconds (empty when unknown)
     splits: list[dict[str, Any]]  # `describe_split` of each data split shown in the summary
@@ -93,10 +94,13 @@ def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
                  "features": [{"name": f.name, "type": f.type} for f in config.input_features]},
     }
     data[family.key] = family.details(task, pipeline.target, y_true, outputs)
+    samples = family.samples(source.network, pipeline.target, scored.table)
+    if samples:
+        data[family.key]["samples"] = samples
     if settings.slices:
         data["slices"] = slice_metrics(scored.table, list(config.input_features), task, y_true, outputs,
                                        bins=settings.slice_bins, min_rows=settings.min_slice_rows)
-    if settings.importance_repeats:
+    if settings.importance_repeats and config.input_features:  # a language model has no input column to shuffle
         data["importance"] = permutation_importance(
             scored.table, pipeline, source.outputs_of, repeats=settings.importance_repeats,
             rows=settings.importance_rows, seed=config.trainer.seed, source=scored.source)

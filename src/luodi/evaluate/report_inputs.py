@@ -40,7 +40,8 @@ def training_input(fitted: Any, run_id: str) -> ReportInput:
         kind="training run", config=config, pipeline=pipeline,
         scored=Scored(getattr(splits, scored_split), prepared.encoded[scored_split], fitted.outputs, fitted.metrics,
                       source),
-        outputs_of=fitted.outputs_of, model=model_info(config, fitted.model, version=None, run_id=run_id),
+        outputs_of=fitted.outputs_of, network=fitted.model,
+        model=model_info(config, fitted.model, version=None, run_id=run_id),
         training=training, splits=described)
 
 
@@ -63,7 +64,7 @@ def evaluation_input(package: Any, table: pa.Table, encoded: Encoded, outputs: n
                  describe_split(name, table, config, pipeline)]
     return ReportInput(
         kind="evaluation", config=config, pipeline=pipeline,
-        scored=Scored(table, encoded, outputs, metrics, name), outputs_of=package.outputs,
+        scored=Scored(table, encoded, outputs, metrics, name), outputs_of=package.outputs, network=package.model,
         model=model_info(config, package.model, version=package_version(package.path),
                          run_id=manifest.get("lineage", {}).get("run_id")),
         training=training, splits=described)

@@ -147,11 +147,22 @@ class FeaturePipeline:
         for encoder in encoders:
             encoder.fit(train.column(encoder.name))
         target = config.task().target(config.target)
-        target.fit(train.column(config.target.name))
+        fit_table = getattr(target, "fit_table", None)  # a target fitted on whole rows (a language model's text)
+        if fit_table is not None:
+            fit_table(train)
+        else:
+            target.fit(train.column(config.target.name))
         return cls(config, encoders, target)
 
     def transform(self, table: pa.Table, source: str, with_target: bool, strict: bool = False) -> Encoded:
-        """Encode a coerced table; with `strict`, values never seen in training are an error, not unknown."""
+        """Encode a coerced table; with `strict`, values never seen in training are an error, not unknown.
+
+        A target encoder with `encode_table` (a language model's) makes the examples itself, inputs included: its
+        token windows are the rows (packing joins table rows), so it is the only encoder of its task."""
+        encode_table = getattr(self.target, "encode_table", None)
+        if encode_table is not None:
+            inputs, target = encode_table(table, source, with_target)
+            return Encoded(inputs, target, Unseen())
         if table.num_rows >= RELEASE_ROWS:
             # NumPy allocates outside Arrow's memory pool, so memory Arrow freed (a whole raw table once it was
             # split) would sit idle beside the new blocks: hand it back first (~1 ms). Measured on 1M rows: peak
@@ -234,13 +245,19 @@ class FeaturePipeline:
         }
 
     def save_assets(self, directory: Path) -> None:
-        """Files some encoders keep beside their JSON state (a tokenizer), each in its own assets folder."""
+        """Files some encoders keep beside their JSON state (a tokenizer), each in its own assets folder; the
+        target encoder's in `tokenizer/target`."""
         for index, encoder in enumerate(self.encoders):
             save = getattr(encoder, "save_assets", None)
             if save is not None:
                 folder = asset_folder(directory, index, encoder.name)
                 folder.mkdir(parents=True, exist_ok=True)
                 save(folder)
+        save = getattr(self.target, "save_assets", None)
+        if save is not None:
+            folder = Path(directory) / ASSETS / TARGET_ASSETS
+            folder.mkdir(parents=True, exist_ok=True)
+            save(folder)
 
     @classmethod
     def from_state(cls, config: LuodiConfig | dict[str, Any], state: dict[str, Any],
@@ -252,10 +269,15 @@ class FeaturePipeline:
         encoders = [build_encoder(feature, saved[feature.name],
                                   asset_folder(assets, index, feature.name) if assets is not None else None)
                     for index, feature in enumerate(config.input_features)]
-        return cls(config, encoders, config.task().target(config.target, state["target"]))
+        target = config.task().target(config.target, state["target"])
+        load = getattr(target, "load_assets", None)
+        if load is not None and assets is not None:
+            load(Path(assets) / ASSETS / TARGET_ASSETS)
+        return cls(config, encoders, target)
 
 
 ASSETS = "tokenizer"  # the package contract's folder for what text encoders keep
+TARGET_ASSETS = "target"  # the target encoder's files (a language model's tokenizer), beside the features'
 
 
 def asset_folder(directory: Path, index: int, feature: str) -> Path:

@@ -121,7 +121,8 @@ class Fitted:
         """Activated outputs of encoded rows on the training device (the report's permutation importance)."""
         config = self.prepared.config
         inputs = {k: torch.from_numpy(v) for k, v in encoded.inputs.items()}
-        return predict_tensors(self.model, inputs, config.task(), config.trainer.eval_batch_size,
+        target = torch.from_numpy(encoded.target) if encoded.target is not None else None
+        return predict_tensors(self.model, inputs, config.task(), config.trainer.eval_batch_size, target=target,
                                autocast=self.precision.autocast, device=self.device)[0]
 
 
@@ -149,7 +150,7 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
         progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
     )
     scored = as_tensors(prepared.encoded[prepared.scored_split])
-    outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size,
+    outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size, target=scored.target,
                                  autocast=precision.autocast, device=device)
     metrics = split_metrics(task, target, outputs, scored.target.numpy())
     return Fitted(prepared, model, result, outputs, metrics, device, precision)

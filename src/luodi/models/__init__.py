@@ -3,8 +3,8 @@
 The task names the model's shape (`task.model`, a key of MODEL_SHAPES) and its output size; the config's
 `model.type` names the architecture. The shape every table, image and text task uses today is the combiner
 (models/mlp.py): an MLP over the table's dense and category inputs plus one feature encoder per tensor feature (an
-image, a numeric sequence, a text as tokens), returning (batch, output_size). A task whose model returns other
-shapes (logits per token, for a language model) adds its builder to MODEL_SHAPES.
+image, a numeric sequence, a text as tokens), returning (batch, output_size). text_generation's shape is
+`language_model` (models/language.py): logits per token (batch, time, vocab), from model.type gpt, rnn or hf.
 
 `model.type` names the architecture of the feature encoders: `FEATURE_ENCODERS[type][modality]` builds the module
 for a feature of that modality. A builder is called as `builder(model_config, fitted_preprocessing_encoder)` and
@@ -22,6 +22,7 @@ from torch import nn
 from luodi.errors import InputError
 from luodi.models.cnn import CNN_BUILDERS, RESNET_BUILDERS
 from luodi.models.hf import build_hf
+from luodi.models.language import build_language_model
 from luodi.models.mlp import MLP
 from luodi.models.rnn import build_rnn
 from luodi.models.transformer import build_transformer
@@ -66,13 +67,14 @@ def build_combiner(config: Any, pipeline: Any, output_size: int) -> nn.Module:
 
 
 ModelBuilder = Callable[[Any, Any, int], nn.Module]  # (config, fitted pipeline, output size) -> model
-MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner}
+MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner, "language_model": build_language_model}
 
 
 def load_pretrained(model: nn.Module) -> None:
-    """Copy pretrained weights into the feature encoders that start from a checkpoint (hf). A new or resumed run
-    calls this before training (a resumed run's checkpoint then loads over it); a package loads its own weights."""
+    """Copy pretrained weights into the modules that start from a checkpoint (an hf feature encoder, or the whole
+    model: an hf causal LM). A new or resumed run calls this before training (a resumed run's checkpoint then loads
+    over it); a package loads its own weights."""
     for module in model.modules():
         load = getattr(module, "load_pretrained", None)
-        if callable(load) and module is not model:
+        if callable(load):
             load()

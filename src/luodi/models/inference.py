@@ -41,7 +41,8 @@ def predict_tensors(model: nn.Module, inputs: dict[str, torch.Tensor], task: Tas
     With `device`, batches of host tensors are copied there as they are used (inputs already there stay). Only a
     GPU evaluates under `autocast` (the training run's precision): on the CPU inference is fp32, as a package serves.
     `training`: the model goes on training afterwards (validation), so it runs under no_grad rather than
-    inference_mode, whose tensors autograd refuses later.
+    inference_mode, whose tensors autograd refuses later. With a `target`, a task that has `reduce_outputs` (a
+    language model, whose per-token distributions are too large to keep) gives its per-row reduction instead.
     """
     with torch.no_grad() if training else torch.inference_mode():
         return _predict(model, inputs, task, batch_size, loss_fn, target, autocast, device)
@@ -53,6 +54,7 @@ def _predict(model: nn.Module, inputs: dict[str, torch.Tensor], task: Task, batc
     if model.training:  # a served model is in eval mode already; walking its modules costs each batch ~25 us
         model.eval()
     rows = len(next(iter(inputs.values())))
+    reduce = getattr(task, "reduce_outputs", None) if target is not None else None
     outputs, loss_sum = [], 0.0
     for start in range(0, rows, batch_size):
         batch = {name: tensor[start:start + batch_size] for name, tensor in inputs.items()}
@@ -61,14 +63,17 @@ def _predict(model: nn.Module, inputs: dict[str, torch.Tensor], task: Task, batc
         with autocast(device) if autocast is not None and device is not None and device.type == "cuda" \
                 else nullcontext():
             logits = model(batch)
-        if loss_fn is not None and target is not None:
-            part = target[start:start + batch_size]
-            loss_sum += float(loss_fn(logits.float(), part.to(logits.device))) * len(logits)
-        outputs.append(task.activate(logits.float()).cpu())
+        part = target[start:start + batch_size].to(logits.device) if target is not None else None
+        if loss_fn is not None and part is not None:
+            loss_sum += float(loss_fn(logits.float(), part)) * len(logits)
+        outputs.append((reduce(logits, part) if reduce is not None else task.activate(logits.float())).cpu())
     return torch.cat(outputs).numpy(), loss_sum / max(rows, 1)
 
 
-def predict_arrays(model: nn.Module, inputs: dict[str, np.ndarray], task: Task, batch_size: int = 4096) -> np.ndarray:
-    """Activated outputs of encoded NumPy inputs (a package's `Encoded.inputs`) on the CPU."""
+def predict_arrays(model: nn.Module, inputs: dict[str, np.ndarray], task: Task, batch_size: int = 4096,
+                   target: np.ndarray | None = None) -> np.ndarray:
+    """Activated outputs of encoded NumPy inputs (a package's `Encoded.inputs`) on the CPU (with the encoded
+    `target`, what `predict_tensors` gives with one)."""
     tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
-    return predict_tensors(model, tensors, task, batch_size)[0]
+    labels = torch.from_numpy(target) if target is not None else None
+    return predict_tensors(model, tensors, task, batch_size, target=labels)[0]

@@ -8,6 +8,7 @@ shows it. Code outside this package asks the task and never compares task names.
     regression    tasks/regression.py       a number per row
     binary        tasks/classification.py   one of two classes
     multiclass    tasks/classification.py   one of several classes
+    text_generation  tasks/generation.py    text that continues a prompt (a causal language model)
 
 Adding a task is a module with an object that has the `Task` attributes and methods, and its entry here (or
 `register_task(task)` from user code). Tasks import nothing of luodi's layers (only `errors` and `columns`), so
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from luodi.errors import InputError, did_you_mean
 from luodi.tasks.classification import BINARY, MULTICLASS
+from luodi.tasks.generation import TEXT_GENERATION
 from luodi.tasks.outputs import Output, OutputSpec, Predictions
 from luodi.tasks.regression import REGRESSION
 from luodi.tasks.targets import TargetEncoder
@@ -54,6 +56,11 @@ class Task(Protocol):
     def output_specs(self, target: Any) -> tuple[OutputSpec, ...]: ...
     def decode(self, target: Any, outputs: np.ndarray) -> Predictions: ...
 
+    # Optional (asked with getattr): `check_config(config)` applies the task's own config rules (and fills its
+    # defaults) when a config is validated; `reduce_outputs(logits, target) -> (batch, k)` is what inference keeps
+    # of each batch when a target is given and the activated outputs are too large to keep (a language model's
+    # distribution per token): `score` and `loss_value` then read those rows.
+
 
 class ClassifierTask(Task, Protocol):
     """A task of the `classes` report family: activated outputs turn into class probabilities."""
@@ -69,7 +76,7 @@ class ValueTask(Task, Protocol):
     def point(self, outputs: Any) -> Any: ...  # (rows,) from activated outputs, arrays or tensors
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION, BINARY, MULTICLASS)}
+TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION, BINARY, MULTICLASS, TEXT_GENERATION)}
 
 
 def get_task(name: str) -> Task:

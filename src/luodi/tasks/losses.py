@@ -27,3 +27,11 @@ class BinaryLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, pos_weight=self.pos_weight)
+
+
+class TokenLoss(nn.Module):
+    """Next-token cross-entropy of logits (batch, seq, vocab) against labels (batch, seq); -100 labels are left
+    out (prompts, user turns, padding)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
