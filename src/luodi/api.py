@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from luodi.config import validate_config
+from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
@@ -91,18 +91,23 @@ def load_model(model: str | Path | ModelPackage, *, home: str | Path | None = No
     if isinstance(model, ModelPackage):
         return model
     path = Path(model)
-    if path.is_dir() and (path / "package.json").exists():
+    if _is_package_folder(path):
         return load_package(path)
     not_found = InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
     if isinstance(model, Path):
         raise not_found
-    try:
-        reference = parse_reference(model)
-    except InputError:
-        if "/" in model:  # a path that is not a package folder, rather than a misspelt version
-            raise not_found from None
-        raise
+    if "/" in model and not is_valid_name(model.partition("@")[0].partition("/")[0]):
+        raise not_found  # a path that is not a package folder, rather than a misspelt version
+    reference = parse_reference(model)
     return load_package(Store(home).resolve(reference).path)
+
+
+def _is_package_folder(path: Path) -> bool:
+    """A folder holding package.json; a name the OS refuses (too long, a NUL byte) is no folder, not a crash."""
+    try:
+        return path.is_dir() and (path / "package.json").exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _source(data: Any) -> str:
@@ -346,5 +351,7 @@ def promote(name: str, version: int, alias: str, *, reason: str = "", home: str 
 
 def history(model: str, *, home: str | Path | None = None) -> list[dict[str, Any]]:
     """The event log for a model: registrations and alias moves, newest first."""
-    return Store(home).events(model)
+    store = Store(home)
+    store.list_versions(model)  # an unknown (or invalid) name is an error, not an empty history
+    return store.model_events(model)
 

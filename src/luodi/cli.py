@@ -432,7 +432,18 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], hom
     if as_json:
         return _print_json(events)
     for event in events:
-        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']}  {event['detail']}")
+        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']:<12} "
+              f"{_event_detail(event['kind'], event['detail'])}")
+
+
+def _event_detail(kind: str, detail: dict[str, Any]) -> str:
+    """An event's detail as words: `production: 1 → 2 (better auc)`, `registered by run 2026...`."""
+    if kind == "alias.move":
+        moved = f"{detail.get('alias')}: {detail.get('from') or 'none'} → {detail.get('to')}"
+        return moved + (f" ({detail['reason']})" if detail.get("reason") else "")
+    if kind == "model.register":
+        return f"registered by run {detail['run_id']}" if detail.get("run_id") else "registered"
+    return ", ".join(f"{key} {value}" for key, value in detail.items())
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -97,8 +97,10 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: safetensors header claims {length} bytes; the file has {size}")
         try:
             header: dict[str, Any] = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{path}: safetensors header is not valid JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested
+            raise InputError(f"{path}: safetensors header is not valid JSON (or nested too deeply)") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: safetensors header is not a JSON object")
     return header
 
 
@@ -127,8 +129,10 @@ def verify_package(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a model package (no {MANIFEST})")
     try:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{manifest_path}: not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested
+        raise InputError(f"{manifest_path}: not valid JSON (or nested too deeply)") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise InputError(f"{manifest_path}: not a package manifest (a JSON object with a 'files' object)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: package format {manifest.get('format_version')!r} is not supported "
                          f"(this luodi reads {FORMAT_VERSION})")

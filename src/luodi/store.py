@@ -25,6 +25,7 @@ from luodi.errors import InputError
 from luodi.io import fsync_dir
 
 RESERVED_ALIASES = {"latest"}
+MAX_VERSION = 2**63 - 1  # SQLite's INTEGER; a larger number is the user's typo, not an OverflowError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -50,8 +51,16 @@ CREATE TABLE IF NOT EXISTS events (
 def validate_name(value: str, what: str = "name") -> str:
     """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$, and never '.' or '..'."""
     if not is_valid_name(value):
-        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-'")
+        shown = repr(value) if len(value) <= 140 else f"{value[:40]!r}... ({len(value)} characters)"
+        raise InputError(f"invalid {what} {shown}: use 1-128 letters, digits, '.', '_' or '-'")
     return value
+
+
+def check_version(version: int) -> int:
+    """Version numbers are 1 to 2**63 - 1 (what SQLite stores)."""
+    if not 1 <= version <= MAX_VERSION:
+        raise InputError(f"invalid version {version}: versions are numbered from 1 (at most {MAX_VERSION})")
+    return version
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ def parse_reference(text: str, what: str = "model name") -> ModelReference:
         name, _, number = text.partition("/")
         if not number.lstrip("v").isdigit():
             raise InputError(f"model reference {text!r}: version must be a number, e.g. {name}/3")
-        version = int(number.lstrip("v"))
+        version = check_version(int(number.lstrip("v")))
     validate_name(name, what)
     return ModelReference(name, alias, version)
 
@@ -323,6 +332,8 @@ class Store:
         return row[0] if row[0] is not None else None
 
     def get_version(self, name: str, version: int) -> ModelVersion:
+        validate_name(name, "model name")
+        check_version(version)
         with self._connect() as connection:
             row = connection.execute("SELECT * FROM model_versions WHERE name = ? AND version = ?",
                                      (name, version)).fetchone()
@@ -395,6 +406,7 @@ class Store:
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
         """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
+        validate_name(name, "model name")
         validate_name(alias, "alias")
         if alias in RESERVED_ALIASES:
             raise InputError(f"alias {alias!r} is reserved: it always points at the newest version")
@@ -409,12 +421,26 @@ class Store:
             self._event(connection, "alias.move", f"{name}@{alias}", detail)
         return detail
 
-    def events(self, subject_prefix: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Events about exactly `subject` (a run id, `name/3`, `name@alias`), or all events; newest first."""
         with self._connect() as connection:
-            where = " WHERE subject LIKE ?" if subject_prefix else ""
+            where = " WHERE subject = ?" if subject else ""
             query = f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?"
-            args = (subject_prefix + "%", limit) if subject_prefix else (limit,)
+            args = (subject, limit) if subject else (limit,)
             rows = connection.execute(query, args).fetchall()
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+    def model_events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Registrations and alias moves of the model `name` exactly (`name/N`, `name@alias`), newest first.
+
+        Compared by prefix with `substr`, not LIKE: `prod` never matches `prod-canary`, and `%` or `_` are not
+        wildcards (nor valid names).
+        """
+        validate_name(name, "model name")
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT * FROM events WHERE substr(subject, 1, ?) IN (?, ?) ORDER BY id DESC LIMIT ?",
+                (len(name) + 1, f"{name}/", f"{name}@", limit)).fetchall()
         return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
 
     def remove_staging(self, staging: Path) -> None:

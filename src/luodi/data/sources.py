@@ -33,7 +33,11 @@ def read_table(path: str | Path) -> pa.Table:
     """Read a CSV / TSV / Parquet / JSONL file into an Arrow table (columnar, compact, nulls kept); a folder of
     class subfolders reads as a table of image paths and labels (data/images.py)."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as error:  # a name the OS refuses: too long (ENAMETOOLONG), a NUL byte
+        raise InputError(f"data file {_shorten(str(path))}: {getattr(error, 'strerror', None) or error}") from None
+    if not exists:
         raise InputError(f"data file not found: {path}")
     if path.is_dir() and path.suffix.lower() not in SUFFIXES:  # a folder named like a table is a mistake
         from luodi.data.images import read_image_folder
@@ -162,3 +166,8 @@ def fingerprint_file(path: str | Path) -> dict[str, Any]:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A name as long as the OS refuses, shown by its start and length rather than 5,000 characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
