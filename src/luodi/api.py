@@ -309,6 +309,8 @@ def observed(run: Run) -> Run:
     A run killed with -9, or whose machine rebooted, never got to mark itself; `luodi train --resume` continues it.
     """
     pid, host = run.environment.get("pid"), run.environment.get("host")
+    if run.status == "running" and run.model_version is not None:  # registered by a luodi before the store said so
+        return dataclasses.replace(run, status="finished")
     if run.status != "running" or not isinstance(pid, int) or host != socket.gethostname():
         return run
     try:

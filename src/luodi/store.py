@@ -25,6 +25,7 @@ from luodi.errors import InputError
 from luodi.io import fsync_dir
 
 RESERVED_ALIASES = {"latest"}
+STAGING_GRACE_SECONDS = 3600  # a staging folder untouched this long belongs to no live registration
 MAX_VERSION = 2**63 - 1  # SQLite's INTEGER; a larger number is the user's typo, not an OverflowError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -176,6 +177,28 @@ class Store:
         self.db_path = self.home / "luodi.db"
         with self._connect() as connection:
             connection.executescript(SCHEMA)
+        self.clean_staging()
+
+    def clean_staging(self, grace_seconds: float = STAGING_GRACE_SECONDS) -> list[str]:
+        """Remove what killed registrations left in staging/: half-written packages and the `orphan-*` folders
+        (a version folder renamed into place whose row never committed), once untouched for `grace_seconds`.
+
+        A live registration writes into its folder, so its newest file is recent; returns the names removed.
+        """
+        staging, removed = self.home / "staging", []
+        cutoff = time.time() - grace_seconds
+        for entry in list(staging.iterdir()):
+            try:
+                if entry.is_symlink() or not entry.is_dir():
+                    entry.unlink()
+                elif max([entry.stat().st_mtime, *(child.lstat().st_mtime for child in entry.iterdir())]) < cutoff:
+                    shutil.rmtree(entry)
+                else:
+                    continue
+            except FileNotFoundError:  # another process cleaned or registered it meanwhile
+                continue
+            removed.append(entry.name)
+        return removed
 
     # ------------------------------------------------------------------------------------ plumbing
     @contextmanager
@@ -295,8 +318,9 @@ class Store:
                        parent_version: int | None = None) -> ModelVersion:
         """Make a staged package the next version of `name`: rename into place and commit its row together.
 
-        A crash between the rename and the commit leaves an orphan folder with no row: not a version, and
-        moved aside by the next registration that needs its number.
+        A crash between the rename and the commit leaves an orphan folder with no row: not a version, moved
+        aside into staging/ by the next registration that needs its number, and removed by `clean_staging`.
+        The run that trained it is marked finished in the same transaction.
         """
         validate_name(name, "model name")
         parent = path_inside(self.home / "models", name)
@@ -318,9 +342,10 @@ class Store:
                 (name, version, run_id, str(destination.relative_to(self.home)), now(), task,
                  json.dumps(metrics), parent_version, data_sha256, description),
             )
-            if run_id is not None:
-                connection.execute("UPDATE runs SET model_name = ?, model_version = ? WHERE id = ?",
-                                   (name, version, run_id))
+            if run_id is not None:  # the outcome is recorded with the version: a kill after this is no 'stopped' run
+                connection.execute("UPDATE runs SET model_name = ?, model_version = ?, status = 'finished', "
+                                   "metrics = ?, updated_at = ? WHERE id = ?",
+                                   (name, version, json.dumps(metrics), now(), run_id))
             self._event(connection, "model.register", f"{name}/{version}", {"run_id": run_id})
         return self.get_version(name, version)
 
