@@ -15,6 +15,7 @@ added later (an ONNX graph) are listed through `add_file`.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import struct
 import time
@@ -31,7 +32,7 @@ from luodi.config import LuodiConfig, validate_config
 from luodi.data.sources import TableLike, to_table
 from luodi.errors import InputError
 from luodi.features.pipeline import Encoded, FeaturePipeline, coerce_table
-from luodi.io import atomic_write_json, sha256_file
+from luodi.io import atomic_write_json, current_umask, sha256_file
 from luodi.models import build_model
 from luodi.models.inference import predict_arrays
 from luodi.tasks import Predictions, Task
@@ -62,6 +63,7 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
     directory = Path(directory)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    os.chmod(directory / WEIGHTS, 0o666 & ~current_umask())  # safetensors creates it 0600 whatever the umask
     pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
     for path in sorted(directory.rglob("*")):

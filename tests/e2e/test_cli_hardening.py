@@ -3,23 +3,17 @@ file modes that follow the umask, output that is never cut when piped, the run i
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
+from test_bad_input import expect_error  # tests/e2e is on sys.path (no __init__)
 
 from luodi.store import Store
 
 pytestmark = pytest.mark.e2e
-
-
-def expect_error(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
-    assert result.code == 2, (result.code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip()
-    assert message.startswith("error: "), message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 def register(store: Store, package: Path, name: str) -> int:
@@ -79,3 +73,24 @@ def test_deeply_nested_package_json_exits_2(luodi, store: Store, tmp_path: Path,
     expect_error(luodi("predict", str(package), "--data", "new.csv"), "package.json", "nested too deeply")
     (package / "package.json").write_text("[1, 2]")
     expect_error(luodi("predict", str(package), "--data", "new.csv"), "package.json", "not a package manifest")
+
+
+def test_written_files_follow_the_umask(luodi, tmp_path: Path, churn, table_csv, trained_package: Path) -> None:
+    """Configs, scored tables, reports and packages get 0666 less the umask (0644 here), not 0600."""
+    previous = os.umask(0o022)  # the CLI subprocess inherits it
+    try:
+        assert luodi("init", "--data", "churn.csv", "--target", "churned").code == 0
+        table = table_csv(tmp_path / "table.csv", rows=40)
+        scored = luodi("predict", str(trained_package), "--data", str(table), "--out", "scored.csv")
+        assert scored.code == 0, scored.stderr
+        evaluated = luodi("evaluate", str(trained_package), "--data", str(table), "--report", "report.html")
+        assert evaluated.code == 0, evaluated.stderr
+        trained = luodi("train", "luodi.yaml", "--set", "trainer.epochs=1", "--json")
+        assert trained.code == 0, trained.stderr
+    finally:
+        os.umask(previous)
+    package = Path(trained.json()["package"])
+    written = [tmp_path / "luodi.yaml", tmp_path / "scored.csv", tmp_path / "report.html",
+               *(path for path in package.iterdir() if path.is_file()), Path(trained.json()["report"])]
+    assert {str(path): oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == \
+        {str(path): "0o644" for path in written}
