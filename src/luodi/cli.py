@@ -48,9 +48,13 @@ def _print_json(obj: Any) -> None:
 
 
 def _console() -> Any:
+    """Rich output on stdout; piped or redirected, nothing is wrapped or cut: ids and paths stay whole for scripts."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, soft_wrap=True, width=1_000_000)
 
 
 def _metrics_table(metrics: dict[str, float], title: str) -> Any:
@@ -112,8 +116,10 @@ def train(
         raise InputError("give a config file or --resume RUN (not both)")
     try:
         result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
-    except KeyboardInterrupt:
-        print("\ninterrupted: resume with `luodi train --resume RUN` (see `luodi runs ls`)", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        run_id = getattr(error, "run_id", None)  # None when stopped before the run was recorded
+        hint = f"resume with `luodi train --resume {run_id}`" if run_id else "no run was recorded yet"
+        print(f"\ninterrupted: {hint}", file=sys.stderr)
         raise typer.Exit(130) from None
     if as_json:
         return _print_json(result.to_dict())

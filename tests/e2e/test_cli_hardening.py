@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,41 @@ def test_written_files_follow_the_umask(luodi, tmp_path: Path, churn, table_csv,
                *(path for path in package.iterdir() if path.is_file()), Path(trained.json()["report"])]
     assert {str(path): oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == \
         {str(path): "0o644" for path in written}
+
+
+def test_piped_output_is_never_cut_or_wrapped(luodi, tmp_path: Path, trained_package: Path) -> None:
+    """Run ids (what --resume needs) and paths print whole on one line when stdout is not a terminal."""
+    home = tmp_path / ("a-long-store-folder-" * 6) / "home"
+    store = Store(home)
+    run = store.create_run("prod", {}, {})
+    staging = store.staging_dir()
+    shutil.copytree(trained_package, staging, dirs_exist_ok=True)
+    version = store.register_model("prod", staging, run_id=run.id, task="binary", metrics={"accuracy": 0.5})
+    shown = luodi("models", "show", "prod", "--home", str(home))
+    assert shown.code == 0, shown.stderr
+    assert str(version.path) in shown.stdout.splitlines()[-2] or str(version.path) in shown.stdout, shown.stdout
+    assert any(str(version.path) in line and run.id in line for line in shown.stdout.splitlines()), shown.stdout
+    listed = luodi("runs", "ls", "--home", str(home))
+    assert any(run.id in line for line in listed.stdout.splitlines()), listed.stdout
+    detail = luodi("runs", "show", run.id, "--home", str(home))
+    assert any(str(store.run_dir(run.id)) in line for line in detail.stdout.splitlines()), detail.stdout
+    assert "…" not in shown.stdout + listed.stdout + detail.stdout
+
+
+def test_progress_lines_inside_an_epoch_when_not_a_terminal(table_csv, tiny_config, tmp_path: Path) -> None:
+    """Piped, a long epoch (or data preparation) still logs a line every LUODI_PROGRESS_SECONDS (30 s by default)."""
+    data = table_csv(tmp_path / "table.csv", rows=20_000)
+    config = tiny_config(tmp_path / "tiny.yaml", data, epochs=1, batch_size=8, early_stopping={"enabled": False})
+    env = {**os.environ, "LUODI_HOME": str(tmp_path / "home"), "LUODI_PROGRESS_SECONDS": "0.2"}
+    done = subprocess.run([sys.executable, "-m", "luodi.cli", "train", str(config)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "reading and encoding the data...", lines
+    ticks = [line for line in lines if line.startswith("reading and encoding the data: ")]  # may take > 0.2 s
+    assert lines[1 + len(ticks)].startswith("run ") and "started" in lines[1 + len(ticks)], lines
+    inside = [line for line in lines if line.startswith("epoch 1/1  step ")]
+    assert len(inside) >= 2, lines  # 1,750 steps of 8 rows take well over 0.4 s
+    steps = [int(line.split()[3].split("/")[0]) for line in inside]
+    assert steps == sorted(steps) and all(line.split()[3].endswith("/1750") for line in inside), inside
+    assert lines.index(inside[-1]) < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1  train_loss"))

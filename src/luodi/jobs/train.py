@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, validate_config
-from luodi.errors import InputError
+from luodi.errors import InputError, TrainingInterrupted
 from luodi.store import ModelVersion, Run, Store
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that `import luodi.api` and
@@ -188,26 +188,31 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
 
     store = Store(home)
     record = None
+    display = make_progress(progress)
     if resume is not None:
         if overrides:
             raise InputError("--set does not apply to --resume: a resumed run keeps the config it started with")
         record = RunRecord.resume(store, resume)
         config = validate_config(record.run.config, f"run {record.run.id} config")
-        prepared = prepare(config, record.features(), assets=record.dir)
+        with display.phase("reading and encoding the data"):
+            prepared = prepare(config, record.features(), assets=record.dir)
     else:
         config = resolve_config(config, overrides)
-        prepared = prepare(config)
+        with display.phase("reading and encoding the data"):
+            prepared = prepare(config)
     warnings = prepared.warnings
     environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type,
                                 threads=record.run.environment.get("threads") if record else None)
     environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
+    resumed = record is not None
     if record is None:
         record = RunRecord.start(store, config, environment, prepared)
     else:
         record.continued(environment)
+    display.run(record.run.id, config.name, resumed)
 
     try:
-        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=make_progress(progress),
+        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=display,
                      callbacks=[record.epoch_callback(), *callbacks])
         report = None
         if config.report.enabled:
@@ -216,7 +221,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         version = record.register(fitted, report, environment) if register else None
     except KeyboardInterrupt:
         record.end("interrupted", "interrupted by the user")
-        raise
+        raise TrainingInterrupted(record.run.id) from None
     except StopTraining as stop:
         record.end(stop.status, str(stop))
         raise
