@@ -126,6 +126,8 @@ def train(
     _warn(result.warnings)
     console = _console()
     stop = f"early stop at epoch {result.epochs_run}" if result.stopped_early else f"{result.epochs_run} epochs"
+    if result.still_improving:
+        stop += " (the cap, still improving: raise trainer.epochs)"
     rows = " / ".join(f"{count} {split}" for split, count in result.rows.items())
     console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
                   f"{result.seconds:.1f} s, rows {rows}")
@@ -134,6 +136,8 @@ def train(
         console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
     if result.report:
         console.print(f"report: {result.report}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 @app.command()

@@ -134,3 +134,22 @@ def test_progress_lines_inside_an_epoch_when_not_a_terminal(table_csv, tiny_conf
     steps = [int(line.split()[3].split("/")[0]) for line in inside]
     assert steps == sorted(steps) and all(line.split()[3].endswith("/1750") for line in inside), inside
     assert lines.index(inside[-1]) < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1  train_loss"))
+
+
+def test_a_run_capped_while_improving_says_so(luodi, table_csv, tiny_config, tmp_path: Path, read_report) -> None:
+    """Best epoch = last epoch at the epoch cap: the summary, --json and the report name trainer.epochs."""
+    config = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=300), epochs=3,
+                         early_stopping={"enabled": False})
+    result = luodi("train", str(config), "--json")
+    assert result.code == 0, result.stderr
+    trained = result.json()
+    assert (trained["best_epoch"], trained["epochs_run"], trained["still_improving"]) == (3, 3, True)
+    assert trained["notes"] == ["still improving when trainer.epochs stopped it (the best epoch was the last, 3): "
+                                "raise trainer.epochs, e.g. --set trainer.epochs=6"]
+    page = read_report(Path(trained["report"]))
+    assert "raise trainer.epochs" in page.text and ("p", {"class": "note", "id": "still-improving"}) in page.tags
+    text = luodi("train", str(config))
+    assert "3 epochs (the cap, still improving: raise trainer.epochs)" in text.stdout, text.stdout
+    assert "note: still improving when trainer.epochs stopped it" in text.stderr
+    once = luodi("train", str(config), "--set", "trainer.epochs=1", "--json").json()
+    assert once["still_improving"] is False and once["notes"] == []

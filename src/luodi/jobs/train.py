@@ -41,6 +41,8 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     rows: dict[str, int]
+    still_improving: bool = False  # stopped by trainer.epochs with the best epoch the last: raise it
+    notes: list[str] = field(default_factory=list)  # advice on the run (not a problem with it, as warnings are)
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
@@ -162,7 +164,8 @@ def summary_of(fitted: Any) -> dict[str, Any]:
     """How training went: the numbers the run summary and the package's `training` share."""
     result = fitted.result
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-            "steps": result.steps, "seconds": result.seconds, "metrics_split": fitted.prepared.scored_split}
+            "still_improving": result.still_improving, "steps": result.steps, "seconds": result.seconds,
+            "metrics_split": fitted.prepared.scored_split}
 
 
 def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -182,7 +185,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.evaluate.report import build_report_or_warn
     from luodi.evaluate.report_inputs import training_input
     from luodi.jobs.fit import fit, prepare
-    from luodi.train.loop import StopTraining
+    from luodi.train.loop import StopTraining, still_improving_message
     from luodi.train.progress import make_progress
     from luodi.train.runtime import apply_runtime
 
@@ -230,9 +233,11 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         raise
     report_path = record.finish(fitted, report)
     result = fitted.result
+    notes = [still_improving_message(result.epochs_run)] if result.still_improving else []
     return TrainResult(
         run_id=record.run.id, model={"name": version.name, "version": version.version} if version else None,
         package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
         rows=prepared.splits.sizes(), environment=environment, warnings=warnings, report=report_path,
+        still_improving=result.still_improving, notes=notes,
     )
