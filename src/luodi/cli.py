@@ -86,7 +86,8 @@ def init(
     target: Annotated[str | None, typer.Option("--target", help="Column to predict (image folder: label).")] = None,
     task: Annotated[str | None, typer.Option(help="regression, binary or multiclass (default: inferred).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
-    name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: from the file name, or its folder for "
+                                                  "train/data).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     as_json: Json = False,
 ) -> None:

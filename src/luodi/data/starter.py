@@ -40,10 +40,20 @@ class Starter:
         return [column for column in self.columns if column.type is None]
 
 
+GENERIC_NAMES = {"train", "training", "data", "dataset", "train-data", "training-data", "trainset", "train-set"}
+
+
 def model_name(path: Path) -> str:
-    """A registry name from a file name: 'Churn data.csv' -> 'churn-data'."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
-    return name[:128]
+    """A registry name from a file name: 'Churn data.csv' -> 'churn-data'; a generic split name ('fmnist/train',
+    'churn/data.csv') takes its folder's name ('fmnist', 'churn'), and with none to take, `--name` is needed."""
+    for part in [path, *Path(path).absolute().parents]:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", part.stem.lower()).strip("-.")
+        if name and name.replace("_", "-") not in GENERIC_NAMES:
+            return name[:128]
+        if part.stem and not name:  # '###.csv': nothing usable in the name itself
+            return "model"
+    raise InputError(f"{path}: cannot name the model from the file or its folders (generic names like "
+                     f"{path.stem!r}); give one with --name")
 
 
 def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name: str | None = None) -> Starter:
