@@ -16,15 +16,12 @@ from luodi.errors import InputError, did_you_mean
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply `key.path=value` overrides; values parse as YAML scalars/lists (`lr=3e-4`, `sizes=[64,32]`)."""
     for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
+        key, parts, text = split_override(override)
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as error:
             raise InputError(f"--set {key}: value {text!r} is not valid YAML: {error}") from None
         node: Any = raw
-        parts = key.strip().split(".")
         for depth, part in enumerate(parts[:-1]):
             path = ".".join(parts[: depth + 1])
             if isinstance(node, list):
@@ -43,6 +40,39 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return raw
 
 
+def split_override(override: str) -> tuple[str, list[str], str]:
+    """`KEY=VALUE` into the key, its parts and the value text. Parts are separated by dots; a part in double or
+    single quotes may hold dots and '=' (`input_features."x.box".type=category`)."""
+    parts, current, quote, index = [], "", "", len(override)
+    for position, char in enumerate(override):
+        if quote:
+            if char == quote:
+                quote = ""
+            else:
+                current += char
+        elif char in "\"'" and not current:
+            quote = char
+        elif char == ".":
+            parts.append(current)
+            current = ""
+        elif char == "=":
+            index = position
+            break
+        else:
+            current += char
+    key = override[:index].strip()
+    if quote:
+        raise InputError(f"--set {override!r}: unclosed {quote} in the key")
+    parts.append(current)
+    parts = [part.strip() for part in parts]
+    if index == len(override) or not key:
+        raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
+    if not all(parts):
+        raise InputError(f"--set {key}: empty key part; quote a name that contains dots, e.g. "
+                         'input_features."x.box".type=category')
+    return key, parts, override[index + 1:]
+
+
 def _list_index(items: list[Any], part: str, path: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
         raise InputError(f"--set {path}: index {part!r} is out of range (the list has {len(items)} items)")
@@ -56,7 +86,12 @@ def _list_item(items: list[Any], part: str, path: str) -> Any:
     for item in items:
         if isinstance(item, dict) and item.get("name") == part:
             return item
-    raise InputError(f"--set {path}: no list item named {part!r}")
+    names = [item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)]
+    dotted = [name for name in names if name.startswith(f"{part}.")]
+    section = path.rpartition(".")[0]
+    hint = (f"; quote a name that contains dots, {section}.\"{dotted[0]}\", or give its index, "
+            f"{section}.{names.index(dotted[0])}" if dotted else did_you_mean(part, names))
+    raise InputError(f"--set {path}: no list item named {part!r}{hint}")
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
