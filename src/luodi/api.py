@@ -33,36 +33,50 @@ if TYPE_CHECKING:
 
 @dataclass
 class InitResult:
-    config_path: str
+    config_path: str | None  # None for rows in memory: nothing is written, `config` is the result
     name: str
     task: str
     task_reason: str
     features: dict[str, str]
     dropped: dict[str, str]
     rows: int
+    config: dict[str, Any] | None = None  # rows in memory: the config, its data.train those rows (for `train`)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(dataclasses.replace(self, config=None)).items()
+                if key != "config"}
 
 
 # ------------------------------------------------------------------------------------------------ init
-def init(data: str | Path, target: str | None = None, *, task: str | None = None, output: str | Path = "luodi.yaml",
+def init(data: Any, target: str | None = None, *, task: str | None = None, output: str | Path | None = None,
          name: str | None = None, force: bool = False) -> InitResult:
-    """Write a commented starter config inferred from a data file.
+    """Write a commented starter config inferred from a data file, or infer one from rows in memory.
 
     Args:
-        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class.
+        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class; or a
+            pandas DataFrame (an Arrow table, records): then nothing is written and `result.config` is the config,
+            its `data.train` the rows, ready for `luodi.train(result.config)`.
         target: the column to predict (for an image folder: `label`, the default).
         task: regression, binary or multiclass; inferred from the target when omitted.
-        output: where to write the config.
-        name: the model name in the registry (default: from the file name).
+        output: where to write the config (default `luodi.yaml`; not for rows in memory).
+        name: the model name in the registry (default: from the file name; for rows in memory, 'model').
         force: overwrite an existing config file.
     """
     from luodi.data import starter
     from luodi.data.sources import read_table
     from luodi.io import atomic_write_text
 
-    data, output = Path(data), Path(output)
+    if not isinstance(data, str | Path):
+        if output is not None:
+            raise InputError("rows in memory have no file for a config to point at: train from result.config, or "
+                             "save the rows (frame.to_csv) and init from the file")
+        if target is None:
+            raise InputError("give target=COLUMN: the column to predict")
+        plan, config = starter.starter_for_rows(data, target, task, name)
+        return InitResult(None, plan.name, plan.task.task, plan.task.reason,
+                          {c.name: f"{c.type}: {c.reason}" for c in plan.features},
+                          {c.name: c.reason for c in plan.dropped}, plan.rows, config)
+    data, output = Path(data), Path(output if output is not None else "luodi.yaml")
     if target is None:
         if not data.is_dir():
             raise InputError("give --target COLUMN: the column to predict")
@@ -83,13 +97,18 @@ def init(data: str | Path, target: str | None = None, *, task: str | None = None
 
 
 # ------------------------------------------------------------------------------- using a model
-def load_model(model: str | Path | ModelPackage, *, home: str | Path | None = None) -> Any:
+def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None) -> Any:
     """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path (or the
-    package itself, already loaded)."""
+    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`)."""
     from luodi.package import ModelPackage, load_package
 
     if isinstance(model, ModelPackage):
         return model
+    if isinstance(model, dict):
+        if not isinstance(model.get("name"), str) or not isinstance(model.get("version"), int):
+            raise InputError(f"model {model!r}: expected a reference, a package folder or train(...).model, "
+                             "{'name': ..., 'version': ...}")
+        model = f"{model['name']}/{model['version']}"
     path = Path(model)
     if _is_package_folder(path):
         return load_package(path)
@@ -114,7 +133,7 @@ def _source(data: Any) -> str:
     return str(data) if isinstance(data, str | Path) else "records"
 
 
-def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, strict: bool = False,
+def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path | None = None, strict: bool = False,
              report: str | Path | bool = True) -> dict[str, Any]:
     """Metrics of a model on labelled data (a file, DataFrame or records holding the target column), and the
     evaluation report.
@@ -167,8 +186,9 @@ def _write_page(html: str, path: str | Path | None, home: str | Path | None, ste
     return path
 
 
-def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
-            target_class: str | None = None, steps: int = 50, strict: bool = False) -> Any:
+def explain(model: str | Path | dict[str, Any], data: Any, *, out: str | Path | None = None,
+            home: str | Path | None = None, target_class: str | None = None, steps: int = 50,
+            strict: bool = False) -> Any:
     """Per-row attributions of a model's predictions to each input column (integrated gradients, Captum).
 
     Args:
@@ -225,12 +245,14 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     return {**comparison, "report": str(_write_page(page, out, home, "compare"))}
 
 
-def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | None = None,
-            home: str | Path | None = None, strict: bool = False, keep_input: bool | None = None) -> Any:
+def predict(model: str | Path | ModelPackage | dict[str, Any], data: Any, *, out: str | Path | None = None,
+            home: str | Path | None = None, strict: bool = False, keep_input: bool = True) -> Any:
     """Predict raw records (file path, DataFrame, dict or list of dicts) and return a pandas DataFrame.
 
-    Classifiers add `<target>_probability_<class>` columns. With `out`, the result is also written (CSV,
-    Parquet or JSONL by suffix); `keep_input` (default: True when reading a file) puts the input columns first.
+    `model` is a reference, a package folder, a loaded package or `train(...).model`. The input columns come first
+    (as `luodi predict` writes them; `keep_input=False` drops them), then `<target>_prediction` and, for
+    classifiers, `<target>_probability_<class>`. With `out`, the result is also written (CSV, Parquet or JSONL by
+    suffix).
     """
     import pandas as pd
 
@@ -240,8 +262,6 @@ def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | No
     source = _source(data)
     table = to_table(data, source)
     frame = package.predict_frame(table, source, strict)
-    if keep_input is None:
-        keep_input = isinstance(data, str | Path)
     if keep_input:
         warnings = frame.attrs["warnings"]
         frame = pd.concat([table.to_pandas(), frame], axis=1)

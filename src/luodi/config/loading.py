@@ -12,6 +12,22 @@ from pydantic import ValidationError
 from luodi.config.schema import FEATURE_TYPES, LuodiConfig, TextFeature
 from luodi.errors import InputError, did_you_mean
 
+IN_MEMORY = "<DataFrame>"  # data.train (validation, test) of a run whose rows were passed in memory
+DATA_FILES = ("train", "validation", "test")
+
+
+def take_frames(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A raw config whose `data.train` (or validation, test) holds rows in memory (a DataFrame, an Arrow table,
+    records) → the config with those keys set to `IN_MEMORY`, and the rows by split; the caller's dict is kept."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw, {}
+    frames = {key: data[key] for key in DATA_FILES if data.get(key) is not None and not isinstance(data[key], str)
+              and not isinstance(data[key], Path)}
+    if not frames:
+        return raw, {}
+    return {**raw, "data": {**data, **dict.fromkeys(frames, IN_MEMORY)}}, frames
+
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply `key.path=value` overrides; values parse as YAML scalars/lists (`lr=3e-4`, `sizes=[64,32]`)."""
@@ -108,7 +124,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         elif "input" in item and item["type"] not in ("union_tag_invalid",) and not (
             item["type"] == "value_error" and isinstance(item["input"], dict)
         ):  # a section-level check names its keys itself; echoing the whole section would bury the message
-            message = f"{message} (got {item['input']!r})"
+            shown = repr(item["input"])  # a DataFrame or a long list is named by its start, not printed whole
+            message = f"{message} (got {shown if len(shown) <= 200 else shown[:200] + '...'})"
         lines.append(f"{path}: {message}")
     head = f"{source}: invalid config" if len(lines) > 1 else f"{source}: invalid config:"
     if len(lines) == 1:
@@ -172,7 +189,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
     """Data files, a checkpoint folder and tokenizer folders relative to `base` (the config file's folder)."""
     def absolute(value: str | None) -> str | None:
-        return str((base / value).resolve()) if value is not None else None
+        if value is None or value == IN_MEMORY:
+            return value
+        return str((base / value).resolve())
 
     data = config.data
     updates = {key: absolute(value) for key, value in

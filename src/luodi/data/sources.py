@@ -168,6 +168,16 @@ def fingerprint_file(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def fingerprint_table(table: pa.Table, source: str) -> dict[str, Any]:
+    """Identity of rows passed in memory: their count and the SHA-256 of their Arrow IPC stream (no path)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    buffer = sink.getvalue()
+    return {"path": None, "source": source, "rows": table.num_rows, "bytes": buffer.size,
+            "sha256": hashlib.sha256(memoryview(buffer)).hexdigest()}
+
+
 def _shorten(text: str, limit: int = 200) -> str:
     """A name as long as the OS refuses, shown by its start and length rather than 5,000 characters."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -248,3 +248,26 @@ def relative_data_path(data: Path, config_path: Path) -> str:
         return os.path.relpath(data.resolve(), config_path.resolve().parent)
     except ValueError:  # another drive on Windows
         return str(data.resolve())
+
+
+def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str | None = None,
+                     ) -> tuple[Starter, dict[str, Any]]:
+    """What `luodi init` infers from rows in memory (a DataFrame, an Arrow table, records): the plan, and the config
+    as a dict whose `data.train` is those rows (for `luodi.train`); the model is named `name` or 'model'."""
+    import yaml
+
+    from luodi.config import IN_MEMORY
+    from luodi.data.sources import to_table
+
+    if not isinstance(target, str):
+        raise InputError(f"target must be a column name, got {type(target).__name__}")
+    table = to_table(rows, IN_MEMORY)
+    starter = plan(table, Path(IN_MEMORY), target, task, name or "model")
+    config = yaml.safe_load(render(starter, IN_MEMORY, Path(IN_MEMORY)))
+    config["data"]["train"] = rows
+    return starter, config
+
+
+def config_from_rows(rows: Any, target: str) -> dict[str, Any]:
+    """The config `luodi init` would write for rows in memory, with those rows as `data.train`."""
+    return starter_for_rows(rows, target)[1]

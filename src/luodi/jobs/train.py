@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, validate_config
+from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, take_frames, validate_config
 from luodi.errors import InputError, TrainingInterrupted
 from luodi.store import ModelVersion, Run, Store
 
@@ -51,14 +51,23 @@ class TrainResult:
         return asdict(self)
 
 
-def resolve_config(config: str | Path | LuodiConfig | dict[str, Any] | None,
-                   overrides: list[str] | tuple[str, ...]) -> LuodiConfig:
-    """A YAML path, a `LuodiConfig` or a dict, with `key=value` overrides, validated; paths made absolute."""
+def resolve_config(config: Any, overrides: list[str] | tuple[str, ...], target: str | None = None,
+                   ) -> tuple[LuodiConfig, dict[str, Any]]:
+    """A YAML path, a `LuodiConfig`, a dict, or rows in memory (a DataFrame, an Arrow table: with `target`, the
+    config `luodi init` would write), with `key=value` overrides, validated; paths made absolute. Returns the
+    config and the rows passed in memory by split (a dict whose `data.train` is a DataFrame gives them too)."""
+    if target is not None or not isinstance(config, str | Path | LuodiConfig | dict | None):
+        from luodi.data.starter import config_from_rows
+
+        if target is None:
+            raise InputError("training from rows in memory needs the column to predict: train(frame, target=...)")
+        config = config_from_rows(config, target)
     if isinstance(config, LuodiConfig | dict):  # overrides apply to a copy: the caller's object is left as it was
-        raw = config.model_dump(mode="json") if isinstance(config, LuodiConfig) else copy.deepcopy(config)
-        return resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd())
+        raw, frames = take_frames(config) if isinstance(config, dict) else (config.model_dump(mode="json"), {})
+        raw = copy.deepcopy(raw)
+        return resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd()), frames
     if config is not None:
-        return load_config(config, overrides)
+        return load_config(config, overrides), {}
     raise InputError("give a config file, or --resume RUN")
 
 
@@ -92,6 +101,9 @@ class RunRecord:
             store.update_run(run.id, status="finished")
             raise InputError(f"run {run.id} already finished: it registered {run.model_name}/{run.model_version}")
         for split, saved in run.summary.get("data", {}).items():
+            if saved.get("path") is None:
+                raise InputError(f"run {run.id} trained on rows passed in memory ({saved.get('source')}): there is "
+                                 "no file to read them again from, so it cannot resume; train it again")
             if fingerprint_file(saved["path"])["sha256"] != saved["sha256"]:
                 raise InputError(f"{saved['path']}: the {split} data changed since run {run.id} started; "
                                  "an exact resume needs the same data")
@@ -168,14 +180,17 @@ def summary_of(fitted: Any) -> dict[str, Any]:
             "metrics_split": fitted.prepared.scored_split}
 
 
-def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
-          *, resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
+def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, target: str | None = None,
+          resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
           register: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train a model from a config, evaluate it on the test split and register it as a new version.
 
     Args:
-        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder).
+        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder; its
+            `data.train`, `data.validation` and `data.test` may be DataFrames); or a DataFrame (or Arrow table)
+            with `target`: the config `luodi init` would infer from it.
         overrides: `key.path=value` strings applied before validation.
+        target: the column to predict, when `config` is a DataFrame.
         resume: a run id to continue from its last checkpoint (config and data come from the run).
         home: the store folder (default `$LUODI_HOME` or `./.luodi`).
         progress: 'auto' (a bar on a terminal), 'bar', 'lines' or 'silent'.
@@ -200,9 +215,9 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         with display.phase("reading and encoding the data"):
             prepared = prepare(config, record.features(), assets=record.dir)
     else:
-        config = resolve_config(config, overrides)
+        config, frames = resolve_config(config, overrides, target)
         with display.phase("reading and encoding the data"):
-            prepared = prepare(config)
+            prepared = prepare(config, frames=frames)
     warnings = prepared.warnings
     environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type,
                                 threads=record.run.environment.get("threads") if record else None)
