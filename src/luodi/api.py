@@ -87,7 +87,7 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
         raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
     table = read_table(data)
     plan = starter.plan(table, data, target, task, name)
-    text = starter.render(plan, starter.relative_data_path(data, output), data)
+    text = starter.render(plan, starter.relative_data_path(data, output), data, str(output))
     validate_config(yaml.safe_load(text), str(output))  # what init writes must load; a failure here is a bug
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)

@@ -68,6 +68,11 @@ def _metrics_table(metrics: dict[str, float], title: str) -> Any:
     return table
 
 
+def _count(number: int, noun: str) -> str:
+    """'1 feature', '3 features'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _warn(messages: list[str]) -> None:
     for message in messages:
         print(f"warning: {message}", file=sys.stderr)
@@ -97,7 +102,7 @@ def init(
         return _print_json(result.to_dict())
     console = _console()
     console.print(f"wrote [bold]{result.config_path}[/]: {result.task} task ({result.task_reason}), "
-                  f"{len(result.features)} features, {result.rows} rows")
+                  f"{_count(len(result.features), 'feature')}, {_count(result.rows, 'row')}")
     for column, reason in result.dropped.items():
         console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
     console.print(f"next: luodi train {result.config_path}")

@@ -153,3 +153,28 @@ def test_a_run_capped_while_improving_says_so(luodi, table_csv, tiny_config, tmp
     assert "note: still improving when trainer.epochs stopped it" in text.stderr
     once = luodi("train", str(config), "--set", "trainer.epochs=1", "--json").json()
     assert once["still_improving"] is False and once["notes"] == []
+
+
+def test_init_counts_and_names_the_config_it_wrote(luodi, tmp_path: Path) -> None:
+    """'1 features' and a 'Train with: luodi train {this file}' placeholder left in the written config."""
+    import pandas as pd
+
+    rows = pd.DataFrame({"x": [i % 7 + 0.5 for i in range(40)], "y": ["a", "b"] * 20})
+    rows.to_csv(tmp_path / "one.csv", index=False)
+    result = luodi("init", "--data", "one.csv", "--target", "y", "--output", "conf/one.yaml")
+    assert result.code == 0, result.stderr
+    assert "), 1 feature, 40 rows" in result.stdout, result.stdout
+    text = (tmp_path / "conf" / "one.yaml").read_text()
+    assert "# Train with: luodi train conf/one.yaml " in text and "{this file}" not in text
+
+
+def test_example_scripts_write_only_ignored_files() -> None:
+    """The digits, mnist1d and bbc scripts write their data beside the configs: git ignores it there."""
+    root = Path(__file__).parents[2]
+    written = ["examples/digits/digits/0/0007.png", "examples/mnist1d/train.parquet", "examples/mnist1d/test.csv",
+               "examples/bbc/bbc.csv", "examples/bbc/minilm"]
+    ignored = subprocess.run(["git", "check-ignore", *written], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout.split() == written, ignored
+    tracked = subprocess.run(["git", "check-ignore", "examples/mnist1d/luodi.yaml", "examples/digits/make_digits.py"],
+                             cwd=root, capture_output=True, text=True)
+    assert tracked.stdout == ""

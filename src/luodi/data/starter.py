@@ -171,8 +171,10 @@ def _model(starter: Starter) -> str:
 """
 
 
-def render(starter: Starter, data_path: str, source: Path) -> str:
-    """The starter config as commented YAML; every key is in docs/config.md."""
+def render(starter: Starter, data_path: str, source: Path, config_path: str | None = None) -> str:
+    """The starter config as commented YAML; every key is in docs/config.md. `config_path`: the file it is
+    written to, named in the 'Train with' line."""
+    train_with = f"luodi train {config_path}" if config_path else "luodi.api.train(config)"
     width = max([len(c.name) for c in starter.features] + [8]) + 2
     features = "\n".join(
         f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}} "
@@ -184,7 +186,7 @@ def render(starter: Starter, data_path: str, source: Path) -> str:
     return f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
-# Train with: luodi train {{this file}}    Override any key: --set trainer.epochs=20
+# Train with: {train_with}    Override any key: --set trainer.epochs=20
 
 name: {_quote(starter.name)}                    # model name in the registry
 
