@@ -85,14 +85,14 @@ class EpochLines:
 
     @contextmanager
     def phase(self, what: str) -> Iterator[None]:
-        """`what` before it starts, then a line every interval until it ends (a thread: the work never yields)."""
+        """A line every interval while `what` runs (a thread: the work never yields); a quick one prints nothing, so
+        an error in it stays the one line on stderr."""
         started, done = time.monotonic(), threading.Event()
 
         def tick() -> None:
             while not done.wait(self.interval):
                 self._print(f"{what}: {time.monotonic() - started:.1f} s")
 
-        self._print(f"{what}...")
         ticker = threading.Thread(target=tick, name="luodi-progress", daemon=True)
         ticker.start()
         try:
