@@ -75,13 +75,14 @@ class EpochLines:
         self.interval = interval if interval is not None else interval_seconds()
         self.epochs = self.steps_per_epoch = self.epoch = self.step_in_epoch = 0
         self.loss: float | None = None
+        self.pending = ""
         self.last = self.epoch_started = time.monotonic()
 
     def _print(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     def run(self, run_id: str, name: str, resumed: bool) -> None:
-        self._print(run_line(run_id, name, resumed))
+        self.pending = run_line(run_id, name, resumed)  # printed when training starts: a build error stays alone
 
     @contextmanager
     def phase(self, what: str) -> Iterator[None]:
@@ -102,6 +103,9 @@ class EpochLines:
             ticker.join()
 
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None:
+        if self.pending:
+            self._print(self.pending)
+            self.pending = ""
         self.epochs, self.steps_per_epoch, self.epoch, self.step_in_epoch = epochs, steps_per_epoch, epoch, step
         self.last = self.epoch_started = time.monotonic()
 
@@ -141,9 +145,10 @@ class RichBar:
         )
         self.task: Any = None
         self.epochs = 0
+        self.pending = ""
 
     def run(self, run_id: str, name: str, resumed: bool) -> None:
-        self.bar.console.print(run_line(run_id, name, resumed), markup=False, highlight=False, soft_wrap=True)
+        self.pending = run_line(run_id, name, resumed)  # printed when training starts, as EpochLines does
 
     @contextmanager
     def phase(self, what: str) -> Iterator[None]:
@@ -151,6 +156,9 @@ class RichBar:
             yield
 
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None:
+        if self.pending:
+            self.bar.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
+            self.pending = ""
         self.epochs = epochs
         self.bar.start()
         self.task = self.bar.add_task("train", total=epochs * steps_per_epoch,
