@@ -50,6 +50,8 @@ from typing import Any
 
 from results_file import write_result  # benchmarks/ is on sys.path when a script runs
 
+from luodi.train.progress import Silent
+
 WORKLOADS: dict[str, dict[str, Any]] = {
     "cifar_cnn": {"shape": (3, 32, 32), "channels": [32], "hidden": [64]},
     "mnist_cnn": {"shape": (1, 28, 28), "channels": [32, 64], "hidden": [128]},
@@ -128,9 +130,10 @@ def run_keras(workload: str, rows: int, epochs: int) -> float:
     return throughput(ends, rows)
 
 
-class EpochClock:
+class EpochClock(Silent):
     """A luodi progress display that notes when each epoch's last training step and the epoch itself end: an
-    epoch is its training steps (the baselines' work), then luodi's validation pass and checkpoint."""
+    epoch is its training steps (the baselines' work), then luodi's validation pass and checkpoint. The rest of
+    the display (run id, data preparation) stays silent."""
 
     def __init__(self) -> None:
         self.ends: list[float] = []

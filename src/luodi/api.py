@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from luodi.config import validate_config
+from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
@@ -34,29 +34,33 @@ if TYPE_CHECKING:
 
 @dataclass
 class InitResult:
-    config_path: str
+    config_path: str | None  # None for rows in memory: nothing is written, `config` is the result
     name: str
     task: str
     task_reason: str
     features: dict[str, str]
     dropped: dict[str, str]
     rows: int
+    config: dict[str, Any] | None = None  # rows in memory: the config, its data.train those rows (for `train`)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(dataclasses.replace(self, config=None)).items()
+                if key != "config"}
 
 
 # ------------------------------------------------------------------------------------------------ init
-def init(data: str | Path, target: str | None = None, *, task: str | None = None, output: str | Path = "luodi.yaml",
+def init(data: Any, target: str | None = None, *, task: str | None = None, output: str | Path | None = None,
          name: str | None = None, force: bool = False, base: str | Path | None = None) -> InitResult:
-    """Write a commented starter config inferred from a data file.
+    """Write a commented starter config inferred from a data file, or infer one from rows in memory.
 
     Args:
-        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class.
+        data: the training table (CSV, Parquet or JSONL), or a folder with one subfolder of images per class; or a
+            pandas DataFrame (an Arrow table, records): then nothing is written and `result.config` is the config,
+            its `data.train` the rows, ready for `luodi.train(result.config)`.
         target: the column to predict (for an image folder: `label`, the default).
         task: regression, binary or multiclass; inferred from the target when omitted.
-        output: where to write the config.
-        name: the model name in the registry (default: from the file name).
+        output: where to write the config (default `luodi.yaml`; not for rows in memory).
+        name: the model name in the registry (default: from the file name; for rows in memory, 'model').
         force: overwrite an existing config file.
         base: text_generation: a local Hugging Face checkpoint folder to fine-tune (LoRA) instead of a GPT trained
             from scratch.
@@ -66,7 +70,17 @@ def init(data: str | Path, target: str | None = None, *, task: str | None = None
     from luodi.io import atomic_write_text
     from luodi.tasks import TASKS
 
-    data, output = Path(data), Path(output)
+    if not isinstance(data, str | Path):
+        if output is not None:
+            raise InputError("rows in memory have no file for a config to point at: train from result.config, or "
+                             "save the rows (frame.to_csv) and init from the file")
+        if target is None:
+            raise InputError("give target=COLUMN: the column to predict")
+        plan, config = starter.starter_for_rows(data, target, task, name)
+        return InitResult(None, plan.name, plan.task.task, plan.task.reason,
+                          {c.name: f"{c.type}: {c.reason}" for c in plan.features},
+                          {c.name: c.reason for c in plan.dropped}, plan.rows, config)
+    data, output = Path(data), Path(output if output is not None else "luodi.yaml")
     own_starter = getattr(TASKS.get(task or ""), "starter", None)  # a task that writes its own (text_generation)
     if own_starter is not None:
         if output.exists() and not force:
@@ -89,7 +103,7 @@ def init(data: str | Path, target: str | None = None, *, task: str | None = None
         raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
     table = read_table(data)
     plan = starter.plan(table, data, target, task, name)
-    text = starter.render(plan, starter.relative_data_path(data, output), data)
+    text = starter.render(plan, starter.relative_data_path(data, output), data, str(output))
     validate_config(yaml.safe_load(text), str(output))  # what init writes must load; a failure here is a bug
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)
@@ -99,33 +113,43 @@ def init(data: str | Path, target: str | None = None, *, task: str | None = None
 
 
 # ------------------------------------------------------------------------------- using a model
-def load_model(model: str | Path | ModelPackage, *, home: str | Path | None = None) -> Any:
+def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None) -> Any:
     """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path (or the
-    package itself, already loaded)."""
+    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`)."""
     from luodi.package import ModelPackage, load_package
 
     if isinstance(model, ModelPackage):
         return model
+    if isinstance(model, dict):
+        if not isinstance(model.get("name"), str) or not isinstance(model.get("version"), int):
+            raise InputError(f"model {model!r}: expected a reference, a package folder or train(...).model, "
+                             "{'name': ..., 'version': ...}")
+        model = f"{model['name']}/{model['version']}"
     path = Path(model)
-    if path.is_dir() and (path / "package.json").exists():
+    if _is_package_folder(path):
         return load_package(path)
     not_found = InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
     if isinstance(model, Path):
         raise not_found
-    try:
-        reference = parse_reference(model)
-    except InputError:
-        if "/" in model:  # a path that is not a package folder, rather than a misspelt version
-            raise not_found from None
-        raise
+    if "/" in model and not is_valid_name(model.partition("@")[0].partition("/")[0]):
+        raise not_found  # a path that is not a package folder, rather than a misspelt version
+    reference = parse_reference(model)
     return load_package(Store(home).resolve(reference).path)
+
+
+def _is_package_folder(path: Path) -> bool:
+    """A folder holding package.json; a name the OS refuses (too long, a NUL byte) is no folder, not a crash."""
+    try:
+        return path.is_dir() and (path / "package.json").exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _source(data: Any) -> str:
     return str(data) if isinstance(data, str | Path) else "records"
 
 
-def evaluate(model: str | Path, data: Any, *, home: str | Path | None = None, strict: bool = False,
+def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path | None = None, strict: bool = False,
              report: str | Path | bool = True) -> dict[str, Any]:
     """Metrics of a model on labelled data (a file, DataFrame or records holding the target column), and the
     evaluation report.
@@ -207,8 +231,9 @@ def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]
     return package.generate(prompt, sampling)
 
 
-def explain(model: str | Path, data: Any, *, out: str | Path | None = None, home: str | Path | None = None,
-            target_class: str | None = None, steps: int = 50, strict: bool = False) -> Any:
+def explain(model: str | Path | dict[str, Any], data: Any, *, out: str | Path | None = None,
+            home: str | Path | None = None, target_class: str | None = None, steps: int = 50,
+            strict: bool = False) -> Any:
     """Per-row attributions of a model's predictions to each input column (integrated gradients, Captum).
 
     Args:
@@ -265,12 +290,14 @@ def compare(runs: list[str] | tuple[str, ...], *, out: str | Path | None = None,
     return {**comparison, "report": str(_write_page(page, out, home, "compare"))}
 
 
-def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | None = None,
-            home: str | Path | None = None, strict: bool = False, keep_input: bool | None = None) -> Any:
+def predict(model: str | Path | ModelPackage | dict[str, Any], data: Any, *, out: str | Path | None = None,
+            home: str | Path | None = None, strict: bool = False, keep_input: bool = True) -> Any:
     """Predict raw records (file path, DataFrame, dict or list of dicts) and return a pandas DataFrame.
 
-    Classifiers add `<target>_probability_<class>` columns. With `out`, the result is also written (CSV,
-    Parquet or JSONL by suffix); `keep_input` (default: True when reading a file) puts the input columns first.
+    `model` is a reference, a package folder, a loaded package or `train(...).model`. The input columns come first
+    (as `luodi predict` writes them; `keep_input=False` drops them), then `<target>_prediction` and, for
+    classifiers, `<target>_probability_<class>`. With `out`, the result is also written (CSV, Parquet or JSONL by
+    suffix).
     """
     import pandas as pd
 
@@ -280,8 +307,6 @@ def predict(model: str | Path | ModelPackage, data: Any, *, out: str | Path | No
     source = _source(data)
     table = to_table(data, source)
     frame = package.predict_frame(table, source, strict)
-    if keep_input is None:
-        keep_input = isinstance(data, str | Path)
     if keep_input:
         warnings = frame.attrs["warnings"]
         frame = pd.concat([table.to_pandas(), frame], axis=1)
@@ -349,6 +374,8 @@ def observed(run: Run) -> Run:
     A run killed with -9, or whose machine rebooted, never got to mark itself; `luodi train --resume` continues it.
     """
     pid, host = run.environment.get("pid"), run.environment.get("host")
+    if run.status == "running" and run.model_version is not None:  # registered by a luodi before the store said so
+        return dataclasses.replace(run, status="finished")
     if run.status != "running" or not isinstance(pid, int) or host != socket.gethostname():
         return run
     try:
@@ -391,5 +418,7 @@ def promote(name: str, version: int, alias: str, *, reason: str = "", home: str 
 
 def history(model: str, *, home: str | Path | None = None) -> list[dict[str, Any]]:
     """The event log for a model: registrations and alias moves, newest first."""
-    return Store(home).events(model)
+    store = Store(home)
+    store.list_versions(model)  # an unknown (or invalid) name is an error, not an empty history
+    return store.model_events(model)
 

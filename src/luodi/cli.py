@@ -49,9 +49,13 @@ def _print_json(obj: Any) -> None:
 
 
 def _console() -> Any:
+    """Rich output on stdout; piped or redirected, nothing is wrapped or cut: ids and paths stay whole for scripts."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, soft_wrap=True, width=1_000_000)
 
 
 def _metrics_table(metrics: dict[str, float], title: str) -> Any:
@@ -63,6 +67,11 @@ def _metrics_table(metrics: dict[str, float], title: str) -> Any:
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 feature', '3 features'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _warn(messages: list[str]) -> None:
@@ -85,7 +94,8 @@ def init(
     task: Annotated[str | None, typer.Option(help="regression, binary, multiclass (default: inferred) or "
                                                   "text_generation.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Config file to write.")] = Path("luodi.yaml"),
-    name: Annotated[str | None, typer.Option(help="Model name (default: from the file name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: from the file name, or its folder for "
+                                                  "train/data).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
     = None,
@@ -97,7 +107,7 @@ def init(
         return _print_json(result.to_dict())
     console = _console()
     console.print(f"wrote [bold]{result.config_path}[/]: {result.task} task ({result.task_reason}), "
-                  f"{len(result.features)} features, {result.rows} rows")
+                  f"{_count(len(result.features), 'feature')}, {_count(result.rows, 'row')}")
     for column, reason in result.dropped.items():
         console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
     console.print(f"next: luodi train {result.config_path}")
@@ -117,14 +127,18 @@ def train(
         raise InputError("give a config file or --resume RUN (not both)")
     try:
         result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
-    except KeyboardInterrupt:
-        print("\ninterrupted: resume with `luodi train --resume RUN` (see `luodi runs ls`)", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        run_id = getattr(error, "run_id", None)  # None when stopped before the run was recorded
+        hint = f"resume with `luodi train --resume {run_id}`" if run_id else "no run was recorded yet"
+        print(f"\ninterrupted: {hint}", file=sys.stderr)
         raise typer.Exit(130) from None
     if as_json:
         return _print_json(result.to_dict())
     _warn(result.warnings)
     console = _console()
     stop = f"early stop at epoch {result.epochs_run}" if result.stopped_early else f"{result.epochs_run} epochs"
+    if result.still_improving:
+        stop += " (the cap, still improving: raise trainer.epochs)"
     rows = " / ".join(f"{count} {split}" for split, count in result.rows.items())
     console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
                   f"{result.seconds:.1f} s, rows {rows}")
@@ -133,6 +147,8 @@ def train(
         console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
     if result.report:
         console.print(f"report: {result.report}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 @app.command()
@@ -491,7 +507,18 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], hom
     if as_json:
         return _print_json(events)
     for event in events:
-        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']}  {event['detail']}")
+        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']:<12} "
+              f"{_event_detail(event['kind'], event['detail'])}")
+
+
+def _event_detail(kind: str, detail: dict[str, Any]) -> str:
+    """An event's detail as words: `production: 1 → 2 (better auc)`, `registered by run 2026...`."""
+    if kind == "alias.move":
+        moved = f"{detail.get('alias')}: {detail.get('from') or 'none'} → {detail.get('to')}"
+        return moved + (f" ({detail['reason']})" if detail.get("reason") else "")
+    if kind == "model.register":
+        return f"registered by run {detail['run_id']}" if detail.get("run_id") else "registered"
+    return ", ".join(f"{key} {value}" for key, value in detail.items())
 
 
 def _terminate(signum: int, frame: Any) -> None:

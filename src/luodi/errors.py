@@ -1,4 +1,4 @@
-"""The one exception type that means "the user's input is wrong" (CLI exit code 2)."""
+"""The exceptions the CLI maps to exit codes: `InputError` (2: the input is wrong), `TrainingInterrupted` (130)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ class InputError(Exception):
     The CLI prints the message alone (no traceback) and exits with code 2. Everything else is a bug or an
     environment failure and exits with code 1.
     """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a training run, which is marked interrupted; `run_id` is what `--resume` takes."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def did_you_mean(value: str, choices: list[str]) -> str:

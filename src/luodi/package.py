@@ -15,6 +15,7 @@ added later (an ONNX graph) are listed through `add_file`.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import struct
 import time
@@ -32,7 +33,7 @@ from luodi.config import LuodiConfig, validate_config
 from luodi.data.sources import TableLike, to_table
 from luodi.errors import InputError
 from luodi.features.pipeline import Encoded, FeaturePipeline, coerce_table
-from luodi.io import atomic_write_json, sha256_file
+from luodi.io import atomic_write_json, current_umask, sha256_file
 from luodi.models import build_model
 from luodi.models.inference import predict_arrays
 from luodi.tasks import Predictions, Task
@@ -70,6 +71,7 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
         state[name] = tensor.clone() if key in seen else tensor
         seen.add(key)
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    os.chmod(directory / WEIGHTS, 0o666 & ~current_umask())  # safetensors creates it 0600 whatever the umask
     pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
     for path in sorted(directory.rglob("*")):
@@ -105,8 +107,10 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: safetensors header claims {length} bytes; the file has {size}")
         try:
             header: dict[str, Any] = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{path}: safetensors header is not valid JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested
+            raise InputError(f"{path}: safetensors header is not valid JSON (or nested too deeply)") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: safetensors header is not a JSON object")
     return header
 
 
@@ -135,8 +139,10 @@ def verify_package(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a model package (no {MANIFEST})")
     try:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{manifest_path}: not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested
+        raise InputError(f"{manifest_path}: not valid JSON (or nested too deeply)") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise InputError(f"{manifest_path}: not a package manifest (a JSON object with a 'files' object)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: package format {manifest.get('format_version')!r} is not supported "
                          f"(this luodi reads {FORMAT_VERSION})")

@@ -25,6 +25,8 @@ from luodi.errors import InputError
 from luodi.io import fsync_dir
 
 RESERVED_ALIASES = {"latest"}
+STAGING_GRACE_SECONDS = 3600  # a staging folder untouched this long belongs to no live registration
+MAX_VERSION = 2**63 - 1  # SQLite's INTEGER; a larger number is the user's typo, not an OverflowError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -50,8 +52,16 @@ CREATE TABLE IF NOT EXISTS events (
 def validate_name(value: str, what: str = "name") -> str:
     """Names of models, runs and aliases: ^[A-Za-z0-9._-]{1,128}$, and never '.' or '..'."""
     if not is_valid_name(value):
-        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-'")
+        shown = repr(value) if len(value) <= 140 else f"{value[:40]!r}... ({len(value)} characters)"
+        raise InputError(f"invalid {what} {shown}: use 1-128 letters, digits, '.', '_' or '-'")
     return value
+
+
+def check_version(version: int) -> int:
+    """Version numbers are 1 to 2**63 - 1 (what SQLite stores)."""
+    if not 1 <= version <= MAX_VERSION:
+        raise InputError(f"invalid version {version}: versions are numbered from 1 (at most {MAX_VERSION})")
+    return version
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ def parse_reference(text: str, what: str = "model name") -> ModelReference:
         name, _, number = text.partition("/")
         if not number.lstrip("v").isdigit():
             raise InputError(f"model reference {text!r}: version must be a number, e.g. {name}/3")
-        version = int(number.lstrip("v"))
+        version = check_version(int(number.lstrip("v")))
     validate_name(name, what)
     return ModelReference(name, alias, version)
 
@@ -167,6 +177,28 @@ class Store:
         self.db_path = self.home / "luodi.db"
         with self._connect() as connection:
             connection.executescript(SCHEMA)
+        self.clean_staging()
+
+    def clean_staging(self, grace_seconds: float = STAGING_GRACE_SECONDS) -> list[str]:
+        """Remove what killed registrations left in staging/: half-written packages and the `orphan-*` folders
+        (a version folder renamed into place whose row never committed), once untouched for `grace_seconds`.
+
+        A live registration writes into its folder, so its newest file is recent; returns the names removed.
+        """
+        staging, removed = self.home / "staging", []
+        cutoff = time.time() - grace_seconds
+        for entry in list(staging.iterdir()):
+            try:
+                if entry.is_symlink() or not entry.is_dir():
+                    entry.unlink()
+                elif max([entry.stat().st_mtime, *(child.lstat().st_mtime for child in entry.iterdir())]) < cutoff:
+                    shutil.rmtree(entry)
+                else:
+                    continue
+            except FileNotFoundError:  # another process cleaned or registered it meanwhile
+                continue
+            removed.append(entry.name)
+        return removed
 
     # ------------------------------------------------------------------------------------ plumbing
     @contextmanager
@@ -286,8 +318,9 @@ class Store:
                        parent_version: int | None = None) -> ModelVersion:
         """Make a staged package the next version of `name`: rename into place and commit its row together.
 
-        A crash between the rename and the commit leaves an orphan folder with no row: not a version, and
-        moved aside by the next registration that needs its number.
+        A crash between the rename and the commit leaves an orphan folder with no row: not a version, moved
+        aside into staging/ by the next registration that needs its number, and removed by `clean_staging`.
+        The run that trained it is marked finished in the same transaction.
         """
         validate_name(name, "model name")
         parent = path_inside(self.home / "models", name)
@@ -309,9 +342,10 @@ class Store:
                 (name, version, run_id, str(destination.relative_to(self.home)), now(), task,
                  json.dumps(metrics), parent_version, data_sha256, description),
             )
-            if run_id is not None:
-                connection.execute("UPDATE runs SET model_name = ?, model_version = ? WHERE id = ?",
-                                   (name, version, run_id))
+            if run_id is not None:  # the outcome is recorded with the version: a kill after this is no 'stopped' run
+                connection.execute("UPDATE runs SET model_name = ?, model_version = ?, status = 'finished', "
+                                   "metrics = ?, updated_at = ? WHERE id = ?",
+                                   (name, version, json.dumps(metrics), now(), run_id))
             self._event(connection, "model.register", f"{name}/{version}", {"run_id": run_id})
         return self.get_version(name, version)
 
@@ -323,6 +357,8 @@ class Store:
         return row[0] if row[0] is not None else None
 
     def get_version(self, name: str, version: int) -> ModelVersion:
+        validate_name(name, "model name")
+        check_version(version)
         with self._connect() as connection:
             row = connection.execute("SELECT * FROM model_versions WHERE name = ? AND version = ?",
                                      (name, version)).fetchone()
@@ -395,6 +431,7 @@ class Store:
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
         """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
+        validate_name(name, "model name")
         validate_name(alias, "alias")
         if alias in RESERVED_ALIASES:
             raise InputError(f"alias {alias!r} is reserved: it always points at the newest version")
@@ -409,12 +446,26 @@ class Store:
             self._event(connection, "alias.move", f"{name}@{alias}", detail)
         return detail
 
-    def events(self, subject_prefix: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Events about exactly `subject` (a run id, `name/3`, `name@alias`), or all events; newest first."""
         with self._connect() as connection:
-            where = " WHERE subject LIKE ?" if subject_prefix else ""
+            where = " WHERE subject = ?" if subject else ""
             query = f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?"
-            args = (subject_prefix + "%", limit) if subject_prefix else (limit,)
+            args = (subject, limit) if subject else (limit,)
             rows = connection.execute(query, args).fetchall()
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+    def model_events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Registrations and alias moves of the model `name` exactly (`name/N`, `name@alias`), newest first.
+
+        Compared by prefix with `substr`, not LIKE: `prod` never matches `prod-canary`, and `%` or `_` are not
+        wildcards (nor valid names).
+        """
+        validate_name(name, "model name")
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT * FROM events WHERE substr(subject, 1, ?) IN (?, ?) ORDER BY id DESC LIMIT ?",
+                (len(name) + 1, f"{name}/", f"{name}@", limit)).fetchall()
         return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
 
     def remove_staging(self, staging: Path) -> None:

@@ -72,7 +72,7 @@ def test_paths_and_bytes_predict_identically(trained: tuple[Path, api.TrainResul
     frame = pd.read_csv(folder / "test.csv").drop(columns=["label"])
     by_path = api.predict(result.package, folder / "test.csv", keep_input=False)
     records = frame.assign(photo=[(folder / path).read_bytes() for path in frame["photo"]]).to_dict("records")
-    by_bytes = api.predict(result.package, records)
+    by_bytes = api.predict(result.package, records, keep_input=False)
     pd.testing.assert_frame_equal(by_path, by_bytes)
     again = load_package(result.package).predict_frame(folder / "test.csv", str(folder / "test.csv"))
     pd.testing.assert_frame_equal(by_path, again)

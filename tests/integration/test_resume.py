@@ -170,6 +170,10 @@ def test_sigterm_marks_the_run_interrupted_and_it_resumes(table_csv, tiny_config
     assert "luodi train --resume" in stderr
     (run,) = json.loads(run_cli(["runs", "ls", "--json"], tmp_path / "home", tmp_path).stdout)
     assert run["status"] == "interrupted"
+    lines = stderr.splitlines()  # the id when the run starts (before epoch 1) and in the interrupt message
+    assert lines.index(f"run {run['id']} (tiny) started; if stopped, continue with `luodi train --resume "
+                       f"{run['id']}`") < min(i for i, line in enumerate(lines) if line.startswith("epoch "))
+    assert lines[-1] == f"interrupted: resume with `luodi train --resume {run['id']}`", stderr
     resumed = run_cli(["train", "--resume", run["id"], "--json"], tmp_path / "home", tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["model"] == {"name": "tiny", "version": 1}

@@ -283,3 +283,41 @@ def test_parse_reference_refuses_bad_references(text: str, message: str) -> None
         parse_reference(text)
     with pytest.raises(InputError, match="invalid run id"):
         parse_reference("nope!", what="run id")
+
+
+# ------------------------------------------------------------------------------- what a kill leaves behind
+def test_old_staging_leftovers_are_removed_on_start(tmp_path: Path, trained_package: Path) -> None:
+    """A half-written package and an orphan version folder (renamed into place, row never committed) are removed
+    once untouched for the grace period; a fresh staging folder (a registration in progress) is kept."""
+    store = Store(tmp_path / "home")
+    register(store, trained_package)
+    orphan_source = store.home / "models" / "churn" / "v2"  # as if killed between the rename and the commit
+    shutil.copytree(trained_package, orphan_source)
+    assert register(store, trained_package) == 2  # moves the orphan aside
+    orphans = [entry for entry in (store.home / "staging").iterdir() if entry.name.startswith("orphan-churn-v2-")]
+    assert len(orphans) == 1
+    half_written = stage(store, trained_package)
+    in_progress = stage(store, trained_package)
+    old = time.time() - 2 * 3600
+    for folder in (orphans[0], half_written):
+        for path in [*folder.rglob("*"), folder]:
+            os.utime(path, (old, old))
+    Store(store.home)
+    assert sorted(entry.name for entry in (store.home / "staging").iterdir()) == [in_progress.name]
+    assert [version.version for version in store.list_versions("churn")] == [2, 1]
+    verify_package(store.resolve("churn/2").path)
+
+
+def test_a_run_killed_after_registering_reads_finished(tmp_path: Path, trained_package: Path) -> None:
+    """Killed between the registration and marking the run finished: the run is finished, with its version."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store = Store(tmp_path / "home")
+    run = store.create_run("churn", {}, {"pid": int(gone.stdout), "host": os.uname().nodename})
+    store.register_model("churn", stage(store, trained_package), run_id=run.id, task="binary",
+                         metrics={"accuracy": 0.9})
+    [listed] = api.list_runs(home=store.home)
+    assert (listed.status, listed.model_version, listed.metrics) == ("finished", 1, {"accuracy": 0.9})
+    assert api.show_run(run.id, home=store.home)["status"] == "finished"

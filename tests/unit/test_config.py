@@ -189,6 +189,26 @@ def test_bad_overrides_raise(override: str, fragment: str) -> None:
     assert fragment in str(caught.value)
 
 
+def test_override_addresses_a_column_whose_name_has_dots() -> None:
+    """`input_features.x.box.type` cannot tell the name from the keys: the name is quoted (or given by index)."""
+    raw = raw_config()
+    raw["input_features"].append({"name": "x.box", "type": "numeric"})
+    raw["input_features"].append({"name": "a=b", "type": "numeric"})
+    overridden = apply_overrides(raw, ['input_features."x.box".type=category', "input_features.'a=b'.type=binary",
+                                       'trainer."epochs"=4'])
+    assert overridden["input_features"][2] == {"name": "x.box", "type": "category"}
+    assert overridden["input_features"][3] == {"name": "a=b", "type": "binary"}
+    assert overridden["trainer"]["epochs"] == 4
+    with pytest.raises(InputError) as caught:
+        apply_overrides(raw, ["input_features.x.box.type=text"])
+    assert str(caught.value) == ("--set input_features.x: no list item named 'x'; quote a name that "
+                                 'contains dots, input_features."x.box", or give its index, input_features.2')
+    with pytest.raises(InputError, match="unclosed"):
+        apply_overrides(raw, ['input_features."x.box.type=text'])
+    with pytest.raises(InputError, match="empty key part; quote a name that contains dots"):
+        apply_overrides(raw, ["trainer..epochs=3"])
+
+
 def test_override_value_with_python_tag_is_refused() -> None:
     with pytest.raises(InputError, match="not valid YAML"):
         apply_overrides(raw_config(), ["description=!!python/object/apply:os.getcwd []"])

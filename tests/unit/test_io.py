@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,18 @@ def test_json_and_hash(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * 9000)  # spans several read chunks
     assert sha256_file(big, chunk_size=4096) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path: Path, umask: int, expected: int) -> None:
+    """A colleague on a shared machine reads what luodi writes as the umask allows; secrets stay 0600."""
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+        atomic_write_json(tmp_path / "state.json", {"a": 1})
+        atomic_write_text(tmp_path / "keys.txt", "secret\n", private=True)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / "keys.txt").stat().st_mode) == 0o600

@@ -118,6 +118,20 @@ def test_model_name() -> None:
     assert model_name(Path("###.csv")) == "model"
 
 
+@pytest.mark.parametrize(("path", "name"), [
+    ("fmnist/train", "fmnist"), ("churn/data.csv", "churn"), ("/srv/Fashion MNIST/training", "fashion-mnist"),
+    ("cats/train/data", "cats"), ("/srv/flowers/Train_Data.parquet", "flowers"), ("sales/train-2024.csv", "train-2024"),
+])
+def test_model_name_skips_generic_split_names(path: str, name: str) -> None:
+    """`--data fmnist/train` registered a model called `train`: the folder names it instead."""
+    assert model_name(Path(path)) == name
+
+
+def test_model_name_asks_for_a_name_when_everything_is_generic() -> None:
+    with pytest.raises(InputError, match=r"/data/train: cannot name the model .* give one with --name"):
+        model_name(Path("/data/train"))
+
+
 def test_missing_target_values_name_rows() -> None:
     data = table()
     labels = data.column("churned").to_pylist()

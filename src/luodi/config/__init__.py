@@ -7,16 +7,18 @@ reads and validates a file, `reference.py` generates docs/config.md from the fie
 
 from luodi.config import schema
 from luodi.config.loading import (
+    IN_MEMORY,
     apply_overrides,
     format_validation_error,
     load_config,
     read_yaml,
     resolve_paths,
+    take_frames,
     validate_config,
 )
 from luodi.config.reference import reference_markdown
 from luodi.config.schema import *  # noqa: F403 - the schema's public names, listed once in its __all__
 
-__all__ = ["apply_overrides", "format_validation_error", "load_config", "read_yaml", "reference_markdown",
-           "resolve_paths", "validate_config"]
+__all__ = ["IN_MEMORY", "apply_overrides", "format_validation_error", "load_config", "read_yaml",
+           "reference_markdown", "resolve_paths", "take_frames", "validate_config"]
 __all__ += schema.__all__

@@ -12,19 +12,32 @@ from pydantic import ValidationError
 from luodi.config.schema import FEATURE_TYPES, LuodiConfig, TextFeature
 from luodi.errors import InputError, did_you_mean
 
+IN_MEMORY = "<DataFrame>"  # data.train (validation, test) of a run whose rows were passed in memory
+DATA_FILES = ("train", "validation", "test")
+
+
+def take_frames(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A raw config whose `data.train` (or validation, test) holds rows in memory (a DataFrame, an Arrow table,
+    records) → the config with those keys set to `IN_MEMORY`, and the rows by split; the caller's dict is kept."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw, {}
+    frames = {key: data[key] for key in DATA_FILES if data.get(key) is not None and not isinstance(data[key], str)
+              and not isinstance(data[key], Path)}
+    if not frames:
+        return raw, {}
+    return {**raw, "data": {**data, **dict.fromkeys(frames, IN_MEMORY)}}, frames
+
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply `key.path=value` overrides; values parse as YAML scalars/lists (`lr=3e-4`, `sizes=[64,32]`)."""
     for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
+        key, parts, text = split_override(override)
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as error:
             raise InputError(f"--set {key}: value {text!r} is not valid YAML: {error}") from None
         node: Any = raw
-        parts = key.strip().split(".")
         for depth, part in enumerate(parts[:-1]):
             path = ".".join(parts[: depth + 1])
             if isinstance(node, list):
@@ -43,6 +56,39 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return raw
 
 
+def split_override(override: str) -> tuple[str, list[str], str]:
+    """`KEY=VALUE` into the key, its parts and the value text. Parts are separated by dots; a part in double or
+    single quotes may hold dots and '=' (`input_features."x.box".type=category`)."""
+    parts, current, quote, index = [], "", "", len(override)
+    for position, char in enumerate(override):
+        if quote:
+            if char == quote:
+                quote = ""
+            else:
+                current += char
+        elif char in "\"'" and not current:
+            quote = char
+        elif char == ".":
+            parts.append(current)
+            current = ""
+        elif char == "=":
+            index = position
+            break
+        else:
+            current += char
+    key = override[:index].strip()
+    if quote:
+        raise InputError(f"--set {override!r}: unclosed {quote} in the key")
+    parts.append(current)
+    parts = [part.strip() for part in parts]
+    if index == len(override) or not key:
+        raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
+    if not all(parts):
+        raise InputError(f"--set {key}: empty key part; quote a name that contains dots, e.g. "
+                         'input_features."x.box".type=category')
+    return key, parts, override[index + 1:]
+
+
 def _list_index(items: list[Any], part: str, path: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
         raise InputError(f"--set {path}: index {part!r} is out of range (the list has {len(items)} items)")
@@ -56,7 +102,12 @@ def _list_item(items: list[Any], part: str, path: str) -> Any:
     for item in items:
         if isinstance(item, dict) and item.get("name") == part:
             return item
-    raise InputError(f"--set {path}: no list item named {part!r}")
+    names = [item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)]
+    dotted = [name for name in names if name.startswith(f"{part}.")]
+    section = path.rpartition(".")[0]
+    hint = (f"; quote a name that contains dots, {section}.\"{dotted[0]}\", or give its index, "
+            f"{section}.{names.index(dotted[0])}" if dotted else did_you_mean(part, names))
+    raise InputError(f"--set {path}: no list item named {part!r}{hint}")
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
@@ -73,7 +124,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         elif "input" in item and item["type"] not in ("union_tag_invalid",) and not (
             item["type"] == "value_error" and isinstance(item["input"], dict)
         ):  # a section-level check names its keys itself; echoing the whole section would bury the message
-            message = f"{message} (got {item['input']!r})"
+            shown = repr(item["input"])  # a DataFrame or a long list is named by its start, not printed whole
+            message = f"{message} (got {shown if len(shown) <= 200 else shown[:200] + '...'})"
         lines.append(f"{path}: {message}")
     head = f"{source}: invalid config" if len(lines) > 1 else f"{source}: invalid config:"
     if len(lines) == 1:
@@ -137,7 +189,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
     """Data files, a checkpoint folder and tokenizer folders relative to `base` (the config file's folder)."""
     def absolute(value: str | None) -> str | None:
-        return str((base / value).resolve()) if value is not None else None
+        if value is None or value == IN_MEMORY:
+            return value
+        return str((base / value).resolve())
 
     data = config.data
     updates = {key: absolute(value) for key, value in

@@ -35,7 +35,11 @@ def read_table(path: str | Path) -> pa.Table:
     class subfolders reads as a table of image paths and labels (data/images.py); a .txt file or a folder of .txt
     files as a `text` column (data/texts.py)."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as error:  # a name the OS refuses: too long (ENAMETOOLONG), a NUL byte
+        raise InputError(f"data file {_shorten(str(path))}: {getattr(error, 'strerror', None) or error}") from None
+    if not exists:
         raise InputError(f"data file not found: {path}")
     if path.is_dir() and path.suffix.lower() not in SUFFIXES:  # a folder named like a table is a mistake
         from luodi.data.images import read_image_folder
@@ -173,3 +177,18 @@ def fingerprint_file(path: str | Path) -> dict[str, Any]:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def fingerprint_table(table: pa.Table, source: str) -> dict[str, Any]:
+    """Identity of rows passed in memory: their count and the SHA-256 of their Arrow IPC stream (no path)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    buffer = sink.getvalue()
+    return {"path": None, "source": source, "rows": table.num_rows, "bytes": buffer.size,
+            "sha256": hashlib.sha256(memoryview(buffer)).hexdigest()}
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A name as long as the OS refuses, shown by its start and length rather than 5,000 characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -40,10 +40,20 @@ class Starter:
         return [column for column in self.columns if column.type is None]
 
 
+GENERIC_NAMES = {"train", "training", "data", "dataset", "train-data", "training-data", "trainset", "train-set"}
+
+
 def model_name(path: Path) -> str:
-    """A registry name from a file name: 'Churn data.csv' -> 'churn-data'."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
-    return name[:128]
+    """A registry name from a file name: 'Churn data.csv' -> 'churn-data'; a generic split name ('fmnist/train',
+    'churn/data.csv') takes its folder's name ('fmnist', 'churn'), and with none to take, `--name` is needed."""
+    for part in [path, *Path(path).absolute().parents]:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", part.stem.lower()).strip("-.")
+        if name and name.replace("_", "-") not in GENERIC_NAMES:
+            return name[:128]
+        if part.stem and not name:  # '###.csv': nothing usable in the name itself
+            return "model"
+    raise InputError(f"{path}: cannot name the model from the file or its folders (generic names like "
+                     f"{path.stem!r}); give one with --name")
 
 
 def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name: str | None = None) -> Starter:
@@ -161,8 +171,10 @@ def _model(starter: Starter) -> str:
 """
 
 
-def render(starter: Starter, data_path: str, source: Path) -> str:
-    """The starter config as commented YAML; every key is in docs/config.md."""
+def render(starter: Starter, data_path: str, source: Path, config_path: str | None = None) -> str:
+    """The starter config as commented YAML; every key is in docs/config.md. `config_path`: the file it is
+    written to, named in the 'Train with' line."""
+    train_with = f"luodi train {config_path}" if config_path else "luodi.api.train(config)"
     width = max([len(c.name) for c in starter.features] + [8]) + 2
     features = "\n".join(
         f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}} "
@@ -174,7 +186,7 @@ def render(starter: Starter, data_path: str, source: Path) -> str:
     return f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
-# Train with: luodi train {{this file}}    Override any key: --set trainer.epochs=20
+# Train with: {train_with}    Override any key: --set trainer.epochs=20
 
 name: {_quote(starter.name)}                    # model name in the registry
 
@@ -238,3 +250,26 @@ def relative_data_path(data: Path, config_path: Path) -> str:
         return os.path.relpath(data.resolve(), config_path.resolve().parent)
     except ValueError:  # another drive on Windows
         return str(data.resolve())
+
+
+def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str | None = None,
+                     ) -> tuple[Starter, dict[str, Any]]:
+    """What `luodi init` infers from rows in memory (a DataFrame, an Arrow table, records): the plan, and the config
+    as a dict whose `data.train` is those rows (for `luodi.train`); the model is named `name` or 'model'."""
+    import yaml
+
+    from luodi.config import IN_MEMORY
+    from luodi.data.sources import to_table
+
+    if not isinstance(target, str):
+        raise InputError(f"target must be a column name, got {type(target).__name__}")
+    table = to_table(rows, IN_MEMORY)
+    starter = plan(table, Path(IN_MEMORY), target, task, name or "model")
+    config = yaml.safe_load(render(starter, IN_MEMORY, Path(IN_MEMORY)))
+    config["data"]["train"] = rows
+    return starter, config
+
+
+def config_from_rows(rows: Any, target: str) -> dict[str, Any]:
+    """The config `luodi init` would write for rows in memory, with those rows as `data.train`."""
+    return starter_for_rows(rows, target)[1]

@@ -139,6 +139,11 @@ def _summary(data: dict[str, Any]) -> str:
         if name in data["metrics"]:
             cards.append(render.card(name, render.number(data["metrics"][name])))
     parts = [f'<div class="cards">{"".join(cards)}</div>']
+    if training.get("still_improving"):
+        from luodi.train.loop import still_improving_message
+
+        message = still_improving_message(training["epochs_run"])
+        parts.append(f'<p class="note" id="still-improving">{render.escape(message[0].upper() + message[1:])}</p>')
     if model.get("run_id"):
         parts.append(f'<p class="note">run {render.escape(model["run_id"])} · '
                      f'{render.escape(model.get("parameters", ""))} parameters</p>')

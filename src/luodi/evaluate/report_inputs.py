@@ -35,7 +35,8 @@ def training_input(fitted: Any, run_id: str) -> ReportInput:
                  for name in ("train", "validation", "test") if getattr(splits, name).num_rows]
     result = fitted.result
     training = {"history": result.history, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                "stopped_early": result.stopped_early, "seconds": result.seconds}
+                "stopped_early": result.stopped_early, "still_improving": result.still_improving,
+                "seconds": result.seconds}
     return ReportInput(
         kind="training run", config=config, pipeline=pipeline,
         scored=Scored(getattr(splits, scored_split), prepared.encoded[scored_split], fitted.outputs, fitted.metrics,

@@ -34,27 +34,33 @@ from luodi.train.progress import Progress
 SPLITS = ("train", "validation", "test")
 
 
-def read_splits(config: LuodiConfig) -> tuple[Splits, dict[str, Any]]:
+def read_splits(config: LuodiConfig, frames: dict[str, Any] | None = None) -> tuple[Splits, dict[str, Any]]:
     """Read, check and split the data (stratified as the task says); the target and numeric columns are checked
-    on whole files, so errors name the file's rows. Returns the splits and each file's fingerprint."""
-    from luodi.data.sources import fingerprint_file, read_table
+    on whole files, so errors name the file's rows. `frames` holds rows passed in memory by split (a DataFrame,
+    an Arrow table, records) where the config says `<DataFrame>`. Returns the splits and each one's fingerprint."""
+    from luodi.data.sources import fingerprint_file, fingerprint_table, read_table, to_table
     from luodi.data.split import split_rows, take_splits
     from luodi.features.pipeline import coerce_table
 
-    data, task = config.data, config.task()
+    data, task, frames = config.data, config.task(), frames or {}
     checker = task.target(config.target)
+    fingerprint: dict[str, Any] = {}
 
-    def load(path: str) -> Any:
-        table = coerce_table(read_table(path), config, path, with_target=True)
+    def load(split: str, path: str) -> Any:
+        if split in frames:
+            raw = to_table(frames[split], path)
+            fingerprint[split] = fingerprint_table(raw, path)
+        else:
+            raw = read_table(path)
+            fingerprint[split] = fingerprint_file(path)
+        table = coerce_table(raw, config, path, with_target=True)
         checker.check(table.column(config.target.name), path)
         return table
 
-    table = load(data.train)
+    table = load("train", data.train)
     rows = table.num_rows
-    fingerprint = {"train": fingerprint_file(data.train)}
     if data.validation and data.test:
-        splits = Splits(table, load(data.validation), load(data.test))
-        fingerprint.update(validation=fingerprint_file(data.validation), test=fingerprint_file(data.test))
+        splits = Splits(table, load("validation", data.validation), load("test", data.test))
     else:
         indices = split_rows(table, data.split, config.target.name, task.stratify)
         schema, columns = table.schema, table.columns
@@ -86,10 +92,11 @@ class Prepared:
         return self.encoded["test"].unseen.messages()
 
 
-def prepare(config: LuodiConfig, state: dict[str, Any] | None = None, assets: Path | None = None) -> Prepared:
-    """Read and split the data, fit the features on the training split (or restore them from `state` and the
-    `assets` folder, for a resumed run) and encode every split."""
-    splits, fingerprint = read_splits(config)
+def prepare(config: LuodiConfig, state: dict[str, Any] | None = None, assets: Path | None = None,
+            frames: dict[str, Any] | None = None) -> Prepared:
+    """Read and split the data (or take `frames`, rows in memory by split), fit the features on the training split
+    (or restore them from `state` and the `assets` folder, for a resumed run) and encode every split."""
+    splits, fingerprint = read_splits(config, frames)
     if state is not None:
         pipeline = FeaturePipeline.from_state(config, state, assets=assets)
     else:

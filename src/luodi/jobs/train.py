@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, validate_config
-from luodi.errors import InputError
+from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, take_frames, validate_config
+from luodi.errors import InputError, TrainingInterrupted
 from luodi.store import ModelVersion, Run, Store
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that `import luodi.api` and
@@ -41,6 +41,8 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     rows: dict[str, int]
+    still_improving: bool = False  # stopped by trainer.epochs with the best epoch the last: raise it
+    notes: list[str] = field(default_factory=list)  # advice on the run (not a problem with it, as warnings are)
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
@@ -49,14 +51,23 @@ class TrainResult:
         return asdict(self)
 
 
-def resolve_config(config: str | Path | LuodiConfig | dict[str, Any] | None,
-                   overrides: list[str] | tuple[str, ...]) -> LuodiConfig:
-    """A YAML path, a `LuodiConfig` or a dict, with `key=value` overrides, validated; paths made absolute."""
+def resolve_config(config: Any, overrides: list[str] | tuple[str, ...], target: str | None = None,
+                   ) -> tuple[LuodiConfig, dict[str, Any]]:
+    """A YAML path, a `LuodiConfig`, a dict, or rows in memory (a DataFrame, an Arrow table: with `target`, the
+    config `luodi init` would write), with `key=value` overrides, validated; paths made absolute. Returns the
+    config and the rows passed in memory by split (a dict whose `data.train` is a DataFrame gives them too)."""
+    if target is not None or not isinstance(config, str | Path | LuodiConfig | dict | None):
+        from luodi.data.starter import config_from_rows
+
+        if target is None:
+            raise InputError("training from rows in memory needs the column to predict: train(frame, target=...)")
+        config = config_from_rows(config, target)
     if isinstance(config, LuodiConfig | dict):  # overrides apply to a copy: the caller's object is left as it was
-        raw = config.model_dump(mode="json") if isinstance(config, LuodiConfig) else copy.deepcopy(config)
-        return resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd())
+        raw, frames = take_frames(config) if isinstance(config, dict) else (config.model_dump(mode="json"), {})
+        raw = copy.deepcopy(raw)
+        return resolve_paths(validate_config(apply_overrides(raw, overrides)), Path.cwd()), frames
     if config is not None:
-        return load_config(config, overrides)
+        return load_config(config, overrides), {}
     raise InputError("give a config file, or --resume RUN")
 
 
@@ -90,6 +101,9 @@ class RunRecord:
             store.update_run(run.id, status="finished")
             raise InputError(f"run {run.id} already finished: it registered {run.model_name}/{run.model_version}")
         for split, saved in run.summary.get("data", {}).items():
+            if saved.get("path") is None:
+                raise InputError(f"run {run.id} trained on rows passed in memory ({saved.get('source')}): there is "
+                                 "no file to read them again from, so it cannot resume; train it again")
             if fingerprint_file(saved["path"])["sha256"] != saved["sha256"]:
                 raise InputError(f"{saved['path']}: the {split} data changed since run {run.id} started; "
                                  "an exact resume needs the same data")
@@ -162,17 +176,21 @@ def summary_of(fitted: Any) -> dict[str, Any]:
     """How training went: the numbers the run summary and the package's `training` share."""
     result = fitted.result
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-            "steps": result.steps, "seconds": result.seconds, "metrics_split": fitted.prepared.scored_split}
+            "still_improving": result.still_improving, "steps": result.steps, "seconds": result.seconds,
+            "metrics_split": fitted.prepared.scored_split}
 
 
-def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
-          *, resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
+def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, target: str | None = None,
+          resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
           register: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train a model from a config, evaluate it on the test split and register it as a new version.
 
     Args:
-        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder).
+        config: a YAML path, a validated `LuodiConfig`, or a dict (paths relative to the working folder; its
+            `data.train`, `data.validation` and `data.test` may be DataFrames); or a DataFrame (or Arrow table)
+            with `target`: the config `luodi init` would infer from it.
         overrides: `key.path=value` strings applied before validation.
+        target: the column to predict, when `config` is a DataFrame.
         resume: a run id to continue from its last checkpoint (config and data come from the run).
         home: the store folder (default `$LUODI_HOME` or `./.luodi`).
         progress: 'auto' (a bar on a terminal), 'bar', 'lines' or 'silent'.
@@ -182,32 +200,37 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
     from luodi.evaluate.report import build_report_or_warn
     from luodi.evaluate.report_inputs import training_input
     from luodi.jobs.fit import fit, prepare
-    from luodi.train.loop import StopTraining
+    from luodi.train.loop import StopTraining, still_improving_message
     from luodi.train.progress import make_progress
     from luodi.train.runtime import apply_runtime
 
     store = Store(home)
     record = None
+    display = make_progress(progress)
     if resume is not None:
         if overrides:
             raise InputError("--set does not apply to --resume: a resumed run keeps the config it started with")
         record = RunRecord.resume(store, resume)
         config = validate_config(record.run.config, f"run {record.run.id} config")
-        prepared = prepare(config, record.features(), assets=record.dir)
+        with display.phase("reading and encoding the data"):
+            prepared = prepare(config, record.features(), assets=record.dir)
     else:
-        config = resolve_config(config, overrides)
-        prepared = prepare(config)
+        config, frames = resolve_config(config, overrides, target)
+        with display.phase("reading and encoding the data"):
+            prepared = prepare(config, frames=frames)
     warnings = prepared.warnings
     environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type,
                                 threads=record.run.environment.get("threads") if record else None)
     environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
+    resumed = record is not None
     if record is None:
         record = RunRecord.start(store, config, environment, prepared)
     else:
         record.continued(environment)
+    display.run(record.run.id, config.name, resumed)
 
     try:
-        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=make_progress(progress),
+        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=display,
                      callbacks=[record.epoch_callback(), *callbacks])
         report = None
         if config.report.enabled:
@@ -216,7 +239,7 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         version = record.register(fitted, report, environment) if register else None
     except KeyboardInterrupt:
         record.end("interrupted", "interrupted by the user")
-        raise
+        raise TrainingInterrupted(record.run.id) from None
     except StopTraining as stop:
         record.end(stop.status, str(stop))
         raise
@@ -225,9 +248,11 @@ def train(config: str | Path | LuodiConfig | dict[str, Any] | None = None, overr
         raise
     report_path = record.finish(fitted, report)
     result = fitted.result
+    notes = [still_improving_message(result.epochs_run)] if result.still_improving else []
     return TrainResult(
         run_id=record.run.id, model={"name": version.name, "version": version.version} if version else None,
         package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
         rows=prepared.splits.sizes(), environment=environment, warnings=warnings, report=report_path,
+        still_improving=result.still_improving, notes=notes,
     )

@@ -79,6 +79,20 @@ class FitResult:
     epochs_run: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def still_improving(self) -> bool:
+        """Stopped by the epoch cap with its best epoch the last one: more epochs would likely help."""
+        return not self.stopped_early and self.epochs_run > 1 and self.best_epoch == self.epochs_run
+
+
+STILL_IMPROVING = ("still improving when trainer.epochs stopped it (the best epoch was the last, {epochs}): raise "
+                   "trainer.epochs, e.g. --set trainer.epochs={more}")
+
+
+def still_improving_message(epochs_run: int) -> str:
+    """What the summary, the warnings and the report say when the epoch cap stopped an improving run."""
+    return STILL_IMPROVING.format(epochs=epochs_run, more=epochs_run * 2)
+
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
     """Parameter groups by (lr multiplier, weight decay); frozen parameters stay out.

@@ -1,16 +1,47 @@
-"""Progress display: a rich bar with loss and validation metrics on a terminal, one line per epoch otherwise."""
+"""Progress display: a rich bar with loss and validation metrics on a terminal; otherwise one line per epoch, and
+a line every `LUODI_PROGRESS_SECONDS` (30 s) inside a long epoch or a long data preparation, so a log shows life."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+INTERVAL_S = 30.0
+
+
+def interval_seconds() -> float:
+    """How often plain lines report inside a long step: `LUODI_PROGRESS_SECONDS`, default 30."""
+    try:
+        return max(0.01, float(os.environ.get("LUODI_PROGRESS_SECONDS", INTERVAL_S)))
+    except ValueError:
+        return INTERVAL_S
+
+
+def run_line(run_id: str, name: str, resumed: bool) -> str:
+    """The run id as soon as it exists: what `--resume` needs if the run is stopped."""
+    verb = "resumed" if resumed else "started"
+    return f"run {run_id} ({name}) {verb}; if stopped, continue with `luodi train --resume {run_id}`"
 
 
 class Progress(Protocol):
+    """What the training loop reports to."""
+
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None: ...
     def step(self, loss: float | None) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None: ...
     def close(self) -> None: ...
+
+
+class Display(Progress, Protocol):
+    """What the training job reports to: the loop's progress, the run id, and the work before the first step."""
+
+    def run(self, run_id: str, name: str, resumed: bool) -> None: ...
+    def phase(self, what: str) -> Any: ...  # a context manager
 
 
 SHOWN = ("train_loss", "val_loss", "val_accuracy", "val_roc_auc", "val_f1_macro", "val_r2", "val_rmse")
@@ -23,6 +54,12 @@ def _summary(metrics: dict[str, float], limit: int = 4) -> str:
 
 
 class Silent:
+    def run(self, run_id: str, name: str, resumed: bool) -> None: ...
+
+    @contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        yield
+
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None: ...
     def step(self, loss: float | None) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None: ...
@@ -30,19 +67,65 @@ class Silent:
 
 
 class EpochLines:
-    """Plain lines on stderr, for logs and CI where a live bar would be noise."""
+    """Plain lines on stderr, for logs and CI where a live bar would be noise: the run id, one line per epoch, and
+    one every `interval` seconds inside a long epoch or while the data is prepared (images decoded, texts tokenized).
+    """
 
-    def __init__(self) -> None:
-        self.epochs = 0
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval if interval is not None else interval_seconds()
+        self.epochs = self.steps_per_epoch = self.epoch = self.step_in_epoch = 0
+        self.loss: float | None = None
+        self.pending = ""
+        self.last = self.epoch_started = time.monotonic()
+
+    def _print(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def run(self, run_id: str, name: str, resumed: bool) -> None:
+        self.pending = run_line(run_id, name, resumed)  # printed when training starts: a build error stays alone
+
+    @contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        """A line every interval while `what` runs (a thread: the work never yields); a quick one prints nothing, so
+        an error in it stays the one line on stderr."""
+        started, done = time.monotonic(), threading.Event()
+
+        def tick() -> None:
+            while not done.wait(self.interval):
+                self._print(f"{what}: {time.monotonic() - started:.1f} s")
+
+        ticker = threading.Thread(target=tick, name="luodi-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None:
-        self.epochs = epochs
+        if self.pending:
+            self._print(self.pending)
+            self.pending = ""
+        self.epochs, self.steps_per_epoch, self.epoch, self.step_in_epoch = epochs, steps_per_epoch, epoch, step
+        self.last = self.epoch_started = time.monotonic()
 
-    def step(self, loss: float | None) -> None: ...
+    def step(self, loss: float | None) -> None:
+        self.step_in_epoch += 1
+        if loss is not None:
+            self.loss = loss
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            shown = f"{self.loss:.4f}" if self.loss is not None else "-"
+            rate = self.step_in_epoch / max(now - self.epoch_started, 1e-9)
+            self._print(f"epoch {self.epoch + 1}/{self.epochs}  step {self.step_in_epoch}/{self.steps_per_epoch}  "
+                        f"train_loss {shown}  {rate:.1f} steps/s")
 
     def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None:
         marker = " *" if best else ""
-        print(f"epoch {epoch + 1}/{self.epochs}  {_summary(metrics)}{marker}", file=sys.stderr, flush=True)
+        self._print(f"epoch {epoch + 1}/{self.epochs}  {_summary(metrics)}{marker}")
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        self.last = self.epoch_started = time.monotonic()
 
     def close(self) -> None: ...
 
@@ -62,8 +145,20 @@ class RichBar:
         )
         self.task: Any = None
         self.epochs = 0
+        self.pending = ""
+
+    def run(self, run_id: str, name: str, resumed: bool) -> None:
+        self.pending = run_line(run_id, name, resumed)  # printed when training starts, as EpochLines does
+
+    @contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        with self.bar.console.status(what + "..."):
+            yield
 
     def start(self, epochs: int, steps_per_epoch: int, epoch: int, step: int) -> None:
+        if self.pending:
+            self.bar.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
+            self.pending = ""
         self.epochs = epochs
         self.bar.start()
         self.task = self.bar.add_task("train", total=epochs * steps_per_epoch,
@@ -87,7 +182,7 @@ class RichBar:
         self.bar.stop()
 
 
-def make_progress(mode: str = "auto") -> Progress:
+def make_progress(mode: str = "auto") -> Display:
     """auto: a live bar on a terminal, epoch lines otherwise; 'lines', 'bar' or 'silent' force one."""
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "lines"
