@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import Request
 from typing_extensions import TypedDict
 
@@ -29,9 +29,11 @@ Handler = Callable[[Request], Awaitable[Any]]  # returns a Reply; starlette call
 
 
 class AliasMove(TypedDict):
-    alias: str
-    version: int
-    reason: str
+    """The admin alias move; every field bounded (a version past int64 would overflow the store's integer)."""
+
+    alias: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    version: Annotated[int, Field(ge=1, le=(1 << 63) - 1)]
+    reason: Annotated[str, StringConstraints(max_length=10_000)]
 
 
 ALIAS_MOVE = TypeAdapter(AliasMove)
@@ -102,6 +104,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         """The Gate answers infer for every served model: a request that gets here names none."""
         return v2_error(404, f"no model named {request.path_params['name']!r}")
 
+    async def v1_no_model(request: Request) -> Reply:
+        """As v2_no_model: the Gate answers predict for every served model."""
+        return v1_error(404, f"no model named {request.path_params['name']!r}")
+
     def describe(served: ServedModel, detail: bool) -> dict[str, Any]:
         loaded = served.current
         info: dict[str, Any] = {"name": loaded.name, "version": loaded.version, "backend": loaded.backend.name,
@@ -132,6 +138,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ("/v2/models/{name}/infer", v2_no_model, "POST"),
         ("/v2/models/{name}/versions/{version}/infer", v2_no_model, "POST"),
         ("/v1/models", v1_models, "GET"), ("/v1/models/{name}", v1_model, "GET"),
+        ("/v1/models/{name}/predict", v1_no_model, "POST"),
     ]
     if config.admin_keys:
         routes += admin_routes(state, model_or_404, body)

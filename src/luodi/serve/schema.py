@@ -86,8 +86,16 @@ def _bounded_text(limits: Limits) -> Any:
     return Annotated[str, StringConstraints(max_length=limits.max_string_length)]
 
 
+# JSON numbers as a field accepts them: integers within int64 (Arrow's, so a huge one cannot overflow a column),
+# and finite floats: `NaN` and `Infinity` (not JSON, but Python clients write them) are refused naming the field,
+# never imputed as missing (`null` is how a request says missing).
+Int64 = Annotated[int, Field(ge=-(1 << 63), le=(1 << 63) - 1)]
+Finite = float
+Number = Annotated[float, Field(strict=True)]  # a JSON number (an integer too), never a boolean or a string
+
+
 def _scalar(limits: Limits) -> Any:
-    return _bounded_text(limits) | bool | int | float | None
+    return _bounded_text(limits) | bool | Int64 | Finite | None
 
 
 def _first(state: dict[str, Any], key: str, default: Any) -> Any:
@@ -109,7 +117,7 @@ class FieldType:
 
 
 FIELD_TYPES: dict[str, FieldType] = {
-    "numeric": FieldType(lambda limits: float | None, "FP64", NUMERIC_TYPES,
+    "numeric": FieldType(lambda limits: Number | None, "FP64", NUMERIC_TYPES,
                          lambda state: round(float(state.get("center", 0.0)), 4), numbers_to_arrow, numbers_to_arrow,
                          packed=True),
     "category": FieldType(_scalar, "BYTES", SCALAR_TYPES,

@@ -33,6 +33,7 @@ NUMPY_TYPES = {"BOOL": np.dtype(np.bool_), "INT8": np.dtype("<i1"), "INT16": np.
                "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
                "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 PACKED = "numeric"
+MAX_TIMEOUT_US = 10**15  # microseconds (31 years): a bound, so no number overflows when it is converted
 
 
 class ProtocolError(ValueError):
@@ -155,7 +156,7 @@ def _check_input(item: Any, index: int) -> None:
     if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or \
             not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 24 for d in shape):
         raise ProtocolError(f"input {item['name']!r}: shape must be 1 or 2 non-negative integers")
-    if datatype not in SCALAR_TYPES:
+    if not isinstance(datatype, str) or datatype not in SCALAR_TYPES:
         raise ProtocolError(f"input {item['name']!r}: datatype {datatype!r} is not one of {sorted(SCALAR_TYPES)}")
     if not isinstance(item.get("parameters", {}), dict):
         raise ProtocolError(f"input {item['name']!r}: parameters must be an object")
@@ -227,14 +228,17 @@ def _options(header: dict[str, Any], available: list[str]) -> tuple[str | None, 
     outputs, binary = list(available), set(available) if parameters.get("binary_data_output") is True else set()
     requested = header.get("outputs")
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(o, dict) and o.get("name") in available
-                                                      for o in requested):
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                      and o["name"] in available for o in requested):
             raise ProtocolError(f"'outputs' must name outputs among {available}")
+        if not all(isinstance(o.get("parameters", {}), dict | None) for o in requested):
+            raise ProtocolError("outputs[].parameters must be an object")
         outputs = [o["name"] for o in requested]
         binary = {o["name"] for o in requested if (o.get("parameters") or {}).get("binary_data") is True}
     timeout = parameters.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
-        raise ProtocolError("parameters.timeout must be a positive number of microseconds")
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+                                or not 0 < timeout <= MAX_TIMEOUT_US):
+        raise ProtocolError(f"parameters.timeout must be a positive number of microseconds, at most {MAX_TIMEOUT_US}")
     return request_id, outputs, binary, timeout / 1e6 if timeout else None
 
 
