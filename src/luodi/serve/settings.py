@@ -40,6 +40,8 @@ class ServeConfig(BaseModel):
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="Fraction of requests kept in the prediction log.")
     log_max_bytes: int = Field(64 << 20, ge=0, description="Prediction log size per model before old files go.")
     log_flush_s: float = Field(2.0, gt=0, description="How often the prediction log is written.")
+    strict: bool = Field(False, description="Values never seen in training are refused (422 naming the column), "
+                         "as luodi predict --strict does; off: answered as unknown, with a warning.")
     access_log: bool = Field(False, description="uvicorn's per-request access log (costs throughput).")
 
 

@@ -162,6 +162,14 @@ def _check_input(item: Any, index: int) -> None:
         raise ProtocolError(f"input {item['name']!r}: parameters must be an object")
 
 
+def _check_finite(block: np.ndarray, names: list[str]) -> None:
+    """Infinity is refused naming the field. NaN is how a numeric tensor (which has no null) says missing, as a NaN
+    cell does in a CSV file for `luodi predict`; it is imputed as in training."""
+    if block.dtype.kind == "f" and np.isinf(block).any():
+        column = int(np.flatnonzero(np.isinf(block).any(axis=0))[0])
+        raise ProtocolError(f"input field {names[column]!r}: Infinity is not accepted (NaN means missing)")
+
+
 def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -> InferRequest:
     """Decode and check a v2 infer body into request columns (one per input field)."""
     if header_length is not None and not 0 < header_length <= len(body):
@@ -195,6 +203,7 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
             if datatype not in NUMERIC_TYPES or len(shape) != 2 or shape[1] != len(numeric):
                 raise ProtocolError(f"input {packed!r} must be a numeric [rows, {len(numeric)}] tensor ({numeric})")
             block = np.asarray(values).reshape(shape)
+            _check_finite(block, numeric)
             columns.update(zip(numeric, block.T, strict=True))  # column views, made in one C loop
         else:
             kind = known[name].kind
@@ -202,7 +211,9 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
                 raise ProtocolError(f"input {name!r} ({known[name].type}) does not take {datatype}")
             if len(shape) == 2 and shape[1] != 1:
                 raise ProtocolError(f"input {name!r} must have shape [rows] or [rows, 1]")
-            if datatype != "BYTES" and not kind.packed:
+            if kind.packed:
+                _check_finite(np.asarray(values).reshape(-1, 1), [name])
+            elif datatype != "BYTES":
                 values = [arrow_text(value) for value in np.asarray(values).tolist()]
             columns[name] = values
         if rows is not None and shape[0] != rows:
@@ -278,5 +289,7 @@ def infer_response(name: str, version: int, request: InferRequest, predictions: 
     head: dict[str, Any] = {"model_name": name, "model_version": str(version), "outputs": outputs}
     if request.request_id is not None:
         head["id"] = request.request_id
+    if predictions.warnings:  # values the model never saw (answered as unknown)
+        head["parameters"] = {"warnings": list(predictions.warnings)}
     header = orjson.dumps(head)
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)
