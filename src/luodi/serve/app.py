@@ -31,7 +31,7 @@ from luodi.serve.model import Loaded, Reference, ServedModel, load_version
 from luodi.serve.openapi import build_openapi
 from luodi.serve.predlog import PredictionLog
 from luodi.serve.replies import Reply
-from luodi.serve.routes import add_routes
+from luodi.serve.routes import add_docs, add_routes
 from luodi.serve.settings import ServeConfig
 from luodi.serve.state import ServerState
 
@@ -89,8 +89,9 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
                 batcher.close()
             state.predlog.close()
 
-    app = FastAPI(title="luodi", lifespan=lifespan, redoc_url=None)
+    app = FastAPI(title="luodi", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.luodi = state
+    add_docs(app)
 
     async def http_error(request: Request, error: Exception) -> Reply:
         """FastAPI's own refusals (no such path, method not allowed) in the route's error shape."""

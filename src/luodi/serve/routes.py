@@ -146,6 +146,43 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         app.router.add_route(path, handler, methods=[method], include_in_schema=False)
 
 
+DOCS_ASSETS = "/docs-assets"
+# The docs pages may load only from this server: ReDoc's footer logo (which it hides when it cannot load) and any
+# future asset are refused by the browser, so the pages never reach another host, online or not.
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+
+
+def add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets installed with luodi (fastapi-offline ships them), never a CDN:
+    the pages render on a machine without internet."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    async def swagger(request: Request) -> Any:
+        return _self_only(get_swagger_ui_html(openapi_url="/openapi.json", title="luodi - API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png"))
+
+    async def redoc(request: Request) -> Any:
+        return _self_only(get_redoc_html(openapi_url="/openapi.json", title="luodi - API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False))
+
+    def _self_only(page: Any) -> Any:
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    app.router.add_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.router.add_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
+
+
 def admin_routes(state: ServerState, model_or_404: Callable[..., Any], body: Callable[..., Any]
                  ) -> list[tuple[str, Handler, str]]:
     """Reload now, and move an alias (then reload): only registered when an admin key exists."""
