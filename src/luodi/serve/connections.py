@@ -35,61 +35,72 @@ def connection_cap(max_connections: int) -> int:
 
 
 def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[HttpToolsProtocol]:
-    """An httptools protocol class with a header deadline and a connection cap (one set of waiting connections
-    per server, shared by its connections)."""
+    """An httptools protocol class with a header deadline and a connection cap (its bookkeeping is shared by the
+    connections of one server).
+
+    A request pays two dict updates: the deadline is enforced by one timer per server that sweeps the connections
+    still reading their headers about once a second, not by a timer per request.
+    """
     cap = connection_cap(max_connections)
-    waiting: dict[GuardedProtocol, None] = {}  # connections with no request in progress, oldest first
-    warned = [0.0]  # when the cap was last logged: once a minute at most, however many connections it drops
+    reading: dict[GuardedProtocol, float] = {}  # sending a request line and headers -> since when; oldest first
+    idle: dict[GuardedProtocol, None] = {}  # keep-alive, between requests (uvicorn's keep-alive timeout closes them)
+    sweeping: list[asyncio.TimerHandle] = []
+    warned = [-1e9]  # when the cap was last logged: once a minute at most, however many connections it drops
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        sweeping.clear()
+        expired = loop.time() - header_timeout_s
+        for connection, since in list(reading.items()):
+            if since > expired:
+                break
+            connection.drop()
+        if reading:
+            sweeping.append(loop.call_later(min(1.0, header_timeout_s), sweep, loop))
 
     class GuardedProtocol(HttpToolsProtocol):
-        _deadline: asyncio.TimerHandle | None = None
-
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > cap:
-                oldest = next(iter(waiting), None)
-                if oldest is None:  # every connection is busy with a request: this one waits its turn elsewhere
+                oldest = next(iter(idle), None) or next(iter(reading), None)
+                if oldest is None:  # every connection has a request in progress: this one is refused
                     transport.close()
                     return
                 if self.loop.time() - warned[0] > 60:
                     warned[0] = self.loop.time()
                     log.warning("%d connections open (cap %d): closing the longest idle ones", len(self.connections),
                                 cap)
-                oldest._drop()
-            self._wait_for_headers()
+                oldest.drop()
+            self.read_headers()
 
-        def _wait_for_headers(self) -> None:
-            waiting[self] = None
-            if self._deadline is None:
-                self._deadline = self.loop.call_later(header_timeout_s, self._drop)
+        def read_headers(self) -> None:
+            idle.pop(self, None)
+            if self not in reading:
+                reading[self] = self.loop.time()
+                if not sweeping:
+                    sweeping.append(self.loop.call_later(min(1.0, header_timeout_s), sweep, self.loop))
 
-        def _drop(self) -> None:
-            waiting.pop(self, None)
-            self._deadline = None
+        def drop(self) -> None:
+            reading.pop(self, None)
+            idle.pop(self, None)
             if not self.transport.is_closing():
                 self.transport.close()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._wait_for_headers()  # a keep-alive connection's next request: headers within the deadline again
+            self.read_headers()  # a keep-alive connection's next request: its headers have the deadline too
 
         def on_headers_complete(self) -> None:
-            waiting.pop(self, None)
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            reading.pop(self, None)
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing():
-                waiting[self] = None  # idle on keep-alive (uvicorn's keep-alive timeout closes it): evictable
+            if not self.transport.is_closing() and self not in reading:
+                idle[self] = None
 
         def connection_lost(self, exc: Exception | None) -> None:
-            waiting.pop(self, None)
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            reading.pop(self, None)
+            idle.pop(self, None)
             super().connection_lost(exc)
 
     return GuardedProtocol
