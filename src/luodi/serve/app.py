@@ -21,14 +21,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from luodi.errors import InputError
 from luodi.serve.inference import endpoints as builtin_endpoints
-from luodi.serve.middleware import Endpoint, Gate
+from luodi.serve.middleware import Endpoint, Gate, error_shape
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
 from luodi.serve.openapi import build_openapi
 from luodi.serve.predlog import PredictionLog
-from luodi.serve.routes import add_routes
+from luodi.serve.replies import Reply
+from luodi.serve.routes import add_docs, add_routes
 from luodi.serve.settings import ServeConfig
 from luodi.serve.state import ServerState
 
@@ -86,8 +89,17 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
                 batcher.close()
             state.predlog.close()
 
-    app = FastAPI(title="luodi", lifespan=lifespan, redoc_url=None)
+    app = FastAPI(title="luodi", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.luodi = state
+    add_docs(app)
+
+    async def http_error(request: Request, error: Exception) -> Reply:
+        """FastAPI's own refusals (no such path, method not allowed) in the route's error shape."""
+        assert isinstance(error, HTTPException)
+        headers = dict(error.headers or {})
+        return error_shape(request.url.path)(error.status_code, str(error.detail), headers)
+
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # a Reply is an ASGI app
     add_routes(app, state)
     served = [endpoint for make in (builtin_endpoints, *endpoints) for endpoint in make(state)]
     app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]

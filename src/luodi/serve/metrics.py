@@ -47,6 +47,8 @@ class Metrics:
                                 ["model", "version", "backend"], multiprocess_mode="livemax", registry=registry)
         self.reloads = Counter("luodi_reloads", "Hot reloads by outcome (loaded, refused).", ["model", "outcome"],
                                registry=registry)
+        self.unseen = Counter("luodi_unseen_values", "Request values never seen in training (answered as unknown, "
+                              "or refused when strict), by model and column.", ["model", "column"], registry=registry)
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
 

@@ -41,9 +41,9 @@ from luodi.serve.replies import (
     Scope,
     Send,
     StreamedReply,
-    json_reply,
     send_stream,
     v1_error,
+    v2_error,
 )
 
 if TYPE_CHECKING:
@@ -155,6 +155,16 @@ def _matches(token: bytes, keys: tuple[bytes, ...]) -> bool:
     return matched
 
 
+def error_shape(path: str) -> Callable[..., Reply]:
+    """The error helper of a route outside the Gate's endpoints: the v2 protocol's under /v2, else /v1's."""
+    return v2_error if path == "/v2" or path.startswith("/v2/") else v1_error
+
+
+def with_header(reply: Reply, name: bytes, value: bytes) -> Reply:
+    reply.headers.append((name, value))
+    return reply
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -246,11 +256,11 @@ class Gate:
     async def _answer(self, scope: Scope, receive: Receive, head: Head, target: Target, endpoint: Endpoint
                       ) -> Reply | StreamedReply | None:
         if scope["method"] != "POST":
-            return json_reply(405, {"error": "use POST"}, {"Allow": "POST"})
+            return with_header(endpoint.error(405, "use POST"), b"allow", b"POST")
         try:
             body = await read_body(receive, self.max_body_bytes)
         except BodyTooLarge:
-            return json_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
+            return endpoint.error(413, f"the body is larger than {self.max_body_bytes} bytes")
         except ConnectionResetError:
             return None
         if endpoint.body_routed:
@@ -264,7 +274,7 @@ class Gate:
             reply = await endpoint.handler(target, head, body)
         except Exception:  # noqa: BLE001 - one broken request answers 500; the server goes on
             log.exception("%s %s failed", scope["method"], scope["path"])
-            return json_reply(500, {"error": "internal error; see the server log"})
+            return endpoint.error(500, "internal error; see the server log")
         if endpoint.body_routed and reply.model is None:
             reply.model = target.model
         return reply
@@ -285,21 +295,22 @@ class Gate:
             streams.closed()
 
     def _check(self, scope: Scope, head: Head, label: str, endpoint: Endpoint | None) -> Reply | None:
+        error = endpoint.error if endpoint is not None else error_shape(scope["path"])
         if self.api_keys and scope["path"] not in OPEN_PATHS:
             scheme, _, token = head.authorization.partition(b" ")
             keys = self.admin_keys if label == "admin" else self.api_keys
             if scheme.lower() != b"bearer" or not _matches(token.strip(), keys):
-                return json_reply(401, {"error": "missing or invalid API key (Authorization: Bearer KEY)"},
-                                  {"WWW-Authenticate": "Bearer"})
+                return with_header(error(401, "missing or invalid API key (Authorization: Bearer KEY)"),
+                                   b"www-authenticate", b"Bearer")
         if scope["method"] == "POST":
             kind = head.content_type.split(b";")[0].strip().lower()
             accepted = endpoint.content_types if endpoint is not None else (JSON,)
             if kind and kind not in accepted:
-                return json_reply(415, {"error": f"content type {kind.decode('latin-1')!r} is not accepted; "
-                                                 f"send {accepted[0].decode()}"})
+                return error(415, f"content type {kind.decode('latin-1')!r} is not accepted; "
+                                  f"send {accepted[0].decode()}")
             if head.content_encoding and head.content_encoding.strip().lower() != b"identity":
-                return json_reply(415, {"error": "compressed request bodies are not accepted"})
+                return error(415, "compressed request bodies are not accepted")
             length = head.content_length
             if length and (not length.isdigit() or int(length) > self.max_body_bytes):
-                return json_reply(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
+                return error(413, f"the body is larger than {self.max_body_bytes} bytes")
         return None

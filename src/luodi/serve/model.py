@@ -14,11 +14,12 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from luodi.errors import InputError
+from luodi.features.unseen import Unseen
 from luodi.package import ModelPackage, load_package, verify_package
 from luodi.serve.backends import Backend, check_backend, choose_backend
 from luodi.serve.schema import Limits, ServingSchema, concat_columns
@@ -66,6 +67,7 @@ class Loaded:
     backend: Backend
     schema: ServingSchema
     loaded_at: float
+    strict: bool = False  # values never seen in training are an InputError (422), not a warning
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def load_version(reference: Reference, config: ServeConfig) -> Loaded:
     package = load_package(path)
     schema = ServingSchema(package.manifest, Limits(config.max_rows, config.max_string_length))
     loaded = Loaded(name, version, package, choose_backend(package, config.backend, config.threads), schema,
-                    time.time())
+                    time.time(), config.strict)
     warm_up(loaded, config.max_batch_size)
     return loaded
 
@@ -111,7 +113,7 @@ def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Predictions | Ex
     names = loaded.schema.names
     columns = {name: concat_columns([payload.columns[name] for payload in payloads]) for name in names}
     try:
-        _, encoded = loaded.package.encode(loaded.schema.table(columns), "request")
+        _, encoded = loaded.package.encode(loaded.schema.table(columns), "request", strict=loaded.strict)
         outputs = loaded.backend.run(encoded)
     except InputError as error:
         if len(payloads) == 1:
@@ -119,14 +121,25 @@ def _run_group(loaded: Loaded, payloads: list[Payload]) -> list[Predictions | Ex
         return [_run_group(loaded, [payload])[0] for payload in payloads]  # isolate the bad request
     predictions = loaded.package.decode(outputs)
     if len(payloads) == 1:
-        return [predictions]
+        return [_with_unseen(predictions, encoded.unseen)]
     results: list[Predictions | Exception] = []
     start = 0
     for payload in payloads:
         end = start + payload.rows
-        results.append(predictions.slice(start, end))
+        part = predictions.slice(start, end)
+        results.append(_with_unseen(part, _unseen(loaded, payload)) if encoded.unseen.counts else part)
         start = end
     return results
+
+
+def _unseen(loaded: Loaded, payload: Payload) -> Unseen:
+    """Which of a batch's requests brought the unseen values: each is encoded again alone (only when some did)."""
+    _, encoded = loaded.package.encode(loaded.schema.table(payload.columns), "request")
+    return encoded.unseen
+
+
+def _with_unseen(predictions: Predictions, unseen: Unseen) -> Predictions:
+    return replace(predictions, warnings=tuple(unseen.messages()), unseen=tuple(unseen.counts.items()))
 
 
 def run_batch(payloads: list[Payload]) -> list[Predictions | Exception]:

@@ -20,7 +20,12 @@ from luodi.serve.state import ServerState
 from luodi.serve.v2 import SCALAR_TYPES, model_metadata, packed_name
 
 JSON = "application/json"
-V1_ERROR = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+# Every error outside /v2: `{"detail": "message"}`, or for a request that fails validation a list naming each field.
+V1_ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
+    {"type": "string"},
+    {"type": "array", "items": {"type": "object", "required": ["loc", "msg", "type"], "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"}, "type": {"type": "string"}}}}]}}}
 V2_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 ANY_OBJECT = {"type": "object", "additionalProperties": True}
 
@@ -43,6 +48,11 @@ def _get(summary: str, schema: dict[str, Any], codes: list[int], error: dict[str
          operation: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "operationId": operation,
                     "responses": {"200": _response("OK", schema), **_errors(codes, error, secured)}}}
+
+
+def _open(path: dict[str, Any]) -> dict[str, Any]:
+    """A route that answers without a key even when keys are configured (the probes)."""
+    return {method: {**operation, "security": []} for method, operation in path.items()}
 
 
 def _v2_request(input_names: list[str], max_inputs: int, output_names: list[str]) -> dict[str, Any]:
@@ -153,8 +163,9 @@ def build_openapi(app: FastAPI, state: ServerState, endpoints: Sequence[Endpoint
     secured = bool(state.config.api_keys or state.config.admin_keys)
     components: dict[str, Any] = {}
     paths: dict[str, Any] = {
-        "/livez": _get("The process is alive", ANY_OBJECT, [], V1_ERROR, False, "livez"),
-        "/readyz": _get("Models loaded and warmed, not draining", ANY_OBJECT, [503], V1_ERROR, False, "readyz"),
+        "/livez": _open(_get("The process is alive", ANY_OBJECT, [], V1_ERROR, False, "livez")),
+        "/readyz": _open(_get("Models loaded and warmed, not draining", ANY_OBJECT, [503], V1_ERROR, False,
+                              "readyz")),
         "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": {
             "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
             **_errors([], V1_ERROR, secured)}}},

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import Request
 from typing_extensions import TypedDict
 
@@ -29,9 +29,11 @@ Handler = Callable[[Request], Awaitable[Any]]  # returns a Reply; starlette call
 
 
 class AliasMove(TypedDict):
-    alias: str
-    version: int
-    reason: str
+    """The admin alias move; every field bounded (a version past int64 would overflow the store's integer)."""
+
+    alias: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    version: Annotated[int, Field(ge=1, le=(1 << 63) - 1)]
+    reason: Annotated[str, StringConstraints(max_length=10_000)]
 
 
 ALIAS_MOVE = TypeAdapter(AliasMove)
@@ -102,6 +104,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         """The Gate answers infer for every served model: a request that gets here names none."""
         return v2_error(404, f"no model named {request.path_params['name']!r}")
 
+    async def v1_no_model(request: Request) -> Reply:
+        """As v2_no_model: the Gate answers predict for every served model."""
+        return v1_error(404, f"no model named {request.path_params['name']!r}")
+
     def describe(served: ServedModel, detail: bool) -> dict[str, Any]:
         loaded = served.current
         info: dict[str, Any] = {"name": loaded.name, "version": loaded.version, "backend": loaded.backend.name,
@@ -132,11 +138,49 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ("/v2/models/{name}/infer", v2_no_model, "POST"),
         ("/v2/models/{name}/versions/{version}/infer", v2_no_model, "POST"),
         ("/v1/models", v1_models, "GET"), ("/v1/models/{name}", v1_model, "GET"),
+        ("/v1/models/{name}/predict", v1_no_model, "POST"),
     ]
     if config.admin_keys:
         routes += admin_routes(state, model_or_404, body)
     for path, handler, method in routes:
         app.router.add_route(path, handler, methods=[method], include_in_schema=False)
+
+
+DOCS_ASSETS = "/docs-assets"
+# The docs pages may load only from this server: ReDoc's footer logo (which it hides when it cannot load) and any
+# future asset are refused by the browser, so the pages never reach another host, online or not.
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+
+
+def add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets installed with luodi (fastapi-offline ships them), never a CDN:
+    the pages render on a machine without internet."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    async def swagger(request: Request) -> Any:
+        return _self_only(get_swagger_ui_html(openapi_url="/openapi.json", title="luodi - API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png"))
+
+    async def redoc(request: Request) -> Any:
+        return _self_only(get_redoc_html(openapi_url="/openapi.json", title="luodi - API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False))
+
+    def _self_only(page: Any) -> Any:
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    app.router.add_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.router.add_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
 
 
 def admin_routes(state: ServerState, model_or_404: Callable[..., Any], body: Callable[..., Any]

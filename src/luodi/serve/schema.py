@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from luodi.config import TargetConfig
 from luodi.errors import InputError
@@ -86,8 +86,16 @@ def _bounded_text(limits: Limits) -> Any:
     return Annotated[str, StringConstraints(max_length=limits.max_string_length)]
 
 
+# JSON numbers as a field accepts them: integers within int64 (Arrow's, so a huge one cannot overflow a column),
+# and finite floats: `NaN` and `Infinity` (not JSON, but Python clients write them) are refused naming the field,
+# never imputed as missing (`null` is how a request says missing).
+Int64 = Annotated[int, Field(ge=-(1 << 63), le=(1 << 63) - 1)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # a JSON number (an integer too), never a boolean
+
+
 def _scalar(limits: Limits) -> Any:
-    return _bounded_text(limits) | bool | int | float | None
+    return _bounded_text(limits) | bool | Int64 | Finite | None
 
 
 def _first(state: dict[str, Any], key: str, default: Any) -> Any:
@@ -109,7 +117,7 @@ class FieldType:
 
 
 FIELD_TYPES: dict[str, FieldType] = {
-    "numeric": FieldType(lambda limits: float | None, "FP64", NUMERIC_TYPES,
+    "numeric": FieldType(lambda limits: Number | None, "FP64", NUMERIC_TYPES,
                          lambda state: round(float(state.get("center", 0.0)), 4), numbers_to_arrow, numbers_to_arrow,
                          packed=True),
     "category": FieldType(_scalar, "BYTES", SCALAR_TYPES,
@@ -188,13 +196,17 @@ class ServingSchema:
         return pa.table({field.name: field.kind.to_arrow(columns[field.name]) for field in self.fields})
 
     def v1_response(self, name: str, version: int, predictions: Predictions) -> bytes:
-        return orjson.dumps({"model": name, "version": version, "predictions": predictions.rows()})
+        reply: dict[str, Any] = {"model": name, "version": version, "predictions": predictions.rows()}
+        if predictions.warnings:
+            reply["warnings"] = list(predictions.warnings)
+        return orjson.dumps(reply)
 
     def openapi(self, prefix: str) -> dict[str, Any]:
         """/v1 request and response JSON schemas, their definitions named `prefix.X`, and an example request."""
         row = {spec.name: OUTPUT_ANNOTATIONS[spec.kind](spec) for spec in self.outputs}
         response = typed_dict("PredictResponse", {
-            "model": str, "version": int, "predictions": list[typed_dict("PredictionRow", row)]})  # type: ignore
+            "model": str, "version": int, "predictions": list[typed_dict("PredictionRow", row)],  # type: ignore
+            "warnings": NotRequired[list[str]]})
         template = f"#/components/schemas/{prefix}.{{model}}"
         components: dict[str, Any] = {}
         schemas = {}

@@ -60,8 +60,12 @@ def bind(config: ServeConfig) -> socket.socket:
 def uvicorn_config(app: Any, config: ServeConfig, log_level: str = "info") -> Any:
     import uvicorn
 
+    from luodi.serve.connections import guarded_protocol
+
     return uvicorn.Config(app, lifespan="on", access_log=config.access_log, log_level=log_level,
-                          timeout_graceful_shutdown=math.ceil(config.drain_timeout_s), timeout_keep_alive=5,
+                          timeout_graceful_shutdown=math.ceil(config.drain_timeout_s),
+                          timeout_keep_alive=config.keep_alive_timeout_s,  # type: ignore[arg-type]  # call_later
+                          http=guarded_protocol(config.header_timeout_s, config.max_connections),
                           server_header=False, proxy_headers=False)
 
 

@@ -40,6 +40,15 @@ class ServeConfig(BaseModel):
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="Fraction of requests kept in the prediction log.")
     log_max_bytes: int = Field(64 << 20, ge=0, description="Prediction log size per model before old files go.")
     log_flush_s: float = Field(2.0, gt=0, description="How often the prediction log is written.")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="A connection's request line and headers must "
+                                    "arrive within this many seconds of it opening (or of its next request), "
+                                    "else it is closed.")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=3600, description="An idle keep-alive connection is closed "
+                                        "after this many seconds.")
+    max_connections: int = Field(1000, ge=16, le=1_000_000, description="Open connections per process (lowered to "
+                                 "fit the open-file limit); past it a new one evicts the longest idle connection.")
+    strict: bool = Field(False, description="Values never seen in training are refused (422 naming the column), "
+                         "as luodi predict --strict does; off: answered as unknown, with a warning.")
     access_log: bool = Field(False, description="uvicorn's per-request access log (costs throughput).")
 
 

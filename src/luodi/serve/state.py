@@ -77,6 +77,8 @@ class ServerState:
 
     def record(self, endpoint: str, loaded: Loaded, payload: Payload, result: Predictions, started: float,
                request_id: str | None = None) -> None:
+        for column, count in result.unseen:
+            self.metrics.unseen.labels(loaded.name, column).inc(count)
         if self.predlog is not None:
             self.predlog.add(loaded.name, loaded.version, loaded.schema, endpoint, request_id,
                              (time.perf_counter() - started) * 1000, payload.columns, result)

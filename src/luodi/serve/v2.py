@@ -33,6 +33,7 @@ NUMPY_TYPES = {"BOOL": np.dtype(np.bool_), "INT8": np.dtype("<i1"), "INT16": np.
                "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
                "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 PACKED = "numeric"
+MAX_TIMEOUT_US = 10**15  # microseconds (31 years): a bound, so no number overflows when it is converted
 
 
 class ProtocolError(ValueError):
@@ -155,10 +156,18 @@ def _check_input(item: Any, index: int) -> None:
     if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or \
             not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 24 for d in shape):
         raise ProtocolError(f"input {item['name']!r}: shape must be 1 or 2 non-negative integers")
-    if datatype not in SCALAR_TYPES:
+    if not isinstance(datatype, str) or datatype not in SCALAR_TYPES:
         raise ProtocolError(f"input {item['name']!r}: datatype {datatype!r} is not one of {sorted(SCALAR_TYPES)}")
     if not isinstance(item.get("parameters", {}), dict):
         raise ProtocolError(f"input {item['name']!r}: parameters must be an object")
+
+
+def _check_finite(block: np.ndarray, names: list[str]) -> None:
+    """Infinity is refused naming the field. NaN is how a numeric tensor (which has no null) says missing, as a NaN
+    cell does in a CSV file for `luodi predict`; it is imputed as in training."""
+    if block.dtype.kind == "f" and np.isinf(block).any():
+        column = int(np.flatnonzero(np.isinf(block).any(axis=0))[0])
+        raise ProtocolError(f"input field {names[column]!r}: Infinity is not accepted (NaN means missing)")
 
 
 def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -> InferRequest:
@@ -194,6 +203,7 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
             if datatype not in NUMERIC_TYPES or len(shape) != 2 or shape[1] != len(numeric):
                 raise ProtocolError(f"input {packed!r} must be a numeric [rows, {len(numeric)}] tensor ({numeric})")
             block = np.asarray(values).reshape(shape)
+            _check_finite(block, numeric)
             columns.update(zip(numeric, block.T, strict=True))  # column views, made in one C loop
         else:
             kind = known[name].kind
@@ -201,7 +211,9 @@ def parse_infer(body: bytes, header_length: int | None, schema: ServingSchema) -
                 raise ProtocolError(f"input {name!r} ({known[name].type}) does not take {datatype}")
             if len(shape) == 2 and shape[1] != 1:
                 raise ProtocolError(f"input {name!r} must have shape [rows] or [rows, 1]")
-            if datatype != "BYTES" and not kind.packed:
+            if kind.packed:
+                _check_finite(np.asarray(values).reshape(-1, 1), [name])
+            elif datatype != "BYTES":
                 values = [arrow_text(value) for value in np.asarray(values).tolist()]
             columns[name] = values
         if rows is not None and shape[0] != rows:
@@ -227,14 +239,17 @@ def _options(header: dict[str, Any], available: list[str]) -> tuple[str | None, 
     outputs, binary = list(available), set(available) if parameters.get("binary_data_output") is True else set()
     requested = header.get("outputs")
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(o, dict) and o.get("name") in available
-                                                      for o in requested):
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                      and o["name"] in available for o in requested):
             raise ProtocolError(f"'outputs' must name outputs among {available}")
+        if not all(isinstance(o.get("parameters", {}), dict | None) for o in requested):
+            raise ProtocolError("outputs[].parameters must be an object")
         outputs = [o["name"] for o in requested]
         binary = {o["name"] for o in requested if (o.get("parameters") or {}).get("binary_data") is True}
     timeout = parameters.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
-        raise ProtocolError("parameters.timeout must be a positive number of microseconds")
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+                                or not 0 < timeout <= MAX_TIMEOUT_US):
+        raise ProtocolError(f"parameters.timeout must be a positive number of microseconds, at most {MAX_TIMEOUT_US}")
     return request_id, outputs, binary, timeout / 1e6 if timeout else None
 
 
@@ -274,5 +289,7 @@ def infer_response(name: str, version: int, request: InferRequest, predictions: 
     head: dict[str, Any] = {"model_name": name, "model_version": str(version), "outputs": outputs}
     if request.request_id is not None:
         head["id"] = request.request_id
+    if predictions.warnings:  # values the model never saw (answered as unknown)
+        head["parameters"] = {"warnings": list(predictions.warnings)}
     header = orjson.dumps(head)
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)

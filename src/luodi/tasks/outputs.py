@@ -62,6 +62,10 @@ class Predictions:
     """A task's outputs for a block of rows, in input order; the first output is the prediction itself."""
 
     outputs: tuple[Output, ...]
+    # What encoding these rows found that training never saw (`Unseen.messages()`, and (column, values) counts):
+    # a server answers with the messages and counts them.
+    warnings: tuple[str, ...] = ()
+    unseen: tuple[tuple[str, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.outputs[0].data)
