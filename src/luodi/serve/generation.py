@@ -268,12 +268,9 @@ class Scheduler:
         """Choose each running sequence's next token from its logits, then run the model one step for those that
         go on."""
         going = []
-        for sequence in self.running:
-            if sequence.cancelled:
-                continue
+        active = [sequence for sequence in self.running if not sequence.cancelled]
+        for sequence, token in zip(active, self._choose(active), strict=True):
             assert sequence.logits is not None
-            seen = torch.tensor(sequence.seen, device=sequence.logits.device)
-            token = choose(sequence.logits, seen, sequence.sampling, sequence.generator)
             if token == self.eos_id and not sequence.ignore_eos:
                 self._finish(sequence, "stop")
                 continue
@@ -300,6 +297,21 @@ class Scheduler:
                 logits, sequence.cache = self.model.decode(  # type: ignore[operator]
                     torch.tensor([[sequence.seen[-1]]], device=device), sequence.cache)
                 sequence.logits = logits[0, -1]
+
+    def _choose(self, sequences: list[Sequence]) -> list[int]:
+        """Each sequence's next token: the greedy ones in one argmax over their stacked logits."""
+        plain = [s.sampling.temperature == 0 and s.sampling.repetition_penalty == 1.0 for s in sequences]
+        greedy = [s.logits for s, simple in zip(sequences, plain, strict=True) if simple]
+        best = iter(torch.stack(greedy).argmax(-1).tolist() if greedy else [])  # type: ignore[arg-type]
+        tokens = []
+        for sequence, simple in zip(sequences, plain, strict=True):
+            if simple:
+                tokens.append(next(best))
+            else:
+                assert sequence.logits is not None
+                seen = torch.tensor(sequence.seen, device=sequence.logits.device)
+                tokens.append(choose(sequence.logits, seen, sequence.sampling, sequence.generator))
+        return tokens
 
     def _token(self, sequence: Sequence, token: Token) -> None:
         now = time.perf_counter()

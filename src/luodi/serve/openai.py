@@ -66,15 +66,25 @@ class Choice:
     pending: list[Token] = field(default_factory=list)  # tokens whose logprobs were not given out yet
     finish: str | None = None
     text: str = ""
+    settled: int = 0  # tokens whose text is whole characters, decoded once (`settled_text`)
+    settled_text: str = ""
 
     def add(self, token: Token) -> str:
         """The new piece of text after `token` ('' when held back); sets `finish` at a stop sequence."""
         assert token.token is not None
         self.tokens.append(token.token)
         self.pending.append(token)
-        self.text = self.target.decode(self.tokens)
+        # Decoding every token at every step would cost time quadratic in the length: decode a window from a few
+        # tokens before the last whole character, and keep what it adds after them (as vLLM does; a window, not
+        # the new tokens alone, since some tokenizers drop a leading space from the first token they decode).
+        start = max(0, self.settled - 4)
+        head = self.target.decode(self.tokens[start:self.settled])
+        window = self.target.decode(self.tokens[start:])
+        self.text = (self.settled_text + window[len(head):] if window.startswith(head)
+                     else self.target.decode(self.tokens))
         if self.text.endswith("\ufffd"):
             return ""
+        self.settled, self.settled_text = len(self.tokens), self.text
         found = [index for index in (self.text.find(stop) for stop in self.stops if stop) if index >= 0]
         if found:
             self.finish = "stop"
