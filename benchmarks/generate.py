@@ -87,16 +87,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the tiny model, one round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--threads", type=int, default=1, help="the server's model threads (luodi serve --threads)")
     options = parser.parse_args()
-    names, count = (["tiny"], 1) if options.quick else (list(MODELS), options.rounds)
+    names, count = (["tiny"], 1) if options.quick else (options.models, options.rounds)
     report: dict[str, Any] = {"machine": platform.platform(), "tokens": options.tokens, "requests": 8,
+                              "threads": options.threads,
                               "models": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             folder = Path(scratch) / name
             folder.mkdir()
             home = train(folder, name)
-            with luodi_server(name, home) as server:
+            with luodi_server(name, home, "--threads", str(options.threads)) as server:
                 asyncio.run(run(server.port, name, 8, True))  # warm the worker and the client
                 rounds: list[dict[str, Any]] = []
                 for index in range(count):

@@ -182,7 +182,8 @@ class Scheduler:
         self.running: list[Sequence] = []
         self.lock = threading.Condition()
         self.worker: threading.Thread | None = None
-        self.closed = False
+        self.outbox: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[tuple[int, Token]], tuple[int, Token]]]
+                          ] = {}  # the tokens of this step, per event loop (touched by the worker only)
 
     # ------------------------------------------------------------------ called from the event loop
     def submit(self, sequence: Sequence) -> None:
@@ -215,11 +216,13 @@ class Scheduler:
             with torch.inference_mode():
                 while self._admit():
                     self._step()
+                    self._flush()
         except Exception:  # noqa: BLE001 - every sequence gets an end; the next request starts a new worker
             log.exception("the generation worker failed")
             with self.lock:
                 for sequence in [*self.running, *self.waiting]:
                     self._send(sequence, Token(None, finish="error"))
+                self._flush()
                 self._release(self.running)
                 self.waiting.clear()
                 self.worker = None
@@ -328,9 +331,15 @@ class Scheduler:
         sequence.cancelled = True  # released at the next admission, before the next step
 
     def _send(self, sequence: Sequence, token: Token) -> None:
+        """Queue a token for its request; `_flush` hands the step's tokens to the event loop in one wake-up."""
         if sequence.loop is not None:
+            self.outbox.setdefault(sequence.loop, []).append((sequence.events, (sequence.index, token)))
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, {}
+        for loop, items in outbox.items():
             with contextlib.suppress(RuntimeError):  # the event loop closed: the server is gone
-                sequence.loop.call_soon_threadsafe(sequence.events.put_nowait, (sequence.index, token))
+                loop.call_soon_threadsafe(_deliver, items)
 
     def _release(self, sequences: list[Sequence]) -> None:
         """Free the slots of `sequences` (the lock is held)."""
@@ -342,6 +351,12 @@ class Scheduler:
             sequence.cache = sequence.logits = None
         self.free.sort()  # the lowest slots first, so the running ones stay contiguous more often
         self.metrics.running.set(len(self.running))
+
+
+def _deliver(items: list[tuple[asyncio.Queue[tuple[int, Token]], tuple[int, Token]]]) -> None:
+    """In the event loop: put each token on its request's queue."""
+    for events, item in items:
+        events.put_nowait(item)
 
 
 def scheduler_factory(metrics: GenerationMetrics, max_running: int, max_waiting: int
