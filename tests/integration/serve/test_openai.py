@@ -180,3 +180,16 @@ def test_limits_are_refused_naming_the_field(openai_client: openai.OpenAI, field
             openai_client.completions.create(model="story", **body)  # type: ignore[call-overload]
     assert field in str(raised.value)
     assert raised.value.body is not None and raised.value.body["param"] == field  # type: ignore[index]
+
+
+def test_the_documented_client_snippet_runs(server: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serving.md's `openai` client example, run as written against this server (its model is `story`)."""
+    text = (Path(__file__).parents[3] / "docs" / "serving.md").read_text(encoding="utf-8")
+    section = text[text.index("## OpenAI-compatible generation"):]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start:section.index("\n```", start)].replace("http://localhost:8000", server.url)
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, "docs/serving.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    namespace["client"].close()  # type: ignore[attr-defined]
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].strip()  # the completion, then the streamed chat reply
