@@ -4,6 +4,7 @@ frees its slot at once, and refusals that name the field."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -160,6 +161,22 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server: Running, ho
         assert metric(slow, "luodi_sequences_running") == 0
         assert metric(slow, "luodi_generation_tokens_total") < 30
         assert metric(slow, "luodi_time_to_first_token_seconds_count") == 1
+
+        # Streams of 8 choices fill the 64 waiting places (and up to the 16 running slots): then a request gets 429.
+        body = {"model": "story", "prompt": "the", "max_tokens": 60, "n": 8, "stream": True, "ignore_eos": True}
+        with httpx.Client(base_url=slow.url, timeout=30) as http, contextlib.ExitStack() as streams:
+            accepted = 0
+            while (response := streams.enter_context(http.stream("POST", "/v1/completions", json=body))
+                   ).status_code == 200 and accepted < 11:
+                accepted += 1
+            assert 8 <= accepted <= 10 and response.status_code == 429
+            assert "waiting" in response.read().decode()
+            assert metric(slow, "luodi_sequences_waiting") > 0
+        deadline = time.monotonic() + 2  # every stream closed: their sequences leave the queue and the batch
+        while (metric(slow, "luodi_sequences_running") or metric(slow, "luodi_sequences_waiting")) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert metric(slow, "luodi_sequences_running") == metric(slow, "luodi_sequences_waiting") == 0
 
 
 @pytest.mark.parametrize(("field", "body"), [
