@@ -1,6 +1,7 @@
 """create_app: the ASGI app for one or more registered models; models load and warm up in the lifespan.
 
-Routes (see docs/serving.md): /v1/models/{name}/predict, the Open Inference Protocol v2 routes, /livez,
+Routes (see docs/serving.md): /v1/models/{name}/predict, the Open Inference Protocol v2 routes, the
+OpenAI-compatible /v1/completions and /v1/chat/completions for text_generation models (openai.py), /livez,
 /readyz, /metrics, /admin/* when an admin key is configured, and the endpoints extension modules add
 (`endpoints=`: functions of the ServerState that return `Endpoint`s, answered on the fast path).
 
@@ -28,6 +29,7 @@ from luodi.errors import InputError
 from luodi.serve.inference import endpoints as builtin_endpoints
 from luodi.serve.middleware import Endpoint, Gate, error_shape
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
+from luodi.serve.openai import openai_endpoints
 from luodi.serve.openapi import build_openapi
 from luodi.serve.predlog import PredictionLog
 from luodi.serve.replies import Reply
@@ -101,7 +103,7 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
 
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # a Reply is an ASGI app
     add_routes(app, state)
-    served = [endpoint for make in (builtin_endpoints, *endpoints) for endpoint in make(state)]
+    served = [endpoint for make in (builtin_endpoints, openai_endpoints, *endpoints) for endpoint in make(state)]
     app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
                 state=state, endpoints=served)

@@ -102,6 +102,12 @@ def load_version(reference: Reference, config: ServeConfig) -> Loaded:
 
 def warm_up(loaded: Loaded, max_batch_size: int) -> None:
     """Run the model on sample rows at batch 1 and at the largest batch, so the first callers pay no set-up."""
+    if hasattr(loaded.package.pipeline.target, "prompt_ids"):  # text_generation: an empty sample text has no rows
+        from luodi.models.generation import Sampling
+
+        for _ in loaded.package.generate("a", Sampling(max_tokens=2)):
+            pass
+        return
     for rows in sorted({1, min(max_batch_size, 256)}):
         records = [loaded.schema.sample_record] * rows
         results = run_batch([Payload(loaded, loaded.schema.columns(records), rows)])

@@ -119,7 +119,11 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return info
 
     async def v1_models(request: Request) -> Reply:
-        return json_reply(200, {"models": [describe(served, False) for served in state.models.values()]})
+        # `models`: luodi's own listing; `object` and `data`: the OpenAI list shape its clients read (models.list()).
+        data = [{"id": served.name, "object": "model", "created": int(served.current.loaded_at), "owned_by": "luodi"}
+                for served in state.models.values()]
+        return json_reply(200, {"models": [describe(served, False) for served in state.models.values()],
+                                "object": "list", "data": data})
 
     async def v1_model(request: Request) -> Reply:
         served = model_or_404(request, v1_error)

@@ -1,0 +1,369 @@
+"""Continuous batching: one scheduler per served text_generation version, decoding every running sequence a step
+at a time in a worker thread.
+
+A request (`Sequence`) waits in a bounded queue (`QueueFull` past `max_waiting`, which the endpoints answer 429),
+joins the running batch at the next step when a slot is free (its prompt runs once: prefill), and leaves the batch
+the step it ends (end-of-text, max_tokens, the context is full) or is cancelled (a stop sequence, a client that
+went away: `cancel` frees a waiting sequence at once and a running one before the next step). Each step's token
+goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
+
+How the decode step is batched depends on the model. A `gpt` model gets `GPTSlots`: per layer one key and one
+value tensor (slots, heads, capacity, head_dim), a slot per running sequence, each sequence at its own length.
+A step feeds every running sequence's newest token as one (running, 1) batch: rotary angles and the cache
+position come from each sequence's own length, and an attention mask hides the positions past it, so sequences of
+any lengths share one matrix multiply per layer (the speedup: at batch 8 a step costs little more than at 1,
+since a small model's step is bound by per-call overhead and weight reads, not arithmetic). Other models (`rnn`,
+`hf`) keep their own cache per sequence and are stepped one after another in the same loop: they still join and
+leave at any step, without the shared matrix multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from luodi.models.generation import Sampling, choose
+
+log = logging.getLogger("luodi.serve")
+IDLE_EXIT_S = 2.0  # a worker with nothing to do for this long ends; the next request starts a new one
+
+
+class QueueFull(Exception):
+    """The waiting queue holds `max_waiting` sequences already."""
+
+
+@dataclass
+class Token:
+    """One generated token, or the end of a sequence (`token` None, `finish` 'stop' or 'length')."""
+
+    token: int | None
+    logprob: float = 0.0
+    top: list[tuple[int, float]] = field(default_factory=list)  # (token, logprob) of the most likely tokens
+    finish: str | None = None
+
+
+@dataclass
+class Sequence:
+    """One generated text: what an endpoint submits and reads tokens from (`events`, which the sequences of one
+    request share)."""
+
+    prompt: list[int]
+    sampling: Sampling
+    logprobs: int = 0  # how many of the most likely tokens to report per step (0: none)
+    index: int = 0  # the request's choice this sequence answers
+    ignore_eos: bool = False  # go on past the end-of-text token (vLLM's extension; benchmarks use it)
+    events: asyncio.Queue[tuple[int, Token]] = field(default_factory=asyncio.Queue)  # (index, token); may be shared
+    cancelled: bool = False
+    # Kept by the scheduler:
+    loop: asyncio.AbstractEventLoop | None = None
+    seen: list[int] = field(default_factory=list)
+    generator: torch.Generator | None = None
+    slot: int = -1
+    cache: Any = None
+    logits: torch.Tensor | None = None  # (vocab,) the next token's logits
+    generated: int = 0
+    submitted: float = 0.0
+    last: float = 0.0  # when the previous token was sent
+
+
+@dataclass
+class GenerationMetrics:
+    """What vLLM users watch: time to first token, inter-token latency, token counters, running and waiting."""
+
+    first_token: Any
+    inter_token: Any
+    prompt_tokens: Any
+    generation_tokens: Any
+    running: Any
+    waiting: Any
+
+
+class GPTSlots:
+    """Keys and values of up to `slots` sequences of a `gpt` model, each at its own length, for batched steps."""
+
+    def __init__(self, model: Any, slots: int):  # a models.gpt.GPT
+        self.model = model
+        block = model.blocks[0]
+        self.heads = int(block.heads)
+        self.width = int(model.embedding.weight.shape[1])
+        self.context: int = int(model.context_length)
+        self.slots, self.capacity = slots, 0
+        self.lengths = [0] * slots
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def _grow(self, needed: int) -> None:
+        """Double the capacity (positions per slot) until `needed` fit; at most the model's context."""
+        if needed <= self.capacity:
+            return
+        capacity = max(64, self.capacity)
+        while capacity < needed:
+            capacity *= 2
+        capacity = min(capacity, self.context)
+        weight = self.model.embedding.weight
+        shape = (self.slots, self.heads, capacity, self.width // self.heads)
+        grown = [weight.new_zeros(shape) for _ in range(2 * len(self.model.blocks))]
+        for index, old in enumerate(self.keys + self.values):
+            grown[index][:, :, :self.capacity] = old
+        count = len(self.model.blocks)
+        self.keys, self.values, self.capacity = grown[:count], grown[count:], capacity
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run the prompt into `slot`; the last position's logits (vocab,)."""
+        self._grow(len(ids))
+        tokens = torch.tensor(ids, device=self.model.embedding.weight.device)[None, :]
+        logits, cache = self.model.decode(tokens, None)
+        for layer, (keys, values) in enumerate(cache.layers):  # (1, heads, prompt, head_dim)
+            self.keys[layer][slot, :, :len(ids)] = keys[0]
+            self.values[layer][slot, :, :len(ids)] = values[0]
+        self.lengths[slot] = len(ids)
+        return logits[0, -1]
+
+    def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
+        """One new token per slot, all in one batch; their logits (running, vocab)."""
+        from luodi.models.gpt import rotate
+
+        model = self.model
+        positions = torch.tensor([self.lengths[slot] for slot in slots])  # (running,)
+        span = int(positions.max()) + 1
+        self._grow(span)
+        index = torch.tensor(slots)
+        device = model.embedding.weight.device
+        positions, index = positions.to(device), index.to(device)
+        cos = model.cos[positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
+        sin = model.sin[positions][:, None, None, :]
+        allowed = (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        x = model.embedding(torch.tensor(tokens, device=device)[:, None])  # (running, 1, w)
+        running, width = len(slots), self.width
+        for layer, block in enumerate(model.blocks):
+            q, k, v = block.qkv(block.attention_norm(x)).split(width, dim=-1)
+            q, k, v = (t.view(running, 1, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (run, heads, 1, d)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            self.keys[layer][index, :, positions] = k[:, :, 0]
+            self.values[layer][index, :, positions] = v[:, :, 0]
+            if contiguous:  # a view: no copy of the cache
+                keys = self.keys[layer][slots[0]:slots[0] + running, :, :span]
+                values = self.values[layer][slots[0]:slots[0] + running, :, :span]
+            else:
+                keys, values = self.keys[layer][index, :, :span], self.values[layer][index, :, :span]
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+            x = x + block.projection(attended.transpose(1, 2).reshape(running, 1, width))
+            x = x + block.feedforward(block.feedforward_norm(x))
+        for slot in slots:
+            self.lengths[slot] += 1
+        return (model.norm(x) @ model.embedding.weight.T)[:, 0]
+
+
+class Scheduler:
+    """Continuous batching for one loaded text_generation version (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, eos_id: int | None, *, max_running: int, max_waiting: int,
+                 metrics: GenerationMetrics):
+        from luodi.models.gpt import GPT
+
+        self.model, self.eos_id = model, eos_id
+        self.context: int = getattr(model, "context_length", 1 << 30)
+        self.max_running, self.max_waiting, self.metrics = max_running, max_waiting, metrics
+        self.slots = GPTSlots(model, max_running) if isinstance(model, GPT) else None
+        self.free = list(range(max_running))
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.lock = threading.Condition()
+        self.worker: threading.Thread | None = None
+        self.outbox: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[tuple[int, Token]], tuple[int, Token]]]
+                          ] = {}  # the tokens of this step, per event loop (touched by the worker only)
+
+    # ------------------------------------------------------------------ called from the event loop
+    def submit(self, sequence: Sequence) -> None:
+        """Queue a sequence (raises QueueFull); its tokens arrive on `sequence.events`."""
+        sequence.sampling.check()
+        sequence.loop = asyncio.get_running_loop()
+        sequence.submitted = time.perf_counter()
+        with self.lock:
+            if len(self.waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self.waiting)} sequences are waiting already; retry later")
+            self.waiting.append(sequence)
+            self.metrics.waiting.set(len(self.waiting))
+            if self.worker is None:
+                self.worker = threading.Thread(target=self._work, name="luodi-generate", daemon=True)
+                self.worker.start()
+            self.lock.notify()
+
+    def cancel(self, sequence: Sequence) -> None:
+        """Stop a sequence: a waiting one leaves the queue now, a running one frees its slot before the next step."""
+        with self.lock:
+            sequence.cancelled = True
+            if sequence in self.waiting:
+                self.waiting.remove(sequence)
+                self.metrics.waiting.set(len(self.waiting))
+            self.lock.notify()
+
+    # ------------------------------------------------------------------ the worker thread
+    def _work(self) -> None:
+        try:
+            with torch.inference_mode():
+                while self._admit():
+                    self._step()
+                    self._flush()
+        except Exception:  # noqa: BLE001 - every sequence gets an end; the next request starts a new worker
+            log.exception("the generation worker failed")
+            with self.lock:
+                for sequence in [*self.running, *self.waiting]:
+                    self._send(sequence, Token(None, finish="error"))
+                self._flush()
+                self._release(self.running)
+                self.waiting.clear()
+                self.worker = None
+
+    def _admit(self) -> bool:
+        """Drop cancelled sequences, move waiting ones into free slots; False when the worker should end."""
+        with self.lock:
+            while True:
+                self._release([sequence for sequence in self.running if sequence.cancelled])
+                admitted = []
+                while self.waiting and self.free:
+                    sequence = self.waiting.popleft()
+                    sequence.slot = self.free.pop(0)
+                    admitted.append(sequence)
+                self.metrics.waiting.set(len(self.waiting))
+                if admitted or self.running:
+                    break
+                if not self.lock.wait(IDLE_EXIT_S) and not self.waiting:
+                    self.worker = None
+                    return False
+        for sequence in admitted:  # prefill outside the lock, so requests can still queue
+            self._prefill(sequence)
+        with self.lock:
+            self.running.extend(admitted)
+            self.metrics.running.set(len(self.running))
+        return True
+
+    def _prefill(self, sequence: Sequence) -> None:
+        self.metrics.prompt_tokens.inc(len(sequence.prompt))
+        sequence.seen = list(sequence.prompt)
+        if sequence.sampling.temperature > 0:
+            sequence.generator = torch.Generator()
+            if sequence.sampling.seed is not None:
+                sequence.generator.manual_seed(sequence.sampling.seed)
+            else:
+                sequence.generator.seed()
+        if self.slots is not None:
+            sequence.logits = self.slots.prefill(sequence.slot, sequence.prompt)
+        else:
+            device = next(self.model.parameters()).device
+            logits, sequence.cache = self.model.decode(  # type: ignore[operator]
+                torch.tensor(sequence.prompt, device=device)[None, :], None)
+            sequence.logits = logits[0, -1]
+
+    def _step(self) -> None:
+        """Choose each running sequence's next token from its logits, then run the model one step for those that
+        go on."""
+        going = []
+        active = [sequence for sequence in self.running if not sequence.cancelled]
+        for sequence, token in zip(active, self._choose(active), strict=True):
+            assert sequence.logits is not None
+            if token == self.eos_id and not sequence.ignore_eos:
+                self._finish(sequence, "stop")
+                continue
+            logprob, top = 0.0, []
+            if sequence.logprobs:
+                distribution = sequence.logits.float().log_softmax(-1)
+                logprob = float(distribution[token])
+                best = distribution.topk(sequence.logprobs)
+                top = list(zip(best.indices.tolist(), best.values.tolist(), strict=True))
+            self._token(sequence, Token(token, logprob, top))
+            sequence.seen.append(token)
+            sequence.generated += 1
+            if sequence.generated >= sequence.sampling.max_tokens or len(sequence.seen) >= self.context:
+                self._finish(sequence, "length")
+                continue
+            going.append(sequence)
+        if self.slots is not None and going:
+            logits = self.slots.step([s.slot for s in going], [s.seen[-1] for s in going])
+            for row, sequence in enumerate(going):
+                sequence.logits = logits[row]
+        else:
+            device = next(self.model.parameters()).device
+            for sequence in going:
+                logits, sequence.cache = self.model.decode(  # type: ignore[operator]
+                    torch.tensor([[sequence.seen[-1]]], device=device), sequence.cache)
+                sequence.logits = logits[0, -1]
+
+    def _choose(self, sequences: list[Sequence]) -> list[int]:
+        """Each sequence's next token: the greedy ones in one argmax over their stacked logits."""
+        plain = [s.sampling.temperature == 0 and s.sampling.repetition_penalty == 1.0 for s in sequences]
+        greedy = [s.logits for s, simple in zip(sequences, plain, strict=True) if simple]
+        best = iter(torch.stack(greedy).argmax(-1).tolist() if greedy else [])  # type: ignore[arg-type]
+        tokens = []
+        for sequence, simple in zip(sequences, plain, strict=True):
+            if simple:
+                tokens.append(next(best))
+            else:
+                assert sequence.logits is not None
+                seen = torch.tensor(sequence.seen, device=sequence.logits.device)
+                tokens.append(choose(sequence.logits, seen, sequence.sampling, sequence.generator))
+        return tokens
+
+    def _token(self, sequence: Sequence, token: Token) -> None:
+        now = time.perf_counter()
+        if sequence.generated == 0:
+            self.metrics.first_token.observe(now - sequence.submitted)
+        else:
+            self.metrics.inter_token.observe(now - sequence.last)
+        sequence.last = now
+        self.metrics.generation_tokens.inc()
+        self._send(sequence, token)
+
+    def _finish(self, sequence: Sequence, reason: str) -> None:
+        self._send(sequence, Token(None, finish=reason))
+        sequence.cancelled = True  # released at the next admission, before the next step
+
+    def _send(self, sequence: Sequence, token: Token) -> None:
+        """Queue a token for its request; `_flush` hands the step's tokens to the event loop in one wake-up."""
+        if sequence.loop is not None:
+            self.outbox.setdefault(sequence.loop, []).append((sequence.events, (sequence.index, token)))
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, {}
+        for loop, items in outbox.items():
+            with contextlib.suppress(RuntimeError):  # the event loop closed: the server is gone
+                loop.call_soon_threadsafe(_deliver, items)
+
+    def _release(self, sequences: list[Sequence]) -> None:
+        """Free the slots of `sequences` (the lock is held)."""
+        if not sequences:
+            return
+        for sequence in sequences:
+            self.running.remove(sequence)
+            self.free.append(sequence.slot)
+            sequence.cache = sequence.logits = None
+        self.free.sort()  # the lowest slots first, so the running ones stay contiguous more often
+        self.metrics.running.set(len(self.running))
+
+
+def _deliver(items: list[tuple[asyncio.Queue[tuple[int, Token]], tuple[int, Token]]]) -> None:
+    """In the event loop: put each token on its request's queue."""
+    for events, item in items:
+        events.put_nowait(item)
+
+
+def scheduler_factory(metrics: GenerationMetrics, max_running: int, max_waiting: int
+                      ) -> Callable[[nn.Module, int | None], Scheduler]:
+    """Builds schedulers that share the server's metrics and limits."""
+
+    def build(model: nn.Module, eos_id: int | None) -> Scheduler:
+        return Scheduler(model, eos_id, max_running=max_running, max_waiting=max_waiting, metrics=metrics)
+
+    return build

@@ -1,0 +1,102 @@
+"""The continuous-batching scheduler: batched steps over sequences of different lengths give each sequence the
+tokens it gets alone (gpt slots and the per-sequence path of other models), and a full waiting queue refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from luodi.config import GPTConfig
+from luodi.models.generation import Sampling, generate_tokens
+from luodi.models.gpt import GPT
+from luodi.serve.generation import GenerationMetrics, QueueFull, Scheduler, Sequence, Token
+
+
+class Recorder:
+    """Stands in for every metric: counts calls."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def observe(self, value: float = 1.0) -> None:
+        self.values.append(value)
+
+    inc = set = observe
+
+
+def metrics() -> GenerationMetrics:
+    return GenerationMetrics(*(Recorder() for _ in range(6)))
+
+
+class TinyGRU(nn.Module):
+    """A language model without GPT slots: the scheduler steps it sequence by sequence."""
+
+    context_length = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding, self.output = nn.Embedding(50, 16), nn.Linear(16, 50)
+        self.gru = nn.GRU(16, 16, batch_first=True)
+
+    def decode(self, ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        states, cache = self.gru(self.embedding(ids), cache)
+        return self.output(states), cache
+
+
+async def generate_all(scheduler: Scheduler, prompts: list[list[int]], sampling: Sampling) -> list[list[int]]:
+    events: asyncio.Queue[tuple[int, Token]] = asyncio.Queue()
+    for index, prompt in enumerate(prompts):
+        scheduler.submit(Sequence(prompt, sampling, index=index, events=events))
+    tokens: list[list[int]] = [[] for _ in prompts]
+    done = 0
+    while done < len(prompts):
+        index, token = await events.get()
+        if token.token is None:
+            done += 1
+        else:
+            tokens[index].append(token.token)
+    return tokens
+
+
+@pytest.mark.parametrize("model", ["gpt", "gru"])
+def test_batched_sequences_of_different_lengths_get_the_tokens_they_get_alone(model: str) -> None:
+    torch.manual_seed(0)
+    network = (GPT(GPTConfig(layers=2, width=32, heads=2), 50, 64) if model == "gpt" else TinyGRU()).eval()
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13], [7] * 20]
+    sampling = Sampling(max_tokens=12)
+    alone = [list(generate_tokens(network, prompt, sampling, eos_id=None)) for prompt in prompts]
+    scheduler = Scheduler(network, None, max_running=3, max_waiting=8, metrics=metrics())  # 5 sequences, 3 slots
+    assert (scheduler.slots is not None) == (model == "gpt")
+    assert asyncio.run(generate_all(scheduler, prompts, sampling)) == alone
+    deadline = time.monotonic() + 2
+    while (scheduler.running or len(scheduler.free) < 3) and time.monotonic() < deadline:
+        time.sleep(0.01)  # finished sequences leave the batch at the worker's next step
+    assert scheduler.running == [] and scheduler.free == [0, 1, 2]
+
+
+def test_seeded_sampling_repeats_and_a_full_queue_refuses() -> None:
+    torch.manual_seed(0)
+    network = GPT(GPTConfig(layers=1, width=16, heads=2), 50, 64).eval()
+    sampling = Sampling(max_tokens=8, temperature=1.0, seed=4)
+    first = asyncio.run(generate_all(Scheduler(network, None, max_running=4, max_waiting=4, metrics=metrics()),
+                                     [[1, 2]], sampling))
+    assert first == asyncio.run(generate_all(Scheduler(network, None, max_running=4, max_waiting=4,
+                                                       metrics=metrics()), [[1, 2]], sampling))
+
+    async def overfill() -> None:
+        scheduler = Scheduler(network, None, max_running=1, max_waiting=2, metrics=metrics())
+        scheduler.worker = object()  # type: ignore[assignment]  # no worker takes them off the queue
+        scheduler.submit(Sequence([1], Sampling()))
+        waiting = Sequence([1], Sampling())
+        scheduler.submit(waiting)
+        with pytest.raises(QueueFull):
+            scheduler.submit(Sequence([1], Sampling()))
+        scheduler.cancel(waiting)  # a cancelled waiting sequence leaves the queue at once
+        scheduler.submit(Sequence([1], Sampling()))
+
+    asyncio.run(overfill())
