@@ -12,30 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 import luodi.api as api
+from llama_helpers import CHAT_TEMPLATE, PAIRS, write_checkpoint
 from luodi.package import load_package
-from luodi.tasks.generation import train_bpe
-
-CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|endoftext|>"
-                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-PAIRS = [("2+2", "four"), ("3+3", "six"), ("1+1", "two"), ("4+4", "eight"), ("5+5", "ten")]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    texts = [f"what is {q}? it is {a}." for q, a in PAIRS] * 20
-    tokenizer = train_bpe(texts, 300)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(folder))
-    return folder
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def write_chat(path: Path) -> Path:

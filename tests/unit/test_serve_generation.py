@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from luodi.config import GPTConfig
+from llama_helpers import write_checkpoint
+from luodi.config import GPTConfig, ModelConfig
 from luodi.models.generation import Sampling, generate_tokens
 from luodi.models.gpt import GPT
+from luodi.models.language import CausalLM
 from luodi.serve.generation import GenerationMetrics, QueueFull, Scheduler, Sequence, Token
 
 
@@ -71,12 +75,40 @@ def test_batched_sequences_of_different_lengths_get_the_tokens_they_get_alone(mo
     sampling = Sampling(max_tokens=12)
     alone = [list(generate_tokens(network, prompt, sampling, eos_id=None)) for prompt in prompts]
     scheduler = Scheduler(network, None, max_running=3, max_waiting=8, metrics=metrics())  # 5 sequences, 3 slots
-    assert (scheduler.slots is not None) == (model == "gpt")
     assert asyncio.run(generate_all(scheduler, prompts, sampling)) == alone
+    assert (scheduler.slots is not None) == (model == "gpt")  # decided when the worker starts
     deadline = time.monotonic() + 2
     while (scheduler.running or len(scheduler.free) < 3) and time.monotonic() < deadline:
         time.sleep(0.01)  # finished sequences leave the batch at the worker's next step
     assert scheduler.running == [] and scheduler.free == [0, 1, 2]
+
+
+def causal_lm(folder: Path) -> CausalLM:
+    """The `hf` language model of a checkpoint folder, as a package loads it (the target: its tokenizer's facts)."""
+    target = SimpleNamespace(checkpoint_dir=folder, context_length=64, vocab_size=100)
+    model = CausalLM(ModelConfig(type="hf", path=str(folder)), target)
+    model.load_pretrained()
+    return model.eval()
+
+
+@pytest.mark.parametrize(("architecture", "settings", "batched"), [
+    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 2}, True),  # grouped-query attention
+    ("mistral", {"sliding_window": 4}, False),  # one mask cannot serve a window: sequence by sequence
+], ids=["llama", "mistral-window"])
+def test_hf_models_decode_the_running_sequences_as_one_batch_or_fall_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, architecture: str, settings: dict[str, Any],
+        batched: bool) -> None:
+    from luodi.serve.hf_slots import HFSlots
+
+    model = causal_lm(write_checkpoint(tmp_path, architecture, **settings))
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13], [7] * 20]
+    sampling = Sampling(max_tokens=12)
+    alone = [list(generate_tokens(model, prompt, sampling, eos_id=None)) for prompt in prompts]
+    scheduler = Scheduler(model, None, max_running=3, max_waiting=8, metrics=metrics())  # 5 sequences, 3 slots
+    with caplog.at_level("INFO", logger="luodi.serve"):
+        assert asyncio.run(generate_all(scheduler, prompts, sampling)) == alone
+    assert isinstance(scheduler.slots, HFSlots) == batched
+    assert ("one batch" if batched else "sliding-window attention (4 positions)") in caplog.text
 
 
 def test_seeded_sampling_repeats_and_a_full_queue_refuses() -> None:

@@ -7,14 +7,12 @@ the step it ends (end-of-text, max_tokens, the context is full) or is cancelled 
 went away: `cancel` frees a waiting sequence at once and a running one before the next step). Each step's token
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
 
-How the decode step is batched depends on the model. A `gpt` model gets `GPTSlots`: per layer one key and one
-value tensor (slots, heads, capacity, head_dim), a slot per running sequence, each sequence at its own length.
-A step feeds every running sequence's newest token as one (running, 1) batch: rotary angles and the cache
-position come from each sequence's own length, and an attention mask hides the positions past it, so sequences of
-any lengths share one matrix multiply per layer (the speedup: at batch 8 a step costs little more than at 1,
-since a small model's step is bound by per-call overhead and weight reads, not arithmetic). Other models (`rnn`,
-`hf`) keep their own cache per sequence and are stepped one after another in the same loop: they still join and
-leave at any step, without the shared matrix multiply.
+How the decode step is batched depends on the model: when the worker starts, `batched_slots` (slots.py) gives a
+slot cache for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding, and a
+step feeds every running sequence's newest token as one batch, each sequence at its own length. Other models
+(`rnn`, an HF architecture that fails the check, with the reason logged) keep their own cache per sequence and are
+stepped one after another in the same loop: they still join and leave at any step, without the shared matrix
+multiply.
 """
 
 from __future__ import annotations
@@ -31,9 +29,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from luodi.models.generation import Sampling, choose
+from luodi.serve.slots import Slots, batched_slots
 
 log = logging.getLogger("luodi.serve")
 IDLE_EXIT_S = 2.0  # a worker with nothing to do for this long ends; the next request starts a new one
@@ -89,94 +87,16 @@ class GenerationMetrics:
     waiting: Any
 
 
-class GPTSlots:
-    """Keys and values of up to `slots` sequences of a `gpt` model, each at its own length, for batched steps."""
-
-    def __init__(self, model: Any, slots: int):  # a models.gpt.GPT
-        self.model = model
-        block = model.blocks[0]
-        self.heads = int(block.heads)
-        self.width = int(model.embedding.weight.shape[1])
-        self.context: int = int(model.context_length)
-        self.slots, self.capacity = slots, 0
-        self.lengths = [0] * slots
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-
-    def _grow(self, needed: int) -> None:
-        """Double the capacity (positions per slot) until `needed` fit; at most the model's context."""
-        if needed <= self.capacity:
-            return
-        capacity = max(64, self.capacity)
-        while capacity < needed:
-            capacity *= 2
-        capacity = min(capacity, self.context)
-        weight = self.model.embedding.weight
-        shape = (self.slots, self.heads, capacity, self.width // self.heads)
-        grown = [weight.new_zeros(shape) for _ in range(2 * len(self.model.blocks))]
-        for index, old in enumerate(self.keys + self.values):
-            grown[index][:, :, :self.capacity] = old
-        count = len(self.model.blocks)
-        self.keys, self.values, self.capacity = grown[:count], grown[count:], capacity
-
-    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
-        """Run the prompt into `slot`; the last position's logits (vocab,)."""
-        self._grow(len(ids))
-        tokens = torch.tensor(ids, device=self.model.embedding.weight.device)[None, :]
-        logits, cache = self.model.decode(tokens, None)
-        for layer, (keys, values) in enumerate(cache.layers):  # (1, heads, prompt, head_dim)
-            self.keys[layer][slot, :, :len(ids)] = keys[0]
-            self.values[layer][slot, :, :len(ids)] = values[0]
-        self.lengths[slot] = len(ids)
-        return logits[0, -1]
-
-    def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
-        """One new token per slot, all in one batch; their logits (running, vocab)."""
-        from luodi.models.gpt import rotate
-
-        model = self.model
-        positions = torch.tensor([self.lengths[slot] for slot in slots])  # (running,)
-        span = int(positions.max()) + 1
-        self._grow(span)
-        index = torch.tensor(slots)
-        device = model.embedding.weight.device
-        positions, index = positions.to(device), index.to(device)
-        cos = model.cos[positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
-        sin = model.sin[positions][:, None, None, :]
-        allowed = (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
-        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
-        x = model.embedding(torch.tensor(tokens, device=device)[:, None])  # (running, 1, w)
-        running, width = len(slots), self.width
-        for layer, block in enumerate(model.blocks):
-            q, k, v = block.qkv(block.attention_norm(x)).split(width, dim=-1)
-            q, k, v = (t.view(running, 1, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (run, heads, 1, d)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            self.keys[layer][index, :, positions] = k[:, :, 0]
-            self.values[layer][index, :, positions] = v[:, :, 0]
-            if contiguous:  # a view: no copy of the cache
-                keys = self.keys[layer][slots[0]:slots[0] + running, :, :span]
-                values = self.values[layer][slots[0]:slots[0] + running, :, :span]
-            else:
-                keys, values = self.keys[layer][index, :, :span], self.values[layer][index, :, :span]
-            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
-            x = x + block.projection(attended.transpose(1, 2).reshape(running, 1, width))
-            x = x + block.feedforward(block.feedforward_norm(x))
-        for slot in slots:
-            self.lengths[slot] += 1
-        return (model.norm(x) @ model.embedding.weight.T)[:, 0]
-
-
 class Scheduler:
     """Continuous batching for one loaded text_generation version (see the module docstring)."""
 
     def __init__(self, model: nn.Module, eos_id: int | None, *, max_running: int, max_waiting: int,
                  metrics: GenerationMetrics):
-        from luodi.models.gpt import GPT
-
         self.model, self.eos_id = model, eos_id
         self.context: int = getattr(model, "context_length", 1 << 30)
         self.max_running, self.max_waiting, self.metrics = max_running, max_waiting, metrics
-        self.slots = GPTSlots(model, max_running) if isinstance(model, GPT) else None
+        self.slots: Slots | None = None  # decided by the worker's first run (a check costs a few forwards)
+        self.slots_decided = False
         self.free = list(range(max_running))
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -214,6 +134,8 @@ class Scheduler:
     def _work(self) -> None:
         try:
             with torch.inference_mode():
+                if not self.slots_decided:
+                    self.slots, self.slots_decided = batched_slots(self.model, self.max_running), True
                 while self._admit():
                     self._step()
                     self._flush()

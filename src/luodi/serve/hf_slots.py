@@ -1,0 +1,148 @@
+"""`HFSlots`: per-slot keys and values for a Hugging Face causal LM (models/language.py `CausalLM`), so the decode
+step of every running sequence is one forward of the model (see serve/slots.py).
+
+The model keeps its own attention code: it gets a `SlotCache` (a transformers `Cache` whose layers write each
+running sequence's new key and value at that sequence's own position and return the running slots' keys and values
+up to the step's span), `position_ids` (running, 1) from each sequence's length (rotary or learned positions), and
+a 4D attention mask (running, 1, 1, span) hiding the positions past each sequence, which transformers passes to
+the attention as it is. A prompt runs alone (prefill, the model's own cache, only the last position's logits) and
+is copied into its slot. Imported only when an `hf` model is served (it imports transformers).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from luodi.serve.slots import capacity_for, widen
+
+
+def unsupported(model: Any) -> str | None:
+    """Why the architecture's layers cannot share one slot cache and mask (None: they can, pending the check)."""
+    config = model.backbone.config
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        return f"its layers are {sorted(kinds)}; one mask serves only full attention"
+    window = getattr(config, "sliding_window", None)
+    if window and getattr(config, "use_sliding_window", True) and window < model.context_length:
+        return f"sliding-window attention ({window} positions) needs a mask per layer"
+    return None
+
+
+class SlotLayer(CacheLayerMixin):
+    """One layer's part of the slot cache: writes the step's keys and values, returns the running slots'."""
+
+    is_sliding = False
+
+    def __init__(self, owner: HFSlots, layer: int):
+        super().__init__()
+        self.owner, self.layer = owner, layer
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to do: the owner allocates the slots."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.owner.write(self.layer, key_states, value_states)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.owner.span, 0
+
+    def get_seq_length(self) -> int:
+        return self.owner.span - 1
+
+    def get_max_length(self) -> int:
+        return self.owner.capacity
+
+
+class SlotCache(Cache):
+    """The transformers `Cache` a batched step hands the model: one `SlotLayer` per layer."""
+
+    def __init__(self, owner: HFSlots, layers: int):
+        super().__init__(layers=[SlotLayer(owner, index) for index in range(layers)])
+
+
+class HFSlots:
+    """Keys and values of up to `slots` sequences of a Hugging Face causal LM, each at its own length."""
+
+    def __init__(self, model: Any, slots: int):  # a models.language.CausalLM
+        self.model, self.backbone = model, model.backbone
+        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        self.cache_name: str = model.cache_name
+        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
+            type(base).forward).parameters else {}
+        self.boolean_mask = getattr(base.config, "_attn_implementation", "eager") == "sdpa"
+        self.context: int = int(model.context_length)
+        self.device = next(model.parameters()).device
+        self.slots, self.capacity, self.span = slots, 0, 0
+        self.lengths = [0] * slots
+        # Per layer (slots, kv_heads, capacity, head_dim), shaped when the first prompt shows the layers':
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.cache: SlotCache | None = None
+        # The running slots of the current step:
+        self.index = self.positions = torch.zeros(0, dtype=torch.long)
+        self.first, self.contiguous = 0, False
+
+    def reset(self) -> None:
+        """Forget every slot's contents (the capacity stays)."""
+        self.lengths = [0] * self.slots
+
+    def _grow(self, needed: int) -> None:
+        if needed > self.capacity:
+            self.capacity = capacity_for(needed, self.capacity, self.context)
+            self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run the prompt into `slot`; the last position's logits (vocab,)."""
+        tokens = torch.tensor(ids, device=self.device)[None, :]
+        output = self.backbone(input_ids=tokens, use_cache=True, **self.last_only)
+        layers = output[self.cache_name].layers
+        if self.cache is None:  # the first prompt shows the layers' key and value shapes
+            self.keys = [layer.keys.new_zeros((self.slots, *layer.keys.shape[1:2], 0, layer.keys.shape[3]))
+                         for layer in layers]
+            self.values = [layer.values.new_zeros((self.slots, *layer.values.shape[1:2], 0, layer.values.shape[3]))
+                           for layer in layers]
+            self.cache = SlotCache(self, len(layers))
+        self._grow(len(ids))
+        for index, layer in enumerate(layers):  # (1, kv_heads, prompt, head_dim)
+            self.keys[index][slot, :, :len(ids)] = layer.keys[0]
+            self.values[index][slot, :, :len(ids)] = layer.values[0]
+        self.lengths[slot] = len(ids)
+        return output.logits[0, -1]
+
+    def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
+        """One new token per slot, all in one forward; their logits (running, vocab)."""
+        lengths = [self.lengths[slot] for slot in slots]
+        self.span = max(lengths) + 1
+        self._grow(self.span)
+        self.positions = torch.tensor(lengths, device=self.device)  # (running,)
+        self.index = torch.tensor(slots, device=self.device)
+        self.first, self.contiguous = slots[0], slots == list(range(slots[0], slots[0] + len(slots)))
+        allowed = torch.arange(self.span, device=self.device)[None, :] <= self.positions[:, None]  # (running, span)
+        if self.boolean_mask:
+            mask = allowed[:, None, None, :]
+        else:  # eager attention adds the mask to the scores
+            dtype = self.keys[0].dtype
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(
+                ~allowed, torch.finfo(dtype).min)[:, None, None, :]
+        output = self.backbone(input_ids=torch.tensor(tokens, device=self.device)[:, None], attention_mask=mask,
+                               position_ids=self.positions[:, None], use_cache=True, **{self.cache_name: self.cache})
+        for slot in slots:
+            self.lengths[slot] += 1
+        return output.logits[:, -1]
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the step's keys and values (running, kv_heads, 1, head_dim) of `layer` at each sequence's position;
+        the running slots' keys and values up to the span (running, kv_heads, span, head_dim)."""
+        stored_keys, stored_values = self.keys[layer], self.values[layer]
+        stored_keys[self.index, :, self.positions] = keys[:, :, 0]
+        stored_values[self.index, :, self.positions] = values[:, :, 0]
+        if self.contiguous:  # a view: no copy of the cache
+            end = self.first + len(self.index)
+            return stored_keys[self.first:end, :, :self.span], stored_values[self.first:end, :, :self.span]
+        return stored_keys[self.index, :, :self.span], stored_values[self.index, :, :self.span]

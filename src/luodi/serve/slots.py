@@ -1,0 +1,181 @@
+"""Slot caches: the keys and values of every running sequence in one tensor per layer, so a decode step of all of
+them is one batch (the scheduler in generation.py asks `batched_slots` for one when its worker starts).
+
+A `Slots` holds per layer one key and one value tensor (slots, heads, capacity, head_dim): a slot per running
+sequence, each sequence at its own length. `prefill` runs a prompt alone into its slot; `step` feeds every running
+sequence's newest token as one (running, 1) batch, with positions from each sequence's own length and an attention
+mask hiding the positions past it, so sequences of any lengths share one matrix multiply per layer (at batch 8 a
+step of a small model costs little more than at 1: it is bound by per-call overhead and weight reads, not
+arithmetic). Capacity doubles as needed, up to the model's context.
+
+`gpt` models get `GPTSlots` (written against models/gpt.py's blocks); Hugging Face causal LMs get `HFSlots`
+(serve/hf_slots.py), which hands the model a cache object, a 4D mask and per-sequence position ids, once
+`check_slots` has seen the batched step give the logits the model gives one sequence at a time. Other models, and
+HF architectures that fail that check or have sliding-window or linear-attention layers, get None (with the reason
+in the log): the scheduler steps them one after another.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+log = logging.getLogger("luodi.serve")
+
+
+class Slots(Protocol):
+    """Per-slot keys and values of a model, for batched decode steps."""
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run the prompt into `slot`; the last position's logits (vocab,)."""
+        ...
+
+    def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
+        """One new token per slot, all in one batch; their logits (running, vocab)."""
+        ...
+
+
+def capacity_for(needed: int, capacity: int, context: int) -> int:
+    """The capacity (positions per slot) after doubling from `capacity` until `needed` fit; at most `context`."""
+    grown = max(64, capacity)
+    while grown < needed:
+        grown *= 2
+    return min(grown, context)
+
+
+def widen(tensors: list[torch.Tensor], capacity: int) -> list[torch.Tensor]:
+    """Copies of (slots, heads, positions, head_dim) tensors with room for `capacity` positions."""
+    widened = []
+    for old in tensors:
+        new = old.new_zeros((*old.shape[:2], capacity, old.shape[3]))
+        new[:, :, :old.shape[2]] = old
+        widened.append(new)
+    return widened
+
+
+class GPTSlots:
+    """Keys and values of up to `slots` sequences of a `gpt` model, each at its own length, for batched steps."""
+
+    def __init__(self, model: Any, slots: int):  # a models.gpt.GPT
+        self.model = model
+        block = model.blocks[0]
+        self.heads = int(block.heads)
+        self.width = int(model.embedding.weight.shape[1])
+        self.context: int = int(model.context_length)
+        self.slots, self.capacity = slots, 0
+        self.lengths = [0] * slots
+        empty = model.embedding.weight.new_zeros((slots, self.heads, 0, self.width // self.heads))
+        self.keys: list[torch.Tensor] = [empty] * len(model.blocks)
+        self.values: list[torch.Tensor] = [empty] * len(model.blocks)
+
+    def _grow(self, needed: int) -> None:
+        if needed > self.capacity:
+            self.capacity = capacity_for(needed, self.capacity, self.context)
+            self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run the prompt into `slot`; the last position's logits (vocab,)."""
+        self._grow(len(ids))
+        tokens = torch.tensor(ids, device=self.model.embedding.weight.device)[None, :]
+        logits, cache = self.model.decode(tokens, None)
+        for layer, (keys, values) in enumerate(cache.layers):  # (1, heads, prompt, head_dim)
+            self.keys[layer][slot, :, :len(ids)] = keys[0]
+            self.values[layer][slot, :, :len(ids)] = values[0]
+        self.lengths[slot] = len(ids)
+        return logits[0, -1]
+
+    def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
+        """One new token per slot, all in one batch; their logits (running, vocab)."""
+        from luodi.models.gpt import rotate
+
+        model = self.model
+        positions = torch.tensor([self.lengths[slot] for slot in slots])  # (running,)
+        span = int(positions.max()) + 1
+        self._grow(span)
+        index = torch.tensor(slots)
+        device = model.embedding.weight.device
+        positions, index = positions.to(device), index.to(device)
+        cos = model.cos[positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
+        sin = model.sin[positions][:, None, None, :]
+        allowed = (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        x = model.embedding(torch.tensor(tokens, device=device)[:, None])  # (running, 1, w)
+        running, width = len(slots), self.width
+        for layer, block in enumerate(model.blocks):
+            q, k, v = block.qkv(block.attention_norm(x)).split(width, dim=-1)
+            q, k, v = (t.view(running, 1, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (run, heads, 1, d)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            self.keys[layer][index, :, positions] = k[:, :, 0]
+            self.values[layer][index, :, positions] = v[:, :, 0]
+            if contiguous:  # a view: no copy of the cache
+                keys = self.keys[layer][slots[0]:slots[0] + running, :, :span]
+                values = self.values[layer][slots[0]:slots[0] + running, :, :span]
+            else:
+                keys, values = self.keys[layer][index, :, :span], self.values[layer][index, :, :span]
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+            x = x + block.projection(attended.transpose(1, 2).reshape(running, 1, width))
+            x = x + block.feedforward(block.feedforward_norm(x))
+        for slot in slots:
+            self.lengths[slot] += 1
+        return (model.norm(x) @ model.embedding.weight.T)[:, 0]
+
+
+def check_slots(model: Any, slots: Slots, count: int) -> str | None:
+    """Why `slots` cannot stand in for the model's own decoding (None: it can). Two prompts of different lengths
+    (one when `count` is 1) are prefilled into their slots and stepped twice as one batch; every logit must match
+    the model's own `decode` of each sequence alone (the same tolerance as a batch-size change in float32)."""
+    vocab = int(model.backbone.get_input_embeddings().weight.shape[0]) if hasattr(model, "backbone") else 50
+    prompts = [[(7 * index + 3) % vocab for index in range(length)] for length in (3, 6)][:count]
+    device = next(model.parameters()).device
+    alone: list[list[torch.Tensor]] = []
+    for prompt in prompts:  # the reference: the model's own cache, one sequence
+        logits, cache = model.decode(torch.tensor([prompt], device=device), None)
+        steps = [logits[0, -1]]
+        for token in (1, 2):
+            logits, cache = model.decode(torch.tensor([[token]], device=device), cache)
+            steps.append(logits[0, -1])
+        alone.append(steps)
+    batched = [[slots.prefill(slot, prompt) for slot, prompt in enumerate(prompts)]]
+    for token in (1, 2):
+        batched.append(list(slots.step(list(range(len(prompts))), [token] * len(prompts))))
+    for step, rows in enumerate(batched):
+        for slot, row in enumerate(rows):
+            expected = alone[slot][step].float()
+            scale = float(expected.abs().max()) + 1.0
+            difference = float((row.float() - expected).abs().max())
+            if difference > 1e-3 * scale:
+                return f"the batched step's logits differ from one sequence's by {difference:.3g} (step {step})"
+    return None
+
+
+def batched_slots(model: nn.Module, slots: int) -> Slots | None:
+    """The model's slot cache for `slots` sequences, or None (logged, with the reason) to step them one by one."""
+    from luodi.models.gpt import GPT
+    from luodi.models.language import CausalLM
+
+    if isinstance(model, GPT):
+        return GPTSlots(model, slots)
+    if not isinstance(model, CausalLM):
+        log.info("%s: decode steps run sequence by sequence (no batched cache for this model type)",
+                 type(model).__name__)
+        return None
+    from luodi.serve.hf_slots import HFSlots, unsupported
+
+    name = type(model.backbone).__name__
+    reason = unsupported(model)
+    if reason is None:
+        try:
+            candidate = HFSlots(model, slots)
+            reason = check_slots(model, candidate, min(slots, 2))
+        except Exception as error:  # noqa: BLE001 - any architecture may refuse a foreign cache; we fall back
+            reason = f"the batched cache failed: {type(error).__name__}: {(str(error) or '-').splitlines()[0]}"
+        if reason is None:
+            candidate.reset()
+            log.info("%s: decode steps of all running sequences run as one batch", name)
+            return candidate
+    log.warning("%s: decode steps run sequence by sequence, without batching: %s", name, reason)
+    return None
