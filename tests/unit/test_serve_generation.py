@@ -1,5 +1,6 @@
 """The continuous-batching scheduler: batched steps over sequences of different lengths give each sequence the
-tokens it gets alone (gpt slots and the per-sequence path of other models), and a full waiting queue refuses."""
+tokens it gets alone (gpt and Hugging Face slots, the per-sequence path of other models and of HF architectures that
+fail the batched check), and a full waiting queue refuses."""
 
 from __future__ import annotations
 

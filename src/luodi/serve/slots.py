@@ -165,7 +165,8 @@ def batched_slots(model: nn.Module, slots: int) -> Slots | None:
         return None
     from luodi.serve.hf_slots import HFSlots, unsupported
 
-    name = type(model.backbone).__name__
+    backbone = model.backbone
+    name = type(backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).__name__  # LoRA
     reason = unsupported(model)
     if reason is None:
         try:
