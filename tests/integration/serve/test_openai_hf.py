@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from serving_helpers import concurrently
 
 import luodi.api as api
 from llama_helpers import PAIRS, write_checkpoint
@@ -66,22 +66,16 @@ def test_concurrent_greedy_streams_of_an_hf_model_run_as_one_batch_and_match_eac
             alone = [client.completions.create(model="llama", prompt=prompt, max_tokens=16, temperature=0,
                                                logprobs=1, extra_body={"ignore_eos": True}) for prompt in prompts]
         assert "LlamaForCausalLM: decode steps of all running sequences run as one batch" in caplog.text
-        together: list[list[str]] = [[] for _ in prompts]
-        barrier = threading.Barrier(len(prompts))
 
-        def call(index: int) -> None:
-            barrier.wait()
-            for chunk in client.completions.create(model="llama", prompt=prompts[index], max_tokens=16,
-                                                   temperature=0, stream=True, logprobs=1,
-                                                   extra_body={"ignore_eos": True}):
+        def streamed(prompt: str) -> list[str]:
+            tokens: list[str] = []
+            for chunk in client.completions.create(model="llama", prompt=prompt, max_tokens=16, temperature=0,
+                                                   stream=True, logprobs=1, extra_body={"ignore_eos": True}):
                 logprobs = chunk.choices[0].logprobs
-                together[index] += logprobs.tokens or [] if logprobs is not None else []
+                tokens += logprobs.tokens or [] if logprobs is not None else []
+            return tokens
 
-        threads = [threading.Thread(target=call, args=(index,)) for index in range(len(prompts))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        together = concurrently([lambda prompt=prompt: streamed(prompt) for prompt in prompts])
     expected = [completion.choices[0].logprobs.tokens for completion in alone]  # type: ignore[union-attr]
     assert together == expected and all(len(tokens) == 16 for tokens in together)
 
