@@ -165,29 +165,34 @@ class Scheduler:
                 if not self.lock.wait(IDLE_EXIT_S) and not self.waiting:
                     self.worker = None
                     return False
-        for sequence in admitted:  # prefill outside the lock, so requests can still queue
-            self._prefill(sequence)
+        if admitted:  # prefill outside the lock, so requests can still queue
+            self._prefill(admitted)
         with self.lock:
             self.running.extend(admitted)
             self.metrics.running.set(len(self.running))
         return True
 
-    def _prefill(self, sequence: Sequence) -> None:
-        self.metrics.prompt_tokens.inc(len(sequence.prompt))
-        sequence.seen = list(sequence.prompt)
-        if sequence.sampling.temperature > 0:
-            sequence.generator = torch.Generator()
-            if sequence.sampling.seed is not None:
-                sequence.generator.manual_seed(sequence.sampling.seed)
-            else:
-                sequence.generator.seed()
+    def _prefill(self, sequences: list[Sequence]) -> None:
+        """Run the prompts of the sequences joining at this step (with slots: as one batch)."""
+        for sequence in sequences:
+            self.metrics.prompt_tokens.inc(len(sequence.prompt))
+            sequence.seen = list(sequence.prompt)
+            if sequence.sampling.temperature > 0:
+                sequence.generator = torch.Generator()
+                if sequence.sampling.seed is not None:
+                    sequence.generator.manual_seed(sequence.sampling.seed)
+                else:
+                    sequence.generator.seed()
         if self.slots is not None:
-            sequence.logits = self.slots.prefill(sequence.slot, sequence.prompt)
-        else:
-            device = next(self.model.parameters()).device
-            logits, sequence.cache = self.model.decode(  # type: ignore[operator]
+            logits = self.slots.prefill([s.slot for s in sequences], [s.prompt for s in sequences])
+            for row, sequence in enumerate(sequences):
+                sequence.logits = logits[row]
+            return
+        device = next(self.model.parameters()).device
+        for sequence in sequences:
+            last, sequence.cache = self.model.decode(  # type: ignore[operator]
                 torch.tensor(sequence.prompt, device=device)[None, :], None)
-            sequence.logits = logits[0, -1]
+            sequence.logits = last[0, -1]
 
     def _step(self) -> None:
         """Choose each running sequence's next token from its logits, then run the model one step for those that

@@ -5,8 +5,9 @@ The model keeps its own attention code: it gets a `SlotCache` (a transformers `C
 running sequence's new key and value at that sequence's own position and return the running slots' keys and values
 up to the step's span), `position_ids` (running, 1) from each sequence's length (rotary or learned positions), and
 a 4D attention mask (running, 1, 1, span) hiding the positions past each sequence, which transformers passes to
-the attention as it is. A prompt runs alone (prefill, the model's own cache, only the last position's logits) and
-is copied into its slot. Imported only when an `hf` model is served (it imports transformers).
+the attention as it is. The prompts joining at a step run as one batch, padded on the right (prefill, the model's
+own cache, only each prompt's last logits), and are copied into their slots. Imported only when an `hf` model is
+served (it imports transformers).
 """
 
 from __future__ import annotations
@@ -73,8 +74,7 @@ class HFSlots:
         self.model, self.backbone = model, model.backbone
         base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
         self.cache_name: str = model.cache_name
-        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
-            type(base).forward).parameters else {}
+        self.last_only = "logits_to_keep" in inspect.signature(type(base).forward).parameters
         self.boolean_mask = getattr(base.config, "_attn_implementation", "eager") == "sdpa"
         self.context: int = int(model.context_length)
         self.device = next(model.parameters()).device
@@ -97,10 +97,19 @@ class HFSlots:
             self.capacity = capacity_for(needed, self.capacity, self.context)
             self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
 
-    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
-        """Run the prompt into `slot`; the last position's logits (vocab,)."""
-        tokens = torch.tensor(ids, device=self.device)[None, :]
-        output = self.backbone(input_ids=tokens, use_cache=True, **self.last_only)
+    def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Run the prompts into their slots as one batch; each prompt's last position's logits (prompts, vocab).
+
+        Shorter prompts are padded on the right: under the causal mask no real position sees the padding, so each
+        prompt's keys, values and last logits are those it gets alone (only the real positions are kept)."""
+        lengths = [len(ids) for ids in prompts]
+        longest = max(lengths)
+        tokens = torch.tensor([ids + [0] * (longest - len(ids)) for ids in prompts], device=self.device)
+        keep: Any = 1  # the last position: all prompts end there
+        if self.last_only and min(lengths) < longest:  # each prompt's own last position (batch, 1)
+            keep = torch.tensor(lengths, device=self.device)[:, None] - 1
+        output = self.backbone(input_ids=tokens, use_cache=True, **({"logits_to_keep": keep} if self.last_only
+                                                                     else {}))
         layers = output[self.cache_name].layers
         if self.cache is None:  # the first prompt shows the layers' key and value shapes
             self.keys = [layer.keys.new_zeros((self.slots, *layer.keys.shape[1:2], 0, layer.keys.shape[3]))
@@ -108,12 +117,15 @@ class HFSlots:
             self.values = [layer.values.new_zeros((self.slots, *layer.values.shape[1:2], 0, layer.values.shape[3]))
                            for layer in layers]
             self.cache = SlotCache(self, len(layers))
-        self._grow(len(ids))
-        for index, layer in enumerate(layers):  # (1, kv_heads, prompt, head_dim)
-            self.keys[index][slot, :, :len(ids)] = layer.keys[0]
-            self.values[index][slot, :, :len(ids)] = layer.values[0]
-        self.lengths[slot] = len(ids)
-        return output.logits[0, -1]
+        self._grow(longest)
+        for row, (slot, length) in enumerate(zip(slots, lengths, strict=True)):
+            for index, layer in enumerate(layers):  # (prompts, kv_heads, longest, head_dim)
+                self.keys[index][slot, :, :length] = layer.keys[row, :, :length]
+                self.values[index][slot, :, :length] = layer.values[row, :, :length]
+            self.lengths[slot] = length
+        if self.last_only:
+            return output.logits[:, -1]
+        return output.logits[torch.arange(len(prompts)), torch.tensor(lengths) - 1]
 
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
         """One new token per slot, all in one forward; their logits (running, vocab)."""

@@ -30,8 +30,8 @@ log = logging.getLogger("luodi.serve")
 class Slots(Protocol):
     """Per-slot keys and values of a model, for batched decode steps."""
 
-    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
-        """Run the prompt into `slot`; the last position's logits (vocab,)."""
+    def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Run each prompt into its slot; each prompt's last position's logits (prompts, vocab)."""
         ...
 
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
@@ -77,16 +77,19 @@ class GPTSlots:
             self.capacity = capacity_for(needed, self.capacity, self.context)
             self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
 
-    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
-        """Run the prompt into `slot`; the last position's logits (vocab,)."""
-        self._grow(len(ids))
-        tokens = torch.tensor(ids, device=self.model.embedding.weight.device)[None, :]
-        logits, cache = self.model.decode(tokens, None)
-        for layer, (keys, values) in enumerate(cache.layers):  # (1, heads, prompt, head_dim)
-            self.keys[layer][slot, :, :len(ids)] = keys[0]
-            self.values[layer][slot, :, :len(ids)] = values[0]
-        self.lengths[slot] = len(ids)
-        return logits[0, -1]
+    def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Run each prompt into its slot, one after another; the last positions' logits (prompts, vocab)."""
+        last = []
+        for slot, ids in zip(slots, prompts, strict=True):
+            self._grow(len(ids))
+            tokens = torch.tensor(ids, device=self.model.embedding.weight.device)[None, :]
+            logits, cache = self.model.decode(tokens, None)
+            for layer, (keys, values) in enumerate(cache.layers):  # (1, heads, prompt, head_dim)
+                self.keys[layer][slot, :, :len(ids)] = keys[0]
+                self.values[layer][slot, :, :len(ids)] = values[0]
+            self.lengths[slot] = len(ids)
+            last.append(logits[0, -1])
+        return torch.stack(last)
 
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
         """One new token per slot, all in one batch; their logits (running, vocab)."""
@@ -126,8 +129,8 @@ class GPTSlots:
 
 def check_slots(model: Any, slots: Slots, count: int) -> str | None:
     """Why `slots` cannot stand in for the model's own decoding (None: it can). Two prompts of different lengths
-    (one when `count` is 1) are prefilled into their slots and stepped twice as one batch; every logit must match
-    the model's own `decode` of each sequence alone (the same tolerance as a batch-size change in float32)."""
+    (one when `count` is 1) are prefilled into their slots as one batch and stepped twice as one batch; every logit
+    must match the model's own `decode` of each sequence alone (the tolerance of a batch-size change in float32)."""
     vocab = int(model.backbone.get_input_embeddings().weight.shape[0]) if hasattr(model, "backbone") else 50
     prompts = [[(7 * index + 3) % vocab for index in range(length)] for length in (3, 6)][:count]
     device = next(model.parameters()).device
@@ -139,7 +142,7 @@ def check_slots(model: Any, slots: Slots, count: int) -> str | None:
             logits, cache = model.decode(torch.tensor([[token]], device=device), cache)
             steps.append(logits[0, -1])
         alone.append(steps)
-    batched = [[slots.prefill(slot, prompt) for slot, prompt in enumerate(prompts)]]
+    batched = [list(slots.prefill(list(range(len(prompts))), prompts))]
     for token in (1, 2):
         batched.append(list(slots.step(list(range(len(prompts))), [token] * len(prompts))))
     for step, rows in enumerate(batched):
