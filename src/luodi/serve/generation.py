@@ -7,8 +7,8 @@ the step it ends (end-of-text, max_tokens, the context is full) or is cancelled 
 went away: `cancel` frees a waiting sequence at once and a running one before the next step). Each step's token
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
 
-How the decode step is batched depends on the model: when the worker starts, `batched_slots` (slots.py) gives a
-slot cache for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding, and a
+How the decode step is batched depends on the model: when the worker starts, `batched_slots` gives a slot cache
+(slots.py) for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding, and a
 step feeds every running sequence's newest token as one batch, each sequence at its own length. Other models
 (`rnn`, an HF architecture that fails the check, with the reason logged) keep their own cache per sequence and are
 stepped one after another in the same loop: they still join and leave at any step, without the shared matrix
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from luodi.models.generation import Sampling, choose
-from luodi.serve.slots import Slots, batched_slots
+from luodi.serve.slots import GPTSlots, Slots
 
 log = logging.getLogger("luodi.serve")
 IDLE_EXIT_S = 2.0  # a worker with nothing to do for this long ends; the next request starts a new one
@@ -85,6 +85,64 @@ class GenerationMetrics:
     generation_tokens: Any
     running: Any
     waiting: Any
+
+
+def check_slots(model: Any, slots: Slots, count: int) -> str | None:
+    """Why `slots` cannot stand in for the model's own decoding (None: it can). Two prompts of different lengths
+    (one when `count` is 1) are prefilled into their slots as one batch and stepped twice as one batch; every logit
+    must match the model's own `decode` of each sequence alone (the tolerance of a batch-size change in float32)."""
+    vocab = int(model.backbone.get_input_embeddings().weight.shape[0]) if hasattr(model, "backbone") else 50
+    prompts = [[(7 * index + 3) % vocab for index in range(length)] for length in (3, 6)][:count]
+    device = next(model.parameters()).device
+    alone: list[list[torch.Tensor]] = []
+    for prompt in prompts:  # the reference: the model's own cache, one sequence
+        logits, cache = model.decode(torch.tensor([prompt], device=device), None)
+        steps = [logits[0, -1]]
+        for token in (1, 2):
+            logits, cache = model.decode(torch.tensor([[token]], device=device), cache)
+            steps.append(logits[0, -1])
+        alone.append(steps)
+    batched = [list(slots.prefill(list(range(len(prompts))), prompts))]
+    for token in (1, 2):
+        batched.append(list(slots.step(list(range(len(prompts))), [token] * len(prompts))))
+    for step, rows in enumerate(batched):
+        for slot, row in enumerate(rows):
+            expected = alone[slot][step].float()
+            scale = float(expected.abs().max()) + 1.0
+            difference = float((row.float() - expected).abs().max())
+            if difference > 1e-3 * scale:
+                return f"the batched step's logits differ from one sequence's by {difference:.3g} (step {step})"
+    return None
+
+
+def batched_slots(model: nn.Module, slots: int) -> Slots | None:
+    """The model's slot cache for `slots` sequences, or None (logged, with the reason) to step them one by one."""
+    from luodi.models.gpt import GPT
+    from luodi.models.language import CausalLM
+
+    if isinstance(model, GPT):
+        return GPTSlots(model, slots)
+    if not isinstance(model, CausalLM):
+        log.info("%s: decode steps run sequence by sequence (no batched cache for this model type)",
+                 type(model).__name__)
+        return None
+    from luodi.serve.hf_slots import HFSlots, unsupported
+
+    backbone = model.backbone
+    name = type(backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).__name__  # LoRA
+    reason = unsupported(model)
+    if reason is None:
+        try:
+            candidate = HFSlots(model, slots)
+            reason = check_slots(model, candidate, min(slots, 2))
+        except Exception as error:  # noqa: BLE001 - any architecture may refuse a foreign cache; we fall back
+            reason = f"the batched cache failed: {type(error).__name__}: {(str(error) or '-').splitlines()[0]}"
+        if reason is None:
+            candidate.reset()
+            log.info("%s: decode steps of all running sequences run as one batch", name)
+            return candidate
+    log.warning("%s: decode steps run sequence by sequence, without batching: %s", name, reason)
+    return None
 
 
 class Scheduler:

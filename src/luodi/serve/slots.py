@@ -1,5 +1,5 @@
 """Slot caches: the keys and values of every running sequence in one tensor per layer, so a decode step of all of
-them is one batch (the scheduler in generation.py asks `batched_slots` for one when its worker starts).
+them is one batch (the scheduler in generation.py picks one when its worker starts).
 
 A `Slots` holds per layer one key and one value tensor (slots, heads, capacity, head_dim): a slot per running
 sequence, each sequence at its own length. `prefill` runs a prompt alone into its slot; `step` feeds every running
@@ -9,22 +9,17 @@ step of a small model costs little more than at 1: it is bound by per-call overh
 arithmetic). Capacity doubles as needed, up to the model's context.
 
 `gpt` models get `GPTSlots` (written against models/gpt.py's blocks); Hugging Face causal LMs get `HFSlots`
-(serve/hf_slots.py), which hands the model a cache object, a 4D mask and per-sequence position ids, once
-`check_slots` has seen the batched step give the logits the model gives one sequence at a time. Other models, and
-HF architectures that fail that check or have sliding-window or linear-attention layers, get None (with the reason
-in the log): the scheduler steps them one after another.
+(serve/hf_slots.py), which hands the model a cache object, a 4D mask and per-sequence position ids. Which model
+gets which (and the check that a batched step gives the logits of the model's own decoding) is the scheduler's
+`batched_slots` (generation.py).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 from torch.nn import functional as F
-
-log = logging.getLogger("luodi.serve")
 
 
 class Slots(Protocol):
@@ -125,61 +120,3 @@ class GPTSlots:
         for slot in slots:
             self.lengths[slot] += 1
         return (model.norm(x) @ model.embedding.weight.T)[:, 0]
-
-
-def check_slots(model: Any, slots: Slots, count: int) -> str | None:
-    """Why `slots` cannot stand in for the model's own decoding (None: it can). Two prompts of different lengths
-    (one when `count` is 1) are prefilled into their slots as one batch and stepped twice as one batch; every logit
-    must match the model's own `decode` of each sequence alone (the tolerance of a batch-size change in float32)."""
-    vocab = int(model.backbone.get_input_embeddings().weight.shape[0]) if hasattr(model, "backbone") else 50
-    prompts = [[(7 * index + 3) % vocab for index in range(length)] for length in (3, 6)][:count]
-    device = next(model.parameters()).device
-    alone: list[list[torch.Tensor]] = []
-    for prompt in prompts:  # the reference: the model's own cache, one sequence
-        logits, cache = model.decode(torch.tensor([prompt], device=device), None)
-        steps = [logits[0, -1]]
-        for token in (1, 2):
-            logits, cache = model.decode(torch.tensor([[token]], device=device), cache)
-            steps.append(logits[0, -1])
-        alone.append(steps)
-    batched = [list(slots.prefill(list(range(len(prompts))), prompts))]
-    for token in (1, 2):
-        batched.append(list(slots.step(list(range(len(prompts))), [token] * len(prompts))))
-    for step, rows in enumerate(batched):
-        for slot, row in enumerate(rows):
-            expected = alone[slot][step].float()
-            scale = float(expected.abs().max()) + 1.0
-            difference = float((row.float() - expected).abs().max())
-            if difference > 1e-3 * scale:
-                return f"the batched step's logits differ from one sequence's by {difference:.3g} (step {step})"
-    return None
-
-
-def batched_slots(model: nn.Module, slots: int) -> Slots | None:
-    """The model's slot cache for `slots` sequences, or None (logged, with the reason) to step them one by one."""
-    from luodi.models.gpt import GPT
-    from luodi.models.language import CausalLM
-
-    if isinstance(model, GPT):
-        return GPTSlots(model, slots)
-    if not isinstance(model, CausalLM):
-        log.info("%s: decode steps run sequence by sequence (no batched cache for this model type)",
-                 type(model).__name__)
-        return None
-    from luodi.serve.hf_slots import HFSlots, unsupported
-
-    backbone = model.backbone
-    name = type(backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).__name__  # LoRA
-    reason = unsupported(model)
-    if reason is None:
-        try:
-            candidate = HFSlots(model, slots)
-            reason = check_slots(model, candidate, min(slots, 2))
-        except Exception as error:  # noqa: BLE001 - any architecture may refuse a foreign cache; we fall back
-            reason = f"the batched cache failed: {type(error).__name__}: {(str(error) or '-').splitlines()[0]}"
-        if reason is None:
-            candidate.reset()
-            log.info("%s: decode steps of all running sequences run as one batch", name)
-            return candidate
-    log.warning("%s: decode steps run sequence by sequence, without batching: %s", name, reason)
-    return None
