@@ -92,16 +92,18 @@ def causal_lm(folder: Path) -> CausalLM:
     return model.eval()
 
 
-@pytest.mark.parametrize(("architecture", "settings", "batched"), [
-    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 2}, True),  # grouped-query attention
-    ("mistral", {"sliding_window": 4}, False),  # one mask cannot serve a window: sequence by sequence
-], ids=["llama", "mistral-window"])
+@pytest.mark.parametrize(("architecture", "settings", "attention", "batched"), [
+    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 2}, "sdpa", True),  # grouped-query attention
+    ("llama", {}, "eager", True),  # eager attention adds the mask to the scores: a float mask
+    ("mistral", {"sliding_window": 4}, "sdpa", False),  # one mask cannot serve a window: sequence by sequence
+], ids=["llama", "llama-eager", "mistral-window"])
 def test_hf_models_decode_the_running_sequences_as_one_batch_or_fall_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, architecture: str, settings: dict[str, Any],
-        batched: bool) -> None:
+        attention: str, batched: bool) -> None:
     from luodi.serve.hf_slots import HFSlots
 
     model = causal_lm(write_checkpoint(tmp_path, architecture, **settings))
+    model.backbone.config._attn_implementation = attention  # the layers share this config
     prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13], [7] * 20]
     sampling = Sampling(max_tokens=12)
     alone = [list(generate_tokens(model, prompt, sampling, eos_id=None)) for prompt in prompts]
@@ -109,6 +111,7 @@ def test_hf_models_decode_the_running_sequences_as_one_batch_or_fall_back(
     with caplog.at_level("INFO", logger="luodi.serve"):
         assert asyncio.run(generate_all(scheduler, prompts, sampling)) == alone
     assert isinstance(scheduler.slots, HFSlots) == batched
+    assert not batched or scheduler.slots.boolean_mask == (attention == "sdpa")  # type: ignore[union-attr]
     assert ("one batch" if batched else "sliding-window attention (4 positions)") in caplog.text
 
 
