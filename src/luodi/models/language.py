@@ -14,7 +14,8 @@ and target.text.context_length).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,23 @@ class CausalLM(nn.Module):
         from peft.utils import set_peft_model_state_dict
 
         set_peft_model_state_dict(self.backbone, tensors)
+
+    @contextmanager
+    def pretrained(self) -> Iterator[nn.Module]:
+        """The model before fine-tuning, for comparisons: under LoRA this model with its adapters switched off;
+        after a full fine-tune a copy holding the checkpoint's weights again (an InputError when its folder is
+        gone)."""
+        if self.lora:
+            with self.backbone.disable_adapter():
+                yield self
+            return
+        import copy
+
+        assert self.source is not None
+        hf_checkpoint.check_model_files(hf_checkpoint.checkpoint_folder(self.source))  # before copying the model
+        base = copy.deepcopy(self)
+        base.load_pretrained()
+        yield base.eval()
 
     def merge(self) -> None:
         """Fold the adapters into the base weights (PEFT's `merge_and_unload`): the model becomes a plain one,
