@@ -148,3 +148,44 @@ def test_merge_writes_a_standalone_package_with_the_same_generations_and_logits(
                     == list(generate_tokens(adapter_package.model, prompt, Sampling(max_tokens=12), eos)))
     with pytest.raises(InputError, match="not an adapter"):  # a merged (full) package has nothing to merge
         api.merge(merged_dir, "again", home=home)
+
+
+def test_a_lora_package_of_the_earlier_layout_loads_without_its_base(adapted: tuple[Path, Path, Path],
+                                                                   tmp_path: Path) -> None:
+    """Before adapters were kept apart, weights.safetensors held the base's weights and the adapters together."""
+    from luodi.io import sha256_file
+    from luodi.package import write_tensors
+
+    package_dir, base, _ = adapted
+    adapter_package = load_package(package_dir)
+    earlier = tmp_path / "earlier"
+    shutil.copytree(package_dir, earlier)
+    shutil.rmtree(earlier / "adapter")
+    write_tensors(earlier / WEIGHTS, adapter_package.model.state_dict())
+    manifest = json.loads((earlier / MANIFEST).read_text())
+    del manifest["base"]
+    manifest["files"] = {name: entry for name, entry in manifest["files"].items() if not name.startswith("adapter/")}
+    manifest["files"][WEIGHTS] = {"sha256": sha256_file(earlier / WEIGHTS), "bytes": (earlier / WEIGHTS).stat().st_size}
+    (earlier / MANIFEST).write_text(json.dumps(manifest))
+    prompt = adapter_package.pipeline.target.prompt_ids("what is 4+4?")
+    with moved(base):
+        torch.testing.assert_close(logits(load_package(earlier), prompt), logits(adapter_package, prompt))
+
+
+def test_an_adapter_package_is_served_with_a_moved_base_from_luodi_base(
+        adapted: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import openai
+
+    from luodi.serve.model import Reference
+    from luodi.serve.server import background
+    from luodi.serve.settings import make_config
+
+    package_dir, base, home = adapted
+    expected = "".join(load_package(package_dir).generate("what is 2+2?", Sampling(max_tokens=6)))
+    with moved(base) as elsewhere:
+        monkeypatch.setenv("LUODI_BASE", str(elsewhere))
+        with background([Reference("tiny-chat", home)], make_config(port=0, reload_interval_s=0), home) as running, \
+                openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0) as client:
+            reply = client.chat.completions.create(model="tiny-chat", max_tokens=6, temperature=0,
+                                                   messages=[{"role": "user", "content": "what is 2+2?"}])
+    assert reply.choices[0].message.content == expected
