@@ -113,9 +113,13 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
 
 
 # ------------------------------------------------------------------------------- using a model
-def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None) -> Any:
+def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None,
+               base: str | Path | None = None) -> Any:
     """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path (or the
-    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`)."""
+    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`).
+
+    `base`: for a LoRA adapter package, where its base checkpoint is now (default $LUODI_BASE, else the folder it
+    was trained from); its sha256 must be the recorded one."""
     from luodi.package import ModelPackage, load_package
 
     if isinstance(model, ModelPackage):
@@ -127,14 +131,44 @@ def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str |
         model = f"{model['name']}/{model['version']}"
     path = Path(model)
     if _is_package_folder(path):
-        return load_package(path)
+        return load_package(path, base)
     not_found = InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
     if isinstance(model, Path):
         raise not_found
     if "/" in model and not is_valid_name(model.partition("@")[0].partition("/")[0]):
         raise not_found  # a path that is not a package folder, rather than a misspelt version
     reference = parse_reference(model)
-    return load_package(Store(home).resolve(reference).path)
+    return load_package(Store(home).resolve(reference).path, base)
+
+
+def merge(model: str | Path | dict[str, Any], out: str, *, base: str | Path | None = None,
+          home: str | Path | None = None) -> dict[str, Any]:
+    """Fold a LoRA package's adapters into its base checkpoint and register the result as a new version of `out`:
+    a standalone package (every weight, no base needed) that generates what the adapter package generates.
+
+    Args:
+        model: an adapter package (a reference or a folder).
+        out: the model name to register the merged package under.
+        base: where the base checkpoint is, when it moved (default $LUODI_BASE, else where it was).
+
+    Returns `{"model", "version", "package", "merged_from", "bytes"}` (`bytes`: the new package's weights).
+    """
+    from luodi.package import WEIGHTS, merge_adapters
+    from luodi.store import validate_name
+
+    validate_name(out, "--out model name")
+    package = load_model(model, home=home, base=base)
+    store = Store(home)
+    staging = store.staging_dir()
+    try:
+        manifest = merge_adapters(package, staging, out)
+        version = store.register_model(out, staging, run_id=None, task=manifest["task"],
+                                       metrics=manifest["metrics"], description=package.config.description)
+    except BaseException:
+        store.remove_staging(staging)
+        raise
+    return {"model": out, "version": version.version, "package": str(version.path),
+            "merged_from": str(package.path), "bytes": manifest["files"][WEIGHTS]["bytes"]}
 
 
 def _is_package_folder(path: Path) -> bool:
@@ -150,12 +184,13 @@ def _source(data: Any) -> str:
 
 
 def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path | None = None, strict: bool = False,
-             report: str | Path | bool = True) -> dict[str, Any]:
+             report: str | Path | bool = True, base: str | Path | None = None) -> dict[str, Any]:
     """Metrics of a model on labelled data (a file, DataFrame or records holding the target column), and the
     evaluation report.
 
     Args:
         report: True writes report.html under `LUODI_HOME/reports/`; a path writes it there; False writes none.
+        base: a LoRA package's base checkpoint, when it moved (see `load_model`).
 
     Returns `{"metrics": {...}, "rows": n, "model": ..., "package": ..., "warnings": [...], "report": path or
     None, "details": {...}}`; `details` holds the report's other numbers (per-class or residual tables, slices,
@@ -164,7 +199,7 @@ def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path 
     from luodi.evaluate.scoring import split_metrics
     from luodi.train.runtime import set_inference_threads
 
-    package = load_model(model, home=home)
+    package = load_model(model, home=home, base=base)
     set_inference_threads(package.config.runtime)
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
@@ -206,7 +241,8 @@ def _write_page(html: str, path: str | Path | None, home: str | Path | None, ste
 
 def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]], *, max_tokens: int = 64,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-             stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Iterator[str]:
+             stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None,
+             base: str | Path | None = None) -> Iterator[str]:
     """Text continuing `prompt`, streamed: pieces as a text_generation model writes them (KV cache, one token a step).
 
     Args:
@@ -217,13 +253,14 @@ def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]
         temperature: 0 is greedy; above 0 samples (with top_k, top_p), reproducibly with `seed`.
         repetition_penalty: > 1 makes tokens already seen less likely.
         stop: the text ends before the first of these strings.
+        base: a LoRA package's base checkpoint, when it moved (see `load_model`).
 
     Example: `print("".join(luodi.api.generate("story@latest", "Once upon a time")))`.
     """
     from luodi.models.generation import Sampling
     from luodi.train.runtime import set_inference_threads
 
-    package = load_model(model, home=home)
+    package = load_model(model, home=home, base=base)
     set_inference_threads(package.config.runtime)
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)

@@ -74,3 +74,24 @@ def check_tokenizer_files(folder: Path) -> None:
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise InputError(f"{folder}: checkpoint folder has no tokenizer.json (nor a vocabulary AutoTokenizer "
                          f"can convert: {', '.join(TOKENIZER_FILES[1:])})")
+
+
+# What a checkpoint's identity is made of: its weights, its config and its tokenizer (a README or a stray file in
+# the folder does not change the model, so it does not change the digest).
+IDENTITY_FILES = (CONFIG, "generation_config.json", "model.safetensors.index.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "added_tokens.json", "merges.txt", "chat_template.jinja",
+                  *TOKENIZER_FILES)
+
+
+def checkpoint_digest(folder: Path) -> tuple[str, dict[str, str]]:
+    """The sha256 of a checkpoint (over its weights, config and tokenizer files: each file's name and sha256, in
+    name order) and the per-file sha256s it is made of."""
+    import hashlib
+
+    from luodi.io import sha256_file
+
+    names = sorted({name for name in IDENTITY_FILES if (folder / name).is_file()}
+                   | {path.name for path in folder.glob("*.safetensors") if path.is_file()})
+    files = {name: sha256_file(folder / name) for name in names}
+    digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in files.items()).encode()).hexdigest()
+    return digest, files

@@ -33,6 +33,8 @@ app.add_typer(models_app, name="models")
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
 Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="Store folder (default ./.luodi).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
+Base = Annotated[Path | None, typer.Option("--base", help="A LoRA package's base checkpoint folder, when it moved "
+                                         "(default $LUODI_BASE, else where it was trained from).")]
 
 
 def _print_json(obj: Any) -> None:
@@ -159,13 +161,14 @@ def evaluate(
                                                      "reports/ folder).")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Metrics only, no report.")] = False,
     strict: Strict = False,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Metrics of a model on labelled data, and the evaluation report (one self-contained HTML file)."""
     if report is not None and no_report:
         raise InputError("--report and --no-report exclude each other")
-    result = api.evaluate(model, data, home=home, strict=strict,
+    result = api.evaluate(model, data, home=home, strict=strict, base=base,
                           report=False if no_report else report if report is not None else True)
     if as_json:
         return _print_json(result)
@@ -307,12 +310,13 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Generate text with a text_generation model, streamed to the terminal as it is written."""
     pieces = api.generate(model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home)
+                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home, base=base)
     if as_json:
         return _print_json({"prompt": prompt, "text": "".join(pieces)})
     for piece in pieces:
@@ -497,6 +501,22 @@ def models_promote(
         return _print_json(moved)
     before = f" (was {moved['from']})" if moved["from"] is not None else ""
     _console().print(f"{name}@{alias} → version {version}{before}")
+
+
+@models_app.command("merge")
+def models_merge(
+    model: Annotated[str, typer.Argument(help="A LoRA adapter package: name, name@alias, name/version or a folder.")],
+    out: Annotated[str, typer.Option("--out", help="Model name to register the merged package under.")],
+    base: Base = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Fold a LoRA package's adapters into its base checkpoint: a standalone package that needs no base folder."""
+    merged = api.merge(model, out, base=base, home=home)
+    if as_json:
+        return _print_json(merged)
+    _console().print(f"{out}/{merged['version']}: {model} merged into its base ({merged['bytes']:,} bytes of "
+                     f"weights) at {merged['package']}")
 
 
 @models_app.command("history")

@@ -186,6 +186,11 @@ class TextTargetConfig(Strict):
                           "false pads each example to its own window (longer ones are truncated).")
     samples: list[str] = Field(default_factory=list, description="Prompts the report generates from; default: "
                                "the beginnings of the first three scored examples.")
+    evaluate_rows: int = Field(32, ge=0, le=100_000, description="prompt_completion and chat data: scored rows "
+                               "whose completion (chat: last assistant reply) is generated greedily and compared with "
+                               "the reference (exact match, chrF); 0 turns it off.")
+    evaluate_margin: int = Field(8, ge=0, le=4096, description="Tokens a generated completion may run past its "
+                                 "reference's length before it is cut.")
 
 
 class TargetConfig(Strict):
