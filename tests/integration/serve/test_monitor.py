@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from serving_helpers import register_copy
 
 from luodi.store import Store
@@ -47,6 +48,7 @@ def luodi(home: Path, *args: str, cwd: Path, verb: str = "monitor") -> subproces
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # trains a model through the CLI and runs it four times (about a minute on 2 cores)
 def test_drifted_traffic_is_flagged_on_the_shifted_feature(serve: Callable[..., Any], store_home: Path,
                                                            tmp_path: Path, table_csv: Callable[..., Path],
                                                            tiny_config: Callable[..., Path],
