@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from luodi.config import MonitorConfig, validate_config
-from luodi.monitor.drift import Result, compare
+from luodi.monitor.drift import Result, compare, shown
 from luodi.monitor.log import Window, parse_time, read_window
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
 from luodi.package import MANIFEST, verify_package
@@ -83,9 +83,7 @@ class MonitorResult:
         rate is not zero on both sides."""
         table = []
         for item, prefix in [(item, "") for item in self.features] + [(item, "output ") for item in self.outputs]:
-            for result in item.results:
-                if result.aspect in ("missing", "oov") and not (result.reference["rate"] or result.current["rate"]):
-                    continue
+            for result in shown(item.results):
                 label = prefix + item.name + ("" if result.aspect == "value" else f" ({result.aspect})")
                 table.append((label, result.test, result.score, result.threshold, result.drift))
         return table

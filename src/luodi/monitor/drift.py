@@ -238,3 +238,9 @@ def compare(name: str, entry: dict[str, Any], measured: Measured, settings: Moni
         results.append(Result(name, rate, f"{rate}_rate", score.score, score.threshold, score.drift, total,
                               score.statistic, {"rate": reference_rate}, {"rate": hits / total}))
     return results
+
+
+def shown(results: list[Result]) -> list[Result]:
+    """The tests worth a line for people: rate tests only where the rate is not zero on both sides."""
+    return [result for result in results
+            if "rate" not in result.reference or result.reference["rate"] or result.current["rate"]]

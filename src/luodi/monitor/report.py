@@ -11,7 +11,7 @@ import numpy as np
 from luodi.config import MonitorConfig
 from luodi.evaluate import render
 from luodi.evaluate.plots import STYLE, short, to_data_uri
-from luodi.monitor.drift import Result
+from luodi.monitor.drift import Result, shown
 
 if TYPE_CHECKING:  # check.py renders this page: the types only, no import cycle
     from luodi.monitor.check import Checked, MonitorResult
@@ -82,7 +82,7 @@ def _when(seconds: float) -> str:
 def drift_table(items: list[tuple[str, Checked]]) -> str:
     rows, classes = [], []
     for prefix, item in items:
-        for result in item.results:
+        for result in shown(item.results):
             name = f"{prefix}{item.name}"
             rows.append([render.cell(name), render.cell(result.aspect), render.cell(result.test),
                          render.cell(result.score, name=f"{name}:{result.aspect}:score"),
@@ -91,7 +91,9 @@ def drift_table(items: list[tuple[str, Checked]]) -> str:
                                                                classes="bad" if result.drift else "")])
             classes.append("worst" if result.drift else "")
     return render.table(["feature", "aspect", "test", "score", "threshold", "rows", "drift"], rows,
-                        numeric=(3, 4, 5), table_id="drift", row_classes=classes)
+                        numeric=(3, 4, 5), table_id="drift", row_classes=classes) + \
+        '<p class="note">Missing and out-of-vocabulary rates are listed where they are not zero on both sides; every '\
+        "test is in the JSON block.</p>"
 
 
 def distributions(items: list[Checked], prefix: str) -> str:
@@ -100,7 +102,7 @@ def distributions(items: list[Checked], prefix: str) -> str:
         for result in item.results:
             if "shares" not in result.reference:
                 continue
-            title = f"{prefix}{item.name} ({result.aspect}): {result.test} {render.number(result.score)}"
+            title = f"{prefix}{item.name} ({result.aspect}): {result.test} {result.score:.3g}"
             parts.append(render.image(shares_plot(result, title), f"{prefix}{item.name} {result.aspect}"))
     return f'<div class="grid">{"".join(parts)}</div>' if parts else '<p class="note">Nothing to draw.</p>'
 
