@@ -26,6 +26,8 @@ from luodi.jobs.train import train as train
 from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
+    from luodi.config import MonitorConfig
+    from luodi.monitor.check import MonitorResult
     from luodi.package import ModelPackage
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
@@ -369,7 +371,7 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
 
 # ---------------------------------------------------------------------------------- runs and models
 def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
-            home: str | Path | None = None, settings: Any = None) -> Any:
+            home: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
     """Drift of a model version's logged traffic against its training profile (docs/monitoring.md).
 
     Args:
@@ -380,7 +382,7 @@ def monitor(model: str, *, since: str | None = None, until: str | None = None, o
         home: the store folder (default `$LUODI_HOME` or `./.luodi`); the log is under its `predictions/`.
         settings: a `MonitorConfig` overriding the thresholds saved in the package's config.
 
-    Returns a `luodi.monitor.check.MonitorResult` (`.to_dict()` is what `luodi monitor --json` prints).
+    Returns the tests per feature and output (`.to_dict()` is what `luodi monitor --json` prints).
     """
     from luodi.monitor.check import check
 
