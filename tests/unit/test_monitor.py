@@ -160,3 +160,21 @@ def test_windows_parse_dates_times_and_durations() -> None:
     assert parse_time(None, "--since") is None
     with pytest.raises(InputError, match=r"--until 'soon'"):
         parse_time("soon", "--until")
+
+
+def test_outputs_are_profiled_as_the_log_stores_them() -> None:
+    """A label as a category (the class mix), a regression's number and each class score as numbers."""
+    from luodi.monitor.profile import output_columns
+    from luodi.tasks import Output, OutputSpec, Predictions
+
+    label = OutputSpec("prediction", "prediction", "label", parts=("low", "high"), labels=("low", "high"))
+    scores = OutputSpec("probabilities", "probability", "scores", parts=("low", "high"))
+    value = OutputSpec("prediction", "prediction", "number")
+    classified = output_columns(Predictions((Output(label, np.array([0, 1, 1])),
+                                             Output(scores, np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])))))
+    assert {name: kind for name, (kind, _) in classified.items()} == {
+        "prediction": "category", "probabilities.low": "numeric", "probabilities.high": "numeric"}
+    assert classified["prediction"][1].to_pylist() == ["low", "high", "high"]
+    assert classified["probabilities.high"][1].to_pylist() == [0.2, 0.7, 0.6]
+    regression = output_columns(Predictions((Output(value, np.array([1.5, 2.5])),)))
+    assert regression["prediction"][0] == "numeric" and regression["prediction"][1].to_pylist() == [1.5, 2.5]
