@@ -26,6 +26,8 @@ from luodi.jobs.train import train as train
 from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
+    from luodi.config import MonitorConfig
+    from luodi.monitor.check import MonitorResult
     from luodi.package import ModelPackage
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
@@ -405,6 +407,25 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
 
 
 # ---------------------------------------------------------------------------------- runs and models
+def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
+            home: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
+    """Drift of a model version's logged traffic against its training profile (docs/monitoring.md).
+
+    Args:
+        model: `name`, `name@alias` or `name/version`: whose profile, and whose rows of the prediction log.
+        since, until: the window: ISO dates or times (UTC unless they say otherwise) or durations back from now
+            ('30m', '2h', '7d'); open by default.
+        out: where to write the monitoring page (none when None).
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`); the log is under its `predictions/`.
+        settings: a `MonitorConfig` overriding the thresholds saved in the package's config.
+
+    Returns the tests per feature and output (`.to_dict()` is what `luodi monitor --json` prints).
+    """
+    from luodi.monitor.check import check
+
+    return check(Store(home), model, since=since, until=until, out=out, settings=settings)
+
+
 def observed(run: Run) -> Run:
     """The run with status 'stopped' when it reads 'running' but its process on this host is gone.
 

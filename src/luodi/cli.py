@@ -407,6 +407,37 @@ serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
 app.command()(serve)
 
 
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")],
+    since: Annotated[str | None, typer.Option(help="Window start: ISO date/time (UTC unless given) or a duration "
+                                                   "back from now (30m, 2h, 7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
+    no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    if as_json:
+        return _print_json(result.to_dict())
+    from rich.table import Table
+
+    _warn(result.notes)
+    table = Table("feature", "test", "score", "threshold", "drift",
+                  title=f"{result.model}/{result.version}: {_count(result.rows, 'row')} from {result.first} to "
+                        f"{result.last}", title_justify="left")
+    for feature, test, score, threshold, drift in result.rows_table():
+        table.add_row(feature, test, f"{score:.4g}", f"{threshold:.4g}", "[bold red]yes[/]" if drift else "no")
+    console = _console()
+    console.print(table)
+    drifted = result.to_dict()["drifted"]
+    console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
+    if result.report:
+        console.print(f"report: {result.report}")
+
+
 # ------------------------------------------------------------------------------------------- runs
 @runs_app.command("ls")
 def runs_ls(

@@ -72,8 +72,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
 
 
 @pytest.mark.parametrize("verb", ["init", "train", "evaluate", "predict", "generate", "explain", "compare",
-                                  "quickstart", "serve", "runs ls", "runs show", "models ls", "models show",
-                                  "models promote", "models history", "models merge"])
+                                  "quickstart", "serve", "monitor", "runs ls", "runs show", "models ls",
+                                  "models show", "models promote", "models history", "models merge"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr

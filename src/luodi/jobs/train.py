@@ -124,11 +124,13 @@ class RunRecord:
 
         return Callback(on_epoch_end=lambda epoch, metrics: self.store.log_epoch(self.run.id, epoch, metrics))
 
-    def register(self, fitted: Any, report: str | None, environment: dict[str, Any]) -> ModelVersion:
-        """Write the package into a staging folder (the report first: the manifest hashes every file) and make it
-        the model's next version in one transaction."""
+    def register(self, fitted: Any, report: str | None, environment: dict[str, Any],
+                 profile: dict[str, Any] | None = None) -> ModelVersion:
+        """Write the package into a staging folder (the report first: the manifest hashes every file; the reference
+        profile listed after it) and make it the model's next version in one transaction."""
         from luodi.io import atomic_write_text
-        from luodi.package import save_package
+        from luodi.monitor.profile import PROFILE_FILE, write_profile
+        from luodi.package import add_file, save_package
 
         prepared = fitted.prepared
         config, result = prepared.config, fitted.result
@@ -145,6 +147,9 @@ class RunRecord:
                              "lineage": {"run_id": self.run.id, "parent_version": parent_version},
                              "environment": environment,
                          })
+            if profile is not None:
+                write_profile(staging, profile)
+                add_file(staging, PROFILE_FILE)
             return self.store.register_model(
                 config.name, staging, run_id=self.run.id, task=config.target.task, metrics=fitted.metrics,
                 data_sha256=prepared.fingerprint["train"]["sha256"], description=config.description,
@@ -170,6 +175,18 @@ class RunRecord:
 
     def end(self, status: str, error: str) -> None:
         self.store.update_run(self.run.id, status=status, error=error)
+
+
+def reference_profile(fitted: Any, warnings: list[str]) -> dict[str, Any] | None:
+    """The package's reference profile for monitoring; a failure is a warning, never a lost model."""
+    from luodi.jobs.fit import profile_of
+
+    try:
+        return profile_of(fitted)
+    except Exception as error:  # noqa: BLE001 - the model is still good without a profile
+        warnings.append(f"the reference profile for monitoring was not written ({type(error).__name__}: {error}); "
+                        "luodi monitor needs one: train again once this is fixed")
+        return None
 
 
 def summary_of(fitted: Any) -> dict[str, Any]:
@@ -236,7 +253,8 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         if config.report.enabled:
             page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
             report = page[0] if page is not None else None
-        version = record.register(fitted, report, environment) if register else None
+        profile = reference_profile(fitted, warnings) if register and config.monitor.profile else None
+        version = record.register(fitted, report, environment, profile) if register else None
     except KeyboardInterrupt:
         record.end("interrupted", "interrupted by the user")
         raise TrainingInterrupted(record.run.id) from None
