@@ -296,6 +296,36 @@ def predict(
 
 
 @app.command()
+def embed(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Texts: a table with the model's text column (CSV, "
+                                                             "Parquet, JSONL) or a .txt file.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to embed (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write .npy (float32 matrix), .parquet or .jsonl (texts "
+                                                           "and embeddings); default: JSON lines on stdout.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut texts longer than the model's max_length "
+                                                              "instead of refusing them.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Embed texts with a text encoder model (one text feature read as tokens): one vector per text."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    vectors = api.embed(model, data if data is not None else list(text or []), truncate=truncate, out=out, home=home)
+    if as_json:
+        payload: dict[str, Any] = {"rows": len(vectors), "dimensions": int(vectors.shape[1]),
+                                   "out": str(out) if out else None}
+        if out is None:
+            payload["embeddings"] = vectors.tolist()
+        return _print_json(payload)
+    if out is None:
+        for vector in vectors:
+            sys.stdout.write(json.dumps(vector.tolist()) + "\n")
+    else:
+        print(f"wrote {len(vectors)} embeddings of {vectors.shape[1]} dimensions to {out}", file=sys.stderr)
+
+
+@app.command()
 def generate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
