@@ -231,6 +231,29 @@ def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]
     return package.generate(prompt, sampling)
 
 
+def chat(model: str | Path | ModelPackage, *, system: str | None = None, max_tokens: int = 256,
+         temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+         stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Any:
+    """A multi-turn conversation with a text_generation model (`luodi chat`).
+
+    Returns a `luodi.models.chat.Chat`: `turn = chat.send("hello")` starts a reply, `for piece in turn` streams
+    it (the same generation as `generate`, with the same sampling options), `turn.dropped` says how many of the
+    oldest turns were dropped to keep the conversation within the model's context; `chat.reset()` forgets the
+    turns. `system` is a system message kept in front of every turn.
+    """
+    from luodi.models.chat import Chat
+    from luodi.models.generation import Sampling
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    if not hasattr(package.pipeline.target, "conversation_ids"):
+        raise InputError(f"{package.path}: a {package.task.name} model predicts rows; it does not chat")
+    set_inference_threads(package.config.runtime)
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)
+    return Chat(package.model, package.pipeline.target, sampling, system)
+
+
 def embed(model: str | Path | ModelPackage, texts: str | Sequence[str] | Path, *, truncate: bool = False,
           out: str | Path | None = None, home: str | Path | None = None) -> Any:
     """Embeddings of texts: the vectors a text encoder model computes for them (what /v1/embeddings answers).

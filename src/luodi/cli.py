@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -349,6 +350,75 @@ def generate(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system message kept before every turn.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per reply at most.")] = 256,
+    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
+    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a reply before this string (repeatable).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same replies.")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Chat with a text_generation model: one user message per line, replies streamed; /reset, /exit, Ctrl-D."""
+    conversation = api.chat(model, system=system, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or (), seed=seed,
+                            home=home)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+        print(f"chatting with {model} (context {conversation.context} tokens); /reset forgets the conversation, "
+              "/exit or Ctrl-D ends it", file=sys.stderr)
+    try:
+        while True:
+            line = _read_line(interactive)
+            if line is None or line.strip() == "/exit":
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/reset":
+                conversation.reset()
+                print("(conversation forgotten)", file=sys.stderr)
+                continue
+            try:
+                turn = conversation.send(line.rstrip("\n"))
+            except InputError as error:
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            if turn.dropped:
+                print(f"(dropped the oldest {_count(turn.dropped, 'turn')} to stay within the model's context of "
+                      f"{conversation.context} tokens)", file=sys.stderr)
+            if as_json:
+                _print_json({"user": text, "reply": "".join(turn), "dropped": turn.dropped})
+                continue
+            for piece in turn:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line the user typed (None at end of input); a prompt only on a terminal."""
+    if interactive:
+        try:
+            return input("> ")
+        except EOFError:
+            return None
+    line = sys.stdin.readline()
+    return line if line else None
 
 
 @app.command()
