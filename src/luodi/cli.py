@@ -35,6 +35,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="Store folder (default ./.luodi).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
 
+# The sampling options `generate` and `chat` share (luodi.models.generation.Sampling).
+Temperature = Annotated[float, typer.Option(help="0: greedy; above 0 samples.")]
+TopK = Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")]
+TopP = Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")]
+RepetitionPenalty = Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")]
+
 
 def _print_json(obj: Any) -> None:
     def clean(value: Any) -> Any:  # NaN is not JSON
@@ -331,10 +337,10 @@ def generate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
     max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
@@ -357,10 +363,10 @@ def chat(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     system: Annotated[str | None, typer.Option("--system", help="A system message kept before every turn.")] = None,
     max_tokens: Annotated[int, typer.Option(help="New tokens per reply at most.")] = 256,
-    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End a reply before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same replies.")] = None,
