@@ -1,12 +1,15 @@
 """OpenAI-compatible /v1/embeddings on a tiny text classifier trained here (a Transformer over BPE tokens), called with
 the official `openai` client: the vectors are the in-process embeddings, a request's texts run in one forward pass
-on the model's batcher, and refusals name the field in OpenAI's error shape."""
+and concurrent requests share batches (with predictions) on the model's batcher, deadlines hold, and refusals name
+the field in OpenAI's error shape."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -157,3 +160,32 @@ def test_luodi_embed_writes_what_the_api_returns(home: Path, tmp_path: Path,
     assert code == 2 and f"{long}: column 'text' row 2 is longer than the 32 tokens" in err, err
     code, out, _ = run_cli(capsys, "embed", "words", "--data", str(long), "--truncate", "--home", str(home))
     assert code == 0 and len(out.splitlines()) == 2
+
+
+def slow_loader(reference: Reference, config: ServeConfig) -> Loaded:
+    """The real package, 50 ms slower per forward pass of its text encoder (so concurrent requests pile up)."""
+    loaded = counting_loader(reference, config)
+    for module in loaded.package.model.encoders:  # type: ignore[union-attr]
+        module.register_forward_hook(lambda *_: time.sleep(0.05))
+    return loaded
+
+
+def test_concurrent_requests_share_batches_with_predictions(home: Path) -> None:
+    texts = [f"the team won match {number}" for number in range(8)]
+    expected = api.embed("words", texts, home=home)
+    config = make_config(port=0, reload_interval_s=0, max_batch_size=64)
+    with background([Reference("words", home)], config, home, loader=slow_loader) as running:
+        forward_calls.clear()
+        with openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0) as client, \
+                ThreadPoolExecutor(12) as pool:
+            embedded = [pool.submit(client.embeddings.create, model="words", input=text) for text in texts]
+            predicted = [pool.submit(httpx.post, running.url + "/v1/models/words/predict",
+                                     json={"records": [{"body": text}]}) for text in texts[:4]]
+            vectors = [np.array(future.result().data[0].embedding) for future in embedded]
+            assert all(future.result().status_code == 200 for future in predicted)
+        for vector, alone in zip(vectors, expected, strict=True):
+            assert np.abs(vector - alone).max() < 1e-6  # each caller gets its own vector back
+        assert len(forward_calls) < len(texts) + 4  # requests were batched together, predictions beside embeddings
+        late = httpx.post(running.url + "/v1/embeddings", json={"model": "words", "input": "x"},
+                          headers={"X-Timeout-Ms": "1"})
+        assert late.status_code == 504 and late.json()["error"]["code"] == 504
