@@ -421,7 +421,8 @@ def _read_line(interactive: bool) -> str | None:
     if interactive:
         try:
             return input("> ")
-        except EOFError:
+        except EOFError:  # Ctrl-D: end the prompt's line, so the shell's starts on its own
+            sys.stdout.write("\n")
             return None
     line = sys.stdin.readline()
     return line if line else None
