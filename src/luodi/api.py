@@ -270,6 +270,91 @@ def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]
     return package.generate(prompt, sampling)
 
 
+def chat(model: str | Path | ModelPackage, *, system: str | None = None, max_tokens: int = 256,
+         temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+         stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Any:
+    """A multi-turn conversation with a text_generation model (`luodi chat`).
+
+    Returns a `luodi.models.chat.Chat`: `turn = chat.send("hello")` starts a reply, `for piece in turn` streams
+    it (the same generation as `generate`, with the same sampling options), `turn.dropped` says how many of the
+    oldest turns were dropped to keep the conversation within the model's context; `chat.reset()` forgets the
+    turns. `system` is a system message kept in front of every turn.
+    """
+    from luodi.models.chat import Chat
+    from luodi.models.generation import Sampling
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    if not hasattr(package.pipeline.target, "conversation_ids"):
+        raise InputError(f"{package.path}: a {package.task.name} model predicts rows; it does not chat")
+    set_inference_threads(package.config.runtime)
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)
+    return Chat(package.model, package.pipeline.target, sampling, system)
+
+
+def embed(model: str | Path | ModelPackage, texts: str | Sequence[str] | Path, *, truncate: bool = False,
+          out: str | Path | None = None, home: str | Path | None = None) -> Any:
+    """Embeddings of texts: the vectors a text encoder model computes for them (what /v1/embeddings answers).
+
+    Args:
+        model: a reference (`name`, `name@alias`, `name/version`), a package folder or a loaded package whose model
+            reads one text feature as tokens (model.type hf, transformer or rnn; see docs/serving.md#embeddings).
+        texts: a text, a list of texts, or a `Path` to a table (CSV, Parquet, JSONL) holding the model's text
+            column (or only one column), or a .txt file (a text per paragraph, or per line).
+        truncate: cut a text longer than the feature's max_length to it, instead of refusing it.
+        out: also write the vectors: `.npy` (the float32 matrix), `.parquet` or `.jsonl` (each text and its
+            `embedding`).
+
+    Returns a float32 NumPy array (texts, dimensions); vectors have length 1 when the checkpoint's
+    sentence-transformers modules normalize (MiniLM's do), so a dot product is the cosine similarity.
+    """
+    from luodi.models.embedding import embed_texts, text_encoder
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    encoder = text_encoder(package.model, package.pipeline)
+    if isinstance(texts, Path):
+        strings, name = _texts_of_file(texts, encoder.tokens.name)
+    else:
+        strings, name = [texts] if isinstance(texts, str) else list(texts), lambda index: f"texts[{index}]"
+    set_inference_threads(package.config.runtime)
+    vectors = embed_texts(encoder, strings, truncate, name)
+    if out is not None:
+        _write_embeddings(Path(out), encoder.tokens.name, strings, vectors)
+    return vectors
+
+
+def _texts_of_file(path: Path, column: str) -> tuple[list[str], Any]:
+    """The texts of a table's `column` (or its only column) and how to name a row in errors."""
+    from luodi.data.sources import read_table
+
+    table = read_table(path)
+    found = column if column in table.column_names else table.column_names[0] if table.num_columns == 1 else None
+    if found is None:
+        raise InputError(f"{path}: no column {column!r} (the model's text feature) among {table.column_names}")
+    values = table.column(found).to_pylist()
+    for row, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InputError(f"{path}: column {found!r} row {row + 1} is {'empty' if value is None else 'not a text'}")
+    return values, lambda index: f"{path}: column {found!r} row {index + 1}"
+
+
+def _write_embeddings(path: Path, column: str, texts: list[str], vectors: Any) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from luodi.io import atomic_write
+
+    if path.suffix.lower() == ".npy":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: np.save(handle, vectors))
+    elif path.suffix.lower() in (".parquet", ".jsonl"):
+        write_table(pd.DataFrame({column: texts, "embedding": list(vectors)}), path)
+    else:
+        raise InputError(f"{path}: embeddings are written as .npy, .parquet or .jsonl")
+
+
 def explain(model: str | Path | dict[str, Any], data: Any, *, out: str | Path | None = None,
             home: str | Path | None = None, target_class: str | None = None, steps: int = 50,
             strict: bool = False) -> Any:

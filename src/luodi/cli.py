@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -35,6 +36,12 @@ Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="
 Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
 Base = Annotated[Path | None, typer.Option("--base", help="A LoRA package's base checkpoint folder, when it moved "
                                          "(default $LUODI_BASE, else where it was trained from).")]
+
+# The sampling options `generate` and `chat` share (luodi.models.generation.Sampling).
+Temperature = Annotated[float, typer.Option(help="0: greedy; above 0 samples.")]
+TopK = Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")]
+TopP = Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")]
+RepetitionPenalty = Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")]
 
 
 def _print_json(obj: Any) -> None:
@@ -299,14 +306,44 @@ def predict(
 
 
 @app.command()
+def embed(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Texts: a table with the model's text column (CSV, "
+                                                             "Parquet, JSONL) or a .txt file.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to embed (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write .npy (float32 matrix), .parquet or .jsonl (texts "
+                                                           "and embeddings); default: JSON lines on stdout.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut texts longer than the model's max_length "
+                                                              "instead of refusing them.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Embed texts with a text encoder model (one text feature read as tokens): one vector per text."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    vectors = api.embed(model, data if data is not None else list(text or []), truncate=truncate, out=out, home=home)
+    if as_json:
+        payload: dict[str, Any] = {"rows": len(vectors), "dimensions": int(vectors.shape[1]),
+                                   "out": str(out) if out else None}
+        if out is None:
+            payload["embeddings"] = vectors.tolist()
+        return _print_json(payload)
+    if out is None:
+        for vector in vectors:
+            sys.stdout.write(json.dumps(vector.tolist()) + "\n")
+    else:
+        print(f"wrote {len(vectors)} embeddings of {vectors.shape[1]} dimensions to {out}", file=sys.stderr)
+
+
+@app.command()
 def generate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
     max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
@@ -323,6 +360,76 @@ def generate(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system message kept before every turn.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per reply at most.")] = 256,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a reply before this string (repeatable).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same replies.")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Chat with a text_generation model: one user message per line, replies streamed; /reset, /exit, Ctrl-D."""
+    conversation = api.chat(model, system=system, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or (), seed=seed,
+                            home=home)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+        print(f"chatting with {model} (context {conversation.context} tokens); /reset forgets the conversation, "
+              "/exit or Ctrl-D ends it", file=sys.stderr)
+    try:
+        while True:
+            line = _read_line(interactive)
+            if line is None or line.strip() == "/exit":
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/reset":
+                conversation.reset()
+                print("(conversation forgotten)", file=sys.stderr)
+                continue
+            try:
+                turn = conversation.send(line.rstrip("\n"))
+            except InputError as error:
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            if turn.dropped:
+                print(f"(dropped the oldest {_count(turn.dropped, 'turn')} to stay within the model's context of "
+                      f"{conversation.context} tokens)", file=sys.stderr)
+            if as_json:
+                _print_json({"user": text, "reply": "".join(turn), "dropped": turn.dropped})
+                continue
+            for piece in turn:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line the user typed (None at end of input); a prompt only on a terminal."""
+    if interactive:
+        try:
+            return input("> ")
+        except EOFError:  # Ctrl-D: end the prompt's line, so the shell's starts on its own
+            sys.stdout.write("\n")
+            return None
+    line = sys.stdin.readline()
+    return line if line else None
 
 
 @app.command()

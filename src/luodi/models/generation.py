@@ -144,10 +144,15 @@ def stream_text(model: nn.Module, target: Any, prompt: str | list[dict[str, str]
                 ) -> Iterator[str]:
     """Pieces of the generated text as they are decided (`target`: the fitted text_generation target, which
     formats the prompt as the model was trained and decodes ids)."""
+    return stream_ids(model, target, target.prompt_ids(prompt), sampling)
+
+
+def stream_ids(model: nn.Module, target: Any, prompt: Sequence[int], sampling: Sampling) -> Iterator[str]:
+    """Pieces of the text generated after the token ids `prompt` (`stream_text` once the prompt is tokenized)."""
     generated: list[int] = []
     emitted = 0  # characters of the text already yielded
     text = ""
-    for token in generate_tokens(model, target.prompt_ids(prompt), sampling, target.eos_id):
+    for token in generate_tokens(model, prompt, sampling, target.eos_id):
         generated.append(token)
         text = target.decode(generated)
         if text.endswith("\ufffd"):

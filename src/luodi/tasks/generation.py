@@ -267,6 +267,12 @@ class TokenTarget:
             ids = [int(self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id)]
         return ids
 
+    def conversation_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids a reply to `messages` continues from: a chat model's own format, and for a model trained on text
+        the conversation rendered as its tokenizer's chat template (else SIMPLE_CHAT) with the assistant's turn
+        opened."""
+        return self.prompt_ids(messages if self.format == "chat" else self.render(messages, generation_prompt=True))
+
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
