@@ -175,15 +175,13 @@ def render(starter: Starter, data_path: str, source: Path, config_path: str | No
     """The starter config as commented YAML; every key is in docs/config.md. `config_path`: the file it is
     written to, named in the 'Train with' line."""
     train_with = f"luodi train {config_path}" if config_path else "luodi.api.train(config)"
-    width = max([len(c.name) for c in starter.features] + [8]) + 2
     features = "\n".join(
-        f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}} "
-        .ljust(width + 32) + f"# {c.reason}"
+        f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}}  # {c.reason}"
         for c in starter.features
     )
     dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason.removeprefix('dropped: ')}" for c in starter.dropped)
     stop_metric = "loss"
-    return f"""\
+    return align_comments(f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
 # Train with: {train_with}    Override any key: --set trainer.epochs=20
@@ -222,7 +220,50 @@ runtime:
   device: auto                          # uses CUDA when present
   threads: auto                         # cores that are free now; set a number to pin it
   allocator: tuned                      # reuse freed memory instead of page-faulting each step
-"""
+""")
+
+
+COMMENT_COLUMN = 40  # where the inline comments of a written config start
+LONGEST_ALIGNED = 72  # a line with more code than this keeps its comment two spaces after it
+
+
+def _comment_at(line: str) -> int | None:
+    """Where the inline comment of a YAML line starts (` #` outside double quotes, after some code); None if it
+    has none (a full-line comment is not inline)."""
+    quoted = escaped = False
+    for index, char in enumerate(line):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char == "#" and index and line[index - 1] == " " and line[:index].strip():
+            return index
+    return None
+
+
+def align_comments(text: str) -> str:
+    """Inline comments in one column: COMMENT_COLUMN, or further right for a run of consecutive commented lines
+    whose code is longer (a feature list with long column names), so that each block reads as a table."""
+    lines = text.split("\n")
+    parts = []
+    for line in lines:
+        at = _comment_at(line)
+        parts.append(None if at is None else (line[:at].rstrip(), line[at:]))
+    out, index = [], 0
+    while index < len(parts):
+        if parts[index] is None:
+            out.append(lines[index])
+            index += 1
+            continue
+        end = index
+        while end < len(parts) and parts[end] is not None:
+            end += 1
+        block = [part for part in parts[index:end] if part is not None]
+        fitting = [len(code) for code, _ in block if len(code) <= LONGEST_ALIGNED]
+        column = max([COMMENT_COLUMN - 2, *fitting]) + 2
+        out += [f"{code.ljust(column - 2)}  {comment}" for code, comment in block]
+        index = end
+    return "\n".join(out)
 
 
 def _quote(value: str) -> str:
