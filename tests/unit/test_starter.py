@@ -231,3 +231,12 @@ def test_the_text_generation_starter_names_its_file_and_lines_up(tmp_path: Path)
     text = (tmp_path / "lm.yaml").read_text()
     assert f"# Train with: luodi train {tmp_path / 'lm.yaml'} " in text and "{this file}" not in text
     assert all(len(set(block)) == 1 for block in comment_columns(text)), comment_columns(text)
+
+
+@pytest.mark.parametrize(("labels", "positive"), [(["yes", "no"], "yes"), (["benign", "malignant"], "malignant"),
+                                                   ([True, False], "true"), ([0, 1], "1")])
+def test_a_binary_starter_names_its_positive_class(labels: list[object], positive: str) -> None:
+    data = table(rows=100).drop_columns(["churned"]).append_column("churned", pa.array(labels * 50))
+    config = round_trip(data)
+    assert config.target.positive_class == positive  # the label the metrics are of, written out to be changed
+    assert round_trip(table(rows=400), target="contract").target.positive_class is None  # multiclass
