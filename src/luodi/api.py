@@ -91,6 +91,7 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
         model = name or starter.model_name(data)
         text, target = own_starter(table, starter.relative_data_path(data, output), model,
                                    None if base is None else str(Path(base).resolve()))
+        text = starter.align_comments(text.replace("luodi train {this file}", f"luodi train {output}"))
         validate_config(yaml.safe_load(text), str(output))
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, text)

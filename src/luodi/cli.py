@@ -18,16 +18,39 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from luodi import api
 from luodi.errors import InputError
 
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: an empty metavar keeps typer's help from printing `<bool>` beside them."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Group(TyperGroup):
+    """The groups of `luodi`: their own flags and those of the commands they hand a call to show no `<bool>`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags(command.get_params(ctx))
+        return command
+
+
 app = typer.Typer(
-    name="luodi", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="luodi", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=_Group,
     help="luodi: from a table to a trained, evaluated, registered model. Exit codes: 0 ok, 2 bad input, 1 error.",
 )
-runs_app = typer.Typer(no_args_is_help=True, help="Training runs: list and inspect.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, inspect, move aliases.")
+runs_app = typer.Typer(no_args_is_help=True, cls=_Group, help="Training runs: list and inspect.")
+models_app = typer.Typer(no_args_is_help=True, cls=_Group, help="Registered models: list, inspect, move aliases.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 

@@ -78,6 +78,7 @@ def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr
     assert "Usage" in result.stdout
+    assert "<bool>" not in result.stdout  # flags take no value
 
 
 def test_no_arguments_shows_help(luodi) -> None:

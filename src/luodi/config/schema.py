@@ -202,7 +202,24 @@ class TargetConfig(Strict):
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
     )
+    positive_class: str | None = Field(
+        None, description="binary: the class whose precision, recall, F1 and ROC AUC are reported and whose "
+        "probability the model outputs; default: a true-like value (yes, true, 1, positive), else the later in "
+        "sort order. Checked against the training labels.")
     text: TextTargetConfig = Field(default_factory=TextTargetConfig)  # type: ignore[arg-type]
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _label_spelling(cls, value: object) -> object:
+        """A YAML number or boolean as the target column spells its labels (true, 1, 2.5): labels are matched as
+        text."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, int | float):
+            return repr(value)
+        return value
 
     @field_validator("task")
     @classmethod
@@ -531,6 +548,8 @@ class LuodiConfig(Strict):
             )
         if isinstance(self.target.class_weights, dict) and not task.classes:
             raise ValueError("target.class_weights applies to classification only")
+        if self.target.positive_class is not None and not getattr(task, "binary", False):
+            raise ValueError(f"target.positive_class applies to binary tasks only (this task is {task.name})")
         for feature in self.input_features:
             if isinstance(feature, TextFeature):
                 resolve_tokenizer(feature, self.model)

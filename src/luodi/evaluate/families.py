@@ -38,6 +38,7 @@ class Family(Protocol):
     importance_loss: str  # the loss whose increase it measures
     explained_output: str  # what explanations attribute, for people
     explains_classes: bool  # explanations pick a class per row (the predicted one, or --class)
+    target_settings: tuple[str, ...]  # the keys of `target` (besides name and task) its tasks read
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -66,6 +67,7 @@ class Classes:
     importance_loss = "log loss"
     explained_output = "probability of the explained class"
     explains_classes = True
+    target_settings: tuple[str, ...] = ("class_weights", "positive_class")
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -116,17 +118,23 @@ class Classes:
             row += [render.cell(auc.get(item["class"]), name="roc_auc"),
                     render.cell(average_precision.get(item["class"]), name="average_precision")]
         calibration = details["calibration"]
+        bins = [[render.cell(f"{low:.1f}–{high:.1f}"), render.cell(item["confidence"], name="confidence"),
+                 render.cell(item["observed"], name="observed"), render.cell(item["rows"], name="rows")]
+                for item in calibration["bins"] for low, high in [item["bin"]]]
         return "".join([
             render.image(plots.confusion_matrices(details["confusion"], details["classes"]),
                          "confusion matrix, counts and normalized"),
             "<h3>Per class</h3>",
-            '<p class="note">ROC AUC and average precision are one-vs-rest; binary tasks draw the positive class.</p>',
+            f'<p class="note">{positive_class_note(details)}ROC AUC and average precision are one-vs-rest.</p>',
             render.table(["class", "precision", "recall", "F1", "support", "ROC AUC", "avg precision"], per_class,
                          numeric=[1, 2, 3, 4, 5, 6], table_id="per-class"),
             render.image(plots.classifier_curves(details), "ROC, precision-recall and calibration curves"),
             f'<p class="note">Calibration of {render.escape(calibration["of"])} over {len(calibration["bins"])} '
-            f'non-empty bins; expected calibration error <span data-value="{render.exact(calibration["ece"])}">'
-            f'{render.number(calibration["ece"])}</span>.</p>',
+            f'non-empty bins (the bars: rows per bin); expected calibration error '
+            f'<span data-value="{render.exact(calibration["ece"])}">{render.number(calibration["ece"])}</span>.</p>',
+            "<details><summary>rows per calibration bin</summary>",
+            render.table([f"predicted {calibration['of']}", "mean predicted", "observed", "rows"], bins,
+                         numeric=[1, 2, 3], table_id="calibration"), "</details>",
         ])
 
     def row_scores(self, task: Task, y: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -168,6 +176,17 @@ class Classes:
         return {}  # the performance tables show a classifier
 
 
+def positive_class_note(details: dict[str, Any]) -> str:
+    """For a binary classifier, the sentence that names the class its precision, recall, F1 and ROC AUC are of
+    (HTML, escaped); empty otherwise."""
+    positive = details.get("positive_class")
+    if positive is None:
+        return ""
+    return (f'Positive class: <b>{render.escape(positive)}</b>. precision, recall, f1 and roc_auc, '
+            "the ROC and precision-recall curves and the calibration are of it (choose it with "
+            "<code>target.positive_class</code>). ")
+
+
 class Values:
     """Regression-like tasks: one value per row, standardized by the target encoder (`restore` undoes it)."""
 
@@ -178,6 +197,7 @@ class Values:
     importance_loss = "MSE of the standardized target"
     explained_output = "value"
     explains_classes = False
+    target_settings: tuple[str, ...] = ()
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +275,7 @@ class Generation:
     importance_loss = "mean negative log-likelihood per token"
     explained_output = "next-token log-probability"
     explains_classes = False
+    target_settings: tuple[str, ...] = ("text",)
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
