@@ -23,6 +23,8 @@ from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
+from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
+from luodi.jobs.tune import tune as tune
 from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:

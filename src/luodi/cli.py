@@ -152,6 +152,38 @@ def train(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Config file with a search: section (luodi init --tune writes one).")],
+    trials: Annotated[int, typer.Option("--trials", help="Trials to run now (a continued study adds them).")] = 20,
+    time_budget: Annotated[str | None, typer.Option("--time-budget", help="Start no trial after this long: 90s, "
+                                                    "10m, 1.5h.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the model name); the same name continues "
+                                                   "it, also from several processes at once.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Search the config's search: ranges (Optuna TPE, pruning bad trials), register the best trial's model."""
+    try:
+        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the finished trials are kept; run the same command to continue the study",
+              file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        return _print_json(result.to_dict())
+    console = _console()
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items())
+    console.print(f"study [bold]{result.study}[/]: {counts}; best trial {result.best['number']} "
+                  f"({result.metric} {result.best['value']:.4g}), run {result.run_id}")
+    console.print(_metrics_table(result.metrics, "test metrics of the best trial"))
+    console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
+    console.print(f"study page: {result.page}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     data: Annotated[Path, typer.Option("--data", help="Labelled table with the target column.")],
