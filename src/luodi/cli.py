@@ -99,10 +99,11 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
     = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Also write a search: section for `luodi tune`.")] = False,
     as_json: Json = False,
 ) -> None:
     """Write a commented starter config with the task and column types inferred from the data."""
-    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base)
+    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base, tune=tune)
     if as_json:
         return _print_json(result.to_dict())
     console = _console()
@@ -110,7 +111,8 @@ def init(
                   f"{_count(len(result.features), 'feature')}, {_count(result.rows, 'row')}")
     for column, reason in result.dropped.items():
         console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
-    console.print(f"next: luodi train {result.config_path}")
+    console.print(f"next: luodi {'tune' if tune else 'train'} {result.config_path}"
+                  + (" --trials 30" if tune else ""))
 
 
 @app.command()
