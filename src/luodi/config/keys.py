@@ -43,9 +43,10 @@ def find_key(config: dict[str, Any], key: str) -> Any:
         elif isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, dict):
-            raise InputError(f"{path}: no such key{did_you_mean(part, [str(name) for name in node])}")
+            section = ".".join(parts[:depth]) or "the config"
+            raise InputError(f"no key {part!r} in {section}{did_you_mean(part, [str(name) for name in node])}")
         else:
-            raise InputError(f"{path}: {'.'.join(parts[:depth])} is a value, not a section")
+            raise InputError(f"{'.'.join(parts[:depth])} is a value, not a section")
     return node
 
 

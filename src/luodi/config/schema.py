@@ -463,6 +463,13 @@ class SearchRange(Strict):
     choices: list[Any] | None = Field(None, description="Choices instead of a range: scalars, lists (hidden_sizes) "
                                                         "or sections.")
 
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("must be a number (for true/false write choices: [true, false])")
+        return value
+
     @model_validator(mode="after")
     def _range_or_choices(self) -> SearchRange:
         if self.choices is not None:
@@ -473,8 +480,6 @@ class SearchRange(Strict):
             return self
         if self.low is None or self.high is None:
             raise ValueError("a range needs low and high (or give choices: [...])")
-        if any(isinstance(value, bool) for value in (self.low, self.high)):
-            raise ValueError("low and high must be numbers (true/false are choices: [true, false])")
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
@@ -557,7 +562,7 @@ class LuodiConfig(Strict):
             try:
                 find_key(config, key)
             except InputError as error:
-                raise ValueError(f"search.{key}: not a config key ({error})") from None
+                raise ValueError(f"search.{key}: {error}") from None
 
     def task(self) -> Task:
         """The task object of `target.task` (luodi.tasks)."""
