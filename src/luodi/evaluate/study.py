@@ -16,6 +16,11 @@ from luodi.evaluate.render import card, cell, escape, image, number, page, table
 STATE_MARKS = {"complete": ("o", "#4c72b0"), "pruned": ("x", "#c44e52"), "failed": ("s", "0.6")}
 
 
+def shown(value: Any) -> str:
+    """A trial's value of a search key as text: floats to 4 significant digits, lists and words as JSON."""
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
 def history_plot(trials: list[dict[str, Any]], metric: str, direction: str) -> str:
     """Each trial's value by trial number (pruned ones at their last reported value) and the best so far."""
     with _style():
@@ -72,13 +77,13 @@ def render_study(summary: dict[str, Any]) -> str:
     test = table(["test metric", "value"], [[cell(name), cell(value, name=name)]
                                             for name, value in best["test_metrics"].items()],
                  numeric=(1,), table_id="test-metrics")
-    chosen = table(["key", "value"], [[cell(key), cell(json.dumps(best["values"].get(key)))] for key in keys],
+    chosen = table(["key", "value"], [[cell(key), cell(shown(best["values"].get(key)))] for key in keys],
                    table_id="best-values")
     overview = (f'<div class="cards">{cards}</div><p class="note">Each trial trains the config with the values '
                 f"below; its value is its best {escape(metric)} ({escape(summary['direction'])}). The best trial's "
                 "own package is the registered version.</p>" + chosen + test)
     rows = [[cell(trial["number"], name="number"), cell(trial["state"]), cell(trial["value"], name="value"),
-             *[cell(json.dumps(trial["params"].get(key))) for key in keys], cell(trial["run_id"] or "—"),
+             *[cell(shown(trial["params"].get(key))) for key in keys], cell(trial["run_id"] or "—"),
              cell(round(trial["seconds"], 1), digits=1), cell(trial["note"])] for trial in trials]
     marks = ["worst" if trial["state"] == "failed" else "" for trial in trials]
     trial_table = table(["trial", "state", metric, *keys, "run", "seconds", "note"], rows, numeric=(0, 2),
