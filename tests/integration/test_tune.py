@@ -165,3 +165,27 @@ def test_a_study_keeps_its_metric(study: dict[str, Any], tmp_path: Path) -> None
     other.write_text(yaml.safe_dump(raw))
     with pytest.raises(api.InputError, match="study 'tiny' searches metric 'val_loss'"):
         api.tune(other, 1, home=study["home"], progress="silent")
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., Path],
+                                       tiny_config: Callable[..., Path]) -> None:
+    config = search_config(tmp_path / "tune.yaml", table_csv(tmp_path / "data.csv", rows=300), tiny_config)
+    env = {**os.environ, "LUODI_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "luodi.cli", "tune", str(config), "--trials", "3", "--json"]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    printed = [json.loads(out) for out, _ in outputs]
+    numbers = sorted(trial["number"] for result in printed for trial in result["trials"])
+    assert numbers == list(range(6))  # one study: each trial got its own number
+    store = Store(tmp_path / "home")
+    assert store.integrity_check() == "ok"
+    trial_runs = [run for run in store.list_runs() if "trial" in run.summary]
+    assert len(trial_runs) == 6 and {run.summary["trial"]["study"] for run in trial_runs} == {"tiny"}
+    versions = store.list_versions("tiny")
+    # a process registers the best it saw when it ended; the same best trial is registered once, not twice
+    assert len({version.run_id for version in versions}) == len(versions) <= 2
+    last = max(printed, key=lambda result: sum(result["counts"].values()))
+    assert sum(last["counts"].values()) == 6 and last["run_id"] == versions[-1].run_id

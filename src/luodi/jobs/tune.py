@@ -185,12 +185,15 @@ def open_study(store: Store, name: str, config: LuodiConfig, metric: str) -> Any
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
-    storage = optuna.storages.RDBStorage(f"sqlite:///{store.home / STUDIES_DB}",
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
     direction: Literal["minimize", "maximize"] = "minimize" if config.monitor_mode() == "min" else "maximize"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
-                                pruner=pruner)
+    # Two processes creating studies.db's tables (or one study) at once collide ("table already exists"): the
+    # store's write lock (a transaction on luodi.db) makes them take turns; afterwards Optuna's own rows suffice.
+    with store.transaction():
+        storage = optuna.storages.RDBStorage(f"sqlite:///{store.home / STUDIES_DB}",
+                                             engine_kwargs={"connect_args": {"timeout": 60}})
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
+                                    pruner=pruner)
     attributes = {"metric": metric, "model": config.name}
     for key, value in attributes.items():
         known = study.user_attrs.get(key)
