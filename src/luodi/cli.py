@@ -455,7 +455,9 @@ def runs_ls(
     for run in runs:
         key = next((f"{k} {v:.4f}" for k, v in run.metrics.items() if k in ("accuracy", "r2")), "")
         model = f"{run.model_name}/{run.model_version}" if run.model_version else ""
-        table.add_row(run.id, run.name, run.status, run.created_at, model, key)
+        trial = run.summary.get("trial")  # a `luodi tune` trial: its study and number
+        name = f"{run.name} (study {trial['study']}, trial {trial['number']})" if trial else run.name
+        table.add_row(run.id, name, run.status, run.created_at, model, key)
     _console().print(table)
 
 

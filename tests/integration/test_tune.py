@@ -189,3 +189,13 @@ def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., 
     assert len({version.run_id for version in versions}) == len(versions) <= 2
     last = max(printed, key=lambda result: sum(result["counts"].values()))
     assert sum(last["counts"].values()) == 6 and last["run_id"] == versions[-1].run_id
+
+
+def test_runs_ls_names_the_trials(study: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code = 0
+    try:  # typer exits only on an error
+        main(["runs", "ls", "--home", str(study["home"])])
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    shown = capsys.readouterr().out
+    assert code == 0 and all(f"(study tiny, trial {n})" in shown for n in range(5))
