@@ -42,8 +42,8 @@ from luodi.store import Store, validate_name
 
 STUDIES_DB = "studies.db"
 STUDY_PAGE = "study.html"
-PRUNER_STARTUP_TRIALS = 2  # trials that finish before any is pruned: a median needs a few curves
-PRUNER_WARMUP_EPOCHS = 1  # a trial is never pruned on its first epoch (the noisiest)
+PRUNER_STARTUP_TRIALS = 3  # trials that finish before any is pruned: a median of fewer is mostly noise
+PRUNER_WARMUP_EPOCHS = 2  # nor on its first two epochs, where a smaller learning rate still lags
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 SCALAR = (type(None), bool, int, float, str)
 
