@@ -43,6 +43,14 @@ def study(tmp_path_factory: pytest.TempPathFactory, table_csv: Callable[..., Pat
     return {"folder": folder, "config": config, "home": folder / "home", "result": result, "lines": lines}
 
 
+@pytest.fixture
+def home_copy(study: dict[str, Any], tmp_path: Path) -> Path:
+    """A copy of the module's store, for a test that adds trials: the other tests read the original."""
+    import shutil
+
+    return Path(shutil.copytree(study["home"], tmp_path / "home"))
+
+
 def test_trials_are_runs_pruned_ones_are_not_failures(study: dict[str, Any]) -> None:
     result, store = study["result"], Store(study["home"])
     states = [line.state for line in study["lines"]]
@@ -79,11 +87,8 @@ def test_only_the_best_trial_is_registered_from_its_own_package(study: dict[str,
     assert list((study["home"] / "staging").iterdir()) == []
 
 
-def test_a_second_invocation_continues_the_study(study: dict[str, Any], tmp_path: Path) -> None:
-    import shutil
-
-    home = tmp_path / "home"
-    shutil.copytree(study["home"], home)
+def test_a_second_invocation_continues_the_study(study: dict[str, Any], home_copy: Path) -> None:
+    home = home_copy
     again = api.tune(study["config"], 1, home=home, progress="silent")
     assert [trial["number"] for trial in again.trials] == [5] and sum(again.counts.values()) == 6
     assert again.best["value"] <= study["result"].best["value"]
@@ -91,11 +96,8 @@ def test_a_second_invocation_continues_the_study(study: dict[str, Any], tmp_path
 
 
 @pytest.mark.slow
-def test_the_study_continues_in_another_process(study: dict[str, Any], tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    import shutil
-
-    shutil.copytree(study["home"], home)  # the module's store stays as the other tests read it
+def test_the_study_continues_in_another_process(study: dict[str, Any], home_copy: Path) -> None:
+    home = home_copy
     env = {**os.environ, "LUODI_HOME": str(home), "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-m", "luodi.cli", "tune", str(study["config"]), "--trials", "2", "--json"],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -116,6 +118,14 @@ def test_the_study_continues_in_another_process(study: dict[str, Any], tmp_path:
         assert verify_package(Path(printed["package"]))["lineage"]["parent_version"] == 1
     page = Path(printed["page"]).read_text()
     assert "Optimization history" in page and "Parameter importances" in page
+
+
+def test_the_time_budget_stops_the_search(study: dict[str, Any], home_copy: Path) -> None:
+    home = home_copy
+    result = api.tune(study["config"], 3, time_budget="0.01s", home=home, progress="silent")
+    (trial,) = result.trials  # the first trial always starts; no other does once the budget is spent
+    assert trial["state"] == "pruned" and trial["note"] == "the time budget ran out" and len(trial["curve"]) == 1
+    assert Store(home).get_run(trial["run_id"]).status == "pruned"
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -254,8 +254,8 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
     Args:
         config: a YAML path, a dict or a `LuodiConfig` with a `search:` section (docs/tuning.md).
         trials: how many trials this call runs (a continued study adds them to the ones it has).
-        time_budget: start no trial after this long ('10m', '90s', seconds); a trial still running then is pruned at
-            its next epoch once the study has a finished trial.
+        time_budget: start no trial after this long ('10m', '90s', seconds; the first one always starts); a trial
+            still running then is pruned at its next epoch once the study has a finished trial.
         study: the study's name (default: the config's model name); the same name continues a study, from this
             process or another one at the same time.
         overrides: `key.path=value` strings applied before validation.
@@ -289,7 +289,7 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
     lines: list[TrialLine] = []
 
     for _ in range(trials):
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and lines and time.monotonic() >= deadline:  # a call runs at least one trial
             break
         trial = search.ask()
         values = suggest(trial, space.ranges)
