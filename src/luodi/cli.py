@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -33,6 +34,14 @@ app.add_typer(models_app, name="models")
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
 Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="Store folder (default ./.luodi).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
+Base = Annotated[Path | None, typer.Option("--base", help="A LoRA package's base checkpoint folder, when it moved "
+                                         "(default $LUODI_BASE, else where it was trained from).")]
+
+# The sampling options `generate` and `chat` share (luodi.models.generation.Sampling).
+Temperature = Annotated[float, typer.Option(help="0: greedy; above 0 samples.")]
+TopK = Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")]
+TopP = Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")]
+RepetitionPenalty = Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")]
 
 
 def _print_json(obj: Any) -> None:
@@ -193,13 +202,14 @@ def evaluate(
                                                      "reports/ folder).")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Metrics only, no report.")] = False,
     strict: Strict = False,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Metrics of a model on labelled data, and the evaluation report (one self-contained HTML file)."""
     if report is not None and no_report:
         raise InputError("--report and --no-report exclude each other")
-    result = api.evaluate(model, data, home=home, strict=strict,
+    result = api.evaluate(model, data, home=home, strict=strict, base=base,
                           report=False if no_report else report if report is not None else True)
     if as_json:
         return _print_json(result)
@@ -330,29 +340,130 @@ def predict(
 
 
 @app.command()
+def embed(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Texts: a table with the model's text column (CSV, "
+                                                             "Parquet, JSONL) or a .txt file.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to embed (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write .npy (float32 matrix), .parquet or .jsonl (texts "
+                                                           "and embeddings); default: JSON lines on stdout.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut texts longer than the model's max_length "
+                                                              "instead of refusing them.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Embed texts with a text encoder model (one text feature read as tokens): one vector per text."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    vectors = api.embed(model, data if data is not None else list(text or []), truncate=truncate, out=out, home=home)
+    if as_json:
+        payload: dict[str, Any] = {"rows": len(vectors), "dimensions": int(vectors.shape[1]),
+                                   "out": str(out) if out else None}
+        if out is None:
+            payload["embeddings"] = vectors.tolist()
+        return _print_json(payload)
+    if out is None:
+        for vector in vectors:
+            sys.stdout.write(json.dumps(vector.tolist()) + "\n")
+    else:
+        print(f"wrote {len(vectors)} embeddings of {vectors.shape[1]} dimensions to {out}", file=sys.stderr)
+
+
+@app.command()
 def generate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
     max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Generate text with a text_generation model, streamed to the terminal as it is written."""
     pieces = api.generate(model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home)
+                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home, base=base)
     if as_json:
         return _print_json({"prompt": prompt, "text": "".join(pieces)})
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system message kept before every turn.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per reply at most.")] = 256,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a reply before this string (repeatable).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same replies.")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Chat with a text_generation model: one user message per line, replies streamed; /reset, /exit, Ctrl-D."""
+    conversation = api.chat(model, system=system, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or (), seed=seed,
+                            home=home)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+        print(f"chatting with {model} (context {conversation.context} tokens); /reset forgets the conversation, "
+              "/exit or Ctrl-D ends it", file=sys.stderr)
+    try:
+        while True:
+            line = _read_line(interactive)
+            if line is None or line.strip() == "/exit":
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/reset":
+                conversation.reset()
+                print("(conversation forgotten)", file=sys.stderr)
+                continue
+            try:
+                turn = conversation.send(line.rstrip("\n"))
+            except InputError as error:
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            if turn.dropped:
+                print(f"(dropped the oldest {_count(turn.dropped, 'turn')} to stay within the model's context of "
+                      f"{conversation.context} tokens)", file=sys.stderr)
+            if as_json:
+                _print_json({"user": text, "reply": "".join(turn), "dropped": turn.dropped})
+                continue
+            for piece in turn:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line the user typed (None at end of input); a prompt only on a terminal."""
+    if interactive:
+        try:
+            return input("> ")
+        except EOFError:  # Ctrl-D: end the prompt's line, so the shell's starts on its own
+            sys.stdout.write("\n")
+            return None
+    line = sys.stdin.readline()
+    return line if line else None
 
 
 @app.command()
@@ -435,6 +546,37 @@ def serve(models: list[str], *, api_keys_file: Path | None = None, admin_keys_fi
 
 serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
 app.command()(serve)
+
+
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")],
+    since: Annotated[str | None, typer.Option(help="Window start: ISO date/time (UTC unless given) or a duration "
+                                                   "back from now (30m, 2h, 7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
+    no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    if as_json:
+        return _print_json(result.to_dict())
+    from rich.table import Table
+
+    _warn(result.notes)
+    table = Table("feature", "test", "score", "threshold", "drift",
+                  title=f"{result.model}/{result.version}: {_count(result.rows, 'row')} from {result.first} to "
+                        f"{result.last}", title_justify="left")
+    for feature, test, score, threshold, drift in result.rows_table():
+        table.add_row(feature, test, f"{score:.4g}", f"{threshold:.4g}", "[bold red]yes[/]" if drift else "no")
+    console = _console()
+    console.print(table)
+    drifted = result.to_dict()["drifted"]
+    console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
+    if result.report:
+        console.print(f"report: {result.report}")
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -533,6 +675,22 @@ def models_promote(
         return _print_json(moved)
     before = f" (was {moved['from']})" if moved["from"] is not None else ""
     _console().print(f"{name}@{alias} → version {version}{before}")
+
+
+@models_app.command("merge")
+def models_merge(
+    model: Annotated[str, typer.Argument(help="A LoRA adapter package: name, name@alias, name/version or a folder.")],
+    out: Annotated[str, typer.Option("--out", help="Model name to register the merged package under.")],
+    base: Base = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Fold a LoRA package's adapters into its base checkpoint: a standalone package that needs no base folder."""
+    merged = api.merge(model, out, base=base, home=home)
+    if as_json:
+        return _print_json(merged)
+    _console().print(f"{out}/{merged['version']}: {model} merged into its base ({merged['bytes']:,} bytes of "
+                     f"weights) at {merged['package']}")
 
 
 @models_app.command("history")

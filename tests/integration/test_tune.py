@@ -75,7 +75,7 @@ def test_only_the_best_trial_is_registered_from_its_own_package(study: dict[str,
     (version,) = store.list_versions("tiny")
     assert result.model == {"name": "tiny", "version": version.version} and version.run_id == best.run_id
     manifest = verify_package(Path(result.package))
-    assert {"study.html", "report.html", "weights.safetensors"} <= set(manifest["files"])
+    assert {"study.html", "report.html", "weights.safetensors", "profile.json"} <= set(manifest["files"])  # monitorable
     assert manifest["lineage"] == {"run_id": best.run_id, "parent_version": None}
     assert manifest["config"]["model"]["hidden_sizes"] == best.params["model.hidden_sizes"]
     assert manifest["config"]["trainer"]["optimizer"]["lr"] == best.params["trainer.optimizer.lr"]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature", "DataConfig",
     "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
-    "ModelConfig",
+    "ModelConfig", "MonitorConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
     "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
     "TextTargetConfig", "TrainerConfig",
@@ -186,6 +186,11 @@ class TextTargetConfig(Strict):
                           "false pads each example to its own window (longer ones are truncated).")
     samples: list[str] = Field(default_factory=list, description="Prompts the report generates from; default: "
                                "the beginnings of the first three scored examples.")
+    evaluate_rows: int = Field(32, ge=0, le=100_000, description="prompt_completion and chat data: scored rows "
+                               "whose completion (chat: last assistant reply) is generated greedily and compared with "
+                               "the reference (exact match, chrF); 0 turns it off.")
+    evaluate_margin: int = Field(8, ge=0, le=4096, description="Tokens a generated completion may run past its "
+                                 "reference's length before it is cut.")
 
 
 class TargetConfig(Strict):
@@ -447,7 +452,7 @@ class ReportConfig(Strict):
 
 
 # ------------------------------------------------------------------------------------------ search
-SEARCH_FIXED = ("name", "description", "data", "target", "search", "report")  # what a trial may not change
+SEARCH_FIXED = ("name", "description", "data", "target", "search", "report", "monitor")  # what a trial may not change
 
 
 class SearchRange(Strict):
@@ -494,9 +499,44 @@ class SearchRange(Strict):
         return self.choices is None and all(isinstance(value, int) for value in (self.low, self.high, self.step or 1))
 
 
+# ----------------------------------------------------------------------------------------- monitor
+class MonitorConfig(Strict):
+    """The reference profile kept in the package and the drift tests `luodi monitor` runs against it
+    (docs/monitoring.md). `auto` picks a test by the window's size: a p-value test up to `small_sample_rows` rows,
+    a distance beyond (p-values flag negligible shifts on large windows)."""
+
+    profile: bool = Field(True, description="Write the training data's reference profile (profile.json) into the "
+                          "package; without it `luodi monitor` cannot run.")
+    profile_rows: int = Field(100_000, ge=100, description="Most training rows (a seeded sample) the profile reads; "
+                              "the model's outputs are profiled on at most this many validation rows.")
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins of each number for PSI and Jensen-Shannon.")
+    top_categories: int = Field(20, ge=1, le=1000, description="Category values kept by frequency; the rest are "
+                                "counted together as 'other' (a value never seen lands there too).")
+    text_vocabulary: int = Field(500, ge=10, le=10_000, description="Most frequent training words a text feature's "
+                                 "out-of-vocabulary rate is measured against.")
+    numeric_test: Literal["auto", "ks", "wasserstein", "psi", "jensen_shannon"] = Field(
+        "auto", description="Test of numbers (text lengths, image statistics, scores): auto is ks up to "
+        "small_sample_rows rows, else wasserstein.")
+    category_test: Literal["auto", "chi2", "jensen_shannon", "psi"] = Field(
+        "auto", description="Test of categories, binary values and predicted labels: auto is chi2 up to "
+        "small_sample_rows rows, else jensen_shannon.")
+    small_sample_rows: int = Field(1000, ge=1, description="Windows up to this many rows use the p-value tests.")
+    p_value: float = Field(0.01, gt=0, lt=1, description="ks, chi2 and rate changes: drift when the p-value is below "
+                           "this (the false-alarm rate per feature on undrifted data).")
+    psi: float = Field(0.2, gt=0, description="Population stability index at or above which a feature drifted.")
+    wasserstein: float = Field(0.1, gt=0, description="Wasserstein distance, in training standard deviations, at or "
+                               "above which a number drifted.")
+    jensen_shannon: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2, 0 to 1) at or "
+                                  "above which a feature drifted.")
+    missing_change: float = Field(0.05, gt=0, le=1, description="Change of a feature's missing rate (absolute) that "
+                                  "counts as drift, when also significant at p_value.")
+    oov_change: float = Field(0.1, gt=0, le=1, description="Change of a text feature's out-of-vocabulary word rate "
+                              "(absolute) that counts as drift, when also significant at p_value.")
+
+
 # ------------------------------------------------------------------------------------------- root
 class LuodiConfig(Strict):
-    """A training job: data, features, target, model, trainer, runtime and report."""
+    """A training job: data, features, target, model, trainer, runtime, report and monitoring."""
 
     name: str = Field(description="Model name in the registry: letters, digits, '.', '_', '-'.")
     description: str = Field("", description="Free text kept with the run and the model.")
@@ -512,6 +552,7 @@ class LuodiConfig(Strict):
         default_factory=dict, description="`luodi tune` only: the ranges to search, by dotted config key "
         "(`trainer.optimizer.lr: {low: 1e-4, high: 1e-2, log: true}`, `model.hidden_sizes: {choices: [[64], "
         "[128, 64]]}`); see docs/tuning.md. `luodi train` ignores it.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,8 @@ What a family needs of its tasks beyond `Task`: `classes` tasks have `probabilit
 from activated outputs) and `binary`; `values` tasks have `point(outputs)` (each row's point prediction,
 standardized, from activated outputs: arrays or tensors) and a target with `restore`, `mean` and `std`;
 `generation` tasks reduce outputs per row to (NLL sum, correct tokens, labelled tokens) and have a target with
-`sample_prompts`, `prompt_ids`, `decode` and `eos_id` (tasks/generation.py).
+`sample_prompts`, `completion_pairs`, `prompt_ids`, `decode` and `eos_id` (tasks/generation.py). `samples` is what a
+family shows of the model's own output, added to its details (a language model's generations and their scores).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from luodi.columns import as_strings
-from luodi.evaluate import analysis, plots, render
+from luodi.evaluate import analysis, completions, plots, render
 from luodi.tasks import ClassifierTask, Task, ValueTask, get_task
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking log-odds (float32 outputs)
@@ -52,7 +53,7 @@ class Family(Protocol):
     def row_outputs(self, task: Task, outputs: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
     def output_scale(self, target: Any) -> float: ...
     def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor: ...
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]: ...
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]: ...
 
 
 class Classes:
@@ -163,8 +164,8 @@ class Classes:
         activated = task.activate(logits)
         return activated if activated.ndim == 2 else torch.stack([1 - activated, activated], dim=1)
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        return []  # the performance tables show a classifier
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        return {}  # the performance tables show a classifier
 
 
 class Values:
@@ -238,16 +239,14 @@ class Values:
         restored: torch.Tensor = target.restore(cast(ValueTask, task).point(task.activate(logits)))
         return restored
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        return []
-
-
-SAMPLE_TOKENS = 40  # new tokens per sample generation in the report
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        return {}
 
 
 class Generation:
     """Language models: per row, the NLL sum of its labelled tokens, the argmax's correct tokens and their count
-    (`reduce_outputs`); the report adds greedy generations for fixed prompts."""
+    (`reduce_outputs`); the report adds greedy generations for fixed prompts, before and after fine-tuning, and
+    generated completions scored against their references (evaluate/completions.py)."""
 
     key = "generation"
     curve_metrics: tuple[str, ...] = ("val_perplexity", "val_token_accuracy")
@@ -282,12 +281,18 @@ class Generation:
         rows = [[render.cell(name), render.cell(details[name], name=name)]
                 for name in ("perplexity", "token_accuracy", "mean_nll", "tokens", "windows", "context_length")]
         page = [render.table(["statistic", "value"], rows, numeric=[1], table_id="likelihood")]
+        if details.get("completions"):
+            page.append(completions_section(details["completions"]))
         samples = details.get("samples") or []
         if samples:
+            before = "before" in samples[0]
+            note = ("Before: the pretrained model; after: the fine-tuned one." if before else
+                    f"No \u201cbefore\u201d column: {details.get('before_omitted', '')}.")
             page += ['<h3>Sample generations</h3><p class="note">Greedy, at most '
-                     f'{SAMPLE_TOKENS} new tokens, from fixed prompts.</p>',
-                     render.table(["prompt", "generated"], [[render.cell(item["prompt"]), render.cell(item["text"])]
-                                                            for item in samples], numeric=[], table_id="samples")]
+                     f'{completions.SAMPLE_TOKENS} new tokens, from fixed prompts. {render.escape(note)}</p>',
+                     render.table(["prompt", *(["before fine-tuning"] if before else []), "after fine-tuning"],
+                                  [[render.cell(item["prompt"]), *([render.cell(item["before"])] if before else []),
+                                    render.cell(item["text"])] for item in samples], numeric=[], table_id="samples")]
         return "".join(page)
 
     def row_scores(self, task: Task, y: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -316,15 +321,29 @@ class Generation:
     def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor:
         return task.activate(logits)
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        """Greedy continuations of the target's sample prompts (target.text.samples, or the first rows')."""
-        from luodi.models.generation import Sampling, stream_text
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        """Greedy continuations of the target's sample prompts (target.text.samples, or the first rows'), before and
+        after fine-tuning, and the scored completions of the first rows (evaluate/completions.py)."""
+        return completions.samples(model, target, table)
 
-        results = []
-        for prompt in target.sample_prompts(table):
-            text = "".join(stream_text(model, target, prompt, Sampling(max_tokens=SAMPLE_TOKENS)))
-            results.append({"prompt": prompt, "text": text})
-        return results
+
+def completions_section(scored: dict[str, Any]) -> str:
+    """Exact match and chrF of the generated completions (and the pretrained model's), and a few examples."""
+    before = scored.get("before")
+    rows = [[render.cell(label), *([render.cell(before[name], name=f"before_{name}")] if before else []),
+             render.cell(scored[name], name=name)]
+            for name, label in (("exact_match", "exact match"), ("chrf", "chrF (0-100)"))]
+    examples = [[render.cell(item["prompt"]), render.cell(item["reference"]), render.cell(item["generated"])]
+                for item in scored["examples"]]
+    skipped = f"; {scored['skipped']} left out (prompt longer than the context)" if scored["skipped"] else ""
+    return "".join([
+        f'<h3>Generated completions</h3><p class="note">The first {scored["rows"]} scored rows{skipped}: greedy, '
+        "at most the reference's length plus a margin in tokens; exact match after whitespace normalization, chrF2 "
+        "over character 1- to 6-grams.</p>",
+        render.table(["score", *(["before fine-tuning"] if before else []), "after fine-tuning"], rows,
+                     numeric=[1, 2] if before else [1], table_id="completions"),
+        render.table(["prompt", "reference", "generated"], examples, numeric=[], table_id="completion-examples"),
+    ])
 
 
 FAMILIES: dict[str, Family] = {"classes": Classes(), "values": Values(), "generation": Generation()}

@@ -94,9 +94,7 @@ def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
                  "features": [{"name": f.name, "type": f.type} for f in config.input_features]},
     }
     data[family.key] = family.details(task, pipeline.target, y_true, outputs)
-    samples = family.samples(source.network, pipeline.target, scored.table)
-    if samples:
-        data[family.key]["samples"] = samples
+    data[family.key].update(family.samples(source.network, pipeline.target, scored.table))
     if settings.slices:
         data["slices"] = slice_metrics(scored.table, list(config.input_features), task, y_true, outputs,
                                        bins=settings.slice_bins, min_rows=settings.min_slice_rows)

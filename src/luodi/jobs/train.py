@@ -129,14 +129,15 @@ class RunRecord:
 
         return Callback(on_epoch_end=lambda epoch, metrics: self.store.log_epoch(self.run.id, epoch, metrics))
 
-    def register(self, fitted: Any, report: str | None, environment: dict[str, Any]) -> ModelVersion:
-        """Write the package into a staging folder (the report first: the manifest hashes every file) and make it
-        the model's next version in one transaction."""
+    def register(self, fitted: Any, report: str | None, environment: dict[str, Any],
+                 profile: dict[str, Any] | None = None) -> ModelVersion:
+        """Write the package into a staging folder (the report first: the manifest hashes every file; the reference
+        profile listed after it) and make it the model's next version in one transaction."""
         config = fitted.prepared.config
         staging = self.store.staging_dir()
         parent_version = self.store.latest_version(config.name)  # the version this one follows, in package and store
         try:
-            self.write_package(staging, fitted, report, environment, parent_version)
+            self.write_package(staging, fitted, report, environment, parent_version, profile)
             return self.store.register_model(
                 config.name, staging, run_id=self.run.id, task=config.target.task, metrics=fitted.metrics,
                 data_sha256=fitted.prepared.fingerprint["train"]["sha256"], description=config.description,
@@ -145,12 +146,13 @@ class RunRecord:
             self.store.remove_staging(staging)
             raise
 
-    def keep_package(self, fitted: Any, report: str | None, environment: dict[str, Any]) -> Path:
+    def keep_package(self, fitted: Any, report: str | None, environment: dict[str, Any],
+                     profile: dict[str, Any] | None = None) -> Path:
         """A search trial's package, written into a staging folder and renamed to the run folder's `package/`: the
         search registers its best trial from there (`register_kept`) without training it again."""
         staging = self.store.staging_dir()
         try:
-            self.write_package(staging, fitted, report, environment, None)
+            self.write_package(staging, fitted, report, environment, None, profile)
             os.replace(staging, self.dir / PACKAGE)
         except BaseException:
             self.store.remove_staging(staging)
@@ -158,9 +160,10 @@ class RunRecord:
         return self.dir / PACKAGE
 
     def write_package(self, folder: Path, fitted: Any, report: str | None, environment: dict[str, Any],
-                      parent_version: int | None) -> None:
+                      parent_version: int | None, profile: dict[str, Any] | None) -> None:
         from luodi.io import atomic_write_text
-        from luodi.package import save_package
+        from luodi.monitor.profile import PROFILE_FILE, write_profile
+        from luodi.package import add_file, save_package
 
         prepared = fitted.prepared
         if report is not None:
@@ -173,6 +176,9 @@ class RunRecord:
                          "lineage": {"run_id": self.run.id, "parent_version": parent_version},
                          "environment": environment,
                      })
+        if profile is not None:
+            write_profile(folder, profile)
+            add_file(folder, PROFILE_FILE)
 
     def finish(self, fitted: Any, report: str | None) -> str | None:
         """The report in the run folder, and the run finished with its metrics and summary; the report's path."""
@@ -230,6 +236,18 @@ def register_kept(store: Store, run_id: str, extra_files: dict[str, str] | None 
         store.remove_staging(staging)  # gone when the rename took it; left when the run had registered already
     shutil.rmtree(kept, ignore_errors=True)  # the version holds it now
     return version
+
+
+def reference_profile(fitted: Any, warnings: list[str]) -> dict[str, Any] | None:
+    """The package's reference profile for monitoring; a failure is a warning, never a lost model."""
+    from luodi.jobs.fit import profile_of
+
+    try:
+        return profile_of(fitted)
+    except Exception as error:  # noqa: BLE001 - the model is still good without a profile
+        warnings.append(f"the reference profile for monitoring was not written ({type(error).__name__}: {error}); "
+                        "luodi monitor needs one: train again once this is fixed")
+        return None
 
 
 def summary_of(fitted: Any) -> dict[str, Any]:
@@ -298,9 +316,12 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         if config.report.enabled:
             page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
             report = page[0] if page is not None else None
-        version = record.register(fitted, report, environment) if register and record.trial is None else None
+        profile = reference_profile(fitted, warnings) if (register or record.trial) and config.monitor.profile \
+            else None
+        version = record.register(fitted, report, environment, profile) if register and record.trial is None \
+            else None
         if record.trial is not None:
-            record.keep_package(fitted, report, environment)
+            record.keep_package(fitted, report, environment, profile)
     except KeyboardInterrupt:
         record.end("interrupted", "interrupted by the user")
         raise TrainingInterrupted(record.run.id) from None
