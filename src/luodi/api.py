@@ -23,6 +23,8 @@ from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
+from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
+from luodi.jobs.tune import tune as tune
 from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
@@ -52,7 +54,8 @@ class InitResult:
 
 # ------------------------------------------------------------------------------------------------ init
 def init(data: Any, target: str | None = None, *, task: str | None = None, output: str | Path | None = None,
-         name: str | None = None, force: bool = False, base: str | Path | None = None) -> InitResult:
+         name: str | None = None, force: bool = False, base: str | Path | None = None, tune: bool = False,
+         ) -> InitResult:
     """Write a commented starter config inferred from a data file, or infer one from rows in memory.
 
     Args:
@@ -66,6 +69,7 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
         force: overwrite an existing config file.
         base: text_generation: a local Hugging Face checkpoint folder to fine-tune (LoRA) instead of a GPT trained
             from scratch.
+        tune: also write a `search:` section for `luodi tune` (ranges around the inferred model, with why).
     """
     from luodi.data import starter
     from luodi.data.sources import read_table
@@ -85,6 +89,8 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
     data, output = Path(data), Path(output if output is not None else "luodi.yaml")
     own_starter = getattr(TASKS.get(task or ""), "starter", None)  # a task that writes its own (text_generation)
     if own_starter is not None:
+        if tune:
+            raise InputError(f"--tune writes search ranges for table, image and text models, not for --task {task}")
         if output.exists() and not force:
             raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
         table = read_table(data)
@@ -107,6 +113,8 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
     table = read_table(data)
     plan = starter.plan(table, data, target, task, name)
     text = starter.render(plan, starter.relative_data_path(data, output), data, str(output))
+    if tune:
+        text += starter.search_section(plan)
     validate_config(yaml.safe_load(text), str(output))  # what init writes must load; a failure here is a bug
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)

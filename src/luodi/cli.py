@@ -131,10 +131,11 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
     = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Also write a search: section for `luodi tune`.")] = False,
     as_json: Json = False,
 ) -> None:
     """Write a commented starter config with the task and column types inferred from the data."""
-    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base)
+    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base, tune=tune)
     if as_json:
         return _print_json(result.to_dict())
     console = _console()
@@ -142,7 +143,8 @@ def init(
                   f"{_count(len(result.features), 'feature')}, {_count(result.rows, 'row')}")
     for column, reason in result.dropped.items():
         console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
-    console.print(f"next: luodi train {result.config_path}")
+    console.print(f"next: luodi {'tune' if tune else 'train'} {result.config_path}"
+                  + (" --trials 30" if tune else ""))
 
 
 @app.command()
@@ -179,6 +181,38 @@ def train(
         console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
     if result.report:
         console.print(f"report: {result.report}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Config file with a search: section (luodi init --tune writes one).")],
+    trials: Annotated[int, typer.Option("--trials", help="Trials to run now (a continued study adds them).")] = 20,
+    time_budget: Annotated[str | None, typer.Option("--time-budget", help="Start no trial after this long: 90s, "
+                                                    "10m, 1.5h.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the model name); the same name continues "
+                                                   "it, also from several processes at once.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Search the config's search: ranges (Optuna TPE, pruning bad trials), register the best trial's model."""
+    try:
+        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the finished trials are kept; run the same command to continue the study",
+              file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        return _print_json(result.to_dict())
+    console = _console()
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items())
+    console.print(f"study [bold]{result.study}[/]: {counts}; best trial {result.best['number']} "
+                  f"({result.metric} {result.best['value']:.4g}), run {result.run_id}")
+    console.print(_metrics_table(result.metrics, "test metrics of the best trial"))
+    console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
+    console.print(f"study page: {result.page}")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
 
@@ -586,7 +620,9 @@ def runs_ls(
     for run in runs:
         key = next((f"{k} {v:.4f}" for k, v in run.metrics.items() if k in ("accuracy", "r2")), "")
         model = f"{run.model_name}/{run.model_version}" if run.model_version else ""
-        table.add_row(run.id, run.name, run.status, run.created_at, model, key)
+        trial = run.summary.get("trial")  # a `luodi tune` trial: its study and number
+        name = f"{run.name} (study {trial['study']}, trial {trial['number']})" if trial else run.name
+        table.add_row(run.id, name, run.status, run.created_at, model, key)
     _console().print(table)
 
 

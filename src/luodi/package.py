@@ -225,14 +225,16 @@ def verify_package(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def add_file(folder: Path, name: str, entry: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def add_file(folder: Path, name: str | None, entry: tuple[str, Any] | None = None) -> dict[str, Any]:
     """List a file written into an unregistered package folder in its manifest (with its sha256, so loading
-    verifies it), and optionally a manifest entry that describes it (`("onnx", {...})`); returns the manifest."""
+    verifies it), and optionally a manifest entry that describes it (`("onnx", {...})`); returns the manifest.
+    With `name` None only the entry is written (a search trial's lineage, set when it is registered)."""
     folder = Path(folder)
     manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if entry is not None:
         manifest[entry[0]] = entry[1]
-    manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+    if name is not None:
+        manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
     atomic_write_json(folder / MANIFEST, manifest)
     return manifest
 

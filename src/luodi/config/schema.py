@@ -7,7 +7,7 @@ reference in docs/config.md (`reference.py`).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,8 +22,8 @@ __all__ = [
     "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
     "ModelConfig", "MonitorConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature", "TextTargetConfig",
-    "TrainerConfig",
+    "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
+    "TextTargetConfig", "TrainerConfig",
     "TransformerConfig", "is_valid_name", "resolve_tokenizer",
 ]
 
@@ -468,6 +468,54 @@ class ReportConfig(Strict):
     importance_rows: int = Field(2000, ge=10, description="Most rows (a seeded sample) permutation importance uses.")
 
 
+# ------------------------------------------------------------------------------------------ search
+SEARCH_FIXED = ("name", "description", "data", "target", "search", "report", "monitor")  # what a trial may not change
+
+
+class SearchRange(Strict):
+    """A `search:` entry of `luodi tune`: a dotted config key (as `--set` writes it) to a range or choices.
+
+    Keys such as `trainer.optimizer.lr` or `model.hidden_sizes`; docs/tuning.md has examples."""
+
+    low: int | float | None = Field(None, description="Range: the smallest value (an integer range when low, high "
+                                                      "and step are integers).")
+    high: int | float | None = Field(None, description="Range: the largest value (included).")
+    log: bool = Field(False, description="Range: sample on a log scale (learning rates, weight decay); low > 0.")
+    step: int | float | None = Field(None, gt=0, description="Range: only values low + k * step.")
+    choices: list[Any] | None = Field(None, description="Choices instead of a range: scalars, lists (hidden_sizes) "
+                                                        "or sections.")
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("must be a number (for true/false write choices: [true, false])")
+        return value
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("give either choices or a range (low, high, log, step), not both")
+            if not self.choices:
+                raise ValueError("choices is empty: list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or give choices: [...])")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("log and step exclude each other")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """An integer range: low, high (and step) are all integers."""
+        return self.choices is None and all(isinstance(value, int) for value in (self.low, self.high, self.step or 1))
+
+
 # ----------------------------------------------------------------------------------------- monitor
 class MonitorConfig(Strict):
     """The reference profile kept in the package and the drift tests `luodi monitor` runs against it
@@ -517,6 +565,10 @@ class LuodiConfig(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # type: ignore[arg-type]
     report: ReportConfig = Field(default_factory=ReportConfig)  # type: ignore[arg-type]
+    search: dict[str, SearchRange] = Field(
+        default_factory=dict, description="`luodi tune` only: the ranges to search, by dotted config key "
+        "(`trainer.optimizer.lr: {low: 1e-4, high: 1e-2, log: true}`, `model.hidden_sizes: {choices: [[64], "
+        "[128, 64]]}`); see docs/tuning.md. `luodi train` ignores it.")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
 
     @field_validator("name")
@@ -553,7 +605,24 @@ class LuodiConfig(Strict):
         for feature in self.input_features:
             if isinstance(feature, TextFeature):
                 resolve_tokenizer(feature, self.model)
+        self._check_search()
         return self
+
+    def _check_search(self) -> None:
+        """Each `search:` key names a key of this config that a trial may change (values are checked by tune)."""
+        if not self.search:
+            return
+        from luodi.config.keys import find_key
+
+        config = self.model_dump(mode="json", exclude={"search"})
+        for key in self.search:
+            if key.split(".")[0] in SEARCH_FIXED:
+                raise ValueError(f"search.{key}: a trial may not change {key.split('.')[0]!r} (searchable: model, "
+                                 "trainer, input_features, runtime)")
+            try:
+                find_key(config, key)
+            except InputError as error:
+                raise ValueError(f"search.{key}: {error}") from None
 
     def task(self) -> Task:
         """The task object of `target.task` (luodi.tasks)."""

@@ -322,3 +322,42 @@ def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str 
 def config_from_rows(rows: Any, target: str) -> dict[str, Any]:
     """The config `luodi init` would write for rows in memory, with those rows as `data.train`."""
     return starter_for_rows(rows, target)[1]
+
+
+def search_section(starter: Starter) -> str:
+    """`luodi init --tune`: a `search:` section for `luodi tune` around what `plan` chose, each range with why."""
+    width, batch = starter.hidden_sizes[0], starter.batch_size
+    lines = ["", "# luodi tune CONFIG --trials 30: each trial trains this config with values drawn from these ranges",
+             "# (Optuna TPE); trials whose validation loss lags the median are stopped early. See docs/tuning.md.",
+             "search:"]
+    if starter.architecture == "cnn":
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0003, high: 0.003, log: true}   # conv nets tend to diverge above 3e-3",
+            "  model.cnn.channels: {choices: [[32, 64], [32, 64, 128]]}     # a third block: more capacity, 2x time",
+            "  model.cnn.output: {choices: [avg, flatten]}                  # flatten keeps where things are",
+            "  model.hidden_sizes: {choices: [[64], [128], [256]]}",
+            "  model.dropout: {low: 0.0, high: 0.4}",
+        ]
+    elif starter.architecture == "transformer":
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0001, high: 0.003, log: true}  # attention wants smaller steps",
+            "  model.transformer.layers: {low: 1, high: 4}                  # depth: cost grows linearly",
+            "  model.transformer.width: {choices: [64, 128]}                # both divide by the 4 heads",
+            "  model.transformer.dropout: {low: 0.0, high: 0.3}",
+            "  model.hidden_sizes: {choices: [[64], [128]]}",
+        ]
+    else:
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0003, high: 0.01, log: true}   # the setting that matters most: log scale",
+            f"  # width and depth: around the {width} wide first layer chosen for {starter.rows} rows",
+            f"  model.hidden_sizes: {{choices: [[{width}], [{width}, {width // 2}], [{width * 2}, {width}], "
+            f"[{width * 2}, {width}, {width // 2}]]}}",
+            "  model.dropout: {low: 0.0, high: 0.4}                         # more helps small tables overfit less",
+            "  model.normalization: {choices: [none, batch]}",
+        ]
+    lines += [
+        f"  trainer.batch_size: {{choices: [{max(8, batch // 2)}, {batch}, {batch * 2}]}}"
+        "                   # smaller: noisier steps, often better minima",
+        "  trainer.optimizer.weight_decay: {low: 0.00001, high: 0.1, log: true}",
+    ]
+    return "\n".join(lines) + "\n"
