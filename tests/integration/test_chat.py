@@ -103,8 +103,11 @@ def test_old_turns_are_dropped_and_a_message_too_long_is_refused(package: str) -
 
 
 def test_ctrl_c_exits_without_a_traceback(package: str) -> None:
+    # A shell's background job starts with SIGINT ignored, and Python keeps an ignored SIGINT ignored: give the
+    # child the default disposition, as a terminal would.
     process = subprocess.Popen([LUODI, "chat", package, "--max-tokens", "12"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write("where is the dog?\n")
     process.stdin.flush()
