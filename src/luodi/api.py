@@ -23,9 +23,13 @@ from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
+from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
+from luodi.jobs.tune import tune as tune
 from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
+    from luodi.config import MonitorConfig
+    from luodi.monitor.check import MonitorResult
     from luodi.package import ModelPackage
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
@@ -50,7 +54,8 @@ class InitResult:
 
 # ------------------------------------------------------------------------------------------------ init
 def init(data: Any, target: str | None = None, *, task: str | None = None, output: str | Path | None = None,
-         name: str | None = None, force: bool = False, base: str | Path | None = None) -> InitResult:
+         name: str | None = None, force: bool = False, base: str | Path | None = None, tune: bool = False,
+         ) -> InitResult:
     """Write a commented starter config inferred from a data file, or infer one from rows in memory.
 
     Args:
@@ -64,6 +69,7 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
         force: overwrite an existing config file.
         base: text_generation: a local Hugging Face checkpoint folder to fine-tune (LoRA) instead of a GPT trained
             from scratch.
+        tune: also write a `search:` section for `luodi tune` (ranges around the inferred model, with why).
     """
     from luodi.data import starter
     from luodi.data.sources import read_table
@@ -83,12 +89,15 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
     data, output = Path(data), Path(output if output is not None else "luodi.yaml")
     own_starter = getattr(TASKS.get(task or ""), "starter", None)  # a task that writes its own (text_generation)
     if own_starter is not None:
+        if tune:
+            raise InputError(f"--tune writes search ranges for table, image and text models, not for --task {task}")
         if output.exists() and not force:
             raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
         table = read_table(data)
         model = name or starter.model_name(data)
         text, target = own_starter(table, starter.relative_data_path(data, output), model,
                                    None if base is None else str(Path(base).resolve()))
+        text = starter.align_comments(text.replace("luodi train {this file}", f"luodi train {output}"))
         validate_config(yaml.safe_load(text), str(output))
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, text)
@@ -104,6 +113,8 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
     table = read_table(data)
     plan = starter.plan(table, data, target, task, name)
     text = starter.render(plan, starter.relative_data_path(data, output), data, str(output))
+    if tune:
+        text += starter.search_section(plan)
     validate_config(yaml.safe_load(text), str(output))  # what init writes must load; a failure here is a bug
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)
@@ -113,9 +124,13 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
 
 
 # ------------------------------------------------------------------------------- using a model
-def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None) -> Any:
+def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str | Path | None = None,
+               base: str | Path | None = None) -> Any:
     """A verified, loaded package from a reference (`name`, `name@alias`, `name/version`) or a folder path (or the
-    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`)."""
+    package itself, already loaded, or `train(...).model`, `{"name": ..., "version": ...}`).
+
+    `base`: for a LoRA adapter package, where its base checkpoint is now (default $LUODI_BASE, else the folder it
+    was trained from); its sha256 must be the recorded one."""
     from luodi.package import ModelPackage, load_package
 
     if isinstance(model, ModelPackage):
@@ -127,14 +142,44 @@ def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str |
         model = f"{model['name']}/{model['version']}"
     path = Path(model)
     if _is_package_folder(path):
-        return load_package(path)
+        return load_package(path, base)
     not_found = InputError(f"{model}: not a model package folder nor a model reference (name, name@alias, name/3)")
     if isinstance(model, Path):
         raise not_found
     if "/" in model and not is_valid_name(model.partition("@")[0].partition("/")[0]):
         raise not_found  # a path that is not a package folder, rather than a misspelt version
     reference = parse_reference(model)
-    return load_package(Store(home).resolve(reference).path)
+    return load_package(Store(home).resolve(reference).path, base)
+
+
+def merge(model: str | Path | dict[str, Any], out: str, *, base: str | Path | None = None,
+          home: str | Path | None = None) -> dict[str, Any]:
+    """Fold a LoRA package's adapters into its base checkpoint and register the result as a new version of `out`:
+    a standalone package (every weight, no base needed) that generates what the adapter package generates.
+
+    Args:
+        model: an adapter package (a reference or a folder).
+        out: the model name to register the merged package under.
+        base: where the base checkpoint is, when it moved (default $LUODI_BASE, else where it was).
+
+    Returns `{"model", "version", "package", "merged_from", "bytes"}` (`bytes`: the new package's weights).
+    """
+    from luodi.package import WEIGHTS, merge_adapters
+    from luodi.store import validate_name
+
+    validate_name(out, "--out model name")
+    package = load_model(model, home=home, base=base)
+    store = Store(home)
+    staging = store.staging_dir()
+    try:
+        manifest = merge_adapters(package, staging, out)
+        version = store.register_model(out, staging, run_id=None, task=manifest["task"],
+                                       metrics=manifest["metrics"], description=package.config.description)
+    except BaseException:
+        store.remove_staging(staging)
+        raise
+    return {"model": out, "version": version.version, "package": str(version.path),
+            "merged_from": str(package.path), "bytes": manifest["files"][WEIGHTS]["bytes"]}
 
 
 def _is_package_folder(path: Path) -> bool:
@@ -150,12 +195,13 @@ def _source(data: Any) -> str:
 
 
 def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path | None = None, strict: bool = False,
-             report: str | Path | bool = True) -> dict[str, Any]:
+             report: str | Path | bool = True, base: str | Path | None = None) -> dict[str, Any]:
     """Metrics of a model on labelled data (a file, DataFrame or records holding the target column), and the
     evaluation report.
 
     Args:
         report: True writes report.html under `LUODI_HOME/reports/`; a path writes it there; False writes none.
+        base: a LoRA package's base checkpoint, when it moved (see `load_model`).
 
     Returns `{"metrics": {...}, "rows": n, "model": ..., "package": ..., "warnings": [...], "report": path or
     None, "details": {...}}`; `details` holds the report's other numbers (per-class or residual tables, slices,
@@ -164,7 +210,7 @@ def evaluate(model: str | Path | dict[str, Any], data: Any, *, home: str | Path 
     from luodi.evaluate.scoring import split_metrics
     from luodi.train.runtime import set_inference_threads
 
-    package = load_model(model, home=home)
+    package = load_model(model, home=home, base=base)
     set_inference_threads(package.config.runtime)
     source = _source(data)
     table, encoded = package.encode(data, source, with_target=True, strict=strict)
@@ -206,7 +252,8 @@ def _write_page(html: str, path: str | Path | None, home: str | Path | None, ste
 
 def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]], *, max_tokens: int = 64,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-             stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Iterator[str]:
+             stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None,
+             base: str | Path | None = None) -> Iterator[str]:
     """Text continuing `prompt`, streamed: pieces as a text_generation model writes them (KV cache, one token a step).
 
     Args:
@@ -217,18 +264,104 @@ def generate(model: str | Path | ModelPackage, prompt: str | list[dict[str, str]
         temperature: 0 is greedy; above 0 samples (with top_k, top_p), reproducibly with `seed`.
         repetition_penalty: > 1 makes tokens already seen less likely.
         stop: the text ends before the first of these strings.
+        base: a LoRA package's base checkpoint, when it moved (see `load_model`).
 
     Example: `print("".join(luodi.api.generate("story@latest", "Once upon a time")))`.
     """
     from luodi.models.generation import Sampling
     from luodi.train.runtime import set_inference_threads
 
-    package = load_model(model, home=home)
+    package = load_model(model, home=home, base=base)
     set_inference_threads(package.config.runtime)
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)
     sampling.check()  # now, not at the first piece the caller asks for
     return package.generate(prompt, sampling)
+
+
+def chat(model: str | Path | ModelPackage, *, system: str | None = None, max_tokens: int = 256,
+         temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+         stop: Sequence[str] = (), seed: int | None = None, home: str | Path | None = None) -> Any:
+    """A multi-turn conversation with a text_generation model (`luodi chat`).
+
+    Returns a `luodi.models.chat.Chat`: `turn = chat.send("hello")` starts a reply, `for piece in turn` streams
+    it (the same generation as `generate`, with the same sampling options), `turn.dropped` says how many of the
+    oldest turns were dropped to keep the conversation within the model's context; `chat.reset()` forgets the
+    turns. `system` is a system message kept in front of every turn.
+    """
+    from luodi.models.chat import Chat
+    from luodi.models.generation import Sampling
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    if not hasattr(package.pipeline.target, "conversation_ids"):
+        raise InputError(f"{package.path}: a {package.task.name} model predicts rows; it does not chat")
+    set_inference_threads(package.config.runtime)
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, stop=tuple(stop), seed=seed)
+    return Chat(package.model, package.pipeline.target, sampling, system)
+
+
+def embed(model: str | Path | ModelPackage, texts: str | Sequence[str] | Path, *, truncate: bool = False,
+          out: str | Path | None = None, home: str | Path | None = None) -> Any:
+    """Embeddings of texts: the vectors a text encoder model computes for them (what /v1/embeddings answers).
+
+    Args:
+        model: a reference (`name`, `name@alias`, `name/version`), a package folder or a loaded package whose model
+            reads one text feature as tokens (model.type hf, transformer or rnn; see docs/serving.md#embeddings).
+        texts: a text, a list of texts, or a `Path` to a table (CSV, Parquet, JSONL) holding the model's text
+            column (or only one column), or a .txt file (a text per paragraph, or per line).
+        truncate: cut a text longer than the feature's max_length to it, instead of refusing it.
+        out: also write the vectors: `.npy` (the float32 matrix), `.parquet` or `.jsonl` (each text and its
+            `embedding`).
+
+    Returns a float32 NumPy array (texts, dimensions); vectors have length 1 when the checkpoint's
+    sentence-transformers modules normalize (MiniLM's do), so a dot product is the cosine similarity.
+    """
+    from luodi.models.embedding import embed_texts, text_encoder
+    from luodi.train.runtime import set_inference_threads
+
+    package = load_model(model, home=home)
+    encoder = text_encoder(package.model, package.pipeline)
+    if isinstance(texts, Path):
+        strings, name = _texts_of_file(texts, encoder.tokens.name)
+    else:
+        strings, name = [texts] if isinstance(texts, str) else list(texts), lambda index: f"texts[{index}]"
+    set_inference_threads(package.config.runtime)
+    vectors = embed_texts(encoder, strings, truncate, name)
+    if out is not None:
+        _write_embeddings(Path(out), encoder.tokens.name, strings, vectors)
+    return vectors
+
+
+def _texts_of_file(path: Path, column: str) -> tuple[list[str], Any]:
+    """The texts of a table's `column` (or its only column) and how to name a row in errors."""
+    from luodi.data.sources import read_table
+
+    table = read_table(path)
+    found = column if column in table.column_names else table.column_names[0] if table.num_columns == 1 else None
+    if found is None:
+        raise InputError(f"{path}: no column {column!r} (the model's text feature) among {table.column_names}")
+    values = table.column(found).to_pylist()
+    for row, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InputError(f"{path}: column {found!r} row {row + 1} is {'empty' if value is None else 'not a text'}")
+    return values, lambda index: f"{path}: column {found!r} row {index + 1}"
+
+
+def _write_embeddings(path: Path, column: str, texts: list[str], vectors: Any) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from luodi.io import atomic_write
+
+    if path.suffix.lower() == ".npy":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: np.save(handle, vectors))
+    elif path.suffix.lower() in (".parquet", ".jsonl"):
+        write_table(pd.DataFrame({column: texts, "embedding": list(vectors)}), path)
+    else:
+        raise InputError(f"{path}: embeddings are written as .npy, .parquet or .jsonl")
 
 
 def explain(model: str | Path | dict[str, Any], data: Any, *, out: str | Path | None = None,
@@ -368,6 +501,25 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
 
 
 # ---------------------------------------------------------------------------------- runs and models
+def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
+            home: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
+    """Drift of a model version's logged traffic against its training profile (docs/monitoring.md).
+
+    Args:
+        model: `name`, `name@alias` or `name/version`: whose profile, and whose rows of the prediction log.
+        since, until: the window: ISO dates or times (UTC unless they say otherwise) or durations back from now
+            ('30m', '2h', '7d'); open by default.
+        out: where to write the monitoring page (none when None).
+        home: the store folder (default `$LUODI_HOME` or `./.luodi`); the log is under its `predictions/`.
+        settings: a `MonitorConfig` overriding the thresholds saved in the package's config.
+
+    Returns the tests per feature and output (`.to_dict()` is what `luodi monitor --json` prints).
+    """
+    from luodi.monitor.check import check
+
+    return check(Store(home), model, since=since, until=until, out=out, settings=settings)
+
+
 def observed(run: Run) -> Run:
     """The run with status 'stopped' when it reads 'running' but its process on this host is gone.
 

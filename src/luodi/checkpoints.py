@@ -74,3 +74,56 @@ def check_tokenizer_files(folder: Path) -> None:
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise InputError(f"{folder}: checkpoint folder has no tokenizer.json (nor a vocabulary AutoTokenizer "
                          f"can convert: {', '.join(TOKENIZER_FILES[1:])})")
+
+
+# What a checkpoint's identity is made of: its weights, its config and its tokenizer (a README or a stray file in
+# the folder does not change the model, so it does not change the digest).
+IDENTITY_FILES = (CONFIG, "generation_config.json", "model.safetensors.index.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "added_tokens.json", "merges.txt", "chat_template.jinja",
+                  *TOKENIZER_FILES)
+
+
+def checkpoint_digest(folder: Path) -> tuple[str, dict[str, str]]:
+    """The sha256 of a checkpoint (over its weights, config and tokenizer files: each file's name and sha256, in
+    name order) and the per-file sha256s it is made of."""
+    import hashlib
+
+    from luodi.io import sha256_file
+
+    names = sorted({name for name in IDENTITY_FILES if (folder / name).is_file()}
+                   | {path.name for path in folder.glob("*.safetensors") if path.is_file()})
+    files = {name: sha256_file(folder / name) for name in names}
+    digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in files.items()).encode()).hexdigest()
+    return digest, files
+
+
+SENTENCE_MODULES = "modules.json"  # sentence-transformers: the modules after the encoder (pooling, normalize)
+POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                 "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len"}
+
+
+def sentence_embedding(folder: Path) -> dict[str, Any] | None:
+    """How a sentence-transformers checkpoint turns token states into its embedding: `{"pooling": "mean",
+    "normalize": True}` from its modules.json (Pooling and Normalize modules) and its pooling config; None for a
+    plain checkpoint. Read as data; a file that is not what sentence-transformers writes is an error naming it."""
+    path = folder / SENTENCE_MODULES
+    if not path.is_file():
+        return None
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON") from None
+    if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str)
+                                                for m in modules):
+        raise InputError(f"{path}: not a sentence-transformers module list (objects with a 'type')")
+    kinds = {str(m["type"]).rpartition(".")[2]: m for m in modules}
+    pooling = None
+    if "Pooling" in kinds:
+        pooling_config = folder / str(kinds["Pooling"].get("path", "")) / CONFIG
+        try:
+            settings = json.loads(pooling_config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{pooling_config}: the pooling module's config is missing or not valid JSON") from None
+        modes = [mode for key, mode in POOLING_MODES.items() if isinstance(settings, dict) and settings.get(key)]
+        pooling = modes[0] if len(modes) == 1 else None
+    return {"pooling": pooling, "normalize": "Normalize" in kinds}

@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -17,22 +18,53 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from luodi import api
 from luodi.errors import InputError
 
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: an empty metavar keeps typer's help from printing `<bool>` beside them."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Group(TyperGroup):
+    """The groups of `luodi`: their own flags and those of the commands they hand a call to show no `<bool>`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags(command.get_params(ctx))
+        return command
+
+
 app = typer.Typer(
-    name="luodi", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="luodi", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=_Group,
     help="luodi: from a table to a trained, evaluated, registered model. Exit codes: 0 ok, 2 bad input, 1 error.",
 )
-runs_app = typer.Typer(no_args_is_help=True, help="Training runs: list and inspect.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, inspect, move aliases.")
+runs_app = typer.Typer(no_args_is_help=True, cls=_Group, help="Training runs: list and inspect.")
+models_app = typer.Typer(no_args_is_help=True, cls=_Group, help="Registered models: list, inspect, move aliases.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
 Home = Annotated[Path | None, typer.Option("--home", envvar="LUODI_HOME", help="Store folder (default ./.luodi).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Values never seen in training are an error, not unknown.")]
+Base = Annotated[Path | None, typer.Option("--base", help="A LoRA package's base checkpoint folder, when it moved "
+                                         "(default $LUODI_BASE, else where it was trained from).")]
+
+# The sampling options `generate` and `chat` share (luodi.models.generation.Sampling).
+Temperature = Annotated[float, typer.Option(help="0: greedy; above 0 samples.")]
+TopK = Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")]
+TopP = Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")]
+RepetitionPenalty = Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")]
 
 
 def _print_json(obj: Any) -> None:
@@ -99,10 +131,11 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
     = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Also write a search: section for `luodi tune`.")] = False,
     as_json: Json = False,
 ) -> None:
     """Write a commented starter config with the task and column types inferred from the data."""
-    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base)
+    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base, tune=tune)
     if as_json:
         return _print_json(result.to_dict())
     console = _console()
@@ -110,7 +143,8 @@ def init(
                   f"{_count(len(result.features), 'feature')}, {_count(result.rows, 'row')}")
     for column, reason in result.dropped.items():
         console.print(f"  dropped {column!r}: {reason.removeprefix('dropped: ')}")
-    console.print(f"next: luodi train {result.config_path}")
+    console.print(f"next: luodi {'tune' if tune else 'train'} {result.config_path}"
+                  + (" --trials 30" if tune else ""))
 
 
 @app.command()
@@ -152,6 +186,38 @@ def train(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Config file with a search: section (luodi init --tune writes one).")],
+    trials: Annotated[int, typer.Option("--trials", help="Trials to run now (a continued study adds them).")] = 20,
+    time_budget: Annotated[str | None, typer.Option("--time-budget", help="Start no trial after this long: 90s, "
+                                                    "10m, 1.5h.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the model name); the same name continues "
+                                                   "it, also from several processes at once.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Search the config's search: ranges (Optuna TPE, pruning bad trials), register the best trial's model."""
+    try:
+        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the finished trials are kept; run the same command to continue the study",
+              file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        return _print_json(result.to_dict())
+    console = _console()
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items())
+    console.print(f"study [bold]{result.study}[/]: {counts}; best trial {result.best['number']} "
+                  f"({result.metric} {result.best['value']:.4g}), run {result.run_id}")
+    console.print(_metrics_table(result.metrics, "test metrics of the best trial"))
+    console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")
+    console.print(f"study page: {result.page}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     data: Annotated[Path, typer.Option("--data", help="Labelled table with the target column.")],
@@ -159,13 +225,14 @@ def evaluate(
                                                      "reports/ folder).")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Metrics only, no report.")] = False,
     strict: Strict = False,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Metrics of a model on labelled data, and the evaluation report (one self-contained HTML file)."""
     if report is not None and no_report:
         raise InputError("--report and --no-report exclude each other")
-    result = api.evaluate(model, data, home=home, strict=strict,
+    result = api.evaluate(model, data, home=home, strict=strict, base=base,
                           report=False if no_report else report if report is not None else True)
     if as_json:
         return _print_json(result)
@@ -296,29 +363,130 @@ def predict(
 
 
 @app.command()
+def embed(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Texts: a table with the model's text column (CSV, "
+                                                             "Parquet, JSONL) or a .txt file.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to embed (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write .npy (float32 matrix), .parquet or .jsonl (texts "
+                                                           "and embeddings); default: JSON lines on stdout.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut texts longer than the model's max_length "
+                                                              "instead of refusing them.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Embed texts with a text encoder model (one text feature read as tokens): one vector per text."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    vectors = api.embed(model, data if data is not None else list(text or []), truncate=truncate, out=out, home=home)
+    if as_json:
+        payload: dict[str, Any] = {"rows": len(vectors), "dimensions": int(vectors.shape[1]),
+                                   "out": str(out) if out else None}
+        if out is None:
+            payload["embeddings"] = vectors.tolist()
+        return _print_json(payload)
+    if out is None:
+        for vector in vectors:
+            sys.stdout.write(json.dumps(vector.tolist()) + "\n")
+    else:
+        print(f"wrote {len(vectors)} embeddings of {vectors.shape[1]} dimensions to {out}", file=sys.stderr)
+
+
+@app.command()
 def generate(
     model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (a chat model: the user message).")],
     max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="0: greedy; above 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the tokens holding this much probability.")] = 1.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already seen less likely.")] = 1.0,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End the text before this string (repeatable).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same text.")] = None,
+    base: Base = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Generate text with a text_generation model, streamed to the terminal as it is written."""
     pieces = api.generate(model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home)
+                          repetition_penalty=repetition_penalty, stop=stop or (), seed=seed, home=home, base=base)
     if as_json:
         return _print_json({"prompt": prompt, "text": "".join(pieces)})
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="name, name@alias, name/version or a package folder.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system message kept before every turn.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per reply at most.")] = 256,
+    temperature: Temperature = 0.0,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    repetition_penalty: RepetitionPenalty = 1.0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a reply before this string (repeatable).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling: the same seed gives the same replies.")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Chat with a text_generation model: one user message per line, replies streamed; /reset, /exit, Ctrl-D."""
+    conversation = api.chat(model, system=system, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or (), seed=seed,
+                            home=home)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+        print(f"chatting with {model} (context {conversation.context} tokens); /reset forgets the conversation, "
+              "/exit or Ctrl-D ends it", file=sys.stderr)
+    try:
+        while True:
+            line = _read_line(interactive)
+            if line is None or line.strip() == "/exit":
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/reset":
+                conversation.reset()
+                print("(conversation forgotten)", file=sys.stderr)
+                continue
+            try:
+                turn = conversation.send(line.rstrip("\n"))
+            except InputError as error:
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            if turn.dropped:
+                print(f"(dropped the oldest {_count(turn.dropped, 'turn')} to stay within the model's context of "
+                      f"{conversation.context} tokens)", file=sys.stderr)
+            if as_json:
+                _print_json({"user": text, "reply": "".join(turn), "dropped": turn.dropped})
+                continue
+            for piece in turn:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line the user typed (None at end of input); a prompt only on a terminal."""
+    if interactive:
+        try:
+            return input("> ")
+        except EOFError:  # Ctrl-D: end the prompt's line, so the shell's starts on its own
+            sys.stdout.write("\n")
+            return None
+    line = sys.stdin.readline()
+    return line if line else None
 
 
 @app.command()
@@ -403,6 +571,37 @@ serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
 app.command()(serve)
 
 
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")],
+    since: Annotated[str | None, typer.Option(help="Window start: ISO date/time (UTC unless given) or a duration "
+                                                   "back from now (30m, 2h, 7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
+    no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    if as_json:
+        return _print_json(result.to_dict())
+    from rich.table import Table
+
+    _warn(result.notes)
+    table = Table("feature", "test", "score", "threshold", "drift",
+                  title=f"{result.model}/{result.version}: {_count(result.rows, 'row')} from {result.first} to "
+                        f"{result.last}", title_justify="left")
+    for feature, test, score, threshold, drift in result.rows_table():
+        table.add_row(feature, test, f"{score:.4g}", f"{threshold:.4g}", "[bold red]yes[/]" if drift else "no")
+    console = _console()
+    console.print(table)
+    drifted = result.to_dict()["drifted"]
+    console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
+    if result.report:
+        console.print(f"report: {result.report}")
+
+
 # ------------------------------------------------------------------------------------------- runs
 @runs_app.command("ls")
 def runs_ls(
@@ -421,7 +620,9 @@ def runs_ls(
     for run in runs:
         key = next((f"{k} {v:.4f}" for k, v in run.metrics.items() if k in ("accuracy", "r2")), "")
         model = f"{run.model_name}/{run.model_version}" if run.model_version else ""
-        table.add_row(run.id, run.name, run.status, run.created_at, model, key)
+        trial = run.summary.get("trial")  # a `luodi tune` trial: its study and number
+        name = f"{run.name} (study {trial['study']}, trial {trial['number']})" if trial else run.name
+        table.add_row(run.id, name, run.status, run.created_at, model, key)
     _console().print(table)
 
 
@@ -497,6 +698,22 @@ def models_promote(
         return _print_json(moved)
     before = f" (was {moved['from']})" if moved["from"] is not None else ""
     _console().print(f"{name}@{alias} → version {version}{before}")
+
+
+@models_app.command("merge")
+def models_merge(
+    model: Annotated[str, typer.Argument(help="A LoRA adapter package: name, name@alias, name/version or a folder.")],
+    out: Annotated[str, typer.Option("--out", help="Model name to register the merged package under.")],
+    base: Base = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Fold a LoRA package's adapters into its base checkpoint: a standalone package that needs no base folder."""
+    merged = api.merge(model, out, base=base, home=home)
+    if as_json:
+        return _print_json(merged)
+    _console().print(f"{out}/{merged['version']}: {model} merged into its base ({merged['bytes']:,} bytes of "
+                     f"weights) at {merged['package']}")
 
 
 @models_app.command("history")

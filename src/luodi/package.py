@@ -3,6 +3,9 @@
     package.json         format version, task, config, input/output schema, fitted feature state, metrics,
                          data fingerprint, lineage, library versions, sha256 of every other file
     weights.safetensors  the model's tensors
+    adapter/             instead of weights.safetensors for a LoRA fine-tune: PEFT's adapter files
+                         (adapter_model.safetensors, adapter_config.json) and base.json, the base checkpoint's path
+                         and sha256 (also the manifest's `base`); loading reads the base's weights from that folder
     tokenizer/<n>-<feature>/  a text feature's tokenizer (and an hf checkpoint's config.json), when it has one
 
 Loading verifies every hash, checks the safetensors header against the architecture before reading any
@@ -29,6 +32,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from luodi.checkpoints import checkpoint_digest
 from luodi.config import LuodiConfig, validate_config
 from luodi.data.sources import TableLike, to_table
 from luodi.errors import InputError
@@ -41,6 +45,10 @@ from luodi.tasks import Predictions, Task
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
 WEIGHTS = "weights.safetensors"
+ADAPTER_WEIGHTS = "adapter/adapter_model.safetensors"  # PEFT's adapter format: PeftModel.from_pretrained reads it
+ADAPTER_CONFIG = "adapter/adapter_config.json"
+BASE_REFERENCE = "adapter/base.json"  # the base checkpoint's path and sha256, hashed like every file
+BASE_VARIABLE = "LUODI_BASE"  # where a moved base checkpoint is, when no `base` is given
 MAX_HEADER_BYTES = 100 << 20
 DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
           torch.int64: "I64", torch.int32: "I32", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
@@ -58,20 +66,16 @@ def library_versions() -> dict[str, str]:
 
 def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipeline, model: nn.Module,
                  metrics: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write weights and manifest into `directory` (a staging folder; the store renames it into place)."""
-    from safetensors.torch import save_file
-
+    """Write weights (or a LoRA model's adapters) and manifest into `directory` (a staging folder; the store
+    renames it into place)."""
     directory = Path(directory)
-    state, seen = {}, set()
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        # safetensors refuses tensors that share memory (tied input and output embeddings): each name gets its own
-        # copy, so the file still lists exactly the architecture's names and loads with load_state_dict.
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        state[name] = tensor.clone() if key in seen else tensor
-        seen.add(key)
-    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
-    os.chmod(directory / WEIGHTS, 0o666 & ~current_umask())  # safetensors creates it 0600 whatever the umask
+    adapted = getattr(model, "adapter", None)
+    adapter = adapted() if callable(adapted) else None  # LoRA: the adapters and their base, not every weight
+    base = None
+    if adapter is None:
+        write_tensors(directory / WEIGHTS, model.state_dict())
+    else:
+        base = write_adapter(directory, adapter)
     pipeline.save_assets(directory)  # tokenizers and other encoder files: hashed below like the weights
     files = {}
     for path in sorted(directory.rglob("*")):
@@ -88,11 +92,64 @@ def save_package(directory: Path, *, config: LuodiConfig, pipeline: FeaturePipel
         "features": pipeline.state(),
         "metrics": metrics,
         "versions": library_versions(),
+        **({"base": base} if base is not None else {}),
         **(extra or {}),
         "files": files,
     }
     atomic_write_json(directory / MANIFEST, manifest)
     return manifest
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file of `tensors` (readable as any new file is: safetensors creates it 0600)."""
+    from safetensors.torch import save_file
+
+    state, seen = {}, set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        # safetensors refuses tensors that share memory (tied input and output embeddings): each name gets its own
+        # copy, so the file still lists exactly the architecture's names and loads with load_state_dict.
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        state[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
+    save_file(state, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def write_adapter(directory: Path, adapter: Any) -> dict[str, Any]:
+    """PEFT's adapter files and the base reference (`models.language.Adapter`); returns the reference: the base
+    folder, the sha256 of its weights, config and tokenizer (`checkpoints.checkpoint_digest`) and each file's."""
+    from luodi.checkpoints import checkpoint_folder
+
+    folder = checkpoint_folder(adapter.base, "the LoRA base checkpoint (model.path)")
+    (directory / ADAPTER_WEIGHTS).parent.mkdir()
+    write_tensors(directory / ADAPTER_WEIGHTS, adapter.tensors)
+    adapter.config.save_pretrained(str((directory / ADAPTER_CONFIG).parent))
+    digest, files = checkpoint_digest(folder)
+    base = {"path": str(folder), "sha256": digest, "files": files}
+    atomic_write_json(directory / BASE_REFERENCE, base)
+    return base
+
+
+def base_checkpoint(package: Path, reference: dict[str, Any], base: str | Path | None = None) -> Path:
+    """The base checkpoint folder of an adapter package: `base` (a moved copy), else $LUODI_BASE, else the path it
+    was trained from; its sha256 must be the one the package recorded."""
+    given = base if base is not None else os.environ.get(BASE_VARIABLE) or None
+    folder = Path(given if given is not None else reference["path"])
+    if not folder.is_dir():
+        if given is not None:
+            raise InputError(f"{package}: the base checkpoint given ({folder}) is not a folder")
+        raise InputError(f"{package}: this package holds LoRA adapters of the base checkpoint {reference['path']}, "
+                         "which is not there; point --base PATH (or the LUODI_BASE variable) at a copy of that "
+                         "checkpoint, or put it back (`luodi models merge` then makes a package that needs no base)")
+    digest, files = checkpoint_digest(folder)
+    if digest != reference["sha256"]:
+        recorded = reference.get("files", {})
+        differ = sorted(name for name in set(files) | set(recorded) if files.get(name) != recorded.get(name))
+        raise InputError(f"{package}: base checkpoint {folder} has sha256 {digest}, but the adapters were trained "
+                         f"on {reference['sha256']} (files that differ: {', '.join(differ)}); refusing to apply them "
+                         "to another model: point --base PATH (or LUODI_BASE) at the checkpoint they were trained on")
+    return folder
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -114,11 +171,12 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def check_weights(path: Path, model: nn.Module) -> None:
-    """Names, shapes and dtypes in the file must be exactly the architecture's, before any tensor is read."""
+def check_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Names, shapes and dtypes in the file must be exactly the architecture's (`tensors`: its state dict, or its
+    adapters), before any tensor is read."""
     header = read_safetensors_header(path)
     header.pop("__metadata__", None)
-    expected = {name: (list(t.shape), DTYPES.get(t.dtype, str(t.dtype))) for name, t in model.state_dict().items()}
+    expected = {name: (list(t.shape), DTYPES.get(t.dtype, str(t.dtype))) for name, t in tensors.items()}
     missing = sorted(set(expected) - set(header))
     unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
@@ -155,19 +213,28 @@ def verify_package(path: Path) -> dict[str, Any]:
         if sha256_file(file) != entry["sha256"]:
             raise InputError(f"{path}: {name} does not match its sha256 in {MANIFEST}: the file is corrupt or "
                              "was modified")
-    if WEIGHTS not in manifest.get("files", {}):
+    listed = manifest.get("files", {})
+    if "base" in manifest or ADAPTER_WEIGHTS in listed:
+        missing = [name for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, BASE_REFERENCE) if name not in listed]
+        if missing:
+            raise InputError(f"{path}: {MANIFEST} of an adapter package does not list {', '.join(missing)}")
+        if json.loads((path / BASE_REFERENCE).read_text(encoding="utf-8")) != manifest.get("base"):
+            raise InputError(f"{path}: the base checkpoint in {MANIFEST} is not the one in {BASE_REFERENCE}")
+    elif WEIGHTS not in listed:
         raise InputError(f"{path}: {MANIFEST} does not list {WEIGHTS}")
     return manifest
 
 
-def add_file(folder: Path, name: str, entry: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def add_file(folder: Path, name: str | None, entry: tuple[str, Any] | None = None) -> dict[str, Any]:
     """List a file written into an unregistered package folder in its manifest (with its sha256, so loading
-    verifies it), and optionally a manifest entry that describes it (`("onnx", {...})`); returns the manifest."""
+    verifies it), and optionally a manifest entry that describes it (`("onnx", {...})`); returns the manifest.
+    With `name` None only the entry is written (a search trial's lineage, set when it is registered)."""
     folder = Path(folder)
     manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if entry is not None:
         manifest[entry[0]] = entry[1]
-    manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+    if name is not None:
+        manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
     atomic_write_json(folder / MANIFEST, manifest)
     return manifest
 
@@ -250,8 +317,12 @@ class ModelPackage:
         return frame
 
 
-def load_package(path: str | Path) -> ModelPackage:
-    """Verify and load a package folder; weights are checked against the architecture before use."""
+def load_package(path: str | Path, base: str | Path | None = None) -> ModelPackage:
+    """Verify and load a package folder; weights are checked against the architecture before use.
+
+    An adapter package (LoRA) loads its base checkpoint's weights first: from `base` when given (a moved copy),
+    else from $LUODI_BASE, else from the folder it was trained on; the base's sha256 must match the recorded one.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -259,8 +330,40 @@ def load_package(path: str | Path) -> ModelPackage:
     config = validate_config(manifest["config"], f"{path / MANIFEST} config")
     pipeline = FeaturePipeline.from_state(config, manifest["features"], assets=path)
     model = build_model(config, pipeline)
-    weights = path / WEIGHTS
-    check_weights(weights, model)
-    model.load_state_dict(load_file(str(weights)))
+    if "base" in manifest:
+        adapter = getattr(model, "adapter", lambda: None)()
+        if adapter is None:
+            raise InputError(f"{path}: {MANIFEST} names a base checkpoint, but its model ({config.model.type}) has "
+                             "no LoRA adapters")
+        model.load_pretrained(base_checkpoint(path, manifest["base"], base))  # type: ignore[operator]
+        check_weights(path / ADAPTER_WEIGHTS, adapter.tensors)
+        model.load_adapter(load_file(str(path / ADAPTER_WEIGHTS)))  # type: ignore[operator]
+    else:
+        weights = path / WEIGHTS
+        check_weights(weights, model.state_dict())
+        model.load_state_dict(load_file(str(weights)))
     model.eval()
     return ModelPackage(path, manifest, config, pipeline, model)
+
+
+def merge_adapters(package: ModelPackage, directory: Path, name: str) -> dict[str, Any]:
+    """Write into `directory` a standalone package of an adapter package: its adapters folded into the base
+    weights (PEFT's `merge_and_unload`), the config's LoRA off, every weight in weights.safetensors; the same
+    tokenizer, metrics and report. Returns the new manifest. `package`'s model is merged in place."""
+    import shutil
+
+    merge = getattr(package.model, "merge", None)
+    if "base" not in package.manifest or not callable(merge):
+        raise InputError(f"{package.path}: not an adapter (LoRA) package; it already holds every weight")
+    merge()
+    config = package.config.model_copy(deep=True)
+    config.name = name
+    config.model.hf.lora.enabled = False
+    if (package.path / "report.html").is_file():
+        shutil.copyfile(package.path / "report.html", directory / "report.html")
+    source = package.manifest
+    lineage = {**source.get("lineage", {}), "merged_from": str(package.path), "base": source["base"]}
+    kept: dict[str, Any] = {key: source[key] for key in ("history", "training", "data", "environment")
+                            if key in source}
+    return save_package(directory, config=config, pipeline=package.pipeline, model=package.model,
+                        metrics=source.get("metrics", {}), extra={**kept, "lineage": lineage})

@@ -320,12 +320,18 @@ class Store:
 
         A crash between the rename and the commit leaves an orphan folder with no row: not a version, moved
         aside into staging/ by the next registration that needs its number, and removed by `clean_staging`.
-        The run that trained it is marked finished in the same transaction.
+        The run that trained it is marked finished in the same transaction; a run that already registered a version
+        registers no other: that version is returned and `staging` is left to the caller.
         """
         validate_name(name, "model name")
         parent = path_inside(self.home / "models", name)
         parent.mkdir(exist_ok=True)
         with self.transaction() as connection:
+            if run_id is not None:  # a run registers one version: a second caller (a search process) gets it
+                done = connection.execute("SELECT model_name, model_version FROM runs WHERE id = ?",
+                                          (run_id,)).fetchone()
+                if done is not None and done["model_version"] is not None:  # nothing written: COMMIT ends it
+                    return self.get_version(done["model_name"], done["model_version"])
             row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
             version = (row[0] or 0) + 1
             if parent_version is None and row[0]:

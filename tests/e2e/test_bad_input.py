@@ -100,6 +100,13 @@ def test_wrong_value_type(luodi, churn, tmp_path: Path) -> None:
     nothing_registered(luodi)
 
 
+def test_positive_class_that_is_not_a_label(luodi, churn) -> None:
+    assert luodi("init", "--data", "churn.csv", "--target", "churned").code == 0
+    expect_error(luodi("train", "luodi.yaml", "--set", "target.positive_class=maybe"),
+                 "target.positive_class 'maybe'", "target 'churned'", "['no', 'yes']")
+    nothing_registered(luodi)
+
+
 def test_bad_references_and_arguments(luodi, churn) -> None:
     expect_error(luodi("predict", "nosuch", "--data", "new.csv"), "'nosuch'", "no model is registered")
     expect_error(luodi("evaluate", "../etc@prod", "--data", "holdout.csv"), "../etc@prod", "not a model package")

@@ -71,13 +71,14 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
     assert "production" in human.stdout
 
 
-@pytest.mark.parametrize("verb", ["init", "train", "evaluate", "predict", "generate", "explain", "compare",
-                                  "quickstart", "serve", "runs ls", "runs show", "models ls", "models show",
-                                  "models promote", "models history"])
+@pytest.mark.parametrize("verb", ["init", "train", "tune", "evaluate", "predict", "generate", "chat", "embed",
+                                  "explain", "compare", "quickstart", "serve", "monitor", "runs ls", "runs show",
+                                  "models ls", "models show", "models promote", "models history", "models merge"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr
     assert "Usage" in result.stdout
+    assert "<bool>" not in result.stdout  # flags take no value
 
 
 def test_no_arguments_shows_help(luodi) -> None:

@@ -160,6 +160,11 @@ def test_evaluation_report_in_chromium(browser: Browser, trained_package: Path, 
     block = browser.evaluate("JSON.parse(document.getElementById('luodi-data').textContent)")
     assert block["metrics"] == printed["metrics"]
     assert {key: block[key] for key in printed["details"]} == printed["details"]
+    positive = printed["details"]["classification"]["positive_class"]
+    text = browser.evaluate("document.body.innerText")
+    assert f"Positive class: {positive}. precision, recall, f1 and roc_auc" in text  # named where people read
+    assert browser.evaluate("document.querySelectorAll('#calibration tbody tr').length") == len(
+        printed["details"]["classification"]["calibration"]["bins"])
     screenshot(browser, tmp_path / "report.png")
 
 

@@ -4,6 +4,7 @@ that their numbers are the API's numbers, their plots per task, escaping of user
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -185,6 +186,64 @@ def test_user_strings_are_escaped(tmp_path: Path, read_report: Callable) -> None
     assert HOSTILE_COLUMN in page.text and HOSTILE_CLASS in page.text and "<b>bold</b>" in page.text
     assert HOSTILE_COLUMN not in source and HOSTILE_CLASS not in source  # only in escaped form
     assert page.data["data"]["features"][0]["name"] == HOSTILE_COLUMN
+
+
+def test_the_positive_class_drives_the_binary_metrics_and_is_named(tmp_path: Path, table_csv: Callable,
+                                                                    tiny_config: Callable,
+                                                                    read_report: Callable) -> None:
+    config = tiny_config(tmp_path / "c.yaml", table_csv(tmp_path / "t.csv", rows=200), epochs=2)
+    result = api.train(config, ["target.positive_class=no"], home=tmp_path / "home", progress="silent")
+    assert load_package(Path(result.package)).pipeline.target.classes == ["yes", "no"]  # [negative, positive]
+    page = read_report(Path(result.report))
+    details = page.data["classification"]
+    assert details["positive_class"] == "no" and [curve["class"] for curve in details["roc"]] == ["no"]
+    assert details["calibration"]["of"] == "P(no)"
+    row = next(row for row in details["per_class"] if row["class"] == "no")
+    assert [row["precision"], row["recall"], row["f1"]] == pytest.approx(
+        [result.metrics["precision"], result.metrics["recall"], result.metrics["f1"]])
+    assert details["roc"][0]["auc"] == pytest.approx(result.metrics["roc_auc"])
+    assert re.search(r"Positive class:\s+no\s*\.\s+precision, recall, f1 and roc_auc", page.text)
+    assert re.search(r"positive class\s+no", page.text)  # the summary card
+    assert page.data["config"]["target"]["positive_class"] == "no"
+    with pytest.raises(InputError, match=r"target.positive_class 'maybe' is not a label of target 'label'"):
+        api.train(config, ["target.positive_class=maybe"], home=tmp_path / "home", progress="silent")
+
+
+def test_the_config_section_shows_what_the_run_read(runs: dict[str, Any], read_report: Callable) -> None:
+    page = read_report(Path(runs["binary"].report))
+    model = page.data["config"]["model"]
+    assert set(model) == {"type", "hidden_sizes", "activation", "dropout", "normalization"}  # an MLP
+    for section in ("cnn:", "resnet:", "rnn:", "transformer:", "hf:", "gpt:", "lora:", "context_length"):
+        assert section not in page.text
+    assert "hidden_sizes:" in page.text and "class_weights:" in page.text
+
+
+def test_an_image_only_report_leaves_out_slices_and_importance_and_says_why(tmp_path: Path,
+                                                                            read_report: Callable) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(60):
+        bright = index % 2 == 0
+        Image.fromarray((rng.integers(0, 90, (8, 8)) + (120 if bright else 0)).astype(np.uint8)).save(
+            tmp_path / f"{index}.png")
+        records.append({"photo": f"{index}.png", "label": "bright" if bright else "dark"})
+    pd.DataFrame(records).to_csv(tmp_path / "photos.csv", index=False)
+    config = {"name": "photos", "data": {"train": str(tmp_path / "photos.csv")},
+              "target": {"name": "label", "task": "binary"}, "input_features": [{"name": "photo", "type": "image"}],
+              "model": {"type": "cnn", "cnn": {"channels": [4]}, "hidden_sizes": [4]},
+              "trainer": {"epochs": 2, "batch_size": 16}, "runtime": {"threads": 1}}
+    result = api.train(config, home=tmp_path / "home", progress="silent")
+    page = read_report(Path(result.report))
+    sections = {attrs["id"] for tag, attrs in page.tags if tag == "section"}
+    assert sections == {"summary", "training", "performance", "config"}
+    assert "slices" not in page.data and "importance" not in page.data
+    assert set(page.data["left_out"]) == {"slices", "importance"}
+    assert "No slices section: " in page.text and "reads only image columns" in page.text
+    assert "No feature importance section: the model reads one column (photo)" in page.text
+    assert "permutation importance" not in page.images()
+    assert set(page.data["config"]["model"]) & {"cnn", "resnet", "rnn", "transformer", "hf"} == {"cnn"}
 
 
 def test_report_can_be_turned_off(tmp_path: Path, table_csv: Callable, tiny_config: Callable) -> None:

@@ -102,3 +102,20 @@ def test_serve_help_renders() -> None:
     assert result.exit_code == 0
     for field in ("--max-batch-size", "--reload-interval", "--drain-timeout", "--log-flush-s", "--api-keys-file"):
         assert field in result.output
+
+
+@pytest.mark.parametrize("verb", [[], ["predict"], ["serve"], ["init"], ["models"], ["models", "history"],
+                                  ["runs", "ls"]])
+def test_help_shows_no_type_beside_plain_flags(verb: list[str]) -> None:
+    result = CliRunner().invoke(cli.app, [*verb, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+    if verb == ["serve"]:
+        assert "<int>" in result.output and "<float>" in result.output  # options that take a value keep their type
+
+
+def test_flags_still_parse_after_their_help_changed(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.app, ["models", "ls", "--json", "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "[]"

@@ -296,3 +296,11 @@ def test_good_model_names(name: str) -> None:
     raw = raw_config()
     raw["name"] = name
     assert validate_config(raw).name == name
+
+
+def test_positive_class_is_for_binary_tasks_only() -> None:
+    raw = {"name": "m", "data": {"train": "x.csv"}, "input_features": [{"name": "a", "type": "numeric"}]}
+    config = validate_config({**raw, "target": {"name": "y", "task": "binary", "positive_class": 1.0}})
+    assert config.target.positive_class == "1"  # as the column spells its labels
+    with pytest.raises(InputError, match="target.positive_class applies to binary tasks only"):
+        validate_config({**raw, "target": {"name": "y", "task": "multiclass", "positive_class": "a"}})

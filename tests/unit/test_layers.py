@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("luodi.train",),
     ("luodi.evaluate",),
     ("luodi.package",),
+    ("luodi.monitor",),  # profiles and drift tests (a live window in the server uses them); `luodi monitor`
     ("luodi.optimize",),
     ("luodi.serve",),
     ("luodi.jobs",),

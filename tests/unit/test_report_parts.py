@@ -248,3 +248,93 @@ def test_page_escapes_titles_and_headings() -> None:
     page = render.page("<b>x</b>", "<i>y</i>", [("a", "<h>", "<p>body</p>")], {}, "<f>")
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page and "<p>body</p>" in page
     assert "default-src 'none'" in page  # nothing may be fetched or run even if something slipped through
+
+
+# ----------------------------------------------------------------------------------------- config shown
+def used(model: dict[str, Any], target: dict[str, Any] | None = None,
+         features: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from luodi.evaluate.report import used_config
+
+    return used_config(validate_config({
+        "name": "t", "data": {"train": "x.csv"}, "target": target or {"name": "y", "task": "binary"},
+        "input_features": [{"name": "a", "type": "numeric"}] if features is None else features, "model": model}))
+
+
+ARCHITECTURES = {"cnn", "resnet", "rnn", "transformer", "hf", "gpt"}
+
+
+def test_the_config_section_shows_only_the_chosen_architecture() -> None:
+    mlp = used({"type": "mlp"})
+    assert set(mlp["model"]) == {"type", "hidden_sizes", "activation", "dropout", "normalization"}
+    assert set(mlp["target"]) == {"name", "task", "class_weights", "positive_class"}  # no text generation keys
+    cnn = used({"type": "cnn", "cnn": {"channels": [4]}}, features=[{"name": "photo", "type": "image"}])
+    assert set(cnn["model"]) & ARCHITECTURES == {"cnn"} and cnn["model"]["cnn"]["channels"] == [4]
+    regression = used({"type": "rnn"}, {"name": "y", "task": "regression"}, [{"name": "s", "type": "sequence"}])
+    assert set(regression["model"]) & ARCHITECTURES == {"rnn"} and set(regression["target"]) == {"name", "task"}
+    language = used({"type": "gpt", "gpt": {"layers": 1}}, {"name": "text", "task": "text_generation"}, [])
+    assert set(language["model"]) == {"type", "gpt"}  # a language model has no combiner MLP
+    assert set(language["target"]) == {"name", "task", "text"}
+
+
+# ------------------------------------------------------------------------------------------------ plots
+def drawn(figure: Any) -> Any:
+    figure.draw_without_rendering()
+    return figure
+
+
+def test_metric_lines_that_coincide_stay_visible() -> None:
+    from luodi.evaluate import plots
+
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e, "val_accuracy": 0.5 + e / 40,
+                "val_f1_macro": 0.5 + e / 40, "val_roc_auc": 0.9} for e in range(1, 21)]
+    figure = plots.training_figure(history, 20, ("val_accuracy", "val_roc_auc", "val_f1_macro"))
+    for axes in figure.axes:
+        lines = [line for line in axes.get_lines() if not line.get_label().startswith("best epoch")]
+        styles = [(str(line.get_linestyle()), line.get_marker()) for line in lines]
+        assert len(set(styles)) == len(lines) >= 2, styles  # solid under dashed under dotted, each with a marker
+        widths = [line.get_linewidth() for line in lines]
+        assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]  # a later line runs inside
+    accuracy, f1 = (next(line for line in figure.axes[1].get_lines() if line.get_label() == name)
+                    for name in ("accuracy", "f1_macro"))
+    assert list(accuracy.get_ydata()) == list(f1.get_ydata())  # the case the styles are for
+
+
+def classifier_details(classes: int) -> dict[str, Any]:
+    y_true, probabilities = scored(400, classes, seed=2)
+    task = get_task("binary" if classes == 2 else "multiclass")
+    outputs = probabilities[:, 1] if classes == 2 else probabilities
+    names = [f"a rather long class name {index}" for index in range(classes)]
+    return analysis.classification_details(task, y_true, outputs, names)
+
+
+@pytest.mark.parametrize("figure_of", ["training", "binary", "multiclass"])
+def test_legends_sit_outside_every_plotting_area(figure_of: str) -> None:
+    from luodi.evaluate import plots
+
+    if figure_of == "training":
+        history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.9, "val_f1_macro": 0.8,
+                    "val_roc_auc": 0.95} for e in range(1, 31)]
+        figure = drawn(plots.training_figure(history, 12, ("val_accuracy", "val_roc_auc", "val_f1_macro")))
+    else:
+        figure = drawn(plots.classifier_figure(classifier_details(2 if figure_of == "binary" else 6)))
+    legends = [axes.get_legend() for axes in figure.axes if axes.get_legend() is not None]
+    assert len(legends) == (2 if figure_of == "training" else 3)
+    page = figure.bbox
+    for legend in legends:
+        box = legend.get_window_extent()
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1  # not cut off
+        for axes in figure.axes:
+            assert not box.overlaps(axes.get_window_extent()), (legend.get_texts()[0].get_text(), axes.get_title())
+            assert not box.overlaps(axes.xaxis.label.get_window_extent())
+
+
+def test_the_calibration_plot_shows_the_rows_of_each_bin() -> None:
+    from luodi.evaluate import plots
+
+    details = classifier_details(2)
+    figure = plots.classifier_figure(details)
+    bars = [patch.get_height() for axes in figure.axes for patch in axes.patches]
+    bins = details["calibration"]["bins"]
+    assert bars == [item["rows"] for item in bins] and sum(bars) == 400
+    assert any(axes.get_ylabel() == "rows per bin" for axes in figure.axes)
+    assert details["positive_class"] == "a rather long class name 1"

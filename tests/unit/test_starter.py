@@ -186,3 +186,57 @@ def test_short_text_beside_table_columns_stays_a_bag_of_words() -> None:
     config = round_trip(table())
     assert config.model.type == "mlp"
     assert next(f for f in config.input_features if f.name == "note").tokenizer == "bag_of_words"  # type: ignore[union-attr]
+
+
+def comment_columns(text: str) -> list[list[int]]:
+    """The columns where inline comments start, per run of consecutive commented lines."""
+    from luodi.data.starter import _comment_at
+
+    blocks: list[list[int]] = [[]]
+    for line in text.splitlines():
+        at = _comment_at(line)
+        if at is None:
+            blocks.append([])
+        else:
+            blocks[-1].append(at)
+    return [block for block in blocks if block]
+
+
+def test_inline_comments_line_up() -> None:
+    from luodi.data.starter import COMMENT_COLUMN
+
+    text = render(plan(table(names=["a", "a much longer column name", "#tag"]), Path("churn.csv"), "churned"),
+                  "churn.csv", Path("churn.csv"), "luodi.yaml")
+    blocks = comment_columns(text)
+    assert len(blocks) > 5
+    for block in blocks:
+        assert len(set(block)) == 1, block  # one column in each block
+    assert {block[0] for block in blocks} - {COMMENT_COLUMN} == {blocks[3][0]}  # only the features sit further right
+    assert '{name: "#tag", type: numeric}' in text  # its '#' is inside quotes: not a comment (blocks above)
+    assert validate_config(yaml.safe_load(text)).input_features
+
+
+def test_a_very_long_line_keeps_its_comment_close() -> None:
+    text = render(plan(table(names=["x" * 120]), Path("churn.csv"), "churned"), "churn.csv", Path("churn.csv"))
+    long_line = next(line for line in text.splitlines() if "x" * 120 in line)
+    assert long_line.split("}", 1)[1].startswith("  # ")
+    assert all(len(set(block)) == 1 for block in comment_columns(text.replace(long_line + "\n", "")))
+
+
+def test_the_text_generation_starter_names_its_file_and_lines_up(tmp_path: Path) -> None:
+    import luodi.api as api
+
+    (tmp_path / "corpus.txt").write_text("".join(f"line {index} of a small corpus\n" for index in range(50)))
+    api.init(tmp_path / "corpus.txt", task="text_generation", output=tmp_path / "lm.yaml")
+    text = (tmp_path / "lm.yaml").read_text()
+    assert f"# Train with: luodi train {tmp_path / 'lm.yaml'} " in text and "{this file}" not in text
+    assert all(len(set(block)) == 1 for block in comment_columns(text)), comment_columns(text)
+
+
+@pytest.mark.parametrize(("labels", "positive"), [(["yes", "no"], "yes"), (["benign", "malignant"], "malignant"),
+                                                   ([True, False], "true"), ([0, 1], "1")])
+def test_a_binary_starter_names_its_positive_class(labels: list[object], positive: str) -> None:
+    data = table(rows=100).drop_columns(["churned"]).append_column("churned", pa.array(labels * 50))
+    config = round_trip(data)
+    assert config.target.positive_class == positive  # the label the metrics are of, written out to be changed
+    assert round_trip(table(rows=400), target="contract").target.positive_class is None  # multiclass

@@ -178,3 +178,31 @@ def test_old_target_state_still_loads() -> None:
     old = {"classes": [], "mean": 5.0, "std": 2.0, "counts": []}
     config = TargetConfig(name="y", task="regression")
     assert get_task("regression").target(config, old).state() == {"mean": 5.0, "std": 2.0}
+
+
+@pytest.mark.parametrize(("values", "positive", "classes"), [
+    (["yes", "no", "yes"], "no", ["yes", "no"]),  # the default would make 'yes' positive
+    (["malignant", "benign", "benign"], "benign", ["malignant", "benign"]),
+    ([1, 0, 0], 0, [1, 0]),  # a YAML number names the label as the column spells it
+    ([True, False, True], False, [True, False]),
+    (["yes", "no", "yes"], False, ["yes", "no"]),  # YAML read an unquoted `no` as false
+    (["Y", "N"], True, ["N", "Y"]),
+])
+def test_positive_class_orders_the_binary_classes(values: list[Any], positive: Any, classes: list[Any]) -> None:
+    config = TargetConfig(name="y", task="binary", positive_class=positive)
+    encoder = get_task("binary").target(config)
+    encoder.fit(column(values))
+    assert encoder.classes == classes  # [negative, positive]: the model's output is P(positive)
+    assert encoder.transform(column(values), "train").tolist() == [float(classes.index(value)) for value in values]
+
+
+@pytest.mark.parametrize(("values", "positive", "fragments"), [
+    (["yes", "no"], "maybe", ["target.positive_class 'maybe'", "target 'y'", "['no', 'yes']"]),
+    (["si", "no"], True, ["target.positive_class 'true'", "quote the label"]),  # YAML read `yes` as true
+])
+def test_a_positive_class_that_is_not_a_label_names_the_key(values: list[str], positive: Any,
+                                                             fragments: list[str]) -> None:
+    encoder = get_task("binary").target(TargetConfig(name="y", task="binary", positive_class=positive))
+    with pytest.raises(InputError) as caught:
+        encoder.fit(column(values))
+    assert all(fragment in str(caught.value) for fragment in fragments), str(caught.value)

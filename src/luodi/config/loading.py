@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from luodi.config.keys import set_key, split_override
 from luodi.config.schema import FEATURE_TYPES, LuodiConfig, TextFeature
 from luodi.errors import InputError, did_you_mean
 
@@ -37,77 +38,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as error:
             raise InputError(f"--set {key}: value {text!r} is not valid YAML: {error}") from None
-        node: Any = raw
-        for depth, part in enumerate(parts[:-1]):
-            path = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                node = _list_item(node, part, path)
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise InputError(f"--set {key}: {path} is a value, not a section")
-        last = parts[-1]
-        if isinstance(node, list):
-            node[_list_index(node, last, key)] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise InputError(f"--set {key}: {'.'.join(parts[:-1])} is a value, not a section")
+        set_key(raw, key, parts, value)
     return raw
-
-
-def split_override(override: str) -> tuple[str, list[str], str]:
-    """`KEY=VALUE` into the key, its parts and the value text. Parts are separated by dots; a part in double or
-    single quotes may hold dots and '=' (`input_features."x.box".type=category`)."""
-    parts, current, quote, index = [], "", "", len(override)
-    for position, char in enumerate(override):
-        if quote:
-            if char == quote:
-                quote = ""
-            else:
-                current += char
-        elif char in "\"'" and not current:
-            quote = char
-        elif char == ".":
-            parts.append(current)
-            current = ""
-        elif char == "=":
-            index = position
-            break
-        else:
-            current += char
-    key = override[:index].strip()
-    if quote:
-        raise InputError(f"--set {override!r}: unclosed {quote} in the key")
-    parts.append(current)
-    parts = [part.strip() for part in parts]
-    if index == len(override) or not key:
-        raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=20")
-    if not all(parts):
-        raise InputError(f"--set {key}: empty key part; quote a name that contains dots, e.g. "
-                         'input_features."x.box".type=category')
-    return key, parts, override[index + 1:]
-
-
-def _list_index(items: list[Any], part: str, path: str) -> int:
-    if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
-        raise InputError(f"--set {path}: index {part!r} is out of range (the list has {len(items)} items)")
-    return int(part)
-
-
-def _list_item(items: list[Any], part: str, path: str) -> Any:
-    """A list element by index, or an input feature by its name (`input_features.age.type=category`)."""
-    if part.lstrip("-").isdigit():
-        return items[_list_index(items, part, path)]
-    for item in items:
-        if isinstance(item, dict) and item.get("name") == part:
-            return item
-    names = [item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)]
-    dotted = [name for name in names if name.startswith(f"{part}.")]
-    section = path.rpartition(".")[0]
-    hint = (f"; quote a name that contains dots, {section}.\"{dotted[0]}\", or give its index, "
-            f"{section}.{names.index(dotted[0])}" if dotted else did_you_mean(part, names))
-    raise InputError(f"--set {path}: no list item named {part!r}{hint}")
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

@@ -34,6 +34,8 @@ def _models(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
     if origin is list:
         return [(f"[] (type: {member.model_fields['type'].default})" if "type" in member.model_fields else "[]",
                  member) for _, member in _models(get_args(annotation)[0])]
+    if origin is dict:  # `search:`: any key (a dotted config key) to a model
+        return [(".<key>", member) for _, member in _models(get_args(annotation)[1])]
     if origin in (typing.Union, types.UnionType):
         return [found for argument in get_args(annotation) for found in _models(argument)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -7,7 +7,7 @@ reference in docs/config.md (`reference.py`).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 __all__ = [
     "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature", "DataConfig",
     "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
-    "ModelConfig",
+    "ModelConfig", "MonitorConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature", "TextTargetConfig",
-    "TrainerConfig",
+    "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
+    "TextTargetConfig", "TrainerConfig",
     "TransformerConfig", "is_valid_name", "resolve_tokenizer",
 ]
 
@@ -186,6 +186,11 @@ class TextTargetConfig(Strict):
                           "false pads each example to its own window (longer ones are truncated).")
     samples: list[str] = Field(default_factory=list, description="Prompts the report generates from; default: "
                                "the beginnings of the first three scored examples.")
+    evaluate_rows: int = Field(32, ge=0, le=100_000, description="prompt_completion and chat data: scored rows "
+                               "whose completion (chat: last assistant reply) is generated greedily and compared with "
+                               "the reference (exact match, chrF); 0 turns it off.")
+    evaluate_margin: int = Field(8, ge=0, le=4096, description="Tokens a generated completion may run past its "
+                                 "reference's length before it is cut.")
 
 
 class TargetConfig(Strict):
@@ -197,7 +202,24 @@ class TargetConfig(Strict):
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
     )
+    positive_class: str | None = Field(
+        None, description="binary: the class whose precision, recall, F1 and ROC AUC are reported and whose "
+        "probability the model outputs; default: a true-like value (yes, true, 1, positive), else the later in "
+        "sort order. Checked against the training labels.")
     text: TextTargetConfig = Field(default_factory=TextTargetConfig)  # type: ignore[arg-type]
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _label_spelling(cls, value: object) -> object:
+        """A YAML number or boolean as the target column spells its labels (true, 1, 2.5): labels are matched as
+        text."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, int | float):
+            return repr(value)
+        return value
 
     @field_validator("task")
     @classmethod
@@ -446,9 +468,92 @@ class ReportConfig(Strict):
     importance_rows: int = Field(2000, ge=10, description="Most rows (a seeded sample) permutation importance uses.")
 
 
+# ------------------------------------------------------------------------------------------ search
+SEARCH_FIXED = ("name", "description", "data", "target", "search", "report", "monitor")  # what a trial may not change
+
+
+class SearchRange(Strict):
+    """A `search:` entry of `luodi tune`: a dotted config key (as `--set` writes it) to a range or choices.
+
+    Keys such as `trainer.optimizer.lr` or `model.hidden_sizes`; docs/tuning.md has examples."""
+
+    low: int | float | None = Field(None, description="Range: the smallest value (an integer range when low, high "
+                                                      "and step are integers).")
+    high: int | float | None = Field(None, description="Range: the largest value (included).")
+    log: bool = Field(False, description="Range: sample on a log scale (learning rates, weight decay); low > 0.")
+    step: int | float | None = Field(None, gt=0, description="Range: only values low + k * step.")
+    choices: list[Any] | None = Field(None, description="Choices instead of a range: scalars, lists (hidden_sizes) "
+                                                        "or sections.")
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("must be a number (for true/false write choices: [true, false])")
+        return value
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("give either choices or a range (low, high, log, step), not both")
+            if not self.choices:
+                raise ValueError("choices is empty: list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or give choices: [...])")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("log and step exclude each other")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """An integer range: low, high (and step) are all integers."""
+        return self.choices is None and all(isinstance(value, int) for value in (self.low, self.high, self.step or 1))
+
+
+# ----------------------------------------------------------------------------------------- monitor
+class MonitorConfig(Strict):
+    """The reference profile kept in the package and the drift tests `luodi monitor` runs against it
+    (docs/monitoring.md). `auto` picks a test by the window's size: a p-value test up to `small_sample_rows` rows,
+    a distance beyond (p-values flag negligible shifts on large windows)."""
+
+    profile: bool = Field(True, description="Write the training data's reference profile (profile.json) into the "
+                          "package; without it `luodi monitor` cannot run.")
+    profile_rows: int = Field(100_000, ge=100, description="Most training rows (a seeded sample) the profile reads; "
+                              "the model's outputs are profiled on at most this many validation rows.")
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins of each number for PSI and Jensen-Shannon.")
+    top_categories: int = Field(20, ge=1, le=1000, description="Category values kept by frequency; the rest are "
+                                "counted together as 'other' (a value never seen lands there too).")
+    text_vocabulary: int = Field(500, ge=10, le=10_000, description="Most frequent training words a text feature's "
+                                 "out-of-vocabulary rate is measured against.")
+    numeric_test: Literal["auto", "ks", "wasserstein", "psi", "jensen_shannon"] = Field(
+        "auto", description="Test of numbers (text lengths, image statistics, scores): auto is ks up to "
+        "small_sample_rows rows, else wasserstein.")
+    category_test: Literal["auto", "chi2", "jensen_shannon", "psi"] = Field(
+        "auto", description="Test of categories, binary values and predicted labels: auto is chi2 up to "
+        "small_sample_rows rows, else jensen_shannon.")
+    small_sample_rows: int = Field(1000, ge=1, description="Windows up to this many rows use the p-value tests.")
+    p_value: float = Field(0.01, gt=0, lt=1, description="ks, chi2 and rate changes: drift when the p-value is below "
+                           "this (the false-alarm rate per feature on undrifted data).")
+    psi: float = Field(0.2, gt=0, description="Population stability index at or above which a feature drifted.")
+    wasserstein: float = Field(0.1, gt=0, description="Wasserstein distance, in training standard deviations, at or "
+                               "above which a number drifted.")
+    jensen_shannon: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2, 0 to 1) at or "
+                                  "above which a feature drifted.")
+    missing_change: float = Field(0.05, gt=0, le=1, description="Change of a feature's missing rate (absolute) that "
+                                  "counts as drift, when also significant at p_value.")
+    oov_change: float = Field(0.1, gt=0, le=1, description="Change of a text feature's out-of-vocabulary word rate "
+                              "(absolute) that counts as drift, when also significant at p_value.")
+
+
 # ------------------------------------------------------------------------------------------- root
 class LuodiConfig(Strict):
-    """A training job: data, features, target, model, trainer, runtime and report."""
+    """A training job: data, features, target, model, trainer, runtime, report and monitoring."""
 
     name: str = Field(description="Model name in the registry: letters, digits, '.', '_', '-'.")
     description: str = Field("", description="Free text kept with the run and the model.")
@@ -460,6 +565,11 @@ class LuodiConfig(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # type: ignore[arg-type]
     report: ReportConfig = Field(default_factory=ReportConfig)  # type: ignore[arg-type]
+    search: dict[str, SearchRange] = Field(
+        default_factory=dict, description="`luodi tune` only: the ranges to search, by dotted config key "
+        "(`trainer.optimizer.lr: {low: 1e-4, high: 1e-2, log: true}`, `model.hidden_sizes: {choices: [[64], "
+        "[128, 64]]}`); see docs/tuning.md. `luodi train` ignores it.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
 
     @field_validator("name")
     @classmethod
@@ -490,10 +600,29 @@ class LuodiConfig(Strict):
             )
         if isinstance(self.target.class_weights, dict) and not task.classes:
             raise ValueError("target.class_weights applies to classification only")
+        if self.target.positive_class is not None and not getattr(task, "binary", False):
+            raise ValueError(f"target.positive_class applies to binary tasks only (this task is {task.name})")
         for feature in self.input_features:
             if isinstance(feature, TextFeature):
                 resolve_tokenizer(feature, self.model)
+        self._check_search()
         return self
+
+    def _check_search(self) -> None:
+        """Each `search:` key names a key of this config that a trial may change (values are checked by tune)."""
+        if not self.search:
+            return
+        from luodi.config.keys import find_key
+
+        config = self.model_dump(mode="json", exclude={"search"})
+        for key in self.search:
+            if key.split(".")[0] in SEARCH_FIXED:
+                raise ValueError(f"search.{key}: a trial may not change {key.split('.')[0]!r} (searchable: model, "
+                                 "trainer, input_features, runtime)")
+            try:
+                find_key(config, key)
+            except InputError as error:
+                raise ValueError(f"search.{key}: {error}") from None
 
     def task(self) -> Task:
         """The task object of `target.task` (luodi.tasks)."""

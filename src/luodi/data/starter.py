@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from luodi.columns import as_strings, binary_order
 from luodi.data.infer import ColumnGuess, TaskGuess, column_values, infer_column, infer_task
 from luodi.errors import InputError
 
@@ -30,6 +31,7 @@ class Starter:
     epochs: int
     patience: int
     architecture: str = "mlp"  # cnn for image or sequence features, transformer when long text is the main input
+    positive: str | None = None  # binary: the label the metrics are of (written as target.positive_class)
 
     @property
     def features(self) -> list[ColumnGuess]:
@@ -74,6 +76,8 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         if task not in TASKS:
             raise InputError(f"--task {task!r}: choose one of {sorted(TASKS)}")
         guess = TaskGuess(task, "given with --task")
+    labels = pc.unique(as_strings(column)).to_pylist()
+    positive = binary_order(labels)[1] if guess.task == "binary" and len(labels) == 2 else None
     columns = [infer_column(table.column(name), name) for name in table.column_names if name != target]
     if not any(column.type for column in columns):
         raise InputError(f"{path}: no usable feature columns besides {target!r} "
@@ -84,7 +88,8 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         # A conv encoder pools each image or sequence into a vector; one hidden layer combines it with the rest.
         sizes, batch = [64], 64 if rows >= 2_000 else 32
         epochs, patience = (60, 15) if rows < 2_000 else (30, 6) if rows < 200_000 else (10, 3)
-        return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience, "cnn")
+        return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience, "cnn",
+                       positive)
     if rows < 2_000:
         sizes, batch, epochs, patience = [64, 32], 32, 300, 30
     elif rows < 200_000:
@@ -96,8 +101,9 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         columns = [ColumnGuess(c.name, c.type, c.reason, {"max_length": text_length}) if c.type == "text" else c
                    for c in columns]
         return Starter(name or model_name(path), target, guess, columns, rows, [64], 32, min(epochs, 30),
-                       min(patience, 5), "transformer")
-    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience)
+                       min(patience, 5), "transformer", positive)
+    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience,
+                   positive=positive)
 
 
 LONG_TEXT_WORDS = 20
@@ -175,15 +181,15 @@ def render(starter: Starter, data_path: str, source: Path, config_path: str | No
     """The starter config as commented YAML; every key is in docs/config.md. `config_path`: the file it is
     written to, named in the 'Train with' line."""
     train_with = f"luodi train {config_path}" if config_path else "luodi.api.train(config)"
-    width = max([len(c.name) for c in starter.features] + [8]) + 2
     features = "\n".join(
-        f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}} "
-        .ljust(width + 32) + f"# {c.reason}"
+        f"  - {{name: {_quote(c.name)}, type: {c.type}{', ' + _flow(c.options) if c.options else ''}}}  # {c.reason}"
         for c in starter.features
     )
     dropped = "\n".join(f"  # {_quote(c.name)}: {c.reason.removeprefix('dropped: ')}" for c in starter.dropped)
     stop_metric = "loss"
-    return f"""\
+    positive = (f"  positive_class: {_quote(starter.positive)}  # precision, recall, F1 and ROC AUC are of this "
+                "class\n" if starter.positive is not None else "")
+    return align_comments(f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
 # Train with: {train_with}    Override any key: --set trainer.epochs=20
@@ -202,7 +208,7 @@ target:
   name: {_quote(starter.target)}
   task: {starter.task.task}                      # inferred: {starter.task.reason}
   class_weights: none                   # or: balanced, or {{label: weight}}
-
+{positive}
 input_features:
 {features}
 {"  # dropped columns (add them back above to use them):" + chr(10) + dropped if dropped else ""}
@@ -222,7 +228,50 @@ runtime:
   device: auto                          # uses CUDA when present
   threads: auto                         # cores that are free now; set a number to pin it
   allocator: tuned                      # reuse freed memory instead of page-faulting each step
-"""
+""")
+
+
+COMMENT_COLUMN = 40  # where the inline comments of a written config start
+LONGEST_ALIGNED = 72  # a line with more code than this keeps its comment two spaces after it
+
+
+def _comment_at(line: str) -> int | None:
+    """Where the inline comment of a YAML line starts (` #` outside double quotes, after some code); None if it
+    has none (a full-line comment is not inline)."""
+    quoted = escaped = False
+    for index, char in enumerate(line):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char == "#" and index and line[index - 1] == " " and line[:index].strip():
+            return index
+    return None
+
+
+def align_comments(text: str) -> str:
+    """Inline comments in one column: COMMENT_COLUMN, or further right for a run of consecutive commented lines
+    whose code is longer (a feature list with long column names), so that each block reads as a table."""
+    lines = text.split("\n")
+    parts = []
+    for line in lines:
+        at = _comment_at(line)
+        parts.append(None if at is None else (line[:at].rstrip(), line[at:]))
+    out, index = [], 0
+    while index < len(parts):
+        if parts[index] is None:
+            out.append(lines[index])
+            index += 1
+            continue
+        end = index
+        while end < len(parts) and parts[end] is not None:
+            end += 1
+        block = [part for part in parts[index:end] if part is not None]
+        fitting = [len(code) for code, _ in block if len(code) <= LONGEST_ALIGNED]
+        column = max([COMMENT_COLUMN - 2, *fitting]) + 2
+        out += [f"{code.ljust(column - 2)}  {comment}" for code, comment in block]
+        index = end
+    return "\n".join(out)
 
 
 def _quote(value: str) -> str:
@@ -273,3 +322,42 @@ def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str 
 def config_from_rows(rows: Any, target: str) -> dict[str, Any]:
     """The config `luodi init` would write for rows in memory, with those rows as `data.train`."""
     return starter_for_rows(rows, target)[1]
+
+
+def search_section(starter: Starter) -> str:
+    """`luodi init --tune`: a `search:` section for `luodi tune` around what `plan` chose, each range with why."""
+    width, batch = starter.hidden_sizes[0], starter.batch_size
+    lines = ["", "# luodi tune CONFIG --trials 30: each trial trains this config with values drawn from these ranges",
+             "# (Optuna TPE); trials whose validation loss lags the median are stopped early. See docs/tuning.md.",
+             "search:"]
+    if starter.architecture == "cnn":
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0003, high: 0.003, log: true}   # conv nets tend to diverge above 3e-3",
+            "  model.cnn.channels: {choices: [[32, 64], [32, 64, 128]]}     # a third block: more capacity, 2x time",
+            "  model.cnn.output: {choices: [avg, flatten]}                  # flatten keeps where things are",
+            "  model.hidden_sizes: {choices: [[64], [128], [256]]}",
+            "  model.dropout: {low: 0.0, high: 0.4}",
+        ]
+    elif starter.architecture == "transformer":
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0001, high: 0.003, log: true}  # attention wants smaller steps",
+            "  model.transformer.layers: {low: 1, high: 4}                  # depth: cost grows linearly",
+            "  model.transformer.width: {choices: [64, 128]}                # both divide by the 4 heads",
+            "  model.transformer.dropout: {low: 0.0, high: 0.3}",
+            "  model.hidden_sizes: {choices: [[64], [128]]}",
+        ]
+    else:
+        lines += [
+            "  trainer.optimizer.lr: {low: 0.0003, high: 0.01, log: true}   # the setting that matters most: log scale",
+            f"  # width and depth: around the {width} wide first layer chosen for {starter.rows} rows",
+            f"  model.hidden_sizes: {{choices: [[{width}], [{width}, {width // 2}], [{width * 2}, {width}], "
+            f"[{width * 2}, {width}, {width // 2}]]}}",
+            "  model.dropout: {low: 0.0, high: 0.4}                         # more helps small tables overfit less",
+            "  model.normalization: {choices: [none, batch]}",
+        ]
+    lines += [
+        f"  trainer.batch_size: {{choices: [{max(8, batch // 2)}, {batch}, {batch * 2}]}}"
+        "                   # smaller: noisier steps, often better minima",
+        "  trainer.optimizer.weight_decay: {low: 0.00001, high: 0.1, log: true}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -69,8 +69,9 @@ def classification_details(task: ClassifierTask, y_true: np.ndarray, outputs: np
                            class_names: list[str]) -> dict[str, Any]:
     """Confusion matrix, per-class table, ROC and PR curves (one-vs-rest for multiclass), calibration.
 
-    Binary tasks get one ROC / PR curve, for the positive class (the second class); multiclass tasks one per class
-    present in `y_true`. Calibration is of P(positive) for binary, of the top class's probability otherwise.
+    Binary tasks get one ROC / PR curve, for the positive class (the second class, named under `positive_class`);
+    multiclass tasks one per class present in `y_true`.
+    Calibration is of P(positive) for binary, of the top class's probability otherwise.
     """
     from sklearn import metrics
 
@@ -104,8 +105,9 @@ def classification_details(task: ClassifierTask, y_true: np.ndarray, outputs: np
     else:
         reliability = calibration((predicted == y_true).astype(np.float64), probabilities.max(axis=1))
         reliability["of"] = "probability of the predicted class"
-    return {"classes": class_names, "confusion": matrix.tolist(), "per_class": per_class(matrix, class_names),
-            **curves, "calibration": reliability}
+    named = {"positive_class": class_names[1]} if binary else {}
+    return {"classes": class_names, **named, "confusion": matrix.tolist(),
+            "per_class": per_class(matrix, class_names), **curves, "calibration": reliability}
 
 
 def regression_details(y_true: np.ndarray, y_pred: np.ndarray, seed: int = 0) -> dict[str, Any]:

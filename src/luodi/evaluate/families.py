@@ -10,7 +10,8 @@ What a family needs of its tasks beyond `Task`: `classes` tasks have `probabilit
 from activated outputs) and `binary`; `values` tasks have `point(outputs)` (each row's point prediction,
 standardized, from activated outputs: arrays or tensors) and a target with `restore`, `mean` and `std`;
 `generation` tasks reduce outputs per row to (NLL sum, correct tokens, labelled tokens) and have a target with
-`sample_prompts`, `prompt_ids`, `decode` and `eos_id` (tasks/generation.py).
+`sample_prompts`, `completion_pairs`, `prompt_ids`, `decode` and `eos_id` (tasks/generation.py). `samples` is what a
+family shows of the model's own output, added to its details (a language model's generations and their scores).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from luodi.columns import as_strings
-from luodi.evaluate import analysis, plots, render
+from luodi.evaluate import analysis, completions, plots, render
 from luodi.tasks import ClassifierTask, Task, ValueTask, get_task
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking log-odds (float32 outputs)
@@ -37,6 +38,7 @@ class Family(Protocol):
     importance_loss: str  # the loss whose increase it measures
     explained_output: str  # what explanations attribute, for people
     explains_classes: bool  # explanations pick a class per row (the predicted one, or --class)
+    target_settings: tuple[str, ...]  # the keys of `target` (besides name and task) its tasks read
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -52,7 +54,7 @@ class Family(Protocol):
     def row_outputs(self, task: Task, outputs: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
     def output_scale(self, target: Any) -> float: ...
     def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor: ...
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]: ...
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]: ...
 
 
 class Classes:
@@ -65,6 +67,7 @@ class Classes:
     importance_loss = "log loss"
     explained_output = "probability of the explained class"
     explains_classes = True
+    target_settings: tuple[str, ...] = ("class_weights", "positive_class")
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -115,17 +118,23 @@ class Classes:
             row += [render.cell(auc.get(item["class"]), name="roc_auc"),
                     render.cell(average_precision.get(item["class"]), name="average_precision")]
         calibration = details["calibration"]
+        bins = [[render.cell(f"{low:.1f}–{high:.1f}"), render.cell(item["confidence"], name="confidence"),
+                 render.cell(item["observed"], name="observed"), render.cell(item["rows"], name="rows")]
+                for item in calibration["bins"] for low, high in [item["bin"]]]
         return "".join([
             render.image(plots.confusion_matrices(details["confusion"], details["classes"]),
                          "confusion matrix, counts and normalized"),
             "<h3>Per class</h3>",
-            '<p class="note">ROC AUC and average precision are one-vs-rest; binary tasks draw the positive class.</p>',
+            f'<p class="note">{positive_class_note(details)}ROC AUC and average precision are one-vs-rest.</p>',
             render.table(["class", "precision", "recall", "F1", "support", "ROC AUC", "avg precision"], per_class,
                          numeric=[1, 2, 3, 4, 5, 6], table_id="per-class"),
             render.image(plots.classifier_curves(details), "ROC, precision-recall and calibration curves"),
             f'<p class="note">Calibration of {render.escape(calibration["of"])} over {len(calibration["bins"])} '
-            f'non-empty bins; expected calibration error <span data-value="{render.exact(calibration["ece"])}">'
-            f'{render.number(calibration["ece"])}</span>.</p>',
+            f'non-empty bins (the bars: rows per bin); expected calibration error '
+            f'<span data-value="{render.exact(calibration["ece"])}">{render.number(calibration["ece"])}</span>.</p>',
+            "<details><summary>rows per calibration bin</summary>",
+            render.table([f"predicted {calibration['of']}", "mean predicted", "observed", "rows"], bins,
+                         numeric=[1, 2, 3], table_id="calibration"), "</details>",
         ])
 
     def row_scores(self, task: Task, y: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -163,8 +172,19 @@ class Classes:
         activated = task.activate(logits)
         return activated if activated.ndim == 2 else torch.stack([1 - activated, activated], dim=1)
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        return []  # the performance tables show a classifier
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        return {}  # the performance tables show a classifier
+
+
+def positive_class_note(details: dict[str, Any]) -> str:
+    """For a binary classifier, the sentence that names the class its precision, recall, F1 and ROC AUC are of
+    (HTML, escaped); empty otherwise."""
+    positive = details.get("positive_class")
+    if positive is None:
+        return ""
+    return (f'Positive class: <b>{render.escape(positive)}</b>. precision, recall, f1 and roc_auc, '
+            "the ROC and precision-recall curves and the calibration are of it (choose it with "
+            "<code>target.positive_class</code>). ")
 
 
 class Values:
@@ -177,6 +197,7 @@ class Values:
     importance_loss = "MSE of the standardized target"
     explained_output = "value"
     explains_classes = False
+    target_settings: tuple[str, ...] = ()
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -238,16 +259,14 @@ class Values:
         restored: torch.Tensor = target.restore(cast(ValueTask, task).point(task.activate(logits)))
         return restored
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        return []
-
-
-SAMPLE_TOKENS = 40  # new tokens per sample generation in the report
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        return {}
 
 
 class Generation:
     """Language models: per row, the NLL sum of its labelled tokens, the argmax's correct tokens and their count
-    (`reduce_outputs`); the report adds greedy generations for fixed prompts."""
+    (`reduce_outputs`); the report adds greedy generations for fixed prompts, before and after fine-tuning, and
+    generated completions scored against their references (evaluate/completions.py)."""
 
     key = "generation"
     curve_metrics: tuple[str, ...] = ("val_perplexity", "val_token_accuracy")
@@ -256,6 +275,7 @@ class Generation:
     importance_loss = "mean negative log-likelihood per token"
     explained_output = "next-token log-probability"
     explains_classes = False
+    target_settings: tuple[str, ...] = ("text",)
 
     def natural(self, task: Task, target: Any, y: np.ndarray, outputs: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -282,12 +302,18 @@ class Generation:
         rows = [[render.cell(name), render.cell(details[name], name=name)]
                 for name in ("perplexity", "token_accuracy", "mean_nll", "tokens", "windows", "context_length")]
         page = [render.table(["statistic", "value"], rows, numeric=[1], table_id="likelihood")]
+        if details.get("completions"):
+            page.append(completions_section(details["completions"]))
         samples = details.get("samples") or []
         if samples:
+            before = "before" in samples[0]
+            note = ("Before: the pretrained model; after: the fine-tuned one." if before else
+                    f"No \u201cbefore\u201d column: {details.get('before_omitted', '')}.")
             page += ['<h3>Sample generations</h3><p class="note">Greedy, at most '
-                     f'{SAMPLE_TOKENS} new tokens, from fixed prompts.</p>',
-                     render.table(["prompt", "generated"], [[render.cell(item["prompt"]), render.cell(item["text"])]
-                                                            for item in samples], numeric=[], table_id="samples")]
+                     f'{completions.SAMPLE_TOKENS} new tokens, from fixed prompts. {render.escape(note)}</p>',
+                     render.table(["prompt", *(["before fine-tuning"] if before else []), "after fine-tuning"],
+                                  [[render.cell(item["prompt"]), *([render.cell(item["before"])] if before else []),
+                                    render.cell(item["text"])] for item in samples], numeric=[], table_id="samples")]
         return "".join(page)
 
     def row_scores(self, task: Task, y: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -316,15 +342,29 @@ class Generation:
     def explained(self, task: Task, target: Any, logits: torch.Tensor) -> torch.Tensor:
         return task.activate(logits)
 
-    def samples(self, model: Any, target: Any, table: pa.Table | None) -> list[dict[str, str]]:
-        """Greedy continuations of the target's sample prompts (target.text.samples, or the first rows')."""
-        from luodi.models.generation import Sampling, stream_text
+    def samples(self, model: Any, target: Any, table: pa.Table | None) -> dict[str, Any]:
+        """Greedy continuations of the target's sample prompts (target.text.samples, or the first rows'), before and
+        after fine-tuning, and the scored completions of the first rows (evaluate/completions.py)."""
+        return completions.samples(model, target, table)
 
-        results = []
-        for prompt in target.sample_prompts(table):
-            text = "".join(stream_text(model, target, prompt, Sampling(max_tokens=SAMPLE_TOKENS)))
-            results.append({"prompt": prompt, "text": text})
-        return results
+
+def completions_section(scored: dict[str, Any]) -> str:
+    """Exact match and chrF of the generated completions (and the pretrained model's), and a few examples."""
+    before = scored.get("before")
+    rows = [[render.cell(label), *([render.cell(before[name], name=f"before_{name}")] if before else []),
+             render.cell(scored[name], name=name)]
+            for name, label in (("exact_match", "exact match"), ("chrf", "chrF (0-100)"))]
+    examples = [[render.cell(item["prompt"]), render.cell(item["reference"]), render.cell(item["generated"])]
+                for item in scored["examples"]]
+    skipped = f"; {scored['skipped']} left out (prompt longer than the context)" if scored["skipped"] else ""
+    return "".join([
+        f'<h3>Generated completions</h3><p class="note">The first {scored["rows"]} scored rows{skipped}: greedy, '
+        "at most the reference's length plus a margin in tokens; exact match after whitespace normalization, chrF2 "
+        "over character 1- to 6-grams.</p>",
+        render.table(["score", *(["before fine-tuning"] if before else []), "after fine-tuning"], rows,
+                     numeric=[1, 2] if before else [1], table_id="completions"),
+        render.table(["prompt", "reference", "generated"], examples, numeric=[], table_id="completion-examples"),
+    ])
 
 
 FAMILIES: dict[str, Family] = {"classes": Classes(), "values": Values(), "generation": Generation()}

@@ -46,22 +46,45 @@ def _style() -> Iterator[None]:
 
 
 CHAR_INCHES = 0.065  # width of one tick-label character at STYLE's font size, for margins
+LEGEND_ROW = 0.16  # inches per row of legend entries at STYLE's legend font size
+XLABEL_SPACE = 0.42  # inches under the axes that the tick labels and the x label take
+# Lines drawn over each other stay visible: each has its own dash pattern and marker, and the first drawn is the
+# widest, so a later line on the same values runs inside it (accuracy and f1_macro are often equal).
+LINE_STYLES = (("-", "o", 2.6), ("--", "s", 2.0), (":", "^", 1.6), ("-.", "D", 1.3), ((0, (1, 1)), "v", 1.1),
+               ((0, (5, 1, 1, 1, 1, 1)), "x", 1.0))
 
 
 def _figure(width: float, height: float, panels: int = 1, *, left: float = 0.6, bottom: float = 0.5,
-            gap: float = 0.75, right: float = 0.15, top: float = 0.3) -> tuple[Any, list[Any]]:
-    """A figure of `panels` axes side by side; margins and the gap between panels in inches.
+            gap: float = 0.75, right: float = 0.15, top: float = 0.3, legend_rows: int = 0) -> tuple[Any, list[Any]]:
+    """A figure of `panels` axes side by side; margins and the gap between panels in inches. `legend_rows` adds
+    room under the axes for legends of that many rows (`_legend_below`), keeping the axes' own size.
 
     Margins are set, not computed by a layout engine: constrained layout doubled the time to draw a figure.
     """
     from matplotlib.figure import Figure
 
+    extra = legend_rows * LEGEND_ROW + 0.1 if legend_rows else 0.0
+    height, bottom = height + extra, bottom + extra
     figure = Figure(figsize=(width, height))
     axes = figure.subplots(1, panels, squeeze=False)[0]
     panel = (width - left - right - gap * (panels - 1)) / panels
     figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
                            top=1 - top / height, wspace=gap / panel)
     return figure, list(axes)
+
+
+def _legend_below(axes: Any, columns: int = 1, handles: list[Any] | None = None) -> None:
+    """The legend under the axes' x label, outside the plotting area, so that it never hides a line or a point
+    (the figure made room with `_figure(legend_rows=...)`)."""
+    figure, box = axes.figure, axes.get_position()
+    anchor = (box.x0 + box.width / 2, box.y0 - XLABEL_SPACE / figure.get_figheight())
+    extra = {} if handles is None else {"handles": handles}
+    axes.legend(loc="upper center", bbox_to_anchor=anchor, bbox_transform=figure.transFigure, ncols=columns,
+                borderaxespad=0, **extra)
+
+
+def _rows(entries: int, columns: int) -> int:
+    return -(-entries // columns)
 
 
 def to_data_uri(figure: Any) -> str:
@@ -74,24 +97,36 @@ def to_data_uri(figure: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
-def training_curves(history: list[dict[str, float]], best_epoch: int, wanted: tuple[str, ...]) -> str:
+def _styled_lines(axes: Any, series: list[tuple[str, list[float], list[Any]]]) -> None:
+    """(label, x, y) lines that stay visible where they coincide (LINE_STYLES); about a dozen markers per line."""
+    for (label, x, values), (dashes, marker, width) in zip(series, LINE_STYLES * len(series), strict=False):
+        axes.plot(x, values, label=label, linestyle=dashes, marker=marker, linewidth=width, markersize=3 + width,
+                  markevery=max(1, len(x) // 12), markerfacecolor="none")
+
+
+def training_figure(history: list[dict[str, float]], best_epoch: int, wanted: tuple[str, ...]) -> Any:
     """Train and validation loss per epoch | the `wanted` validation metrics per epoch (those every epoch has);
-    the best epoch is marked."""
+    the best epoch is marked; legends under the panels."""
     epochs = [item["epoch"] for item in history]
+    metrics = [(name.removeprefix("val_"), epochs, [item.get(name) for item in history]) for name in wanted]
+    metrics = [line for line in metrics if all(value is not None and np.isfinite(value) for value in line[2])]
     with _style():
-        figure, (loss_axes, metric_axes) = _figure(9.6, 3.0, 2)
-        loss_axes.plot(epochs, [item["train_loss"] for item in history], label="train loss")
-        loss_axes.plot(epochs, [item["val_loss"] for item in history], label="validation loss")
+        figure, (loss_axes, metric_axes) = _figure(9.6, 3.0, 2, legend_rows=_rows(len(metrics) + 1, 3))
+        _styled_lines(loss_axes, [("train loss", epochs, [item["train_loss"] for item in history]),
+                                  ("validation loss", epochs, [item["val_loss"] for item in history])])
         loss_axes.set(title="Loss per epoch", xlabel="epoch")
-        for name in wanted:
-            values = [item.get(name) for item in history]
-            if all(value is not None and np.isfinite(value) for value in values):
-                metric_axes.plot(epochs, values, label=name.removeprefix("val_"))
+        _styled_lines(metric_axes, metrics)
         metric_axes.set(title="Validation metrics per epoch", xlabel="epoch")
         for axes in (loss_axes, metric_axes):
-            axes.axvline(best_epoch, color="0.5", linestyle=":", label=f"best epoch {best_epoch}")
-            axes.legend()
-        return to_data_uri(figure)
+            axes.axvline(best_epoch, color="0.5", linestyle=":", linewidth=1.0, label=f"best epoch {best_epoch}")
+            _legend_below(axes, columns=3)
+        return figure
+
+
+def training_curves(history: list[dict[str, float]], best_epoch: int, wanted: tuple[str, ...]) -> str:
+    """`training_figure` as a data URI."""
+    with _style():
+        return to_data_uri(training_figure(history, best_epoch, wanted))
 
 
 def confusion_matrices(matrix: list[list[int]], classes: list[str]) -> str:
@@ -131,16 +166,19 @@ def confusion_matrices(matrix: list[list[int]], classes: list[str]) -> str:
         return to_data_uri(figure)
 
 
-def classifier_curves(details: dict[str, Any]) -> str:
-    """ROC | precision-recall (one-vs-rest per class for multiclass) | calibration (reliability diagram).
+def classifier_figure(details: dict[str, Any]) -> Any:
+    """ROC | precision-recall (one-vs-rest per class for multiclass) | calibration (reliability diagram over bars
+    of the rows in each bin, on a right-hand axis). Legends are under the panels.
 
     Multiclass plots draw the MAX_CURVES most frequent classes, so that each line can still be told apart.
     """
     support = {row["class"]: row["support"] for row in details["per_class"]}
     roc = sorted(details["roc"], key=lambda item: -support[item["class"]])[:MAX_CURVES]
     pr = sorted(details["pr"], key=lambda item: -support[item["class"]])[:MAX_CURVES]
+    calibration = details["calibration"]
     with _style():
-        figure, (roc_axes, pr_axes, calibration_axes) = _figure(12, 3.6, 3)
+        figure, (roc_axes, pr_axes, calibration_axes) = _figure(12, 3.6, 3, gap=1.0, right=0.65,
+                                                                legend_rows=max(len(roc), len(pr), 3))
         for item in roc:
             roc_axes.plot(item["plot"]["fpr"], item["plot"]["tpr"],
                           label=f"{short(item['class'], 18)} (AUC {item['auc']:.3f})")
@@ -151,18 +189,33 @@ def classifier_curves(details: dict[str, Any]) -> str:
             pr_axes.plot(item["plot"]["recall"], item["plot"]["precision"],
                          label=f"{short(item['class'], 18)} (AP {item['average_precision']:.3f})")
         pr_axes.set(title="Precision-recall", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-        if roc_axes.lines:
-            roc_axes.legend(loc="lower right")
-        if pr_axes.lines:
-            pr_axes.legend(loc="lower left")
-        bins = details["calibration"]["bins"]
+        for axes in (roc_axes, pr_axes):
+            if axes.get_legend_handles_labels()[0]:
+                _legend_below(axes)
+        bins = calibration["bins"]
+        counts_axes = calibration_axes.twinx()  # rows per bin, behind the reliability line
+        counts_axes.bar([sum(b["bin"]) / 2 for b in bins], [b["rows"] for b in bins],
+                        width=[0.9 * (b["bin"][1] - b["bin"][0]) for b in bins], color="#4c72b0", alpha=0.18,
+                        linewidth=0, label="rows per bin")
+        counts_axes.set_ylabel("rows per bin")
+        counts_axes.spines["right"].set_visible(True)
+        counts_axes.grid(False)
+        calibration_axes.set_zorder(counts_axes.get_zorder() + 1)
+        calibration_axes.patch.set_visible(False)
         calibration_axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=0.8, label="perfect")
         calibration_axes.plot([b["confidence"] for b in bins], [b["observed"] for b in bins], marker="o",
-                              label=f"model (ECE {details['calibration']['ece']:.3f})")
-        calibration_axes.set(title="Calibration", xlabel=f"predicted {short(details['calibration']['of'], 40)}",
+                              label=f"model (ECE {calibration['ece']:.3f})")
+        calibration_axes.set(title="Calibration", xlabel=f"predicted {short(calibration['of'], 40)}",
                              ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1.02))
-        calibration_axes.legend(loc="upper left")
-        return to_data_uri(figure)
+        handles = calibration_axes.get_legend_handles_labels()[0] + counts_axes.get_legend_handles_labels()[0]
+        _legend_below(calibration_axes, handles=handles)
+        return figure
+
+
+def classifier_curves(details: dict[str, Any]) -> str:
+    """`classifier_figure` as a data URI."""
+    with _style():
+        return to_data_uri(classifier_figure(details))
 
 
 def regression_plots(details: dict[str, Any]) -> str:
@@ -200,13 +253,13 @@ def importance_bars(features: list[dict[str, Any]], output: str, limit: int = 20
 
 
 def run_curves(histories: list[list[dict[str, float]]], labels: list[str]) -> str:
-    """Validation loss per epoch, one line per run (for `luodi compare`)."""
+    """Validation loss per epoch, one line per run (for `luodi compare`); the legend under the axes."""
+    drawn = [(short(label, 40), history) for history, label in zip(histories, labels, strict=True) if history]
     with _style():
-        figure, (axes,) = _figure(7.0, 3.2)
-        for history, label in zip(histories, labels, strict=True):
-            if history:
-                axes.plot([item["epoch"] for item in history], [item["val_loss"] for item in history],
-                          label=short(label, 40))
+        figure, (axes,) = _figure(7.0, 3.2, legend_rows=_rows(len(drawn), 2))
+        _styled_lines(axes, [(label, [item["epoch"] for item in history], [item["val_loss"] for item in history])
+                             for label, history in drawn])
         axes.set(title="Validation loss per epoch", xlabel="epoch", ylabel="validation loss")
-        axes.legend()
+        if drawn:
+            _legend_below(axes, columns=2)
         return to_data_uri(figure)

@@ -17,17 +17,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
+from pydantic import BaseModel
 
 from luodi.config import LuodiConfig, ReportConfig
 from luodi.evaluate import plots, render
-from luodi.evaluate.families import FAMILIES, family_of
+from luodi.evaluate.families import FAMILIES, family_of, positive_class_note
 from luodi.evaluate.importance import permutation_importance
-from luodi.evaluate.slices import slice_metrics
+from luodi.evaluate.slices import slice_metrics, sliceable
 from luodi.features.pipeline import Encoded, FeaturePipeline
 
 REPORT = "report.html"
-# What `luodi evaluate --json` adds: the data summary, each family's details, slices and importance.
-DETAILS = ("data", *(family.key for family in FAMILIES.values()), "slices", "importance")
+# What `luodi evaluate --json` adds: the data summary, each family's details, slices and importance, and why a
+# section was left out.
+DETAILS = ("data", *(family.key for family in FAMILIES.values()), "slices", "importance", "left_out")
+TITLES = {"slices": "Slices: where the model fails", "importance": "Feature importance"}
+NAMES = {"slices": "slices", "importance": "feature importance"}  # in "No ... section: <why>"
 
 
 @dataclass
@@ -94,18 +98,53 @@ def report_data(source: ReportInput, settings: ReportConfig) -> dict[str, Any]:
                  "features": [{"name": f.name, "type": f.type} for f in config.input_features]},
     }
     data[family.key] = family.details(task, pipeline.target, y_true, outputs)
-    samples = family.samples(source.network, pipeline.target, scored.table)
-    if samples:
-        data[family.key]["samples"] = samples
-    if settings.slices:
-        data["slices"] = slice_metrics(scored.table, list(config.input_features), task, y_true, outputs,
-                                       bins=settings.slice_bins, min_rows=settings.min_slice_rows)
-    if settings.importance_repeats and config.input_features:  # a language model has no input column to shuffle
-        data["importance"] = permutation_importance(
-            scored.table, pipeline, source.outputs_of, repeats=settings.importance_repeats,
-            rows=settings.importance_rows, seed=config.trainer.seed, source=scored.source)
-    data["config"] = config.model_dump(mode="json")
+    data[family.key].update(family.samples(source.network, pipeline.target, scored.table))
+    features = list(config.input_features)
+    left_out = {}
+    if settings.slices and features:  # a language model has no input column
+        if any(sliceable(feature) for feature in features):
+            data["slices"] = slice_metrics(scored.table, features, task, y_true, outputs,
+                                           bins=settings.slice_bins, min_rows=settings.min_slice_rows)
+        else:
+            kinds = " and ".join(sorted({feature.type for feature in features}))
+            left_out["slices"] = (f"slices group rows by the values of numeric, category and binary columns; "
+                                  f"this model reads only {kinds} columns")
+    if settings.importance_repeats and features:
+        if len(features) > 1:
+            data["importance"] = permutation_importance(
+                scored.table, pipeline, source.outputs_of, repeats=settings.importance_repeats,
+                rows=settings.importance_rows, seed=config.trainer.seed, source=scored.source)
+        else:
+            left_out["importance"] = (f"the model reads one column ({features[0].name}), so every output depends "
+                                      "on it and there is nothing to rank; per-row explanations: luodi explain")
+    if left_out:
+        data["left_out"] = left_out
+    data["config"] = used_config(config)
     return data
+
+
+def used_config(config: LuodiConfig) -> dict[str, Any]:
+    """The validated config as the run read it: the section of the chosen `model.type` only (not every
+    architecture's defaults), the MLP's keys only for a model shape that has the MLP, and only the `target` keys its
+    task reads. The whole config is in the package's package.json and the run's config.yaml."""
+    from luodi.models import MLP_SETTINGS, SHAPE_SETTINGS
+
+    dumped = config.model_dump(mode="json")
+    model, task = dumped["model"], config.task()
+    for name, info in type(config.model).model_fields.items():  # the sections: cnn, resnet, rnn, ...
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) and name != model["type"]:
+            del model[name]
+    if model.get("path") is None:
+        del model["path"]
+    read = SHAPE_SETTINGS.get(task.model, MLP_SETTINGS)  # a shape registered by user code: shown as it is
+    for name in MLP_SETTINGS:
+        if name not in read:
+            del model[name]
+    target = dumped["target"]
+    for name in [name for name in target if name not in ("name", "task")]:
+        if name not in family_of(task).target_settings:
+            del target[name]
+    return dumped
 
 
 def without_plots(data: Any) -> Any:
@@ -138,7 +177,13 @@ def _summary(data: dict[str, Any]) -> str:
     for name in ("accuracy", "roc_auc", "roc_auc_ovr", "r2", "rmse"):
         if name in data["metrics"]:
             cards.append(render.card(name, render.number(data["metrics"][name])))
+    positive = data.get("classification", {}).get("positive_class")
+    if positive is not None:
+        cards.append(render.card("positive class", render.escape(positive)))
     parts = [f'<div class="cards">{"".join(cards)}</div>']
+    for name, reason in data.get("left_out", {}).items():
+        parts.append(f'<p class="note" id="no-{render.escape(name)}">No {NAMES[name]} section: '
+                     f"{render.escape(reason)}.</p>")
     if training.get("still_improving"):
         from luodi.train.loop import still_improving_message
 
@@ -147,8 +192,9 @@ def _summary(data: dict[str, Any]) -> str:
     if model.get("run_id"):
         parts.append(f'<p class="note">run {render.escape(model["run_id"])} · '
                      f'{render.escape(model.get("parameters", ""))} parameters</p>')
+    note = f'<p class="note">{positive_class_note(data["classification"])}</p>' if positive is not None else ""
     parts.append(f'<div class="grid"><div><h3>Metrics on {render.escape(data["metrics_source"])}</h3>'
-                 f"{_metrics_table(data['metrics'])}</div><div>{_data_tables(data)}</div></div>")
+                 f"{_metrics_table(data['metrics'])}{note}</div><div>{_data_tables(data)}</div></div>")
     return "".join(parts)
 
 
@@ -252,11 +298,13 @@ def render_report(data: dict[str, Any], training: dict[str, Any]) -> str:
             "loss and metrics per epoch")))
     sections.append(("performance", "Performance", family_of(data["task"]).performance(data)))
     if "slices" in data:
-        sections.append(("slices", "Slices: where the model fails", _slices(data)))
+        sections.append(("slices", TITLES["slices"], _slices(data)))
     if "importance" in data:
-        sections.append(("importance", "Feature importance", _importance(data)))
+        sections.append(("importance", TITLES["importance"], _importance(data)))
     config_yaml = yaml.safe_dump(data["config"], sort_keys=False, allow_unicode=True)
-    sections.append(("config", "Config", f"<pre>{render.escape(config_yaml)}</pre>"))
+    sections.append(("config", "Config", '<p class="note">The settings this run read (the section of its model.type, '
+                     "the target keys of its task); the whole validated config is in the package's package.json."
+                     f"</p><pre>{render.escape(config_yaml)}</pre>"))
     subtitle = f"{data['kind']} · {data['metrics_source']} · {data['created_at']}"
     return render.page(title, subtitle, sections, without_plots(data),
                        f"luodi {luodi.__version__} · self-contained: no network, no scripts")

@@ -17,6 +17,12 @@ from luodi.tasks import Task
 MISSING = "(missing)"
 OTHER = "(other values)"
 MAX_VALUES = 30  # most frequent values of a category column shown as slices of their own; the rest form OTHER
+SLICED = ("numeric", "category", "binary")  # feature types whose values group rows (free text, images: none)
+
+
+def sliceable(feature: Any) -> bool:
+    """Whether a feature's values group rows into slices."""
+    return feature.type in SLICED
 
 
 def _number(value: float) -> str:
@@ -78,8 +84,8 @@ def slice_metrics(table: pa.Table, features: list[Any], task: Task, y_true: np.n
     out: list[dict[str, Any]] = []
     left_out = 0
     for feature in features:
-        if feature.type not in ("numeric", "category", "binary"):
-            continue  # free text has no values to group by
+        if not sliceable(feature):
+            continue
         column = table.column(feature.name)
         groups, labels = numeric_groups(column, bins) if feature.type == "numeric" else value_groups(column)
         for index, label in enumerate(labels):

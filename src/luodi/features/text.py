@@ -92,9 +92,13 @@ class TokenEncoder:
     kind = "tensor"
     modality = "tokens"
 
-    def __init__(self, config: TextFeature, assets: Path | None = None, vocab_size: int = 0, pad_id: int = 0):
+    def __init__(self, config: TextFeature, assets: Path | None = None, vocab_size: int = 0, pad_id: int = 0,
+                 sentence_embedding: dict[str, Any] | None = None):
         self.name, self.config = config.name, config
         self.vocab_size, self.pad_id = vocab_size, pad_id
+        # A sentence-transformers checkpoint's own pooling and normalization (checkpoints.sentence_embedding),
+        # which embeddings of this text follow; None for a tokenizer trained here or a plain checkpoint.
+        self.sentence_embedding = sentence_embedding
         self.max_length = config.max_length
         self.tokenizer: Any = None
         # The folder holding the checkpoint's config.json: the original while fitting, the assets once restored.
@@ -117,6 +121,7 @@ class TokenEncoder:
                                  f"{positions} positions of the checkpoint in {folder}")
             self.tokenizer, self.pad_id = checkpoint_tokenizer(folder)
             self.checkpoint_dir = folder
+            self.sentence_embedding = hf_checkpoint.sentence_embedding(folder)
         else:
             strings = texts(column)
             self.tokenizer = train_tokenizer(strings, self.config)
@@ -144,7 +149,10 @@ class TokenEncoder:
         return 0
 
     def state(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "pad_id": self.pad_id}
+        state: dict[str, Any] = {"vocab_size": self.vocab_size, "pad_id": self.pad_id}
+        if self.sentence_embedding is not None:
+            state["sentence_embedding"] = self.sentence_embedding
+        return state
 
     def schema(self) -> dict[str, Any]:
         return {"dtype": "string", "accepts": f"raw text; tokenized ({self.config.tokenizer}) and truncated to "

@@ -161,3 +161,22 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
                                  autocast=precision.autocast, device=device)
     metrics = split_metrics(task, target, outputs, scored.target.numpy())
     return Fitted(prepared, model, result, outputs, metrics, device, precision)
+
+
+def profile_of(fitted: Fitted) -> dict[str, Any]:
+    """The reference profile for monitoring (monitor/profile.py): the training split's rows as training read them,
+    and the model's outputs on (a seeded sample of at most `monitor.profile_rows` of) the validation split."""
+    from luodi.monitor.profile import build_profile, sample_rows
+
+    prepared = fitted.prepared
+    config, pipeline = prepared.config, prepared.pipeline
+    encoded = prepared.encoded["validation"]
+    keep = sample_rows(len(encoded), config.monitor.profile_rows, config.trainer.seed)
+    if keep is not None:
+        encoded = Encoded({name: array[keep] for name, array in encoded.inputs.items()},
+                          encoded.target[keep] if encoded.target is not None else None, encoded.unseen)
+    predictions = config.task().decode(pipeline.target, fitted.outputs_of(encoded))
+    train = prepared.encoded["train"].inputs
+    pixels = {encoder.name: train[encoder.name] for encoder in pipeline.tensor_encoders()
+              if encoder.modality == "image" and encoder.name in train}
+    return build_profile(config, prepared.splits.train, predictions, pixels)

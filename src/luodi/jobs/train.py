@@ -77,15 +77,20 @@ class RunRecord:
     def __init__(self, store: Store, run: Run):
         self.store, self.run = store, run
         self.dir = store.run_dir(run.id)
+        self.trial: dict[str, Any] | None = run.summary.get("trial")  # a search trial keeps its package unregistered
 
     @classmethod
-    def start(cls, store: Store, config: LuodiConfig, environment: dict[str, Any], prepared: Any) -> RunRecord:
-        """A new run: its row, config and fitted feature state (written last: a resume reads it, then the assets)."""
+    def start(cls, store: Store, config: LuodiConfig, environment: dict[str, Any], prepared: Any,
+              trial: dict[str, Any] | None = None) -> RunRecord:
+        """A new run: its row, config and fitted feature state (written last: a resume reads it, then the assets);
+        a search trial's mark (`trial`) stays in its summary."""
         from luodi.io import atomic_write_json, atomic_write_text
 
         run = store.create_run(config.name, config.model_dump(mode="json"), environment)
-        store.update_run(run.id, summary={"data": prepared.fingerprint, "rows": prepared.splits.sizes()})
+        store.update_run(run.id, summary={"data": prepared.fingerprint, "rows": prepared.splits.sizes(),
+                                          **({"trial": trial} if trial else {})})
         record = cls(store, run)
+        record.trial = trial
         atomic_write_text(record.dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         prepared.pipeline.save_assets(record.dir)
         atomic_write_json(record.dir / "features.json", prepared.pipeline.state())
@@ -124,34 +129,56 @@ class RunRecord:
 
         return Callback(on_epoch_end=lambda epoch, metrics: self.store.log_epoch(self.run.id, epoch, metrics))
 
-    def register(self, fitted: Any, report: str | None, environment: dict[str, Any]) -> ModelVersion:
-        """Write the package into a staging folder (the report first: the manifest hashes every file) and make it
-        the model's next version in one transaction."""
-        from luodi.io import atomic_write_text
-        from luodi.package import save_package
-
-        prepared = fitted.prepared
-        config, result = prepared.config, fitted.result
+    def register(self, fitted: Any, report: str | None, environment: dict[str, Any],
+                 profile: dict[str, Any] | None = None) -> ModelVersion:
+        """Write the package into a staging folder (the report first: the manifest hashes every file; the reference
+        profile listed after it) and make it the model's next version in one transaction."""
+        config = fitted.prepared.config
         staging = self.store.staging_dir()
         parent_version = self.store.latest_version(config.name)  # the version this one follows, in package and store
         try:
-            if report is not None:
-                atomic_write_text(staging / "report.html", report)
-            save_package(staging, config=config, pipeline=prepared.pipeline, model=fitted.model.cpu(),
-                         metrics=fitted.metrics, extra={
-                             "history": result.history,
-                             "training": {**summary_of(fitted), **result.extra},
-                             "data": {"fingerprint": prepared.fingerprint, "rows": prepared.splits.sizes()},
-                             "lineage": {"run_id": self.run.id, "parent_version": parent_version},
-                             "environment": environment,
-                         })
+            self.write_package(staging, fitted, report, environment, parent_version, profile)
             return self.store.register_model(
                 config.name, staging, run_id=self.run.id, task=config.target.task, metrics=fitted.metrics,
-                data_sha256=prepared.fingerprint["train"]["sha256"], description=config.description,
+                data_sha256=fitted.prepared.fingerprint["train"]["sha256"], description=config.description,
                 parent_version=parent_version)
         except BaseException:
             self.store.remove_staging(staging)
             raise
+
+    def keep_package(self, fitted: Any, report: str | None, environment: dict[str, Any],
+                     profile: dict[str, Any] | None = None) -> Path:
+        """A search trial's package, written into a staging folder and renamed to the run folder's `package/`: the
+        search registers its best trial from there (`register_kept`) without training it again."""
+        staging = self.store.staging_dir()
+        try:
+            self.write_package(staging, fitted, report, environment, None, profile)
+            os.replace(staging, self.dir / PACKAGE)
+        except BaseException:
+            self.store.remove_staging(staging)
+            raise
+        return self.dir / PACKAGE
+
+    def write_package(self, folder: Path, fitted: Any, report: str | None, environment: dict[str, Any],
+                      parent_version: int | None, profile: dict[str, Any] | None) -> None:
+        from luodi.io import atomic_write_text
+        from luodi.monitor.profile import PROFILE_FILE, write_profile
+        from luodi.package import add_file, save_package
+
+        prepared = fitted.prepared
+        if report is not None:
+            atomic_write_text(folder / "report.html", report)
+        save_package(folder, config=prepared.config, pipeline=prepared.pipeline, model=fitted.model.cpu(),
+                     metrics=fitted.metrics, extra={
+                         "history": fitted.result.history,
+                         "training": {**summary_of(fitted), **fitted.result.extra},
+                         "data": {"fingerprint": prepared.fingerprint, "rows": prepared.splits.sizes()},
+                         "lineage": {"run_id": self.run.id, "parent_version": parent_version},
+                         "environment": environment,
+                     })
+        if profile is not None:
+            write_profile(folder, profile)
+            add_file(folder, PROFILE_FILE)
 
     def finish(self, fitted: Any, report: str | None) -> str | None:
         """The report in the run folder, and the run finished with its metrics and summary; the report's path."""
@@ -160,6 +187,8 @@ class RunRecord:
         prepared = fitted.prepared
         summary = {"data": prepared.fingerprint, "rows": prepared.splits.sizes(), **summary_of(fitted),
                    **fitted.result.extra}
+        if self.trial is not None:
+            summary["trial"] = self.trial
         path = None
         if report is not None:
             path = self.dir / "report.html"
@@ -172,6 +201,55 @@ class RunRecord:
         self.store.update_run(self.run.id, status=status, error=error)
 
 
+PACKAGE = "package"  # a search trial's package in its run folder, until its search registers it
+
+
+def register_kept(store: Store, run_id: str, extra_files: dict[str, str] | None = None) -> ModelVersion:
+    """Register the package a search trial kept (`train(trial=...)`) as its model's next version, with
+    `extra_files` (name -> text, e.g. the study page) added; a run registers once: a second call returns its version.
+    """
+    import shutil
+
+    from luodi.io import atomic_write_text
+    from luodi.package import add_file, verify_package
+
+    run = store.get_run(run_id)
+    if run.model_version is not None and run.model_name is not None:
+        return store.get_version(run.model_name, run.model_version)
+    kept = store.run_dir(run.id) / PACKAGE
+    if not kept.is_dir():
+        raise InputError(f"run {run.id} kept no package to register (only a finished search trial does)")
+    staging = store.staging_dir()
+    try:
+        shutil.copytree(kept, staging, dirs_exist_ok=True)
+        manifest = verify_package(staging)
+        parent_version = store.latest_version(run.name)
+        add_file(staging, None, ("lineage", {**manifest["lineage"], "parent_version": parent_version}))
+        for name, text in (extra_files or {}).items():
+            atomic_write_text(staging / name, text)
+            add_file(staging, name)
+        version = store.register_model(
+            run.name, staging, run_id=run.id, task=manifest["task"], metrics=manifest["metrics"],
+            data_sha256=manifest["data"]["fingerprint"]["train"]["sha256"],
+            description=manifest["config"].get("description", ""), parent_version=parent_version)
+    finally:
+        store.remove_staging(staging)  # gone when the rename took it; left when the run had registered already
+    shutil.rmtree(kept, ignore_errors=True)  # the version holds it now
+    return version
+
+
+def reference_profile(fitted: Any, warnings: list[str]) -> dict[str, Any] | None:
+    """The package's reference profile for monitoring; a failure is a warning, never a lost model."""
+    from luodi.jobs.fit import profile_of
+
+    try:
+        return profile_of(fitted)
+    except Exception as error:  # noqa: BLE001 - the model is still good without a profile
+        warnings.append(f"the reference profile for monitoring was not written ({type(error).__name__}: {error}); "
+                        "luodi monitor needs one: train again once this is fixed")
+        return None
+
+
 def summary_of(fitted: Any) -> dict[str, Any]:
     """How training went: the numbers the run summary and the package's `training` share."""
     result = fitted.result
@@ -182,7 +260,7 @@ def summary_of(fitted: Any) -> dict[str, Any]:
 
 def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, target: str | None = None,
           resume: str | None = None, home: str | Path | None = None, progress: str = "auto",
-          register: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
+          register: bool = True, callbacks: Sequence[Any] = (), trial: dict[str, Any] | None = None) -> TrainResult:
     """Train a model from a config, evaluate it on the test split and register it as a new version.
 
     Args:
@@ -196,6 +274,8 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         progress: 'auto' (a bar on a terminal), 'bar', 'lines' or 'silent'.
         register: False records the run and its report but registers no model version (search trials).
         callbacks: `luodi.train.loop.Callback` hooks (per step, per epoch); one may raise `StopTraining`.
+        trial: marks the run as a search trial (`{"study": ..., "number": ...}`, kept in its summary): it registers
+            no version and keeps its package in the run folder, for `register_kept` if it turns out best.
     """
     from luodi.evaluate.report import build_report_or_warn
     from luodi.evaluate.report_inputs import training_input
@@ -224,7 +304,7 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
     environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
     resumed = record is not None
     if record is None:
-        record = RunRecord.start(store, config, environment, prepared)
+        record = RunRecord.start(store, config, environment, prepared, trial)
     else:
         record.continued(environment)
     display.run(record.run.id, config.name, resumed)
@@ -236,12 +316,18 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         if config.report.enabled:
             page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
             report = page[0] if page is not None else None
-        version = record.register(fitted, report, environment) if register else None
+        profile = reference_profile(fitted, warnings) if (register or record.trial) and config.monitor.profile \
+            else None
+        version = record.register(fitted, report, environment, profile) if register and record.trial is None \
+            else None
+        if record.trial is not None:
+            record.keep_package(fitted, report, environment, profile)
     except KeyboardInterrupt:
         record.end("interrupted", "interrupted by the user")
         raise TrainingInterrupted(record.run.id) from None
     except StopTraining as stop:
         record.end(stop.status, str(stop))
+        stop.run_id = record.run.id
         raise
     except BaseException as error:
         record.end("failed", f"{type(error).__name__}: {error}")

@@ -68,6 +68,10 @@ def build_combiner(config: Any, pipeline: Any, output_size: int) -> nn.Module:
 
 ModelBuilder = Callable[[Any, Any, int], nn.Module]  # (config, fitted pipeline, output size) -> model
 MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner, "language_model": build_language_model}
+# The keys of `model` each shape reads besides `type`, `path` and the section of its `model.type` (the report shows
+# only these): the combiner's MLP reads its sizes; a language model is model.type's section alone.
+MLP_SETTINGS = ("hidden_sizes", "activation", "dropout", "normalization")
+SHAPE_SETTINGS: dict[str, tuple[str, ...]] = {"combiner": MLP_SETTINGS, "language_model": ()}
 
 
 def load_pretrained(model: nn.Module) -> None:

@@ -7,6 +7,7 @@ the logits of tokens already seen. It ends at the end-of-text token, at `max_tok
 is full. `stream_text` turns those tokens into text pieces, holding back bytes of an unfinished character and any
 tail that may be the start of a stop sequence, and ends before the first stop sequence. Being generators, both
 let a caller (the terminal, later a server batching requests) stream each piece and stop at any step.
+`greedy_batch` is greedy decoding of many prompts at once, for evaluation (evaluate/completions.py).
 """
 
 from __future__ import annotations
@@ -93,6 +94,46 @@ def generate_tokens(model: nn.Module, prompt: Sequence[int], sampling: Sampling,
             logits, cache = model.decode(seen[None, -1:], cache)  # type: ignore[operator]
 
 
+def greedy_batch(model: nn.Module, prompts: Sequence[Sequence[int]], limits: Sequence[int], eos_id: int | None,
+                 batch_size: int = 16) -> list[list[int]]:
+    """Greedy new token ids for many prompts, `batch_size` at a time: prompts of one length run together, so no row
+    is padded and each gets the tokens `generate_tokens` gives it alone. Row i ends at the end-of-text token (not
+    kept), after `limits[i]` tokens, or when the context is full."""
+    context: int = getattr(model, "context_length", 1 << 30)
+    results: list[list[int]] = [[] for _ in prompts]
+    by_length: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        if not prompt or len(prompt) >= context:
+            raise InputError(f"prompt {index + 1} has {len(prompt)} tokens; the model reads 1 to {context - 1}")
+        by_length.setdefault(len(prompt), []).append(index)
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        for length, indices in sorted(by_length.items()):
+            for start in range(0, len(indices), batch_size):
+                rows = indices[start:start + batch_size]
+                caps = [min(limits[index], context - length) for index in rows]
+                open_rows = {row for row, cap in enumerate(caps) if cap > 0}
+                if not open_rows:
+                    continue
+                ids = torch.tensor([list(prompts[index]) for index in rows], dtype=torch.long, device=device)
+                logits, cache = model.decode(ids, None)  # type: ignore[operator]  # (rows, length, vocab)
+                while open_rows:
+                    tokens = logits[:, -1].float().argmax(-1)  # (rows,)
+                    for row in sorted(open_rows):
+                        token = int(tokens[row])
+                        out = results[rows[row]]
+                        if token == eos_id:
+                            open_rows.discard(row)
+                            continue
+                        out.append(token)
+                        if len(out) >= caps[row]:
+                            open_rows.discard(row)
+                    if open_rows:  # rows already finished keep stepping (their tokens are ignored): no re-batching
+                        logits, cache = model.decode(tokens[:, None], cache)  # type: ignore[operator]
+    return results
+
+
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
     """How many characters at the end of `text` could be the start of a stop sequence."""
     return max((size for stop in stops for size in range(min(len(stop) - 1, len(text)), 0, -1)
@@ -103,10 +144,15 @@ def stream_text(model: nn.Module, target: Any, prompt: str | list[dict[str, str]
                 ) -> Iterator[str]:
     """Pieces of the generated text as they are decided (`target`: the fitted text_generation target, which
     formats the prompt as the model was trained and decodes ids)."""
+    return stream_ids(model, target, target.prompt_ids(prompt), sampling)
+
+
+def stream_ids(model: nn.Module, target: Any, prompt: Sequence[int], sampling: Sampling) -> Iterator[str]:
+    """Pieces of the text generated after the token ids `prompt` (`stream_text` once the prompt is tokenized)."""
     generated: list[int] = []
     emitted = 0  # characters of the text already yielded
     text = ""
-    for token in generate_tokens(model, target.prompt_ids(prompt), sampling, target.eos_id):
+    for token in generate_tokens(model, prompt, sampling, target.eos_id):
         generated.append(token)
         text = target.decode(generated)
         if text.endswith("\ufffd"):

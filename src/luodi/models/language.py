@@ -3,7 +3,8 @@
     gpt   models/gpt.py: a decoder-only Transformer from scratch
     rnn   `RecurrentLM`: an embedding, a GRU (or LSTM, model.rnn.cell) and an output layer
     hf    `CausalLM`: a local Hugging Face causal LM (AutoModelForCausalLM), fully fine-tuned or with LoRA
-          adapters (PEFT, model.hf.lora)
+          adapters (PEFT, model.hf.lora); with LoRA a package keeps only the adapters (`adapter`) and loads the
+          base checkpoint's weights from its folder (`load_pretrained(folder)`, then `load_adapter`)
 
 Every one reads `batch["tokens"]` (batch, time) and returns logits (batch, time, vocab), and has
 `decode(ids, cache) -> (logits of the new positions, cache)` and `context_length`: what generation
@@ -13,7 +14,9 @@ and target.text.context_length).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +53,19 @@ class RecurrentLM(nn.Module):
         return self.output(self.dropout(states)), cache
 
 
+@dataclass
+class Adapter:
+    """What a package keeps of a LoRA model: PEFT's adapter tensors and config, and the base checkpoint's folder."""
+
+    tensors: dict[str, torch.Tensor]  # PEFT's names (`get_peft_model_state_dict`), as adapter_model.safetensors
+    config: Any  # peft.LoraConfig, as adapter_config.json
+    base: Path  # the checkpoint the adapters were trained on (resolved)
+
+
 class CausalLM(nn.Module):
-    """A Hugging Face causal LM built from the checkpoint's config.json (kept with the tokenizer, so a package needs
-    no original folder); `load_pretrained` copies the checkpoint's weights in when a run starts. With LoRA the
-    checkpoint's weights stay frozen and the package holds them with the adapters."""
+    """A Hugging Face causal LM built from the checkpoint's config.json (kept with the tokenizer); `load_pretrained`
+    copies the checkpoint's weights in. A fully fine-tuned package holds every weight and needs no original folder;
+    with LoRA the checkpoint's weights stay frozen, the package holds only the adapters and names its base."""
 
     def __init__(self, config: ModelConfig, target: Any):
         super().__init__()
@@ -96,14 +108,15 @@ class CausalLM(nn.Module):
                     lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM"))
         self.backbone = backbone
 
-    def load_pretrained(self) -> None:
-        """Copy the checkpoint's weights into the model (under LoRA: into the frozen base layers)."""
+    def load_pretrained(self, folder: Path | None = None) -> None:
+        """Copy the checkpoint's weights (of `folder`, default model.path) into the model (under LoRA: into the
+        frozen base layers)."""
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        assert self.source is not None
-        folder = hf_checkpoint.checkpoint_folder(self.source)
+        assert folder is not None or self.source is not None
+        folder = hf_checkpoint.checkpoint_folder(folder or self.source)  # type: ignore[arg-type]
         hf_checkpoint.check_model_files(folder)
         try:
             pretrained = AutoModelForCausalLM.from_pretrained(
@@ -120,6 +133,51 @@ class CausalLM(nn.Module):
         if missing:
             raise InputError(f"{folder}: the checkpoint lacks {missing[:3]}")
         base.load_state_dict(mapped, strict=False)
+
+    def adapter(self) -> Adapter | None:
+        """Under LoRA, the adapters a package keeps instead of the whole model; None for a full fine-tune."""
+        if not self.lora:
+            return None
+        import copy
+
+        from peft.utils import get_peft_model_state_dict
+
+        assert self.source is not None
+        base = Path(self.source).resolve()  # checked when a package is saved; loading reads only the names
+        tensors = get_peft_model_state_dict(self.backbone, save_embedding_layers=False)
+        config = copy.copy(self.backbone.peft_config["default"])
+        config.base_model_name_or_path = str(base)
+        return Adapter({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}, config, base)
+
+    def load_adapter(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Adapter tensors of `adapter()` (names checked by the caller) into the LoRA layers."""
+        from peft.utils import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.backbone, tensors)
+
+    @contextmanager
+    def pretrained(self) -> Iterator[nn.Module]:
+        """The model before fine-tuning, for comparisons: under LoRA this model with its adapters switched off;
+        after a full fine-tune a copy holding the checkpoint's weights again (an InputError when its folder is
+        gone)."""
+        if self.lora:
+            with self.backbone.disable_adapter():
+                yield self
+            return
+        import copy
+
+        assert self.source is not None
+        hf_checkpoint.check_model_files(hf_checkpoint.checkpoint_folder(self.source))  # before copying the model
+        base = copy.deepcopy(self)
+        base.load_pretrained()
+        yield base.eval()
+
+    def merge(self) -> None:
+        """Fold the adapters into the base weights (PEFT's `merge_and_unload`): the model becomes a plain one,
+        packaged whole like a full fine-tune."""
+        if self.lora:
+            self.backbone = self.backbone.merge_and_unload()
+            self.lora = False
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits: torch.Tensor = self.backbone(input_ids=batch["tokens"], use_cache=False).logits

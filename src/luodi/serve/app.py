@@ -1,7 +1,8 @@
 """create_app: the ASGI app for one or more registered models; models load and warm up in the lifespan.
 
 Routes (see docs/serving.md): /v1/models/{name}/predict, the Open Inference Protocol v2 routes, the
-OpenAI-compatible /v1/completions and /v1/chat/completions for text_generation models (openai.py), /livez,
+OpenAI-compatible /v1/completions and /v1/chat/completions for text_generation models (openai.py) and
+/v1/embeddings for text encoders (embeddings.py), /livez,
 /readyz, /metrics, /admin/* when an admin key is configured, and the endpoints extension modules add
 (`endpoints=`: functions of the ServerState that return `Endpoint`s, answered on the fast path).
 
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from luodi.errors import InputError
+from luodi.serve.embeddings import embedding_endpoints
 from luodi.serve.inference import endpoints as builtin_endpoints
 from luodi.serve.middleware import Endpoint, Gate, error_shape
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
@@ -103,7 +105,8 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
 
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # a Reply is an ASGI app
     add_routes(app, state)
-    served = [endpoint for make in (builtin_endpoints, openai_endpoints, *endpoints) for endpoint in make(state)]
+    makers = (builtin_endpoints, openai_endpoints, embedding_endpoints, *endpoints)
+    served = [endpoint for make in makers for endpoint in make(state)]
     app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
                 state=state, endpoints=served)

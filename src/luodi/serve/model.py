@@ -148,18 +148,25 @@ def _with_unseen(predictions: Predictions, unseen: Unseen) -> Predictions:
     return replace(predictions, warnings=tuple(unseen.messages()), unseen=tuple(unseen.counts.items()))
 
 
-def run_batch(payloads: list[Payload]) -> list[Predictions | Exception]:
-    """Run one batch (in the model's worker thread); the task's typed predictions or an error per payload, in
-    order."""
-    if all(payload.loaded is payloads[0].loaded for payload in payloads):
-        return _run_group(payloads[0].loaded, payloads)
-    results: dict[int, Predictions | Exception] = {}
-    groups: dict[int, list[int]] = {}
-    for index, payload in enumerate(payloads):  # a reload happened between these requests
-        groups.setdefault(id(payload.loaded), []).append(index)
+def _runner(payload: Any) -> Callable[[Loaded, list[Any]], list[Any]]:
+    """How a group of such payloads runs on one version: predictions, or what another kind of payload names as its
+    `run_group` (embeddings, serve/embeddings.py), so every request to a model shares its one queue and thread."""
+    return getattr(payload, "run_group", _run_group)
+
+
+def run_batch(payloads: list[Any]) -> list[Any]:
+    """Run one batch (in the model's worker thread): per payload, in order, its result (the task's typed
+    predictions for a `Payload`) or an error."""
+    first = (_runner(payloads[0]), payloads[0].loaded)
+    if all(_runner(payload) is first[0] and payload.loaded is first[1] for payload in payloads):
+        return first[0](first[1], payloads)
+    results: dict[int, Any] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, payload in enumerate(payloads):  # a reload happened between these requests, or kinds differ
+        groups.setdefault((id(_runner(payload)), id(payload.loaded)), []).append(index)
     for indices in groups.values():
         group = [payloads[index] for index in indices]
-        results.update(zip(indices, _run_group(group[0].loaded, group), strict=True))
+        results.update(zip(indices, _runner(group[0])(group[0].loaded, group), strict=True))
     return [results[index] for index in range(len(payloads))]
 
 

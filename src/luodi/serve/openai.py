@@ -160,8 +160,7 @@ def parse_request(body: dict[str, Any], loaded: Loaded, chat: bool) -> Request:
             raise BadRequest("messages", "messages must be a non-empty list of {role: system, user or assistant, "
                                          "content: text}")
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-        prompt = messages if target.format == "chat" else target.render(messages, generation_prompt=True)
-        prompts = [target.prompt_ids(prompt)]
+        prompts = [target.conversation_ids(messages)]
         if body.get("logprobs"):
             raise BadRequest("logprobs", "logprobs are given on /v1/completions only")
     else:

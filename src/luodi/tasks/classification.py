@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from luodi.columns import as_strings, binary_order, row_list
+from luodi.columns import TRUE_WORDS, as_strings, binary_order, row_list
 from luodi.errors import InputError
 from luodi.tasks.outputs import Output, OutputSpec, Predictions
 from luodi.tasks.targets import check_present
@@ -64,12 +64,31 @@ class ClassTarget:
         if self.binary:
             if len(labels) != 2:
                 raise InputError(f"target {self.config.name!r} has {len(labels)} classes; use task: multiclass")
-            by_name = {str(label): label for label in labels}
-            self.classes = [by_name[name] for name in binary_order(list(by_name))]
+            names = as_strings(pa.chunked_array([pa.array(labels)])).to_pylist()
+            by_name = dict(zip(names, labels, strict=True))
+            self.classes = [by_name[name] for name in self._binary_order(names)]
         else:
             self.classes = sorted(labels, key=lambda label: (str(type(label)), label))
         self.counts = [int(frequencies[label]) for label in self.classes]
         self.__dict__.pop("class_names", None)  # the cached names of the classes before
+
+    def _binary_order(self, names: list[str]) -> list[str]:
+        """[negative, positive]: target.positive_class when given (it must be one of the labels), else the
+        default order of two values (`binary_order`)."""
+        positive = self.config.positive_class
+        if positive is None:
+            return binary_order(names)
+        true_like = [name for name in names if name.strip().lower() in TRUE_WORDS]
+        if positive in ("true", "false") and positive not in names and len(true_like) == 1:
+            # YAML (and --set) read an unquoted yes / no as a boolean: it names the yes-like label or the other one
+            positive = true_like[0] if positive == "true" else next(name for name in names if name != true_like[0])
+            self.config.positive_class = positive  # the run's config (package, report) then names the label
+        if positive not in names:
+            hint = (" (YAML reads yes/no/on/off as true/false: quote the label, e.g. positive_class: \"yes\")"
+                    if positive in ("true", "false") else "")
+            raise InputError(f"target.positive_class {positive!r} is not a label of target {self.config.name!r} "
+                             f"in the training data; its labels: {sorted(names)}{hint}")
+        return [next(name for name in names if name != positive), positive]
 
     def transform(self, column: pa.ChunkedArray, source: str) -> np.ndarray:
         """Training targets: 0/1 float32 (binary), int64 class index (multiclass)."""

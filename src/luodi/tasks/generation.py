@@ -267,6 +267,12 @@ class TokenTarget:
             ids = [int(self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id)]
         return ids
 
+    def conversation_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids a reply to `messages` continues from: a chat model's own format, and for a model trained on text
+        the conversation rendered as its tokenizer's chat template (else SIMPLE_CHAT) with the assistant's turn
+        opened."""
+        return self.prompt_ids(messages if self.format == "chat" else self.render(messages, generation_prompt=True))
+
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
@@ -287,6 +293,24 @@ class TokenTarget:
             else:
                 prompts.append(segments[0][0])
         return prompts
+
+    def completion_pairs(self, table: pa.Table, rows: int) -> list[tuple[str | list[dict[str, str]], str]]:
+        """(prompt, reference) of the first `rows` rows that have one: a prompt and its completion, or a conversation
+        up to its last assistant reply and that reply; text data has none."""
+        if self.format == "text" or rows <= 0:
+            return []
+        head = table.slice(0, rows)
+        if self.format == "prompt_completion":
+            return [(str(prompt or ""), str(completion or "")) for prompt, completion in
+                    zip(head.column(self.settings.prompt).to_pylist(), head.column(self.config.name).to_pylist(),
+                        strict=True)]
+        pairs: list[tuple[str | list[dict[str, str]], str]] = []
+        for messages in head.column(self.config.name).to_pylist():
+            replies = [index for index, m in enumerate(messages or []) if m.get("role") == "assistant"]
+            if replies and replies[-1] > 0:
+                conversation = [{"role": m["role"], "content": m["content"]} for m in messages[:replies[-1]]]
+                pairs.append((conversation, str(messages[replies[-1]]["content"])))
+        return pairs
 
     # ------------------------------------------------------------------------------------- files, state
     def state(self) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class StopTraining(Exception):  # noqa: N818 - a signal, not an error
     def __init__(self, status: str, reason: str = ""):
         super().__init__(reason or status)
         self.status = status
+        self.run_id: str | None = None  # the run it ended, set by the training job that recorded it
 
 
 @dataclass

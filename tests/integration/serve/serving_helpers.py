@@ -136,3 +136,16 @@ def concurrently(calls: list[Callable[[], Any]], timeout: float = 60) -> list[An
     for thread in threads:
         thread.join(timeout)
     return results
+
+
+def documented_snippet(section: str, url: str) -> dict[str, Any]:
+    """Run the first Python block of docs/serving.md's `section` as written, against the server at `url`; its
+    names."""
+    text = (Path(__file__).parents[3] / "docs" / "serving.md").read_text(encoding="utf-8")
+    part = text[text.index(section):]
+    start = part.index("```python\n") + len("```python\n")
+    snippet = part[start:part.index("\n```", start)].replace("http://localhost:8000", url)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/serving.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    namespace["client"].close()
+    return namespace

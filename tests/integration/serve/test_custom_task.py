@@ -211,7 +211,9 @@ def test_a_task_registered_from_outside_trains_evaluates_predicts_and_serves(
         np.testing.assert_allclose(result.as_numpy("quantiles"), expected["quantiles"].data, atol=1e-4)
         client.close()
 
-    logged = pq.read_table(next((home / "predictions" / "spread").glob("part-*.parquet"))).to_pylist()
+    # the log flushes every 0.2 s, so the /v1 and /v2 rows may be in separate part files
+    parts = sorted((home / "predictions" / "spread").glob("part-*.parquet"))
+    logged = [row for part in parts for row in pq.read_table(part).to_pylist()]
     assert len(logged) == 2 * len(rows)  # /v1 and /v2, each row once
     assert logged[0]["quantiles"] == pytest.approx(dict(zip(PARTS, expected["quantiles"].data[0], strict=True)),
                                                    abs=1e-5)

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from serving_helpers import documented_snippet
 
 import luodi.api as api
 from luodi.models.generation import Sampling
@@ -201,12 +202,6 @@ def test_limits_are_refused_naming_the_field(openai_client: openai.OpenAI, field
 
 def test_the_documented_client_snippet_runs(server: Running, capsys: pytest.CaptureFixture[str]) -> None:
     """docs/serving.md's `openai` client example, run as written against this server (its model is `story`)."""
-    text = (Path(__file__).parents[3] / "docs" / "serving.md").read_text(encoding="utf-8")
-    section = text[text.index("## OpenAI-compatible generation"):]
-    start = section.index("```python\n") + len("```python\n")
-    snippet = section[start:section.index("\n```", start)].replace("http://localhost:8000", server.url)
-    namespace: dict[str, object] = {}
-    exec(compile(snippet, "docs/serving.md", "exec"), namespace)  # noqa: S102 - our own documentation
-    namespace["client"].close()  # type: ignore[attr-defined]
+    documented_snippet("## OpenAI-compatible generation", server.url)
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].strip()  # the completion, then the streamed chat reply

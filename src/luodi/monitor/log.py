@@ -1,0 +1,95 @@
+"""A time window of the prediction log (serve/predlog.py writes it; this module only reads it) for one model
+version: `--since` / `--until` parsed, files read, rows of other versions and times left out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from luodi.errors import InputError
+from luodi.store import path_inside
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """An ISO 8601 date or time (UTC unless it says otherwise) or a duration back from now ('30m', '2h', '7d')."""
+    if text is None or text == "":
+        return None
+    now = now or datetime.now(UTC)
+    match = DURATION.match(text)
+    if match:
+        return now - timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: give an ISO date or time (2026-12-05, 2026-12-05T14:30, "
+                         "2026-12-05T14:30+02:00) or a duration back from now (30m, 2h, 7d)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Window:
+    """The logged rows of one model version between two times (either may be open)."""
+
+    table: pa.Table
+    since: datetime | None
+    until: datetime | None
+    files: int
+
+
+def log_folder(home: Path, model: str) -> Path:
+    return path_inside(path_inside(home, "predictions"), model)
+
+
+def read_window(home: Path, model: str, version: int, since: datetime | None, until: datetime | None) -> Window:
+    """The rows model `model` version `version` answered in [since, until); an InputError names what is missing:
+    no log for the model, no rows of that version, or none in the window."""
+    import pyarrow.parquet as pq
+
+    if since is not None and until is not None and since >= until:
+        raise InputError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    folder = log_folder(home, model)
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        raise InputError(f"no prediction log for model {model!r} (looked in {folder}): serve it with `luodi serve "
+                         f"{model}` (log_sample_rate > 0) and send it requests first")
+    tables, versions = [], set()
+    for path in files:
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:  # rotated away by the server while we listed
+            continue
+        except (OSError, pa.ArrowInvalid) as error:
+            raise InputError(f"{path}: not a readable prediction log file ({error})") from None
+        found = table.column("version")
+        versions.update(pc.unique(found).to_pylist())
+        table = table.filter(pc.equal(found, version))
+        if table.num_rows:
+            tables.append(table)
+    if not tables:
+        listed = ", ".join(str(item) for item in sorted(versions))
+        raise InputError(f"the prediction log of {model!r} holds no rows of version {version} (it holds versions "
+                         f"{listed}): run `luodi monitor {model}/N` for one of those")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    stamps = table.column("timestamp")
+    keep = None
+    if since is not None:
+        keep = pc.greater_equal(stamps, pa.scalar(since, stamps.type))
+    if until is not None:
+        before = pc.less(stamps, pa.scalar(until, stamps.type))
+        keep = before if keep is None else pc.and_(keep, before)
+    if keep is not None:
+        table = table.filter(keep)
+    if not table.num_rows:
+        first, last = pc.min(stamps).as_py(), pc.max(stamps).as_py()
+        raise InputError(f"no rows of {model}/{version} between {since.isoformat() if since else 'the start'} and "
+                         f"{until.isoformat() if until else 'now'}: the log covers {first.isoformat()} to "
+                         f"{last.isoformat()}")
+    return Window(table, since, until, len(files))
