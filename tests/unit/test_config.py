@@ -247,6 +247,21 @@ def test_load_config_applies_overrides_and_resolves_data_paths(tmp_path: Path) -
     assert config.data.validation is None
 
 
+def test_load_config_resolves_a_checkpoint_tokenizer_beside_the_config(tmp_path: Path) -> None:
+    """`luodi train examples/x/luodi.yaml` from elsewhere: model.path and the tokenizer folder it fills both resolve
+    against the config's folder, not the working directory."""
+    import yaml
+
+    path = tmp_path / "example" / "luodi.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"name": "chat", "data": {"train": "chats.jsonl"},
+                                    "target": {"name": "messages", "task": "text_generation"},
+                                    "model": {"type": "hf", "path": "checkpoint"}}), encoding="utf-8")
+    config = load_config(path)
+    folder = str((tmp_path / "example" / "checkpoint").resolve())
+    assert config.model.path == folder and config.target.text.checkpoint == folder
+
+
 def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
     import yaml
 
