@@ -71,8 +71,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
     assert "production" in human.stdout
 
 
-@pytest.mark.parametrize("verb", ["init", "train", "evaluate", "predict", "generate", "explain", "compare",
-                                  "quickstart", "serve", "runs ls", "runs show", "models ls", "models show",
+@pytest.mark.parametrize("verb", ["init", "train", "evaluate", "predict", "generate", "import-gguf", "explain",
+                                  "compare", "quickstart", "serve", "runs ls", "runs show", "models ls", "models show",
                                   "models promote", "models history"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")

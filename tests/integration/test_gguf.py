@@ -127,11 +127,13 @@ def test_imported_folder_trains_and_generates_in_luodi(tiny: tuple[Path, torch.n
 def test_cli_refuses_bad_input_naming_it(tiny: tuple[Path, torch.nn.Module], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "notes.gguf").write_text("not a model")
+    (tmp_path / "cut.gguf").write_bytes(tiny[0].read_bytes()[:3000])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     (tmp_path / "file").write_text("x")
     cases = {("missing.gguf", "new"): "missing.gguf: no such file",
              ("notes.gguf", "new"): "notes.gguf: not a GGUF file",
+             ("cut.gguf", "new"): "cut.gguf: cannot read the GGUF file (truncated or damaged?)",
              (str(tiny[0]), "full"): "full: exists and is not empty",
              (str(tiny[0]), "file"): "file: exists and is not a folder"}
     for (source, out), message in cases.items():

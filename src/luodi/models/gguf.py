@@ -61,8 +61,8 @@ def check_output_folder(out: Path) -> None:
 
 
 def read_architecture(path: Path) -> str:
-    """`general.architecture` of the file, refused (with the ones transformers reads) unless transformers reads
-    it as a causal language model."""
+    """The model_type transformers makes of the file's metadata (`general.architecture`), refused unless
+    transformers reads it and builds it as a causal language model."""
     try:
         from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES, load_gguf_checkpoint
     except ImportError:
@@ -75,8 +75,9 @@ def read_architecture(path: Path) -> str:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "not supported" in message:
             readable = ", ".join(sorted(GGUF_SUPPORTED_ARCHITECTURES))
-            message += f" (transformers reads these GGUF architectures: {readable})"
-        raise InputError(f"{path}: cannot read the GGUF file: {message}") from None
+            raise InputError(f"{path}: cannot read the GGUF file: {message} (transformers reads these GGUF "
+                             f"architectures: {readable})") from None
+        raise InputError(f"{path}: cannot read the GGUF file (truncated or damaged?): {message}") from None
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     architecture = str(parsed["config"].get("model_type", "?"))
@@ -107,8 +108,9 @@ def import_gguf(path: str | Path, out: str | Path) -> ImportedCheckpoint:
         folder, name = str(path.resolve().parent), path.name
         try:
             with quiet_tqdm():
-                model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+                model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                             local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
         except (ValueError, OSError, KeyError) as error:
             raise InputError(f"{path}: cannot convert the GGUF file: {str(error).splitlines()[0]}") from None
         detach_quantizer(model)
