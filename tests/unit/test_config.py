@@ -311,3 +311,11 @@ def test_good_model_names(name: str) -> None:
     raw = raw_config()
     raw["name"] = name
     assert validate_config(raw).name == name
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "examples").glob("*/*.yaml")),
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_example_config_validates(path: Path) -> None:
+    """The configs users copy load as they are (their data and checkpoints are written by the examples' scripts)."""
+    config = load_config(path)
+    assert config.data.train is not None and Path(config.data.train).parent == path.parent
