@@ -16,7 +16,9 @@ from luodi.serve.model import Reference
 from luodi.serve.server import Running, background
 from luodi.serve.settings import make_config
 
-pytestmark = pytest.mark.slow
+# The fine-tune takes about 5 minutes on 2 idle cores (20 LoRA steps of 256 tokens through 30 layers), more when
+# the machine is shared: the fixture that trains it gets more than pytest-timeout's default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "smollm2-lora"
 FAST = ["runtime.threads=2", "runtime.device=cpu"]
@@ -80,7 +82,7 @@ def test_lora_lowers_held_out_perplexity(example: Path, fine_tuned: str) -> None
     assert before["rows"] == after["rows"] > 0  # windows of the same 12 chats
     print(f"held-out perplexity: base {before['metrics']['perplexity']:.2f}, "
           f"LoRA {after['metrics']['perplexity']:.2f}")
-    assert after["metrics"]["perplexity"] < 0.7 * before["metrics"]["perplexity"]
+    assert after["metrics"]["perplexity"] < 0.5 * before["metrics"]["perplexity"]  # measured: 28.7 -> 3.5
 
 
 @pytest.fixture(scope="module")
@@ -99,5 +101,6 @@ def test_served_fine_tune_answers_the_openai_client(server: Running, example: Pa
                                                      max_tokens=32, temperature=0)
     answer = chat.choices[0].message.content
     assert answer == "".join(api.generate(fine_tuned, question, max_tokens=32, home=example / "home"))
-    assert answer is not None and "Canal Street" in answer, answer  # what the support chats taught it
+    # The shop's name is in no prompt, only in the replies it was trained on (the base talks of handmade goods).
+    assert answer is not None and answer.startswith("Kestrel Bikes"), answer
     assert chat.choices[0].finish_reason == "stop" and chat.usage is not None
