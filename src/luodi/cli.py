@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 the user's input is wrong (one message, no traceback); 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import math
@@ -417,6 +418,22 @@ def generate(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command("import-gguf")
+def import_gguf(
+    file: Annotated[Path, typer.Argument(help="The .gguf file (llama.cpp's format, any quantization).")],
+    out: Annotated[Path, typer.Option("--out", help="The checkpoint folder to write (new, or empty).")],
+    as_json: Json = False,
+) -> None:
+    """Turn a GGUF file into a Hugging Face safetensors checkpoint folder (model: {type: hf, path: OUT})."""
+    imported = api.import_gguf(file, out)
+    if as_json:
+        return _print_json(dataclasses.asdict(imported))
+    print(f"wrote {imported.folder}: {imported.architecture}, {imported.parameters:,} parameters (fp32, "
+          f"{imported.bytes / 1e6:.0f} MB), {imported.vocab_size:,} tokens"
+          f"{', chat template' if imported.chat_template else ''}")
+    print(f"use it with: model: {{type: hf, path: {imported.folder}}}")
 
 
 @app.command()

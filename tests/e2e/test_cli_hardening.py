@@ -168,12 +168,15 @@ def test_init_counts_and_names_the_config_it_wrote(luodi, tmp_path: Path) -> Non
 
 
 def test_example_scripts_write_only_ignored_files() -> None:
-    """The digits, mnist1d and bbc scripts write their data beside the configs: git ignores it there."""
+    """The digits, mnist1d, bbc, gpt-scratch and smollm2-lora scripts write their data beside the configs: git
+    ignores it there."""
     root = Path(__file__).parents[2]
     written = ["examples/digits/digits/0/0007.png", "examples/mnist1d/train.parquet", "examples/mnist1d/test.csv",
-               "examples/bbc/bbc.csv", "examples/bbc/minilm"]
+               "examples/bbc/bbc.csv", "examples/bbc/minilm", "examples/gpt-scratch/train.txt",
+               "examples/smollm2-lora/smollm2"]
     ignored = subprocess.run(["git", "check-ignore", *written], cwd=root, capture_output=True, text=True)
     assert ignored.stdout.split() == written, ignored
-    tracked = subprocess.run(["git", "check-ignore", "examples/mnist1d/luodi.yaml", "examples/digits/make_digits.py"],
+    tracked = subprocess.run(["git", "check-ignore", "examples/mnist1d/luodi.yaml", "examples/digits/make_digits.py",
+                              "examples/smollm2-lora/support.jsonl"],
                              cwd=root, capture_output=True, text=True)
     assert tracked.stdout == ""

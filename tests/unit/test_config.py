@@ -247,6 +247,21 @@ def test_load_config_applies_overrides_and_resolves_data_paths(tmp_path: Path) -
     assert config.data.validation is None
 
 
+def test_load_config_resolves_a_checkpoint_tokenizer_beside_the_config(tmp_path: Path) -> None:
+    """`luodi train examples/x/luodi.yaml` from elsewhere: model.path and the tokenizer folder it fills both resolve
+    against the config's folder, not the working directory."""
+    import yaml
+
+    path = tmp_path / "example" / "luodi.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"name": "chat", "data": {"train": "chats.jsonl"},
+                                    "target": {"name": "messages", "task": "text_generation"},
+                                    "model": {"type": "hf", "path": "checkpoint"}}), encoding="utf-8")
+    config = load_config(path)
+    folder = str((tmp_path / "example" / "checkpoint").resolve())
+    assert config.model.path == folder and config.target.text.checkpoint == folder
+
+
 def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
     import yaml
 
@@ -304,3 +319,11 @@ def test_positive_class_is_for_binary_tasks_only() -> None:
     assert config.target.positive_class == "1"  # as the column spells its labels
     with pytest.raises(InputError, match="target.positive_class applies to binary tasks only"):
         validate_config({**raw, "target": {"name": "y", "task": "multiclass", "positive_class": "a"}})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "examples").glob("*/*.yaml")),
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_example_config_validates(path: Path) -> None:
+    """The configs users copy load as they are (their data and checkpoints are written by the examples' scripts)."""
+    config = load_config(path)
+    assert config.data.train is not None and Path(config.data.train).parent == path.parent

@@ -130,5 +130,9 @@ def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
                (("train", data.train), ("validation", data.validation), ("test", data.test))}
     features = [feature.model_copy(update={"checkpoint": absolute(feature.checkpoint)})
                 if isinstance(feature, TextFeature) else feature for feature in config.input_features]
+    text = config.target.text  # text_generation's tokenizer folder (validation fills it from model.path)
+    text = text.model_copy(update={"checkpoint": absolute(text.checkpoint)})
+    target = config.target.model_copy(update={"text": text})
     return config.model_copy(update={"data": data.model_copy(update=updates), "input_features": features,
+                                     "target": target,
                                      "model": config.model.model_copy(update={"path": absolute(config.model.path)})})
