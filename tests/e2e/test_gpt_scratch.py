@@ -47,7 +47,7 @@ def kneser_ney_perplexity(train: tuple[np.ndarray, np.ndarray], test: tuple[np.n
     return float(np.exp(-np.log(probability).mean()))
 
 
-@pytest.mark.timeout(1800)  # about 3 minutes on 2 idle cores; a machine shared with other work takes longer
+@pytest.mark.timeout(1800)  # about 2-3 minutes on 2 idle cores; a machine shared with other work takes longer
 def test_gpt_beats_a_bigram_model(luodi, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     subprocess.run([sys.executable, str(EXAMPLE / "make_corpus.py"), "--out", str(tmp_path)], check=True,
                    capture_output=True)
@@ -61,8 +61,7 @@ def test_gpt_beats_a_bigram_model(luodi, tmp_path: Path) -> None:  # type: ignor
                                    token_pairs(package, tmp_path / "test.txt"), vocab)
     gpt = trained["metrics"]["perplexity"]
     print(f"test perplexity: GPT {gpt:.1f}, Kneser-Ney bigram {bigram:.1f}")
-    # Measured with examples/gpt-scratch/luodi.yaml: GPT 107.0, bigram 112.1. The goal is clearly below (0.8x):
-    # the 4 epochs here are not enough for that yet.
-    assert gpt < bigram
+    # Measured with examples/gpt-scratch/luodi.yaml: GPT 83.1, bigram 112.1 (0.74x); clearly below is the goal
+    assert gpt < 0.8 * bigram
     generated = luodi("generate", "bbc-gpt", "--prompt", "The government said", "--max-tokens", "20", "--json")
     assert generated.code == 0 and len(generated.json()["text"]) > 20, generated.stderr
