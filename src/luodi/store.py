@@ -163,6 +163,21 @@ class ModelVersion:
         return {**self.__dict__, "path": str(self.path), "aliases": list(self.aliases)}
 
 
+def _write_ahead_log(connection: sqlite3.Connection, wait_s: float = 60.0) -> None:
+    """Put the database in WAL mode (a no-op once it is). Switching a new file takes an exclusive lock, and when
+    processes open a new store together SQLite answers the lock upgrade that would deadlock with "database is
+    locked" at once, without its busy timeout: wait and try again, as the timeout would."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """The local run store and model registry under LUODI_HOME (default ./.luodi)."""
 
@@ -176,7 +191,9 @@ class Store:
             (self.home / folder).mkdir(exist_ok=True)
         self.db_path = self.home / "luodi.db"
         with self._connect() as connection:
-            connection.executescript(SCHEMA)
+            # One write transaction (BEGIN IMMEDIATE waits for the lock): statements run one by one would each read
+            # the schema and then write it, and in WAL mode a write after another process's commit fails at once.
+            connection.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
         self.clean_staging()
 
     def clean_staging(self, grace_seconds: float = STAGING_GRACE_SECONDS) -> list[str]:
@@ -206,7 +223,7 @@ class Store:
         connection = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
         try:
             connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(connection)
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             yield connection

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -321,3 +322,28 @@ def test_a_run_killed_after_registering_reads_finished(tmp_path: Path, trained_p
     [listed] = api.list_runs(home=store.home)
     assert (listed.status, listed.model_version, listed.metrics) == ("finished", 1, {"accuracy": 0.9})
     assert api.show_run(run.id, home=store.home)["status"] == "finished"
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two `luodi tune` processes on a fresh LUODI_HOME failed with 'database is locked': switching a new database
+    to WAL, and creating its tables, raced without SQLite's busy timeout. Connections from threads take the same
+    file locks as processes do, and start together at a barrier."""
+    import threading
+
+    failures: list[str] = []
+    for attempt in range(300):  # the race lost about once in 40 attempts of 8 before the fix
+        home, barrier = tmp_path / str(attempt), threading.Barrier(8)
+
+        def open_store(home: Path = home, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                Store(home)
+            except sqlite3.OperationalError as error:
+                failures.append(str(error))
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
