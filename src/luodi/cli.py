@@ -195,12 +195,16 @@ def tune(
     study: Annotated[str | None, typer.Option(help="Study name (default: the model name); the same name continues "
                                                    "it, also from several processes at once.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    storage: Annotated[str | None, typer.Option(help="Where the study lives: a postgresql:// URL that machines "
+                                                     "share (default: the store's database when LUODI_STORE is "
+                                                     "PostgreSQL, else LUODI_HOME/studies.db).")] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Search the config's search: ranges (Optuna TPE, pruning bad trials), register the best trial's model."""
     try:
-        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home)
+        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home,
+                          storage=storage)
     except KeyboardInterrupt:
         print("\ninterrupted: the finished trials are kept; run the same command to continue the study",
               file=sys.stderr)
@@ -741,7 +745,8 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], hom
     if as_json:
         return _print_json(events)
     for event in events:
-        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']:<12} "
+        where = f"{event['actor']}@{event['host']}" if event["host"] else event["actor"]  # host: since schema 2
+        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {where:<24} "
               f"{_event_detail(event['kind'], event['detail'])}")
 
 

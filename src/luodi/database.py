@@ -224,3 +224,15 @@ class PostgresDatabase:
             for table in tables:
                 connection.execute(f"SELECT COUNT(*) AS n FROM (SELECT * FROM {table}) AS every_row").fetchone()
         return "ok"
+
+
+@contextmanager
+def postgres_lock(url: str, key: int) -> Iterator[None]:
+    """Hold a session advisory lock on the PostgreSQL database at `url` for the block: processes on any machine
+    take turns (a killed holder's session ends, and its lock with it)."""
+    with PostgresDatabase(url).connect() as connection:
+        connection.execute("SELECT pg_advisory_lock(?)", (key,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(?)", (key,))
