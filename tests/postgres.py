@@ -91,6 +91,13 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def restart(self) -> None:
+        """Stop the server (ending every session) and start it again with the same options."""
+        bindir = binaries()
+        assert bindir is not None and self.folder is not None
+        self._run(bindir / "pg_ctl", "-D", self.folder / "data", "-l", self.folder / "server.log", "-m", "fast", "-w",
+                  "-t", "60", "restart")
+
     def stop(self) -> None:
         if self.folder is None:
             return

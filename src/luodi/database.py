@@ -26,6 +26,7 @@ STORE_VARIABLE = "LUODI_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 WRITE_LOCK = 0x6C756F6469  # the advisory lock every writer of a PostgreSQL store takes ("luodi")
 CONNECT_TIMEOUT_S = 10
+STALE_AFTER_S = 30.0  # a pooled connection idle this long is checked before use (the server may have restarted)
 
 
 class Cursor(Protocol):
@@ -137,26 +138,37 @@ class _PostgresConnection:
 class _Pool:
     """Idle connections of this process by URL: opening a PostgreSQL connection costs a server process, and the
     store opens one per operation. A forked child never touches its parent's connections (closing one would end
-    the parent's session): they are left alone, referenced so that they are not collected."""
+    the parent's session): they are left alone, referenced so that they are not collected. One idle for a while is
+    tried with `SELECT 1` before use, so a server restart costs a reconnect, not an error."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
-        self.idle: dict[str, list[Any]] = {}
+        self.idle: dict[str, list[tuple[Any, float]]] = {}
         self.inherited: list[Any] = []
         atexit.register(self.close)
 
     def take(self, url: str) -> Any:
-        with self.lock:
-            if self.pid != os.getpid():
-                self.inherited.append(self.idle)
-                self.idle, self.pid = {}, os.getpid()
-            idle = self.idle.setdefault(url, [])
-            while idle:
-                connection = idle.pop()
-                if not connection.closed and not connection.broken:
-                    return connection
-        return None
+        import psycopg
+
+        while True:
+            with self.lock:
+                if self.pid != os.getpid():
+                    self.inherited.append(self.idle)
+                    self.idle, self.pid = {}, os.getpid()
+                idle = self.idle.setdefault(url, [])
+                if not idle:
+                    return None
+                connection, since = idle.pop()
+            if connection.closed or connection.broken:
+                continue
+            if time.monotonic() - since < STALE_AFTER_S:
+                return connection
+            try:
+                connection.execute("SELECT 1")
+                return connection
+            except psycopg.Error:
+                connection.close()
 
     def give(self, url: str, connection: Any) -> None:
         from psycopg.pq import TransactionStatus
@@ -166,7 +178,7 @@ class _Pool:
             return
         with self.lock:
             if self.pid == os.getpid():
-                self.idle.setdefault(url, []).append(connection)
+                self.idle.setdefault(url, []).append((connection, time.monotonic()))
                 return
         connection.close()
 
@@ -175,7 +187,7 @@ class _Pool:
             if self.pid != os.getpid():
                 return
             for connections in self.idle.values():
-                for connection in connections:
+                for connection, _ in connections:
                     connection.close()
             self.idle = {}
 
