@@ -211,8 +211,12 @@ def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., 
         assert not (tmp_path / "home" / "studies.db").exists()
         import optuna
 
-        study = optuna.load_study(study_name="tiny", storage="postgresql+psycopg://" + studies.split("://", 1)[1])
-        assert sorted(trial.number for trial in study.trials) == list(range(6))
+        storage = optuna.storages.RDBStorage("postgresql+psycopg://" + studies.split("://", 1)[1])
+        try:
+            trials = optuna.load_study(study_name="tiny", storage=storage).trials
+        finally:
+            storage.engine.dispose()
+        assert sorted(trial.number for trial in trials) == list(range(6))
 
 
 def test_a_bad_storage_url_exits_2(tmp_path: Path, table_csv: Callable[..., Path], tiny_config: Callable[..., Path],

@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -230,6 +231,7 @@ def open_study(store: Store, name: str, config: LuodiConfig, metric: str, storag
             raise InputError(f"study storage {hide_password(url)}: {reason}") from None
         study = optuna.create_study(study_name=name, storage=rdb, direction=direction, load_if_exists=True,
                                     pruner=pruner)
+    weakref.finalize(study, rdb.engine.dispose)  # closes the engine's pooled connections when the study goes
     attributes = {"metric": metric, "model": config.name}
     for key, value in attributes.items():
         known = study.user_attrs.get(key)
