@@ -175,7 +175,8 @@ class ModelVersion:
 
 
 class Store:
-    """The local run store and model registry under LUODI_HOME (default ./.luodi)."""
+    """The run store and model registry: files under LUODI_HOME (default ./.luodi), tables in its SQLite file or in
+    the PostgreSQL database LUODI_STORE names."""
 
     def __init__(self, home: str | Path | None = None, database: str | None = None):
         """`home` holds the files (default `$LUODI_HOME` or ./.luodi); `database` the tables (default

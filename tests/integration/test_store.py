@@ -412,3 +412,11 @@ def test_a_store_of_the_first_schema_is_migrated(tmp_path: Path, store_backend: 
         assert connection.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == \
             {"value": str(SCHEMA_VERSION)}
     assert store.integrity_check() == "ok"
+
+
+def test_a_store_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    with store.transaction() as connection:
+        connection.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(InputError, match=f"has schema version {SCHEMA_VERSION + 1}, newer than this luodi's"):
+        Store(tmp_path / "home")
