@@ -53,7 +53,7 @@ lint: install
 	$(BIN)/mypy
 
 # The vision benchmark compares with Keras 3 (the `bench` extra), installed here rather than for every test run.
-bench: install
+bench: install postgres
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/trainer_overhead.py
@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python benchmarks/serve_workers.py
 	$(BIN)/python benchmarks/text_models.py
 	$(BIN)/python benchmarks/cpu_precision.py
+	$(BIN)/python benchmarks/store.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info

@@ -30,7 +30,7 @@ from results_file import write_result  # benchmarks/ is on sys.path when a scrip
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from luodi.store import Store  # noqa: E402
-from postgres import PostgresServer  # noqa: E402 - the test suite's throwaway server
+from postgres import PostgresServer, Unavailable  # noqa: E402 - the test suite's throwaway server
 
 PROCESSES = 4
 
@@ -72,7 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     seconds, rounds = (2.0, 1) if args.quick else (5.0, 3)
     os.environ.pop("LUODI_STORE", None)
-    server = PostgresServer(durable=True).start()
+    try:
+        server = PostgresServer(durable=True).start()
+    except Unavailable as reason:
+        sys.exit(f"benchmarks/store.py needs a local PostgreSQL server (make postgres installs one): {reason}")
     report: dict[str, Any] = {"machine": platform.platform(), "cores": os.cpu_count(), "seconds_per_round": seconds,
                               "rounds": rounds}
     try:
