@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -317,15 +317,19 @@ def postgres_server() -> Any:
 
 
 @pytest.fixture
-def postgres_store(postgres_server: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def postgres_store(postgres_server: Any, request: pytest.FixtureRequest,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An empty PostgreSQL database of its own, set as LUODI_STORE (so every Store the test opens, in this process
     or in the processes it starts, uses it); returns its URL."""
     import hashlib
 
+    from luodi.database import close_idle_connections
+
     name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
     url = str(postgres_server.create_database(name))
     monkeypatch.setenv("LUODI_STORE", url)
-    return url
+    yield url
+    close_idle_connections()  # a session of many tests would otherwise keep one open per database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -195,6 +195,11 @@ class _Pool:
 _POOL = _Pool()
 
 
+def close_idle_connections() -> None:
+    """Close this process's idle PostgreSQL connections (they close at exit anyway; a test closes them sooner)."""
+    _POOL.close()
+
+
 class PostgresDatabase:
     """A PostgreSQL database several machines share (psycopg 3, libpq URLs); writers take one advisory lock."""
 
