@@ -109,6 +109,18 @@ class PostgresServer:
         self.folder = None
 
 
+def study_trials(url: str, study: str) -> list[Any]:
+    """The trials of the Optuna study `study` in the PostgreSQL database at `url`, its engine disposed after (psycopg
+    warns of connections deleted open)."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage("postgresql+psycopg://" + url.split("://", 1)[1])
+    try:
+        return list(optuna.load_study(study_name=study, storage=storage).trials)
+    finally:
+        storage.engine.dispose()
+
+
 def _exists(user: str) -> bool:
     try:
         pwd.getpwnam(user)

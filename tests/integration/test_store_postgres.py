@@ -1,5 +1,5 @@
 """What only a store on a server meets: the server restarts under a long-lived process (a `luodi serve` polling
-its aliases), and the store's sessions end with it."""
+its aliases), and the store's sessions end with it; `luodi tune` keeps its study in the server's database."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 import luodi.database as database
 from luodi.store import Store
+from postgres import study_trials
 
 
 def test_a_server_restart_costs_a_reconnect_not_an_error(postgres_server: Any, postgres_store: str, tmp_path: Path,
@@ -26,7 +27,6 @@ def test_a_server_restart_costs_a_reconnect_not_an_error(postgres_server: Any, p
 def test_tune_keeps_its_study_in_a_postgres_stores_database(postgres_store: str, tmp_path: Path,
                                                             table_csv: Any, tiny_config: Any) -> None:
     """Without --storage, a PostgreSQL store's database holds the study too (Optuna's tables beside the store's)."""
-    import optuna
     import yaml
 
     import luodi.api as api
@@ -37,10 +37,5 @@ def test_tune_keeps_its_study_in_a_postgres_stores_database(postgres_store: str,
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
     result = api.tune(tmp_path / "tune.yaml", 1, home=tmp_path / "home", progress="silent")
     assert not (tmp_path / "home" / "studies.db").exists()
-    storage = optuna.storages.RDBStorage("postgresql+psycopg://" + postgres_store.split("://", 1)[1])
-    try:
-        trials = optuna.load_study(study_name="tiny", storage=storage).trials
-    finally:
-        storage.engine.dispose()
-    assert [trial.user_attrs["run_id"] for trial in trials] == [result.run_id]
+    assert [trial.user_attrs["run_id"] for trial in study_trials(postgres_store, "tiny")] == [result.run_id]
     assert Store(tmp_path / "home").get_version("tiny", 1).run_id == result.run_id

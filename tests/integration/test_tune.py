@@ -209,14 +209,9 @@ def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., 
     assert sum(last["counts"].values()) == 6 and last["run_id"] == versions[-1].run_id
     if storage == "postgresql":  # the study is in the --storage database, not beside the store
         assert not (tmp_path / "home" / "studies.db").exists()
-        import optuna
+        from postgres import study_trials
 
-        storage = optuna.storages.RDBStorage("postgresql+psycopg://" + studies.split("://", 1)[1])
-        try:
-            trials = optuna.load_study(study_name="tiny", storage=storage).trials
-        finally:
-            storage.engine.dispose()
-        assert sorted(trial.number for trial in trials) == list(range(6))
+        assert sorted(trial.number for trial in study_trials(studies, "tiny")) == list(range(6))
 
 
 def test_a_bad_storage_url_exits_2(tmp_path: Path, table_csv: Callable[..., Path], tiny_config: Callable[..., Path],
