@@ -513,10 +513,11 @@ def quickstart(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict."""
+    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict, serve, and the
+    closed loop (drift flagged, labels back, a retrained challenger promoted, the server reloading it)."""
     from luodi.quickstart import run
 
-    # A live bar on a terminal; in logs (make demo in CI) the four step lines are the summary.
+    # A live bar on a terminal; in logs (make demo in CI) the step lines are the summary.
     progress = "bar" if sys.stderr.isatty() and not as_json else "silent"
     summary = run(workdir=workdir, home=home, progress=progress, quiet=as_json)
     if as_json:

@@ -534,8 +534,9 @@ class RetrainConfig(Strict):
                                "the early-stopping metric. Its direction comes from the task.")
     margin: float = Field(0.01, ge=0, description="The challenger must beat the champion on `metric` by more than "
                           "this (absolute).")
-    max_drop: float = Field(0.05, ge=0, description="Gate: no other holdout metric of the challenger may be worse "
-                            "than the champion's by more than this (absolute).")
+    gates: list[str] = Field(["loss"], description="Other holdout metrics the challenger may not be worse on than "
+                             "the champion by more than max_drop (the deciding metric is left out).")
+    max_drop: float = Field(0.05, ge=0, description="How much worse (absolute) a gate metric of the challenger may be.")
 
 
 class MonitorConfig(Strict):

@@ -133,16 +133,20 @@ def last_decision(store: Store, name: str) -> dict[str, Any] | None:
 
 def judge(champion: dict[str, float], challenger: dict[str, float], metric: str, settings: RetrainConfig
           ) -> tuple[bool, str, list[dict[str, Any]]]:
-    """Whether the challenger wins on `metric` by more than the margin and passes the gates, and why."""
+    """Whether the challenger wins on `metric` by more than the margin and passes the gates (no gate metric worse
+    by more than max_drop), and why."""
     if metric not in champion or metric not in challenger:
         raise InputError(f"retrain.metric {metric!r} is not a holdout metric of this task (metrics: "
                          f"{', '.join(sorted(champion))})")
     sign = 1.0 if direction(metric) == "max" else -1.0
     gain = sign * (challenger[metric] - champion[metric])
     gates = []
-    for name in sorted(set(champion) & set(challenger) - {metric}):
-        if not (np.isfinite(champion[name]) and np.isfinite(challenger[name])):
+    for name in settings.gates:
+        if name == metric:
             continue
+        if name not in champion or name not in challenger:
+            raise InputError(f"retrain.gates: {name!r} is not a holdout metric of this task (metrics: "
+                             f"{', '.join(sorted(champion))})")
         drop = (1.0 if direction(name) == "max" else -1.0) * (champion[name] - challenger[name])
         gates.append({"metric": name, "champion": champion[name], "challenger": challenger[name],
                       "worse_by": drop, "passed": bool(drop <= settings.max_drop)})
