@@ -3,6 +3,8 @@ live metrics, the production mix, and the retrain decision (margin and gates).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from luodi.config import RetrainConfig
 from luodi.errors import InputError
 from luodi.jobs.retrain import judge, mixed
-from luodi.monitor.feedback import Labels, join_labels
+from luodi.monitor.feedback import COMPACT_FILES, Labels, feedback_folder, join_labels, read_feedback, write_feedback
 from luodi.monitor.live import score_window
 from luodi.tasks import OutputSpec
 
@@ -53,6 +55,20 @@ def test_labels_join_by_request_and_position_and_score_live() -> None:
     assert scored["metrics"] == {"accuracy": pytest.approx(2 / 3)}
     assert sum(point["rows"] for point in scored["points"]) == 3
     assert score_window(logged, None, CLASSES, {})["metrics"] == {}
+
+
+def test_feedback_files_are_compacted_and_the_latest_label_wins(tmp_path: Path) -> None:
+    for index in range(COMPACT_FILES + 6):  # one request each, as the server writes them; r0 is relabelled last
+        entries = [{"request_id": f"r{index}", "target": "yes"}]
+        if index == COMPACT_FILES + 5:
+            entries.append({"request_id": "r0", "target": "no"})
+        write_feedback(tmp_path, "tiny", CLASSES.check(entries)[0])
+    files = list(feedback_folder(tmp_path, "tiny").glob("part-*.parquet"))
+    assert len(files) <= COMPACT_FILES
+    labels = read_feedback(tmp_path, "tiny")
+    assert labels is not None and labels.num_rows == COMPACT_FILES + 6
+    by_id = dict(zip(labels.column("request_id").to_pylist(), labels.column("target").to_pylist(), strict=True))
+    assert by_id["r0"] == "no" and by_id["r1"] == "yes"
 
 
 def test_regression_live_error() -> None:

@@ -32,6 +32,7 @@ from luodi.tasks import OutputSpec
 
 MAX_ID = 256  # characters of a request id (what /v2 allows for its `id`)
 MAX_ROW = 1_000_000
+COMPACT_FILES = 64  # feedback files of a model before they are merged into one
 TARGET_KEYS = ("target", "label")  # the label field's names; the model's target column name is accepted too
 
 
@@ -144,14 +145,45 @@ def feedback_folder(home: Path, model: str) -> Path:
 
 
 def write_feedback(home: Path, model: str, table: pa.Table) -> Path:
-    """One Parquet file of labels, written atomically (readers never see half of it)."""
+    """One Parquet file of labels, written atomically (readers never see half of it); past `COMPACT_FILES` files
+    the folder is compacted into one."""
     import pyarrow.parquet as pq
 
     folder = feedback_folder(home, model)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
     atomic_write(path, functools.partial(pq.write_table, table))
+    if sum(1 for _ in folder.glob("part-*.parquet")) > COMPACT_FILES:
+        compact(folder)
     return path
+
+
+def compact(folder: Path) -> None:
+    """Many small files (a feedback request each) into one, a label per (request_id, row): the new file is written
+    before the ones it replaces are deleted, so a reader or a second compaction at the same time loses nothing
+    (at worst two copies of the same labels, which reading removes)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("part-*.parquet"))
+    try:
+        merged = latest_labels([pq.read_table(path) for path in files])
+    except FileNotFoundError:  # another process is compacting the same files
+        return
+    if merged is None:
+        return
+    atomic_write(folder / f"part-{time.time_ns()}-{os.getpid()}.parquet", functools.partial(pq.write_table, merged))
+    for path in files:
+        path.unlink(missing_ok=True)
+
+
+def latest_labels(tables: list[pa.Table]) -> pa.Table | None:
+    """The tables' labels, the latest per (request_id, row)."""
+    if not tables:
+        return None
+    table = pa.concat_tables(tables, promote_options="permissive")
+    frame = table.to_pandas().sort_values("received_at", kind="stable")
+    frame = frame.drop_duplicates(["request_id", "row"], keep="last")
+    return pa.Table.from_pandas(frame, preserve_index=False, schema=table.schema)
 
 
 def read_feedback_file(path: str | Path, labels: Labels) -> pa.Table:
@@ -189,14 +221,11 @@ def read_feedback(home: Path, model: str) -> pa.Table | None:
     for path in files:
         try:
             tables.append(pq.read_table(path))
+        except FileNotFoundError:  # compacted away while we listed
+            continue
         except (OSError, pa.ArrowInvalid) as error:
             raise InputError(f"{path}: not a readable feedback file ({error})") from None
-    if not tables:
-        return None
-    table = pa.concat_tables(tables, promote_options="permissive")
-    frame = table.to_pandas().sort_values("received_at", kind="stable")
-    frame = frame.drop_duplicates(["request_id", "row"], keep="last")
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    return latest_labels(tables)
 
 
 def with_positions(log: pa.Table) -> pa.Table:
