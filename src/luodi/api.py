@@ -21,6 +21,8 @@ import yaml
 
 from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
+from luodi.jobs.retrain import RetrainResult as RetrainResult  # re-exported: the retrain verb and its result
+from luodi.jobs.retrain import retrain as retrain
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
 from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
@@ -535,6 +537,23 @@ def monitor(model: str, *, since: str | None = None, until: str | None = None, o
     from luodi.monitor.check import check
 
     return check(Store(home), model, since=since, until=until, out=out, settings=settings)
+
+
+def feedback(model: str, data: str | Path, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Ground truth for served predictions: a CSV, JSONL or Parquet file of `request_id` (what the server answered
+    with), `target` (or the model's target column) and optionally `row` (the record's position in its request).
+
+    The labels are checked against the model version's outputs (an InputError names the file, row and column) and
+    kept beside the prediction log, where `monitor` joins them by request id (docs/monitoring.md).
+    """
+    from luodi.monitor.feedback import labels_of, read_feedback_file, write_feedback
+    from luodi.package import verify_package
+
+    store = Store(home)
+    version = store.resolve(model)
+    table = read_feedback_file(data, labels_of(verify_package(version.path)))
+    path = write_feedback(store.home, version.name, table)
+    return {"model": version.name, "version": version.version, "accepted": table.num_rows, "file": str(path)}
 
 
 def observed(run: Run) -> Run:

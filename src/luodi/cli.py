@@ -517,10 +517,11 @@ def quickstart(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict."""
+    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict, serve, and the
+    closed loop (drift flagged, labels back, a retrained challenger promoted, the server reloading it)."""
     from luodi.quickstart import run
 
-    # A live bar on a terminal; in logs (make demo in CI) the four step lines are the summary.
+    # A live bar on a terminal; in logs (make demo in CI) the step lines are the summary.
     progress = "bar" if sys.stderr.isatty() and not as_json else "silent"
     summary = run(workdir=workdir, home=home, progress=progress, quiet=as_json)
     if as_json:
@@ -600,13 +601,22 @@ def monitor(
     until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
     no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    retrain_if_drift: Annotated[bool, typer.Option(
+        "--retrain-if-drift", help="When drift is found, run `luodi retrain MODEL` (cron-friendly: one at a time, "
+                                   "and nothing new since the last decision is a no-op).")] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
+    """Drift of the served traffic (the prediction log) against the model's training profile, per feature, and
+    live accuracy from delayed labels."""
     result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    retrained = None
+    if retrain_if_drift:
+        drifted = result.to_dict()["drifted"]
+        retrained = api.retrain(model, home=home, reason=f"drift in {', '.join(drifted)}") if drifted else None
     if as_json:
-        return _print_json(result.to_dict())
+        return _print_json({**result.to_dict(), **({"retrain": retrained.to_dict() if retrained else
+                                                     {"skipped": "no drift"}} if retrain_if_drift else {})})
     from rich.table import Table
 
     _warn(result.notes)
@@ -619,8 +629,67 @@ def monitor(
     console.print(table)
     drifted = result.to_dict()["drifted"]
     console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
+    live = result.live
+    if live.get("metrics"):
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in live["metrics"].items())
+        worst = "; ".join(f"{item['feature']}={item['slice']}: " + ", ".join(
+            f"{name} {item[name]:.4f}" for name in live["metrics"]) for item in live["slices"][:3])
+        console.print(f"live: {shown} on {_count(live['labelled_rows'], 'labelled row')}"
+                      + (f" (worst slices: {worst})" if worst else ""))
     if result.report:
         console.print(f"report: {result.report}")
+    if retrain_if_drift:
+        console.print("retrain: " + (_retrain_words(retrained.to_dict()) if retrained else "skipped (no drift)"))
+
+
+@app.command()
+def retrain(
+    model: Annotated[str, typer.Argument(help="name (its retrain alias, default production), name@alias or "
+                                              "name/version: the champion.")],
+    window: Annotated[str | None, typer.Option(help="Labelled production rows logged this recently (7d, 12h); "
+                                                    "default monitor.retrain.window of the config.")] = None,
+    mix: Annotated[float | None, typer.Option(help="Share of the challenger's training rows from production.")] = None,
+    margin: Annotated[float | None, typer.Option(help="How much the challenger must win by on the metric.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The deciding holdout metric (default: early stopping's).")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Train a challenger on the training data plus labelled production rows; promote it only if it beats the
+    champion on a fresh holdout (recorded as a `retrain` event in `luodi models history`)."""
+    given = {key: value for key, value in {"window": window, "mix": mix, "margin": margin, "metric": metric}.items()
+             if value is not None}
+    result = api.retrain(model, home=home, overrides=given, progress="silent" if as_json else "auto")
+    if as_json:
+        return _print_json(result.to_dict())
+    _console().print(_retrain_words(result.to_dict()))
+
+
+def _retrain_words(detail: dict[str, Any]) -> str:
+    """A retrain decision in one line: skipped, promoted or kept, with both holdout metrics."""
+    if detail.get("skipped"):
+        return f"skipped: {detail['skipped']}"
+    metric = detail.get("metric", "")
+    champion, challenger = detail.get("champion") or {}, detail.get("challenger") or {}
+    nan = float("nan")
+    scores = (f"{metric}: champion v{champion.get('version')} {champion.get('metrics', {}).get(metric, nan):.4f}, "
+              f"challenger v{challenger.get('version')} {challenger.get('metrics', {}).get(metric, nan):.4f}")
+    verdict = f"promoted to @{detail.get('alias')}" if detail.get("promoted") else "not promoted"
+    return f"{verdict} ({scores}): {detail.get('reason', '')}"
+
+
+@app.command()
+def feedback(
+    model: Annotated[str, typer.Argument(help="name, name@alias or name/version whose predictions are labelled.")],
+    data: Annotated[Path, typer.Option("--data", help="CSV, JSONL or Parquet: request_id, target (or the target "
+                                                      "column's name) and optionally row.")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Ground truth for served predictions, joined to the prediction log by request id (live accuracy)."""
+    result = api.feedback(model, data, home=home)
+    if as_json:
+        return _print_json(result)
+    _console().print(f"{_count(result['accepted'], 'label')} kept for {result['model']} ({result['file']})")
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -757,6 +826,8 @@ def _event_detail(kind: str, detail: dict[str, Any]) -> str:
         return moved + (f" ({detail['reason']})" if detail.get("reason") else "")
     if kind == "model.register":
         return f"registered by run {detail['run_id']}" if detail.get("run_id") else "registered"
+    if kind == "retrain":
+        return _retrain_words(detail)
     return ", ".join(f"{key} {value}" for key, value in detail.items())
 
 

@@ -485,6 +485,11 @@ class Store:
             self._event(connection, "alias.move", f"{name}@{alias}", detail)
         return detail
 
+    def record_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append an event (a `retrain` decision, ...) about `subject` (`name/N`, `name@alias`) to the event log."""
+        with self.transaction() as connection:
+            self._event(connection, kind, subject, detail)
+
     def events(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Events about exactly `subject` (a run id, `name/3`, `name@alias`), or all events; newest first."""
         with self._connect() as connection:

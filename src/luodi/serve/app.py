@@ -28,6 +28,7 @@ from starlette.requests import Request
 
 from luodi.errors import InputError
 from luodi.serve.embeddings import embedding_endpoints
+from luodi.serve.feedback import feedback_endpoints
 from luodi.serve.inference import endpoints as builtin_endpoints
 from luodi.serve.middleware import Endpoint, Gate, error_shape
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
@@ -105,7 +106,7 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
 
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # a Reply is an ASGI app
     add_routes(app, state)
-    makers = (builtin_endpoints, openai_endpoints, embedding_endpoints, *endpoints)
+    makers = (builtin_endpoints, openai_endpoints, embedding_endpoints, feedback_endpoints, *endpoints)
     served = [endpoint for make in makers for endpoint in make(state)]
     app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,
