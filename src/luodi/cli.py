@@ -596,11 +596,23 @@ def monitor(
     until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
     no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    alert_webhook: Annotated[str | None, typer.Option(help="Alerts: URL that gets a JSON POST per alert.")] = None,
+    alert_command: Annotated[str | None, typer.Option(help="Alerts: command run per alert, JSON on stdin.")] = None,
+    alert_cooldown: Annotated[float | None, typer.Option(help="Alerts: seconds before an active condition fires "
+                                                              "again [default: 3600].")] = None,
+    alert_quality_rate: Annotated[float | None, typer.Option(help="Alerts: share of rows with missing, unseen or "
+                                                                  "out-of-range values [default: 0.05].")] = None,
+    alert_rules: Annotated[str | None, typer.Option(help="Alerts: NAME<VALUE or NAME>VALUE, comma separated "
+                                                         "(drift_share>0.3).")] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
-    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    from luodi.monitor.alerts import alert_settings
+
+    alerts = alert_settings(webhook=alert_webhook, command=alert_command, cooldown_s=alert_cooldown,
+                            quality_rate=alert_quality_rate, rules=alert_rules)
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home, alerts=alerts)
     if as_json:
         return _print_json(result.to_dict())
     from rich.table import Table
@@ -617,6 +629,8 @@ def monitor(
     console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
     if result.report:
         console.print(f"report: {result.report}")
+    for alert in result.alerts:
+        console.print(f"alert {alert['status']}: {alert['message']}")
 
 
 # ------------------------------------------------------------------------------------------- runs

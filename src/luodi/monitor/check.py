@@ -22,6 +22,7 @@ from luodi.config import MonitorConfig, validate_config
 from luodi.monitor.drift import Result, compare, shown
 from luodi.monitor.log import Window, parse_time, read_window
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
+from luodi.monitor.quality import quality_counts
 from luodi.package import MANIFEST, verify_package
 from luodi.store import Store
 
@@ -63,6 +64,8 @@ class MonitorResult:
     traffic: dict[str, Any]  # per time bucket: start, rows per second, latency p50 / p95 (ms)
     notes: list[str] = field(default_factory=list)
     report: str | None = None
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)  # per feature: missing, unseen, out_of_range
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # what this run fired (monitor/alerts.py)
 
     @property
     def drift(self) -> bool:
@@ -75,7 +78,8 @@ class MonitorResult:
             "drift": self.drift, "drifted": [item.name for item in self.features + self.outputs if item.drift],
             "features": {item.name: item.to_dict() for item in self.features},
             "outputs": {item.name: item.to_dict() for item in self.outputs},
-            "traffic": self.traffic, "notes": self.notes, "report": self.report,
+            "traffic": self.traffic, "quality": self.quality, "alerts": self.alerts, "notes": self.notes,
+            "report": self.report,
         }
 
     def rows_table(self) -> list[tuple[str, str, float, float, bool]]:
@@ -161,7 +165,7 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
         version.name, version.version, str(version.path), window.table.num_rows,
         begin.isoformat() if begin else None, end.isoformat() if end else None,
         pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat(), features, outputs, traffic(window),
-        notes)
+        notes, quality=quality_counts(profile["features"], window.table))
     if out is not None:
         from luodi.io import atomic_write_text
         from luodi.monitor.report import render_monitor

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from luodi.errors import InputError
+from luodi.monitor.alerts import AlertSettings
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
@@ -50,6 +51,27 @@ class ServeConfig(BaseModel):
     strict: bool = Field(False, description="Values never seen in training are refused (422 naming the column), "
                          "as luodi predict --strict does; off: answered as unknown, with a warning.")
     access_log: bool = Field(False, description="uvicorn's per-request access log (costs throughput).")
+    drift_window: int = Field(1000, ge=0, le=1_000_000, description="Newest request rows per model tested live "
+                              "against the reference profile (drift gauges on /metrics, data-quality counters, "
+                              "alerts); 0: live monitoring off.")
+    drift_interval_s: float = Field(10.0, gt=0, le=86_400, description="How often the live window is tested (off "
+                                    "the event loop).")
+    alert_webhook: str | None = Field(None, description="Alerts: URL (http or https) that gets a JSON POST when drift, "
+                                      "data quality or an alert rule fires or resolves (off when unset).")
+    alert_command: str | None = Field(None, description="Alerts: a command run per alert with its JSON on stdin.")
+    alert_cooldown_s: float = Field(3600.0, ge=0, description="Alerts: an active condition fires again after this "
+                                    "many seconds.")
+    alert_quality_rate: float = Field(0.05, gt=0, le=1, description="Alerts: share of the window's rows with missing, "
+                                      "unseen or out-of-range values of a feature that fires a data-quality alert.")
+    alert_rules: str = Field("", description="Alerts: rules over named metrics, NAME<VALUE or NAME>VALUE, comma "
+                             "separated (accuracy<0.8, drift_share>0.3).")
+
+    @property
+    def alerts(self) -> AlertSettings:
+        """The alert settings (validated with the rest in make_config)."""
+        return AlertSettings.model_validate({
+            "webhook": self.alert_webhook, "command": self.alert_command, "cooldown_s": self.alert_cooldown_s,
+            "quality_rate": self.alert_quality_rate, "rules": self.alert_rules})
 
 
 def read_keys(env: str, file: Path | None) -> tuple[str, ...]:
@@ -83,6 +105,11 @@ def make_config(**values: object) -> ServeConfig:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise InputError(f"serve setting {key.replace('_', '-')}: {first['msg']}") from None
+    try:
+        config.alerts  # noqa: B018 - validates the webhook's scheme and the rules
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InputError(f"serve setting alert-{first['loc'][0]}: {first['msg']}") from None
     if not is_loopback(config.host) and not config.api_keys:
         raise InputError(f"refusing to bind {config.host}: only loopback addresses are served without API keys; "
                          "set LUODI_API_KEYS or --api-keys-file")
