@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_monitor import rows, send
+from test_monitor import luodi, rows, send
 
 LIVE = {"drift_window": 300, "drift_interval_s": 0.2}
 
@@ -150,6 +150,26 @@ def test_the_webhook_gets_one_alert_per_episode(serve: Callable[..., Any], store
     assert "drift:size" not in state
 
 
+def test_luodi_monitor_alerts_once_per_episode(serve: Callable[..., Any], store_home: Path, tmp_path: Path,
+                                               receiver: Receiver, table_csv: Callable[..., Path]) -> None:
+    """The CLI run (cron-friendly): a second run over the same drifted log fires nothing new."""
+    with serve("tiny", drift_window=0) as server:  # live monitoring off: only the CLI alerts
+        send(server.client, rows(table_csv, tmp_path, 300, seed=12, shift=2.5))
+    runs = [luodi(store_home, "tiny", "--json", "--no-report", "--alert-webhook", receiver.url,
+                  "--alert-rules", "drift_share>0.99", cwd=tmp_path) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    first, second = (json.loads(run.stdout) for run in runs)
+    assert "drift:size" in {alert["key"] for alert in first["alerts"]} and second["alerts"] == []
+    assert receiver.of("drift:size") == ["firing"] and receiver.of("metric:drift_share") == []
+    alert = next(alert for alert in receiver.received if alert["key"] == "drift:size")
+    assert alert["origin"] == "monitor"
+    assert alert == next(item for item in first["alerts"] if item["key"] == "drift:size")
+    assert first["quality"]["income"]["missing"] == sum(record["income"] is None for record in
+                                                        rows(table_csv, tmp_path, 300, seed=12))
+    bad = luodi(store_home, "tiny", "--alert-webhook", "ftp://example.org/x", cwd=tmp_path)
+    assert bad.returncode == 2 and "--alert-webhook: " in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_dead_webhook_is_logged_and_serving_goes_on(serve: Callable[..., Any], tmp_path: Path,
                                                       table_csv: Callable[..., Path],
                                                       caplog: pytest.LogCaptureFixture) -> None:
@@ -169,6 +189,23 @@ def test_a_dead_webhook_is_logged_and_serving_goes_on(serve: Callable[..., Any],
                record.getMessage() for record in caplog.records)
 
 
+def test_a_failing_drift_computation_is_logged_and_counted(serve: Callable[..., Any], tmp_path: Path,
+                                                           table_csv: Callable[..., Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the tests raise on every pass; requests keep getting answers."""
+    import luodi.serve.live
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("injected drift failure")
+
+    monkeypatch.setattr(luodi.serve.live, "check_entries", broken)
+    with serve("tiny", **LIVE) as server:
+        send(server.client, rows(table_csv, tmp_path, 100, seed=11))
+        text = wait_for(server.client, lambda text: bool(samples(text, "luodi_monitor_errors_total")))
+        assert samples(text, "luodi_monitor_errors_total")[(("model", "tiny"),)] >= 1
+        send(server.client, rows(table_csv, tmp_path, 100, seed=13))
+
+
 @pytest.mark.slow  # starts `luodi serve --workers 2` (two processes loading torch)
 def test_several_workers_report_one_shared_window(store_home: Path, tmp_path: Path,
                                                   table_csv: Callable[..., Path]) -> None:
@@ -177,10 +214,12 @@ def test_several_workers_report_one_shared_window(store_home: Path, tmp_path: Pa
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "LUODI_HOME": str(store_home), "PYTHONWARNINGS": "ignore"}
+    (tmp_path / "tmp").mkdir()  # the supervisor's Prometheus multiprocess folder goes there
+    env = {**os.environ, "LUODI_HOME": str(store_home), "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path / "tmp")}
     command = [sys.executable, "-m", "luodi.cli", "serve", "tiny", "--workers", "2", "--port", str(port),
                "--drift-window", "300", "--drift-interval-s", "0.3", "--reload-interval-s", "0"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(tmp_path / "serve.log", "wb") as server_log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=server_log)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -194,15 +233,16 @@ def test_several_workers_report_one_shared_window(store_home: Path, tmp_path: Pa
             time.sleep(0.3)
         drifted = rows(table_csv, tmp_path, 300, seed=12, shift=2.5)
         missing = sum(record["income"] is None for record in drifted)
-        for start in range(0, 300, 25):  # a new connection per request: the kernel spreads them over the workers
+        for start in range(0, 300, 12):  # a new connection per request: the kernel spreads them over the workers
             with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:
-                send(client, drifted[start:start + 25])
+                send(client, drifted[start:start + 12])
         with httpx.Client(base_url=url) as client:
             text = wait_for(client, lambda text: drift(text).get("size") == 1.0 and window_rows(text) == 300 and
                             samples(text, "luodi_quality_issues_total").get(
                                 (("feature", "income"), ("issue", "missing"), ("model", "tiny"))) == missing)
         assert drift(text) == {"size": 1.0, "age": 0.0, "income": 0.0, "color": 0.0}, drift(text)
         assert window_rows(text) == 300  # both workers' windows tested together, not each worker's share
+        assert len(list((tmp_path / "tmp").glob("luodi-metrics-*/luodi-window-tiny-*.arrow"))) == 2  # both served
         assert len(samples(text, "luodi_drift_window_rows")) == 1  # one series, not one per worker
         assert samples(text, "luodi_quality_issues_total")[
             (("feature", "income"), ("issue", "missing"), ("model", "tiny"))] == missing
