@@ -5,14 +5,17 @@ On the request path a request only appends (its columns, its predictions, the ti
 copy. Every `drift_interval_s` a task takes the window and, on a worker thread (never the event loop), builds the
 prediction log's table from it (serve/predlog.py's `Pending`), runs the same tests as `luodi monitor`
 (monitor/check.py) and sets the gauges; the rows that arrived since the last pass are counted for data quality
-(monitor/quality.py). With several workers each one also writes its window to the Prometheus multiprocess folder
-and tests the newest `drift_window` rows of all workers' windows together, so every worker reports the same scores
-(`livemostrecent` gauges) and the quality counters add up. A failure there is logged and counted; serving goes on.
+(monitor/quality.py), sooner when a window's worth of them is waiting, so what the server holds stays bounded.
+With several workers each one also writes its window to the Prometheus multiprocess folder and tests the newest
+`drift_window` rows of all workers' windows together, so every worker reports the same scores (`livemostrecent`
+gauges) and the quality counters add up. A failure there is logged and counted; serving goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import time
@@ -34,7 +37,6 @@ from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
 MIN_ROWS = 50  # a window of fewer rows is not tested (no gauges, no alerts) yet
-FRESH_LIMIT = 100_000  # rows kept for quality counting between two passes; past it rows are counted as skipped
 
 
 @dataclass
@@ -48,25 +50,24 @@ class Window:
     rows: int = 0
     fresh: list[tuple[float, dict[str, Any], Predictions]] = field(default_factory=list)
     fresh_rows: int = 0
-    skipped: int = 0
 
-    def add(self, at: float, columns: dict[str, Any], result: Predictions) -> None:
+    def add(self, at: float, columns: dict[str, Any], result: Predictions) -> bool:
+        """Append a request; True when the fresh requests reached `limit` rows (time to count them)."""
         chunk = (at, columns, result)
         rows = len(result)
         self.chunks.append(chunk)
         self.rows += rows
         while self.rows - len(self.chunks[0][2]) >= self.limit:
             self.rows -= len(self.chunks.popleft()[2])
-        if self.fresh_rows < FRESH_LIMIT:
-            self.fresh.append(chunk)
-            self.fresh_rows += rows
-        else:
-            self.skipped += rows
+        self.fresh.append(chunk)
+        self.fresh_rows += rows
+        return self.fresh_rows >= self.limit
 
-    def take(self) -> tuple[list[tuple[float, dict[str, Any], Predictions]], list[Any]]:
-        """The window and the fresh requests (which start again empty); on the event loop, where `add` runs."""
+    def take(self, window: bool) -> tuple[list[tuple[float, dict[str, Any], Predictions]], list[Any]]:
+        """The window (when asked) and the fresh requests (which start again empty); on the event loop, where `add`
+        runs."""
         fresh, self.fresh, self.fresh_rows = self.fresh, [], 0
-        return list(self.chunks), fresh
+        return list(self.chunks) if window else [], fresh
 
 
 def log_table(loaded: Loaded, chunks: list[tuple[float, dict[str, Any], Predictions]]) -> pa.Table:
@@ -75,6 +76,14 @@ def log_table(loaded: Loaded, chunks: list[tuple[float, dict[str, Any], Predicti
     for at, columns, result in chunks:
         pending.add(at, "live", None, 0.0, columns, result)
     return pending.table()
+
+
+def inputs_table(loaded: Loaded, chunks: list[tuple[float, dict[str, Any], Predictions]]) -> pa.Table:
+    """Only the `inputs` struct of `log_table` (what the quality counts read), without building the outputs."""
+    fields = loaded.schema.fields
+    arrays = [field.kind.to_log(list(itertools.chain.from_iterable(columns[field.name] for _, columns, _ in chunks)))
+              for field in fields]
+    return pa.table({"inputs": pa.StructArray.from_arrays(arrays, [field.name for field in fields])})
 
 
 class LiveMonitor:
@@ -86,23 +95,33 @@ class LiveMonitor:
         self.profiles: dict[tuple[str, int], tuple[dict[str, Any], Any] | None] = {}
         self.alerter = Alerter(config.alerts, home, "serve", on_outcome=metrics.alert_outcome)
         self.shared = multiprocess_dir()
+        self.wake = asyncio.Event()  # set on the event loop when fresh requests wait to be counted
 
     def record(self, loaded: Loaded, columns: dict[str, Any], result: Predictions) -> None:
         """Add one answered request to its model's window (on the event loop; O(1))."""
         window = self.windows.get(loaded.name)
         if window is None or window.loaded is not loaded:  # first request, or a reload swapped the version
             window = self.windows[loaded.name] = Window(loaded, self.config.drift_window)
-        window.add(time.time(), columns, result)
+        if window.add(time.time(), columns, result):
+            self.wake.set()
 
     async def run(self) -> None:
-        """Every `drift_interval_s`: test each window on a worker thread."""
+        """Every `drift_interval_s`: test each window on a worker thread; in between, count the fresh requests'
+        quality whenever a window's worth arrived (so what waits to be counted stays bounded)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.config.drift_interval_s
         while True:
-            await asyncio.sleep(self.config.drift_interval_s)
-            await self.assess_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), max(0.0, due - loop.time()))
+            self.wake.clear()
+            testing = loop.time() >= due
+            if testing:
+                due = loop.time() + self.config.drift_interval_s
+            await self.assess_all(testing)
 
-    async def assess_all(self) -> None:
+    async def assess_all(self, testing: bool = True) -> None:
         for name, window in list(self.windows.items()):
-            chunks, fresh = window.take()
+            chunks, fresh = window.take(testing)
             try:
                 await asyncio.to_thread(self.assess, window.loaded, chunks, fresh)
             except Exception:  # noqa: BLE001 - a drift computation error never takes serving down
@@ -125,17 +144,20 @@ class LiveMonitor:
         return self.profiles[key]
 
     def assess(self, loaded: Loaded, chunks: list[Any], fresh: list[Any]) -> None:
-        """Count the fresh rows' data quality; test the window (all workers' windows) and set the gauges; alert."""
+        """Count the fresh rows' data quality; test the window (all workers' windows, when `chunks` is given) and set
+        the gauges; alert."""
         found = self.profile(loaded)
-        if found is None or not chunks:
+        if found is None:
             return
         profile, settings = found
         name = loaded.name
         if fresh:
-            for feature, kinds in quality_counts(profile["features"], log_table(loaded, fresh)).items():
+            for feature, kinds in quality_counts(profile["features"], inputs_table(loaded, fresh)).items():
                 for kind, count in kinds.items():
                     if count:
                         self.metrics.quality.labels(name, feature, kind).inc(count)
+        if not chunks:
+            return
         table = log_table(loaded, chunks)
         if self.shared is not None:
             table = self.shared_window(loaded, table)

@@ -1,0 +1,84 @@
+"""Live drift gauges: serving latency and throughput with live monitoring on against off, at concurrency 8.
+
+Two `luodi serve` processes of the same package (a binary classifier over 8 numeric columns and a 32-wide hidden
+layer: a small model, so per-request overhead shows) take turns in rounds against the load generator
+(benchmarks/loadgen.py, its own process): one with the defaults of live monitoring (a 1,000-row window), tested
+every `--interval` seconds (1 s by default, ten times as often as the default 10 s, so the passes' cost shows in
+a few seconds of load), one with `--drift-window 0` (off). Both write the prediction log as usual. Reported: the
+median over rounds of the per-round ratios on / off of p50 latency, p99 latency and requests/s (goal: p50 and
+throughput within 5%), and the gauges the live server exposed at the end (so the passes did run).
+
+    .venv/bin/python benchmarks/monitor_live.py              # about 1.5 minutes
+    .venv/bin/python benchmarks/monitor_live.py --quick      # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+from results_file import write_result  # benchmarks/ is on sys.path when a script runs
+from serve_common import load, luodi_server, post, record, rounds, summary, train_package
+
+FEATURES = 8
+GOAL = 1.05  # live on / off, p50 latency (and off / on requests/s)
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The live server's drift gauges at the end of the run."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {f"{name}{{{labels}}}": float(value) for name, labels, value in
+             re.findall(r"^(luodi_drift_window_rows|luodi_drift_share|luodi_drift)\{([^}]*)\} (\S+)$", text, re.M)}
+    return dict(sorted(found.items())[:12])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between live passes (default 1)")
+    parser.add_argument("--window", type=int, default=1000, help="live window rows (default 1000, the default)")
+    args = parser.parse_args()
+    count, duration = (2, 2.0) if args.quick else (6, 4.0)
+    concurrency = 8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = train_package(Path(tmp), "live", FEATURES, [32], rows=2000)
+        request = post("/v1/models/live/predict", orjson.dumps({"records": [record(FEATURES, seed=3)]}))
+        common = ("--threads", "1", "--log-flush-s", "2")
+        with luodi_server("live", home, "--drift-window", str(args.window), "--drift-interval-s",
+                          str(args.interval), *common) as on, \
+                luodi_server("live", home, "--drift-window", "0", *common) as off:
+            for server in (on, off):  # fill the live window before measuring
+                load(server.port, request, concurrency, 1.0, warmup=0.2)
+            time.sleep(args.interval * 1.5)
+            results = rounds({"on": lambda: load(on.port, request, concurrency, duration),
+                              "off": lambda: load(off.port, request, concurrency, duration)}, count)
+            exposed = gauges(on.port)
+
+    def ratio(key: str) -> float:
+        return round(statistics.median(a[key] / b[key] for a, b in zip(results["on"], results["off"], strict=True)),
+                     3)
+
+    report = {
+        "benchmark": "monitor_live", "machine": platform.machine(), "concurrency": concurrency, "rounds": count,
+        "seconds_per_round": duration, "interval_s": args.interval, "window_rows": args.window,
+        "on": summary(results["on"]), "off": summary(results["off"]),
+        "p50_on_over_off": ratio("p50_ms"), "p99_on_over_off": ratio("p99_ms"), "rps_on_over_off": ratio("rps"),
+        "goal_p50_on_over_off_below": GOAL, "gauges": exposed,
+    }
+    report["goal_met"] = report["p50_on_over_off"] < GOAL and report["rps_on_over_off"] > 1 / GOAL
+    print(json.dumps(report, indent=2))
+    write_result("monitor_live", report, args.quick)
+
+
+if __name__ == "__main__":
+    main()
