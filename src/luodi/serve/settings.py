@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -13,6 +14,16 @@ from luodi.errors import InputError
 from luodi.monitor.alerts import AlertSettings
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+ALERT_FIELDS = ("webhook", "command", "cooldown_s", "quality_rate", "rules")  # ServeConfig's alert_<name> options
+
+
+def _alert(name: str) -> Any:
+    """The field of an alert setting on ServeConfig: AlertSettings' own (default, limits), its description marked."""
+    field = copy.copy(AlertSettings.model_fields[name])
+    field.description = f"Alerts: {field.description}"
+    return field
 
 
 class ServeConfig(BaseModel):
@@ -56,22 +67,16 @@ class ServeConfig(BaseModel):
                               "alerts); 0: live monitoring off.")
     drift_interval_s: float = Field(10.0, gt=0, le=86_400, description="How often the live window is tested (off "
                                     "the event loop).")
-    alert_webhook: str | None = Field(None, description="Alerts: URL (http or https) that gets a JSON POST when drift, "
-                                      "data quality or an alert rule fires or resolves (off when unset).")
-    alert_command: str | None = Field(None, description="Alerts: a command run per alert with its JSON on stdin.")
-    alert_cooldown_s: float = Field(3600.0, ge=0, description="Alerts: an active condition fires again after this "
-                                    "many seconds.")
-    alert_quality_rate: float = Field(0.05, gt=0, le=1, description="Alerts: share of the window's rows with missing, "
-                                      "unseen or out-of-range values of a feature that fires a data-quality alert.")
-    alert_rules: str = Field("", description="Alerts: rules over named metrics, NAME<VALUE or NAME>VALUE, comma "
-                             "separated (accuracy<0.8, drift_share>0.3).")
+    alert_webhook: str | None = _alert("webhook")
+    alert_command: str | None = _alert("command")
+    alert_cooldown_s: float = _alert("cooldown_s")
+    alert_quality_rate: float = _alert("quality_rate")
+    alert_rules: str = _alert("rules")
 
     @property
     def alerts(self) -> AlertSettings:
         """The alert settings (validated with the rest in make_config)."""
-        return AlertSettings.model_validate({
-            "webhook": self.alert_webhook, "command": self.alert_command, "cooldown_s": self.alert_cooldown_s,
-            "quality_rate": self.alert_quality_rate, "rules": self.alert_rules})
+        return AlertSettings.model_validate({name: getattr(self, f"alert_{name}") for name in ALERT_FIELDS})
 
 
 def read_keys(env: str, file: Path | None) -> tuple[str, ...]:
