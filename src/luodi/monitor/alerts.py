@@ -24,6 +24,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -205,6 +206,12 @@ def transitions(state: dict[str, Any], conditions: list[Condition], now: float, 
     return sends
 
 
+def webhook_origin(url: str) -> str:
+    """scheme://host[:port] of a URL, without credentials, path or query (for logs)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
@@ -219,6 +226,7 @@ class Alerter:
         self.on_outcome = on_outcome or (lambda model, outcome: None)
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_LIMIT)
         self.thread: threading.Thread | None = None
+        self.starting = threading.Lock()
         self.stopping = threading.Event()
 
     def evaluate(self, model: str, version: int, conditions: list[Condition],
@@ -243,9 +251,10 @@ class Alerter:
         return payloads
 
     def send(self, payload: dict[str, Any]) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._deliver_all, name="luodi-alerts", daemon=True)
-            self.thread.start()
+        with self.starting:  # evaluations may come from several threads (the live pass, a metric reporter)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._deliver_all, name="luodi-alerts", daemon=True)
+                self.thread.start()
         try:
             self.queue.put_nowait(payload)
         except queue.Full:
@@ -268,8 +277,8 @@ class Alerter:
         """Send one alert to the webhook and the command, with bounded retries; False when any target failed."""
         body = json.dumps(payload).encode()
         targets: list[tuple[str, Callable[[], None]]] = []
-        if self.settings.webhook:
-            targets.append((f"webhook {self.settings.webhook}", lambda: self._post(body)))
+        if self.settings.webhook:  # named by its origin only: a webhook's path often holds its secret
+            targets.append((f"webhook {webhook_origin(self.settings.webhook)}", lambda: self._post(body)))
         if self.settings.command:
             targets.append((f"command {self.settings.command!r}", lambda: self._run(body)))
         delivered = True
