@@ -66,6 +66,7 @@ def test_drifted_traffic_moves_the_gauge_of_the_shifted_feature_only(serve: Call
         assert score < threshold == 0.01
         assert 0 < samples(shifted, "luodi_drift_share")[(("model", "tiny"),)] < 1
         assert window_rows(shifted) == 300
+        assert samples(shifted, "luodi_monitor_seconds_total")[(("model", "tiny"),)] > 0
 
 
 def test_data_quality_counters_count_missing_unseen_and_out_of_range(serve: Callable[..., Any]) -> None:
