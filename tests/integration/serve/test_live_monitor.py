@@ -151,6 +151,20 @@ def test_the_webhook_gets_one_alert_per_episode(serve: Callable[..., Any], store
     assert "drift:size" not in state
 
 
+def test_a_reported_metric_fires_and_resolves_its_rule(serve: Callable[..., Any], receiver: Receiver) -> None:
+    """The hook live accuracy (delayed labels) reports through: rules over named metrics."""
+    with serve("tiny", alert_webhook=receiver.url, alert_rules="accuracy<0.8", **LIVE) as server:
+        live = server.state.live
+        assert [alert["status"] for alert in live.report_metric("tiny", 1, {"accuracy": 0.7})] == ["firing"]
+        assert live.report_metric("tiny", 1, {"accuracy": 0.75}) == []  # the same episode
+        assert live.report_metric("tiny", 1, {"mae": 3.0}) == []  # no rule for it
+        assert [alert["status"] for alert in live.report_metric("tiny", 1, {"accuracy": 0.9})] == ["resolved"]
+        wait_for(server.client, lambda text: len(receiver.of("metric:accuracy")) == 2, timeout=30)
+    assert receiver.of("metric:accuracy") == ["firing", "resolved"]
+    firing = receiver.received[0]
+    assert firing["kind"] == "metric" and firing["value"] == 0.7 and firing["threshold"] == 0.8
+
+
 def test_luodi_monitor_alerts_once_per_episode(serve: Callable[..., Any], store_home: Path, tmp_path: Path,
                                                receiver: Receiver, table_csv: Callable[..., Path]) -> None:
     """The CLI run (cron-friendly): a second run over the same drifted log fires nothing new."""
