@@ -599,9 +599,9 @@ def monitor(
     alert_webhook: Annotated[str | None, typer.Option(help="Alerts: URL that gets a JSON POST per alert.")] = None,
     alert_command: Annotated[str | None, typer.Option(help="Alerts: command run per alert, JSON on stdin.")] = None,
     alert_cooldown: Annotated[float | None, typer.Option(help="Alerts: seconds before an active condition fires "
-                                                              "again [default: 3600].")] = None,
+                                                              "again.", show_default="3600")] = None,
     alert_quality_rate: Annotated[float | None, typer.Option(help="Alerts: share of rows with missing, unseen or "
-                                                                  "out-of-range values [default: 0.05].")] = None,
+                                                                  "out-of-range values.", show_default="0.05")] = None,
     alert_rules: Annotated[str | None, typer.Option(help="Alerts: NAME<VALUE or NAME>VALUE, comma separated "
                                                          "(drift_share>0.3).")] = None,
     home: Home = None,
