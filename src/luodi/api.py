@@ -31,6 +31,7 @@ from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
     from luodi.config import MonitorConfig
+    from luodi.monitor.alerts import AlertSettings
     from luodi.monitor.check import MonitorResult
     from luodi.package import ModelPackage
 
@@ -521,7 +522,8 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
 
 # ---------------------------------------------------------------------------------- runs and models
 def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
-            home: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
+            home: str | Path | None = None, settings: MonitorConfig | None = None,
+            alerts: AlertSettings | None = None) -> MonitorResult:
     """Drift of a model version's logged traffic against its training profile (docs/monitoring.md).
 
     Args:
@@ -531,12 +533,24 @@ def monitor(model: str, *, since: str | None = None, until: str | None = None, o
         out: where to write the monitoring page (none when None).
         home: the store folder (default `$LUODI_HOME` or `./.luodi`); the log is under its `predictions/`.
         settings: a `MonitorConfig` overriding the thresholds saved in the package's config.
+        alerts: where alerts go (`monitor.alerts.alert_settings(webhook=...)`): drift, data quality and rules fire
+            once per episode (state in the store's `alerts/`); delivered before this returns.
 
     Returns the tests per feature and output (`.to_dict()` is what `luodi monitor --json` prints).
     """
     from luodi.monitor.check import check
 
-    return check(Store(home), model, since=since, until=until, out=out, settings=settings)
+    store = Store(home)
+    result = check(store, model, since=since, until=until, out=out, settings=settings)
+    if alerts is not None and alerts.enabled:
+        from luodi.monitor.alerts import Alerter, monitor_conditions
+
+        alerter = Alerter(alerts, store.home, "monitor")
+        conditions = monitor_conditions(result, alerts, result.live.get("metrics"))
+        result.alerts = alerter.evaluate(result.model, result.version, conditions,
+                                         {"window_rows": result.rows, "first": result.first, "last": result.last})
+        alerter.close()
+    return result
 
 
 def feedback(model: str, data: str | Path, *, home: str | Path | None = None) -> dict[str, Any]:

@@ -604,12 +604,24 @@ def monitor(
     retrain_if_drift: Annotated[bool, typer.Option(
         "--retrain-if-drift", help="When drift is found, run `luodi retrain MODEL` (cron-friendly: one at a time, "
                                    "and nothing new since the last decision is a no-op).")] = False,
+    alert_webhook: Annotated[str | None, typer.Option(help="Alerts: URL that gets a JSON POST per alert.")] = None,
+    alert_command: Annotated[str | None, typer.Option(help="Alerts: command run per alert, JSON on stdin.")] = None,
+    alert_cooldown: Annotated[float | None, typer.Option(help="Alerts: seconds before an active condition fires "
+                                                              "again.", show_default="3600")] = None,
+    alert_quality_rate: Annotated[float | None, typer.Option(help="Alerts: share of rows with missing, unseen or "
+                                                                  "out-of-range values.", show_default="0.05")] = None,
+    alert_rules: Annotated[str | None, typer.Option(help="Alerts: NAME<VALUE or NAME>VALUE, comma separated "
+                                                         "(drift_share>0.3, accuracy<0.8).")] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Drift of the served traffic (the prediction log) against the model's training profile, per feature, and
     live accuracy from delayed labels."""
-    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    from luodi.monitor.alerts import alert_settings
+
+    alerts = alert_settings(webhook=alert_webhook, command=alert_command, cooldown_s=alert_cooldown,
+                            quality_rate=alert_quality_rate, rules=alert_rules)
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home, alerts=alerts)
     retrained = None
     if retrain_if_drift:
         drifted = result.to_dict()["drifted"]
@@ -638,6 +650,8 @@ def monitor(
                       + (f" (worst slices: {worst})" if worst else ""))
     if result.report:
         console.print(f"report: {result.report}")
+    for alert in result.alerts:
+        console.print(f"alert {alert['status']}: {alert['message']}")
     if retrain_if_drift:
         console.print("retrain: " + (_retrain_words(retrained.to_dict()) if retrained else "skipped (no drift)"))
 

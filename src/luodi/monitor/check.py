@@ -24,6 +24,7 @@ from luodi.monitor.feedback import labels_of, read_feedback
 from luodi.monitor.live import input_types, score_window
 from luodi.monitor.log import Window, parse_time, read_window, time_buckets
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
+from luodi.monitor.quality import quality_counts
 from luodi.package import MANIFEST, verify_package
 from luodi.store import Store
 
@@ -66,6 +67,8 @@ class MonitorResult:
     notes: list[str] = field(default_factory=list)
     report: str | None = None
     live: dict[str, Any] = field(default_factory=dict)  # live accuracy from delayed labels (live.score_window)
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)  # per feature: missing, unseen, out_of_range
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # what this run fired (monitor/alerts.py)
 
     @property
     def drift(self) -> bool:
@@ -78,7 +81,8 @@ class MonitorResult:
             "drift": self.drift, "drifted": [item.name for item in self.features + self.outputs if item.drift],
             "features": {item.name: item.to_dict() for item in self.features},
             "outputs": {item.name: item.to_dict() for item in self.outputs},
-            "traffic": self.traffic, "live": self.live, "notes": self.notes, "report": self.report,
+            "traffic": self.traffic, "live": self.live, "quality": self.quality, "alerts": self.alerts,
+            "notes": self.notes, "report": self.report,
         }
 
     def rows_table(self) -> list[tuple[str, str, float, float, bool]]:
@@ -161,7 +165,8 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
         begin.isoformat() if begin else None, end.isoformat() if end else None,
         pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat(), features, outputs, traffic(window),
         notes, live=score_window(window.table, read_feedback(store.home, version.name), labels_of(manifest),
-                                 input_types(manifest)))
+                                 input_types(manifest)),
+        quality=quality_counts(profile["features"], window.table))
     if out is not None:
         from luodi.io import atomic_write_text
         from luodi.monitor.report import render_monitor

@@ -12,6 +12,7 @@ entry is named by its index and field, with no label written.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -21,6 +22,8 @@ from luodi.serve.middleware import Endpoint, Head, Target
 from luodi.serve.openapi import V1_ERROR
 from luodi.serve.replies import Reply, json_reply, v1_error
 from luodi.serve.state import ServerState
+
+log = logging.getLogger("luodi.serve")
 
 ENTRY = {"type": "object", "required": ["request_id", "target"], "properties": {
     "request_id": {"type": "string", "minLength": 1, "maxLength": 256},
@@ -42,6 +45,22 @@ OPENAPI: dict[str, Any] = {
 
 def feedback_endpoints(state: ServerState) -> list[Endpoint]:
     """The feedback endpoint of every served model."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def alert_on_accuracy(name: str, version: int) -> None:
+        """Live accuracy (or error) after new labels, checked against the alert rules (`accuracy<0.8`)."""
+        from luodi.monitor.live import live_metrics
+
+        assert state.live is not None and state.predlog is not None
+        try:
+            current = live_metrics(state.predlog.root.parent, f"{name}/{version}", since="1h")
+        except Exception as error:  # noqa: BLE001 - alerts are best effort; the labels are kept either way
+            log.warning("live accuracy of %s/%d after feedback: %s", name, version, error)
+            return
+        values = {key: float(value) for key, value in current.items()
+                  if key in current.get("directions", {}) and isinstance(value, (int, float))}
+        if values:
+            state.live.report_metric(name, version, values, {"labelled_rows": current["labelled_rows"]})
 
     async def v1_feedback(target: Target, head: Head, body: bytes) -> Reply:
         loaded = state.models[target.model].current
@@ -61,6 +80,10 @@ def feedback_endpoints(state: ServerState) -> list[Endpoint]:
             return v1_error(422, [problem.detail() for problem in problems[:20]])
         assert state.predlog is not None  # made in the lifespan, before any request
         await asyncio.to_thread(write_feedback, state.predlog.root.parent, loaded.name, table)
+        if state.live is not None and state.live.alerter.settings.enabled:
+            task = asyncio.create_task(asyncio.to_thread(alert_on_accuracy, loaded.name, loaded.version))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
         return json_reply(200, {"model": loaded.name, "version": loaded.version, "accepted": table.num_rows})
 
     return [Endpoint("/v1/models/{model}/feedback", "v1_feedback", v1_feedback, openapi=OPENAPI)]
