@@ -8,6 +8,7 @@ within 1e-4 (relative) and the test metrics within 1e-3.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -41,7 +42,9 @@ def on_step_end(step, loss):
     if step == kill_at and rank == "1" and attempt == "0":
         os.kill(os.getpid(), signal.SIGKILL)
 
-api.train(config, home=home, progress="silent", callbacks=[Callback(on_step_end=on_step_end)])
+result = api.train(config, home=home, progress="silent", callbacks=[Callback(on_step_end=on_step_end)])
+with open(f"{log}/result-{rank}.json", "w") as handle:
+    handle.write(result.to_dict().__repr__())
 """
 
 
@@ -110,3 +113,6 @@ def test_killed_rank_restarts_and_resumes_exactly(config: Path, two_ranks: tuple
     (run,) = store.list_runs()  # the restarted group continued the same run
     assert run.status == "finished" and run.model_version == 1
     assert_same_weights(store.get_version("tiny", 1).path, straight["package"])
+    ranks = [ast.literal_eval((logs / f"result-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [result["run_id"] for result in ranks] == [run.id, run.id]  # rank 1 knows the run, from the job folder
+    assert [result["rank"] for result in ranks] == [0, 1] and ranks[1]["model"] is None  # rank 1 registered nothing

@@ -353,6 +353,14 @@ def join_job(store: Store | None, config: LuodiConfig, environment: dict[str, An
     return record, folder, restart_count() > 0
 
 
+def job_run(folder: Path | None) -> str:
+    """The run a torchrun job records, as its folder names it (read by ranks other than 0, which open no store)."""
+    from luodi.jobs.distributed import RUN_FILE
+
+    path = (folder or Path()) / RUN_FILE
+    return str(json.loads(path.read_text())["run_id"]) if folder is not None and path.is_file() else ""
+
+
 def record_training(record: RunRecord | None, prepared: Any, environment: dict[str, Any], display: Any,
                     callbacks: Sequence[Any], register: bool, warnings: list[str], checkpoint_dir: Path | None,
                     world: Any) -> TrainResult:
@@ -371,7 +379,7 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
                      callbacks=[*([record.epoch_callback()] if record else []), *callbacks], world=world)
         if record is None:  # another rank of a torchrun job: rank 0 records
             result = fitted.result
-            return TrainResult(run_id="", model=None, package=None, metrics=fitted.metrics,
+            return TrainResult(run_id=job_run(checkpoint_dir), model=None, package=None, metrics=fitted.metrics,
                                best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                                stopped_early=result.stopped_early, seconds=result.seconds,
                                rows=prepared.splits.sizes(), environment=environment, rank=world.rank)
