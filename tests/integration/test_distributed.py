@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,20 @@ with open(f"{log}/result-{rank}.json", "w") as handle:
 """
 
 
+def run_group(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run torchrun (or the launcher) in its own process group, and kill the whole group (its ranks too) when it
+    runs past the timeout, so a hung rank never outlives the test."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"timed out after 300 s: {stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory, table_csv: Any, tiny_config: Any) -> Path:
     folder = tmp_path_factory.mktemp("ddp")
@@ -61,8 +77,8 @@ def config(tmp_path_factory: pytest.TempPathFactory, table_csv: Any, tiny_config
 def two_ranks(config: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """`luodi train CONFIG --nproc 2 --json`: the launcher starting torchrun, uninterrupted."""
     home = tmp_path_factory.mktemp("two-ranks")
-    done = subprocess.run([sys.executable, "-m", "luodi", "train", str(config), "--nproc", "2", "--home", str(home),
-                           "--json"], capture_output=True, text=True, timeout=300, check=False)
+    done = run_group([sys.executable, "-m", "luodi", "train", str(config), "--nproc", "2", "--home", str(home),
+                      "--json"])
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), home
 
@@ -99,9 +115,8 @@ def test_killed_rank_restarts_and_resumes_exactly(config: Path, two_ranks: tuple
     script, logs, home = tmp_path / "killer.py", tmp_path / "logs", tmp_path / "home"
     script.write_text(KILLER)
     logs.mkdir()
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "--max-restarts", "1", str(script), str(config), str(home), str(logs), str(KILL_AT)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "--max-restarts", "1", str(script), str(config), str(home), str(logs), str(KILL_AT)])
     assert done.returncode == 0, "\n".join(line for line in done.stderr.splitlines() if "[rank" in line)[-6000:]
 
     def steps(name: str) -> list[int]:
