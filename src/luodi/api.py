@@ -21,6 +21,7 @@ import yaml
 
 from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
+from luodi.jobs.distributed import Launch as Launch  # re-exported: how train_distributed starts torchrun
 from luodi.jobs.retrain import RetrainResult as RetrainResult  # re-exported: the retrain verb and its result
 from luodi.jobs.retrain import retrain as retrain
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
@@ -37,6 +38,20 @@ if TYPE_CHECKING:
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
 # `import luodi.api` and `luodi --help` stay fast.
+
+
+def train_distributed(config: str | Path, launch: Launch, overrides: list[str] | tuple[str, ...] = (), *,
+                      home: str | Path | None = None, progress: str = "auto") -> TrainResult | None:
+    """Train on several processes (and machines) with DDP: starts torchrun, which runs `luodi train CONFIG` on
+    `launch.nproc` ranks per machine (`Launch(nproc, nnodes, rdzv_endpoint, rdzv_id, max_restarts)`, torchrun's flags).
+
+    Rank 0 records the run and registers the version; returns its `TrainResult` on the machine that ran rank 0
+    (None on the others). `trainer.batch_size` is the global batch, split across the ranks. See docs/scale.md.
+    """
+    from luodi.jobs.distributed import launch as run_torchrun
+
+    result = run_torchrun(config, launch, overrides, home=home, progress=progress)
+    return TrainResult(**result) if result is not None else None
 
 
 @dataclass

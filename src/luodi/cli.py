@@ -154,6 +154,14 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue run RUN from its last checkpoint.")] = None,
     progress: Annotated[str, typer.Option(help="auto, bar, lines or silent.")] = "auto",
+    nproc: Annotated[int | None, typer.Option(help="Train with DDP on this many processes per machine "
+                                                   "(starts torchrun; docs/scale.md).")] = None,
+    nnodes: Annotated[str, typer.Option(help="With --nproc: machines (torchrun's --nnodes, e.g. 2 or 1:4).")] = "1",
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="With --nproc on several machines: HOST:PORT of the "
+                                                           "rendezvous, the same on every machine.")] = None,
+    rdzv_id: Annotated[str | None, typer.Option(help="With --nproc: the job's id, the same on every machine.")] = None,
+    max_restarts: Annotated[int, typer.Option(help="With --nproc: restarts of the group after a rank fails; "
+                                                   "it resumes from the last checkpoint.")] = 0,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -161,7 +169,18 @@ def train(
     if (config is None) == (resume is None):
         raise InputError("give a config file or --resume RUN (not both)")
     try:
-        result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
+        if nproc is not None:
+            if config is None:
+                raise InputError("--nproc trains a config file; a torchrun job resumes by itself (--max-restarts)")
+            launched = api.train_distributed(config, api.Launch(nproc, nnodes, rdzv_endpoint, rdzv_id, max_restarts),
+                                             set_ or [], home=home, progress="silent" if as_json else progress)
+            if launched is None:
+                return  # this machine ran no rank 0: that machine prints the result
+            result = launched
+        else:
+            result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
+            if result.rank != 0:
+                return  # started by torchrun: rank 0 prints the run
     except KeyboardInterrupt as error:
         run_id = getattr(error, "run_id", None)  # None when stopped before the run was recorded
         hint = f"resume with `luodi train --resume {run_id}`" if run_id else "no run was recorded yet"

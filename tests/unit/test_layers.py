@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("luodi.serve",),
     ("luodi.jobs",),
     ("luodi.api", "luodi.quickstart"),
-    ("luodi.cli",),
+    ("luodi.cli", "luodi.__main__"),
 ]
 
 

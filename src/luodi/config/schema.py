@@ -446,6 +446,10 @@ class RuntimeConfig(Strict):
                             "CPU has bf16 instructions (AVX512-BF16, AMX), else fp32; bf16 forces it. off keeps "
                             "strict fp32 everywhere.")
     pin_memory: bool = Field(True, description="On CUDA: page-locked host tensors and asynchronous copies.")
+    checkpoint_dir: str | None = Field(
+        None, description="Under torchrun: the folder of the job's checkpoint, relative to the config file; every rank "
+                          "reads it when torchrun restarts the group, so on several machines it must be shared "
+                          "storage. Default: LUODI_HOME/distributed. Each job (rendezvous id) gets a subfolder.")
 
     @field_validator("threads")
     @classmethod
