@@ -12,7 +12,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,6 +181,22 @@ def load_model(model: str | Path | ModelPackage | dict[str, Any], *, home: str |
     return load_package(Store(home).resolve(reference).path, base)
 
 
+def _register_written(package: ModelPackage, out: str, home: str | Path | None,
+                      write: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], ModelVersion]:
+    """Register as a new version of `out` the package `write` puts into a staging folder (made from `package`);
+    the new manifest and version. The staging folder is removed if anything fails."""
+    store = Store(home)
+    staging = store.staging_dir()
+    try:
+        manifest = write(staging)
+        version = store.register_model(out, staging, run_id=None, task=manifest["task"],
+                                       metrics=manifest["metrics"], description=package.config.description)
+    except BaseException:
+        store.remove_staging(staging)
+        raise
+    return manifest, version
+
+
 def merge(model: str | Path | dict[str, Any], out: str, *, base: str | Path | None = None,
           home: str | Path | None = None) -> dict[str, Any]:
     """Fold a LoRA package's adapters into its base checkpoint and register the result as a new version of `out`:
@@ -198,17 +214,29 @@ def merge(model: str | Path | dict[str, Any], out: str, *, base: str | Path | No
 
     validate_name(out, "--out model name")
     package = load_model(model, home=home, base=base)
-    store = Store(home)
-    staging = store.staging_dir()
-    try:
-        manifest = merge_adapters(package, staging, out)
-        version = store.register_model(out, staging, run_id=None, task=manifest["task"],
-                                       metrics=manifest["metrics"], description=package.config.description)
-    except BaseException:
-        store.remove_staging(staging)
-        raise
+    manifest, version = _register_written(package, out, home, lambda staging: merge_adapters(package, staging, out))
     return {"model": out, "version": version.version, "package": str(version.path),
             "merged_from": str(package.path), "bytes": manifest["files"][WEIGHTS]["bytes"]}
+
+
+def quantize_int8(model: str | Path | dict[str, Any], out: str, *, home: str | Path | None = None
+                  ) -> dict[str, Any]:
+    """Quantize a text_generation package's linear layers to int8 weights (optimize/weight_only.py) and register
+    the result as a new version of `out`: `luodi generate`, `luodi serve` and `luodi evaluate` load it like any
+    package. Evaluate it before trusting it (perplexity moves by the quantization).
+
+    Returns `{"model", "version", "package", "quantized_from", "layers", "bytes"}` (`bytes`: the new weights)."""
+    from luodi.optimize.weight_only import quantize_package
+    from luodi.package import WEIGHTS
+    from luodi.store import validate_name
+
+    validate_name(out, "--out model name")
+    package = load_model(model, home=home)
+    manifest, version = _register_written(package, out, home,
+                                          lambda staging: quantize_package(package, staging, out))
+    return {"model": out, "version": version.version, "package": str(version.path),
+            "quantized_from": str(package.path), "layers": len(manifest["weight_only"]["layers"]),
+            "bytes": manifest["files"][WEIGHTS]["bytes"]}
 
 
 def _is_package_folder(path: Path) -> bool:

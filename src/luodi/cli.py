@@ -844,6 +844,22 @@ def models_merge(
                      f"weights) at {merged['package']}")
 
 
+@models_app.command("quantize")
+def models_quantize(
+    model: Annotated[str, typer.Argument(help="A text_generation package: name, name@alias, name/version or a "
+                                              "folder.")],
+    out: Annotated[str, typer.Option("--out", help="Model name to register the int8 package under.")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Int8 weight-only quantization of a language model's linear layers: faster CPU decoding, a smaller file."""
+    quantized = api.quantize_int8(model, out, home=home)
+    if as_json:
+        return _print_json(quantized)
+    _console().print(f"{out}/{quantized['version']}: {quantized['layers']} linear layers of {model} in int8 "
+                     f"({quantized['bytes']:,} bytes of weights) at {quantized['package']}")
+
+
 @models_app.command("history")
 def models_history(name: Annotated[str, typer.Argument(help="Model name.")], home: Home = None,
                    as_json: Json = False) -> None:

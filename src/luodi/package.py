@@ -347,6 +347,10 @@ def load_package(path: str | Path, base: str | Path | None = None) -> ModelPacka
         model.load_adapter(load_file(str(path / ADAPTER_WEIGHTS)))  # type: ignore[operator]
     else:
         weights = path / WEIGHTS
+        if "weight_only" in manifest:  # int8 linear layers (optimize/weight_only.py): swapped in before loading
+            from luodi.models.int8 import apply_layout
+
+            apply_layout(model, manifest["weight_only"], f"{path / MANIFEST} weight_only")
         check_weights(weights, model.state_dict())
         model.load_state_dict(load_file(str(weights)))
     model.eval()
