@@ -53,10 +53,13 @@ class TinyGRU(nn.Module):
         return self.output(states), cache
 
 
-async def generate_all(scheduler: Scheduler, prompts: list[list[int]], sampling: Sampling) -> list[list[int]]:
+async def generate_all(scheduler: Scheduler, prompts: list[list[int]], sampling: Sampling | list[Sampling]
+                       ) -> list[list[int]]:
+    """Submit every prompt at once (`sampling`: one for all or one per prompt); each one's tokens."""
+    samplings = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
     events: asyncio.Queue[tuple[int, Token]] = asyncio.Queue()
-    for index, prompt in enumerate(prompts):
-        scheduler.submit(Sequence(prompt, sampling, index=index, events=events))
+    for index, (prompt, chosen) in enumerate(zip(prompts, samplings, strict=True)):
+        scheduler.submit(Sequence(prompt, chosen, index=index, events=events))
     tokens: list[list[int]] = [[] for _ in prompts]
     done = 0
     while done < len(prompts):
@@ -136,3 +139,25 @@ def test_seeded_sampling_repeats_and_a_full_queue_refuses() -> None:
         scheduler.submit(Sequence([1], Sampling()))
 
     asyncio.run(overfill())
+
+
+@pytest.mark.parametrize("model", ["gpt", "llama-sdpa", "llama-eager"])
+def test_sequences_of_one_length_step_without_a_mask_and_get_the_tokens_they_get_alone(
+        tmp_path: Path, model: str) -> None:
+    """Prompts of one length that join together step at one length (no mask, the keys written by a slice) until
+    the shorter-lived ones leave; a late joiner of another length makes the batch masked again."""
+    torch.manual_seed(0)
+    if model == "gpt":
+        network: nn.Module = GPT(GPTConfig(layers=2, width=32, heads=2), 50, 64).eval()
+    else:
+        network = causal_lm(write_checkpoint(tmp_path, "llama", num_attention_heads=4, num_key_value_heads=2))
+        network.backbone.config._attn_implementation = model.split("-")[1]
+    prompts = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [3, 1]]
+    limits = [12, 6, 12, 5]
+    alone = [list(generate_tokens(network, prompt, Sampling(max_tokens=limit), eos_id=None))
+             for prompt, limit in zip(prompts, limits, strict=True)]
+    scheduler = Scheduler(network, None, max_running=3, max_waiting=8, metrics=metrics())
+
+    samplings = [Sampling(max_tokens=limit) for limit in limits]
+    assert asyncio.run(generate_all(scheduler, prompts, samplings)) == alone
+    assert scheduler.slots is not None

@@ -86,7 +86,7 @@ class HFSlots:
         self.cache: SlotCache | None = None
         # The running slots of the current step:
         self.index = self.positions = torch.zeros(0, dtype=torch.long)
-        self.first, self.contiguous = 0, False
+        self.first, self.contiguous, self.uniform = 0, False, False
 
     def reset(self) -> None:
         """Forget every slot's contents (the capacity stays)."""
@@ -135,26 +135,38 @@ class HFSlots:
         self.positions = torch.tensor(lengths, device=self.device)  # (running,)
         self.index = torch.tensor(slots, device=self.device)
         self.first, self.contiguous = slots[0], slots == list(range(slots[0], slots[0] + len(slots)))
-        allowed = torch.arange(self.span, device=self.device)[None, :] <= self.positions[:, None]  # (running, span)
-        if self.boolean_mask:
-            mask = allowed[:, None, None, :]
-        else:  # eager attention adds the mask to the scores
-            dtype = self.keys[0].dtype
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(
-                ~allowed, torch.finfo(dtype).min)[:, None, None, :]
+        # Every sequence at the same length (one sequence; prompts of one length that joined together): nothing to
+        # hide, so no mask (the model then sees only its own causal mask, which hides nothing for one new
+        # position, and SDPA takes its unmasked kernel), and the step's keys go in by a slice.
+        self.uniform = self.contiguous and min(lengths) == self.span - 1
+        mask = None if self.uniform else self._mask()
         output = self.backbone(input_ids=torch.tensor(tokens, device=self.device)[:, None], attention_mask=mask,
                                position_ids=self.positions[:, None], use_cache=True, **{self.cache_name: self.cache})
         for slot in slots:
             self.lengths[slot] += 1
         return output.logits[:, -1]
 
+    def _mask(self) -> torch.Tensor:
+        """(running, 1, 1, span): each sequence's positions up to its own (boolean for SDPA, additive for eager)."""
+        allowed = torch.arange(self.span, device=self.device)[None, :] <= self.positions[:, None]  # (running, span)
+        if self.boolean_mask:
+            return allowed[:, None, None, :]
+        dtype = self.keys[0].dtype  # eager attention adds the mask to the scores
+        return torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(
+            ~allowed, torch.finfo(dtype).min)[:, None, None, :]
+
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the step's keys and values (running, kv_heads, 1, head_dim) of `layer` at each sequence's position;
         the running slots' keys and values up to the span (running, kv_heads, span, head_dim)."""
         stored_keys, stored_values = self.keys[layer], self.values[layer]
-        stored_keys[self.index, :, self.positions] = keys[:, :, 0]
-        stored_values[self.index, :, self.positions] = values[:, :, 0]
+        end = self.first + len(self.index)
+        if self.uniform:  # one position for all: a slice, no index tensors
+            position = self.span - 1
+            stored_keys[self.first:end, :, position] = keys[:, :, 0]
+            stored_values[self.first:end, :, position] = values[:, :, 0]
+        else:
+            stored_keys[self.index, :, self.positions] = keys[:, :, 0]
+            stored_values[self.index, :, self.positions] = values[:, :, 0]
         if self.contiguous:  # a view: no copy of the cache
-            end = self.first + len(self.index)
             return stored_keys[self.first:end, :, :self.span], stored_values[self.first:end, :, :self.span]
         return stored_keys[self.index, :, :self.span], stored_values[self.index, :, :self.span]

@@ -99,16 +99,23 @@ class GPTSlots:
         positions, index = positions.to(device), index.to(device)
         cos = model.cos[positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
         sin = model.sin[positions][:, None, None, :]
-        allowed = (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        # All at one length (one sequence, or prompts of one length that joined together): no mask, slice writes.
+        uniform = contiguous and all(self.lengths[slot] == span - 1 for slot in slots)
+        allowed = None if uniform else \
+            (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
         x = model.embedding(torch.tensor(tokens, device=device)[:, None])  # (running, 1, w)
         running, width = len(slots), self.width
         for layer, block in enumerate(model.blocks):
             q, k, v = block.qkv(block.attention_norm(x)).split(width, dim=-1)
             q, k, v = (t.view(running, 1, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (run, heads, 1, d)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            self.keys[layer][index, :, positions] = k[:, :, 0]
-            self.values[layer][index, :, positions] = v[:, :, 0]
+            if uniform:
+                self.keys[layer][slots[0]:slots[0] + running, :, span - 1] = k[:, :, 0]
+                self.values[layer][slots[0]:slots[0] + running, :, span - 1] = v[:, :, 0]
+            else:
+                self.keys[layer][index, :, positions] = k[:, :, 0]
+                self.values[layer][index, :, positions] = v[:, :, 0]
             if contiguous:  # a view: no copy of the cache
                 keys = self.keys[layer][slots[0]:slots[0] + running, :, :span]
                 values = self.values[layer][slots[0]:slots[0] + running, :, :span]
