@@ -10,7 +10,8 @@ generate` and `luodi serve` take):
               step at lr 1e-9
 
 Decode rate at batch 1: luodi's own generation loop (`models.generation.generate_tokens`, the model's KV cache),
-`--prompt-tokens` prompt ids, `--tokens` greedy tokens with no end token: (tokens - 1) / (time of tokens - time of
+`--prompt-tokens` prompt ids, `--tokens` greedy tokens (within the context: bbc-gpt reads 64 positions, so 16 and
+47) with no end token: (tokens - 1) / (time of tokens - time of
 1 token). float32 and int8 take turns in rounds, the order alternating; each ratio is the median over rounds with
 its range. Perplexity: `luodi evaluate` of both packages on held-out BBC News articles (the example's test split;
 its first --articles articles for SmolLM2, whose evaluation is slower).
@@ -66,18 +67,22 @@ def compare(name: str, package: Path, held_out: Path | None, options: argparse.N
     quantized = api.quantize_int8(package, f"{name}-int8", home=home)
     exact, approximate = load_package(package), load_package(quantized["package"])
     vocab = min(int(exact.pipeline.target.vocab_size), 1000)
+    context = int(exact.model.context_length)
+    length = min(options.prompt_tokens, context // 4)  # bbc-gpt reads 64 positions: a 16-token prompt, 47 tokens
+    tokens = min(options.tokens, context - length - 1)
     generator = torch.Generator().manual_seed(0)
-    prompt = [int(t) for t in torch.randint(3, vocab, (options.prompt_tokens,), generator=generator)]
+    prompt = [int(t) for t in torch.randint(3, vocab, (length,), generator=generator)]
     models = {"fp32": exact.model, "int8": approximate.model}
     for model in models.values():
         decode_rate(model, prompt, 4)  # warm-up
     rounds = []
     for index in range(options.rounds):
         order = list(models) if index % 2 == 0 else list(models)[::-1]
-        rounds.append({variant: decode_rate(models[variant], prompt, options.tokens) for variant in order})
+        rounds.append({variant: decode_rate(models[variant], prompt, tokens) for variant in order})
         print(f"{name} round {index + 1}: " + ", ".join(f"{k} {v:.1f} tok/s" for k, v in rounds[-1].items()),
               flush=True)
     result: dict[str, Any] = {
+        "prompt tokens": length, "generated tokens": tokens,
         "decode tokens/s fp32": spread([r["fp32"] for r in rounds]),
         "decode tokens/s int8": spread([r["int8"] for r in rounds]),
         "int8 / fp32 decode (goal >= 1.3)": spread([r["int8"] / r["fp32"] for r in rounds]),
