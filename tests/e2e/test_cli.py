@@ -76,7 +76,7 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
                                   "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "runs ls",
                                   "feedback", "retrain", "runs show", "models ls", "models show", "models promote",
                                   "models history",
-                                  "models merge"])
+                                  "models merge", "models quantize"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr
