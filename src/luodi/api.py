@@ -55,7 +55,7 @@ class InitResult:
 # ------------------------------------------------------------------------------------------------ init
 def init(data: Any, target: str | None = None, *, task: str | None = None, output: str | Path | None = None,
          name: str | None = None, force: bool = False, base: str | Path | None = None, tune: bool = False,
-         ) -> InitResult:
+         time_budget: str | float | None = None, encoder: str | Path | None = None) -> InitResult:
     """Write a commented starter config inferred from a data file, or infer one from rows in memory.
 
     Args:
@@ -70,19 +70,25 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
         base: text_generation: a local Hugging Face checkpoint folder to fine-tune (LoRA) instead of a GPT trained
             from scratch.
         tune: also write a `search:` section for `luodi tune` (ranges around the inferred model, with why).
+        time_budget: how long training may take on a laptop CPU ('10m', '90s', '1h' or seconds; default 5
+            minutes): the epoch cap is what fits it, by an estimate of the model's cost per row.
+        encoder: a local sentence-encoder folder (e.g. all-MiniLM-L6-v2): text columns become its frozen
+            embeddings (computed once and cached) instead of TF-IDF terms.
     """
-    from luodi.data import starter
+    from luodi.data import budget, starter
     from luodi.data.sources import read_table
     from luodi.io import atomic_write_text
     from luodi.tasks import TASKS
 
+    seconds = budget.DEFAULT_BUDGET_S if time_budget is None else budget.parse_duration(str(time_budget))
     if not isinstance(data, str | Path):
         if output is not None:
             raise InputError("rows in memory have no file for a config to point at: train from result.config, or "
                              "save the rows (frame.to_csv) and init from the file")
         if target is None:
             raise InputError("give target=COLUMN: the column to predict")
-        plan, config = starter.starter_for_rows(data, target, task, name)
+        plan, config = starter.starter_for_rows(data, target, task, name, seconds,
+                                                None if encoder is None else str(Path(encoder).resolve()))
         return InitResult(None, plan.name, plan.task.task, plan.task.reason,
                           {c.name: f"{c.type}: {c.reason}" for c in plan.features},
                           {c.name: c.reason for c in plan.dropped}, plan.rows, config)
@@ -111,7 +117,12 @@ def init(data: Any, target: str | None = None, *, task: str | None = None, outpu
     if output.exists() and not force:
         raise InputError(f"{output} already exists; pass --force to overwrite it or --output to write elsewhere")
     table = read_table(data)
-    plan = starter.plan(table, data, target, task, name)
+    written_encoder = None
+    if encoder is not None:
+        from luodi.checkpoints import checkpoint_folder
+
+        written_encoder = starter.relative_data_path(checkpoint_folder(encoder, "--encoder"), output)
+    plan = starter.plan(table, data, target, task, name, seconds, written_encoder)
     text = starter.render(plan, starter.relative_data_path(data, output), data, str(output))
     if tune:
         text += starter.search_section(plan)

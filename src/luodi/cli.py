@@ -133,10 +133,15 @@ def init(
     base: Annotated[Path | None, typer.Option(help="text_generation: a local Hugging Face checkpoint to fine-tune.")]
     = None,
     tune: Annotated[bool, typer.Option("--tune", help="Also write a search: section for `luodi tune`.")] = False,
+    time_budget: Annotated[str | None, typer.Option(help="Training time on a laptop CPU that sets the epoch cap: "
+                                                         "90s, 10m, 1h (default 5m).")] = None,
+    encoder: Annotated[Path | None, typer.Option(help="A local sentence-encoder folder (e.g. all-MiniLM-L6-v2): "
+                                                      "text becomes its frozen, cached embeddings.")] = None,
     as_json: Json = False,
 ) -> None:
     """Write a commented starter config with the task and column types inferred from the data."""
-    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base, tune=tune)
+    result = api.init(data, target, task=task, output=output, name=name, force=force, base=base, tune=tune,
+                      time_budget=time_budget, encoder=encoder)
     if as_json:
         return _print_json(result.to_dict())
     console = _console()

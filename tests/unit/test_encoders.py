@@ -224,3 +224,23 @@ def test_numeric_state_round_trip(train: list[float | None], normalization: str)
     encoder = fitted(NumericFeature(name="x", normalization=normalization), train, pa.float64())  # type: ignore[arg-type]
     probe = column(train + [None, 12.5], pa.float64())
     assert np.array_equal(encoder.transform(probe, Unseen()), restored(encoder).transform(probe, Unseen()))
+
+
+def test_tfidf_words_and_pairs_match_scikit_learn() -> None:
+    """weighting tfidf, ngrams 2: scikit-learn's TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    on the same tokens, column for column."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["the film was not good", "a good film", "not a good match, not at all", "the match was good",
+             "Good good GOOD film", "", None, "the vote was not close"]
+    column = pa.chunked_array([pa.array(texts, pa.string())])
+    encoder = build_encoder(TextFeature(name="t", ngrams=2, weighting="tfidf", max_tokens=1000))
+    encoder.fit(column)
+    ours = encoder.transform(column, Unseen())
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, token_pattern=r"[\w']+")
+    theirs = reference.fit_transform([text or "" for text in texts]).toarray()
+    order = [reference.vocabulary_[term] for term in encoder.vocabulary]  # type: ignore[attr-defined]
+    assert sorted(encoder.vocabulary) == sorted(reference.vocabulary_)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(ours, theirs[:, order], atol=1e-6)
+    restored = build_encoder(encoder.config, json.loads(json.dumps(encoder.state())))
+    np.testing.assert_array_equal(restored.transform(column, Unseen()), ours)

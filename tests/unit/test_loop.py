@@ -93,6 +93,18 @@ def test_early_stopping_after_patience_without_improvement(tmp_path: Path) -> No
     assert result.epochs_run == 4 and result.best_epoch == 1  # epoch 1 sets the best; 3 more fail to beat it
 
 
+def test_plateau_scales_the_lr_after_each_patience_of_stalled_epochs(tmp_path: Path) -> None:
+    """plateau: lr x gamma after `patience` epochs without improvement (and again after as many more); early
+    stopping with a longer patience then ends the run, never the epoch cap."""
+    trainer = TrainerConfig(epochs=50, batch_size=32, optimizer=OptimizerConfig(lr=1e-9),
+                            scheduler={"type": "plateau", "gamma": 0.5, "patience": 2},  # type: ignore[arg-type]
+                            early_stopping={"patience": 5, "min_delta": 1e-3})  # type: ignore[arg-type]
+    _, result = run(tmp_path, trainer)
+    assert result.stopped_early and result.epochs_run == 6
+    lrs = [row["lr"] / 1e-9 for row in result.history]
+    assert lrs == pytest.approx([1, 1, 1, 0.5, 0.5, 0.25])  # epochs 1-3 at lr; 2 stalls; 2 more
+
+
 def test_best_weights_are_restored(tmp_path: Path) -> None:
     model = tiny_model()
     snapshots: list[dict[str, torch.Tensor]] = []

@@ -107,10 +107,30 @@ def test_odd_data_paths_load_back() -> None:
         assert yaml.safe_load(render(starter, path, Path("churn.csv")))["data"]["train"] == path
 
 
-@pytest.mark.parametrize(("rows", "sizes"), [(120, [64, 32]), (2_500, [128, 64])])
+@pytest.mark.parametrize(("rows", "sizes"), [(120, [64, 32]), (2_500, [256, 128])])
 def test_sizes_follow_the_row_count(rows: int, sizes: list[int]) -> None:
-    config = round_trip(table(rows=rows))
+    config = round_trip(table(rows=rows).drop_columns(["note"]))
     assert config.model.hidden_sizes == sizes
+
+
+def test_epochs_follow_the_time_budget() -> None:
+    """A larger model or a smaller --time-budget gives fewer epochs; the comment says how they were chosen, and
+    the plateau schedule (not the cap) is what ends runs."""
+    data = table(rows=50_000).drop_columns(["note"])
+    roomy, tight = (plan(data, Path("churn.csv"), "churned", time_budget=seconds) for seconds in (3600.0, 5.0))
+    assert roomy.epochs == 200 and tight.epochs < roomy.epochs and tight.epochs >= 10
+    text = render(tight, "churn.csv", Path("churn.csv"))
+    assert "budget (--time-budget)" in text and "scheduler: {type: plateau" in text
+    config = validate_config(yaml.safe_load(text), "starter")
+    assert config.trainer.early_stopping.patience > 2 * config.trainer.scheduler.patience
+
+
+def test_time_budget_spellings() -> None:
+    from luodi.data.budget import parse_duration
+
+    assert [parse_duration(text) for text in ("90s", "10m", "1.5h", "42")] == [90, 600, 5400, 42]
+    with pytest.raises(InputError, match="--time-budget 'soon'"):
+        parse_duration("soon")
 
 
 def test_model_name() -> None:
@@ -166,20 +186,30 @@ def test_any_name_reads_back_from_flow_mapping_and_comment(name: str) -> None:
     assert yaml.safe_load(text) == {"input_features": [{"name": name, "type": "numeric"}]}
 
 
-def test_long_text_as_the_main_input_gets_a_text_model() -> None:
+def test_long_text_as_the_main_input_gets_tfidf_terms() -> None:
+    """TF-IDF words and word pairs into an MLP beat the 2-layer Transformer init used to write (docs/text.md)."""
     rng = np.random.default_rng(0)
     words = ["market", "shares", "match", "goal", "film", "actor", "vote", "minister", "the", "a", "and"]
     articles = pa.table({"article": [" ".join(rng.choice(words, rng.integers(30, 90))) for _ in range(80)],
                          "desk": rng.choice(["a", "b", "c"], 80)})
-    starter = plan(articles, Path("news.csv"), "desk")
-    assert starter.architecture == "transformer"
-    text = render(starter, "news.csv", Path("news.csv"))
-    assert "type: hf" in text and "path: ./minilm" in text  # how to switch to a local checkpoint, in a comment
+    text = render(plan(articles, Path("news.csv"), "desk"), "news.csv", Path("news.csv"))
+    assert "luodi init --encoder ./minilm" in text  # how to switch to a local sentence encoder, in a comment
     config = validate_config(yaml.safe_load(text), "starter")
-    assert config.model.type == "transformer"
+    assert config.model.type == "mlp"
     feature = config.input_features[0]
-    assert feature.type == "text" and feature.tokenizer == "bpe"
-    assert feature.max_length == 128  # 90% of texts within ~1.3 tokens a word, rounded up to a power of two
+    assert feature.type == "text" and feature.tokenizer == "bag_of_words"
+    assert (feature.weighting, feature.ngrams) == ("tfidf", 2)
+
+
+def test_encoder_replaces_the_terms() -> None:
+    rng = np.random.default_rng(0)
+    notes = pa.table({"note": [" ".join(rng.choice(["late", "paid", "called"], 6)) for _ in range(40)],
+                      "y": rng.choice(["a", "b"], 40)})
+    config = round_trip(notes, target="y", encoder="minilm")
+    feature = config.input_features[0]
+    assert (feature.tokenizer, feature.encoder) == ("encoder", "minilm")  # type: ignore[union-attr]
+    with pytest.raises(InputError, match="no free-text column"):
+        plan(table().drop_columns(["note"]), Path("churn.csv"), "churned", encoder="minilm")
 
 
 def test_short_text_beside_table_columns_stays_a_bag_of_words() -> None:
@@ -205,19 +235,21 @@ def comment_columns(text: str) -> list[list[int]]:
 def test_inline_comments_line_up() -> None:
     from luodi.data.starter import COMMENT_COLUMN
 
-    text = render(plan(table(names=["a", "a much longer column name", "#tag"]), Path("churn.csv"), "churned"),
-                  "churn.csv", Path("churn.csv"), "luodi.yaml")
+    data = table(names=["a", "a much longer column name", "#tag"]).drop_columns(["note"])  # TF-IDF options: long
+    text = render(plan(data, Path("churn.csv"), "churned"), "churn.csv", Path("churn.csv"), "luodi.yaml")
     blocks = comment_columns(text)
     assert len(blocks) > 5
     for block in blocks:
         assert len(set(block)) == 1, block  # one column in each block
-    assert {block[0] for block in blocks} - {COMMENT_COLUMN} == {blocks[3][0]}  # only the features sit further right
+    assert blocks[3][0] > COMMENT_COLUMN  # the features' long names push their block right
+    assert min(block[0] for block in blocks) == COMMENT_COLUMN
     assert '{name: "#tag", type: numeric}' in text  # its '#' is inside quotes: not a comment (blocks above)
     assert validate_config(yaml.safe_load(text)).input_features
 
 
 def test_a_very_long_line_keeps_its_comment_close() -> None:
-    text = render(plan(table(names=["x" * 120]), Path("churn.csv"), "churned"), "churn.csv", Path("churn.csv"))
+    data = table(names=["x" * 120]).drop_columns(["note"])
+    text = render(plan(data, Path("churn.csv"), "churned"), "churn.csv", Path("churn.csv"))
     long_line = next(line for line in text.splitlines() if "x" * 120 in line)
     assert long_line.split("}", 1)[1].startswith("  # ")
     assert all(len(set(block)) == 1 for block in comment_columns(text.replace(long_line + "\n", "")))

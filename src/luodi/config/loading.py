@@ -128,7 +128,8 @@ def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
     data = config.data
     updates = {key: absolute(value) for key, value in
                (("train", data.train), ("validation", data.validation), ("test", data.test))}
-    features = [feature.model_copy(update={"checkpoint": absolute(feature.checkpoint)})
+    features = [feature.model_copy(update={"checkpoint": absolute(feature.checkpoint),
+                                           "encoder": absolute(feature.encoder)})
                 if isinstance(feature, TextFeature) else feature for feature in config.input_features]
     text = config.target.text  # text_generation's tokenizer folder (validation fills it from model.path)
     text = text.model_copy(update={"checkpoint": absolute(text.checkpoint)})

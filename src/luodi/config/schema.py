@@ -98,12 +98,24 @@ class TextFeature(Strict):
 
     name: str = Field(description="Column name.")
     type: Literal["text"] = "text"
-    tokenizer: Literal["auto", "bag_of_words", "bpe", "wordpiece", "checkpoint"] = Field(
-        "auto", description="auto: bpe for model.type rnn / transformer, the checkpoint's own for hf, else "
-        "bag_of_words (mlp, cnn, resnet: columns of the MLP). "
-        "bpe / wordpiece are trained on the training split; checkpoint reads a Hugging Face tokenizer folder."
+    tokenizer: Literal["auto", "bag_of_words", "bpe", "wordpiece", "checkpoint", "encoder"] = Field(
+        "auto", description="auto: bpe for model.type rnn / transformer, the checkpoint's own for hf, encoder when "
+        "`encoder` is set, else bag_of_words (mlp, cnn, resnet: columns of the MLP). "
+        "bpe / wordpiece are trained on the training split; checkpoint reads a Hugging Face tokenizer folder; "
+        "encoder: the frozen embedding of the `encoder` checkpoint, columns of the MLP."
     )
+    encoder: str | None = Field(
+        None, description="A local sentence-encoder checkpoint folder (e.g. all-MiniLM-L6-v2: config.json, "
+        "model.safetensors, tokenizer.json): the text becomes its frozen embedding (pooled and normalized as its "
+        "modules.json says), computed once per split and cached on disk, not every epoch. Its files are copied "
+        "into the package.")
     max_tokens: int = Field(2000, ge=1, le=100_000, description="bag_of_words: vocabulary size (most frequent words).")
+    ngrams: int = Field(1, ge=1, le=2, description="bag_of_words: 1 counts words; 2 counts words and word pairs "
+                        "(bigrams: 'not good' is not 'good').")
+    weighting: Literal["log_count", "tfidf"] = Field(
+        "log_count", description="bag_of_words: log_count is log(1 + count); tfidf is (1 + log count) x the inverse "
+        "document frequency of the training split, each row scaled to length 1 (terms in fewer than 2 training "
+        "texts are left out).")
     vocab_size: int = Field(
         8000, ge=50, le=1_000_000, description="bpe / wordpiece: vocabulary size to train (bpe starts from 256 bytes)."
     )
@@ -399,10 +411,15 @@ class OptimizerConfig(Strict):
 
 
 class SchedulerConfig(Strict):
-    type: Literal["none", "cosine", "step", "linear"] = Field("none", description="Learning-rate decay after warmup.")
+    type: Literal["none", "cosine", "step", "linear", "plateau"] = Field(
+        "none", description="Learning-rate decay after warmup: cosine / linear over all trainer.epochs; step every "
+        "step_size epochs; plateau when the early-stopping metric stalls (then early stopping, not the epoch cap, "
+        "ends the run).")
     warmup_steps: int = Field(0, ge=0, description="Linear warmup from 0 to lr over this many steps.")
     step_size: int = Field(10, ge=1, description="step: epochs between decays.")
-    gamma: float = Field(0.5, gt=0, le=1, description="step: factor applied at each decay.")
+    gamma: float = Field(0.5, gt=0, le=1, description="step and plateau: factor applied at each decay.")
+    patience: int = Field(3, ge=1, description="plateau: epochs without improvement of the early-stopping metric "
+                          "before the lr is multiplied by gamma (again after as many more).")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine/linear: final lr as a fraction of lr.")
 
 
@@ -644,6 +661,16 @@ def resolve_tokenizer(feature: TextFeature, model: ModelConfig) -> None:
     The validated config (kept in the run and the package) then says which tokenizer was used.
     """
     key = f"input_features[{feature.name}]"
+    if feature.encoder is not None and feature.tokenizer in ("auto", "encoder"):
+        feature.tokenizer = "encoder"
+        if model.type in ("rnn", "transformer", "hf"):
+            raise ValueError(f"{key}.encoder: a frozen text encoder's embedding is read by the MLP (model.type mlp, "
+                             f"cnn or resnet), not by {model.type}")
+        return
+    if feature.tokenizer == "encoder":
+        raise ValueError(f"{key}.tokenizer encoder needs {key}.encoder: a local sentence-encoder folder")
+    if feature.encoder is not None:
+        raise ValueError(f"{key}.encoder is read with tokenizer: encoder (or auto), not {feature.tokenizer}")
     if feature.tokenizer == "auto":
         feature.tokenizer = {"rnn": "bpe", "transformer": "bpe", "hf": "checkpoint"}.get(  # type: ignore[assignment]
             model.type, "bag_of_words")  # mlp, cnn, resnet: the text is columns of the combiner MLP

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from luodi.columns import as_strings, binary_order
+from luodi.data import budget
 from luodi.data.infer import ColumnGuess, TaskGuess, column_values, infer_column, infer_task
 from luodi.errors import InputError
 
@@ -30,8 +32,15 @@ class Starter:
     batch_size: int
     epochs: int
     patience: int
-    architecture: str = "mlp"  # cnn for image or sequence features, transformer when long text is the main input
+    architecture: str = "mlp"  # cnn for image or sequence features (transformer: only `init --tune` tests render it)
     positive: str | None = None  # binary: the label the metrics are of (written as target.positive_class)
+    lr: float = 0.001
+    plateau: int = 3  # epochs without improvement before the lr drops (early stopping waits for two drops)
+    dropout: float = 0.1
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
+    epoch_seconds: float = 0.0  # the estimate the epoch budget came from (data/budget.py)
+    budget_s: float = budget.DEFAULT_BUDGET_S
+    why: dict[str, str] = field(default_factory=dict)  # comments of the written config, by key
 
     @property
     def features(self) -> list[ColumnGuess]:
@@ -58,8 +67,10 @@ def model_name(path: Path) -> str:
                      f"{path.stem!r}); give one with --name")
 
 
-def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name: str | None = None) -> Starter:
-    """Infer everything a starter config needs from the table."""
+def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name: str | None = None,
+         time_budget: float = budget.DEFAULT_BUDGET_S, encoder: str | None = None) -> Starter:
+    """Infer everything a starter config needs from the table; `time_budget` (seconds) bounds the epochs;
+    `encoder` (a sentence-encoder folder, as the config writes it) embeds the text columns instead of TF-IDF."""
     column = column_values(table, target)
     if column.null_count:
         nulls = pc.is_null(column).to_numpy(zero_copy_only=False).nonzero()[0][:5] + 1
@@ -83,50 +94,127 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         raise InputError(f"{path}: no usable feature columns besides {target!r} "
                          f"({'; '.join(f'{c.name}: {c.reason}' for c in columns) or 'no other columns'})")
     rows = table.num_rows
-    columns = [_describe(column, table, path) for column in columns]
-    if any(column.type in ("image", "sequence") for column in columns):
-        # A conv encoder pools each image or sequence into a vector; one hidden layer combines it with the rest.
-        sizes, batch = [64], 64 if rows >= 2_000 else 32
-        epochs, patience = (60, 15) if rows < 2_000 else (30, 6) if rows < 200_000 else (10, 3)
-        return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience, "cnn",
-                       positive)
-    if rows < 2_000:
-        sizes, batch, epochs, patience = [64, 32], 32, 300, 30
-    elif rows < 200_000:
-        sizes, batch, epochs, patience = [128, 64], 64, 100, 10
-    else:
-        sizes, batch, epochs, patience = [256, 128], 256, 30, 5
-    text_length = long_text_length(table, [column.name for column in columns if column.type == "text"])
-    if text_length:  # a sequence model over tokens: fewer, costlier epochs than an MLP
-        columns = [ColumnGuess(c.name, c.type, c.reason, {"max_length": text_length}) if c.type == "text" else c
+    columns = [_describe(column, table, path, rows) for column in columns]
+    if encoder is not None:
+        if not any(column.type == "text" for column in columns):
+            raise InputError(f"--encoder {encoder}: {path} has no free-text column for it to read")
+        columns = [ColumnGuess(c.name, c.type, c.reason, {"encoder": encoder}) if c.type == "text" else c
                    for c in columns]
-        return Starter(name or model_name(path), target, guess, columns, rows, [64], 32, min(epochs, 30),
-                       min(patience, 5), "transformer", positive)
-    return Starter(name or model_name(path), target, guess, columns, rows, sizes, batch, epochs, patience,
-                   positive=positive)
+    outputs = len(labels) if guess.task == "multiclass" else 1
+    base = Starter(name or model_name(path), target, guess, columns, rows, [], 64 if rows >= 2_000 else 32, 0, 0,
+                   positive=positive, budget_s=time_budget)
+    if any(column.type in ("image", "sequence") for column in columns):
+        return _conv_plan(base, outputs)
+    return _mlp_plan(base, outputs)
 
 
-LONG_TEXT_WORDS = 20
+def _train_rows(starter: Starter) -> int:
+    return max(1, int(starter.rows * 0.7))
 
 
-def long_text_length(table: pa.Table, names: list[str]) -> int:
-    """Tokens per text for a text model when a text column holds long texts (20+ words on average), else 0.
-
-    BPE gives about 1.3 tokens a word; the length covers 90% of the texts, at most 256 (CPU cost grows with it).
-    """
-    longest = 0.0
-    for name in names:
-        values = table.column(name).drop_null()
-        words = pc.list_value_length(pc.utf8_split_whitespace(values.cast(pa.string())))
-        if (pc.mean(words).as_py() or 0) >= LONG_TEXT_WORDS:
-            longest = max(longest, pc.quantile(words, q=0.9).to_pylist()[0] * 1.3)
-    if not longest:
-        return 0
-    return min(256, 1 << max(5, int(longest - 1).bit_length()))
+def _dense_width(starter: Starter) -> int:
+    """Columns the combiner MLP reads besides feature encoders: numbers, embeddings, bag-of-words terms."""
+    width = 0
+    for column in starter.features:
+        if column.type == "text":
+            width += 384 if column.options.get("encoder") else column.options.get("max_tokens", 2000)
+        elif column.type == "category":
+            width += 16
+        elif column.type in ("numeric", "binary"):
+            width += 1
+    return width
 
 
-def _describe(column: ColumnGuess, table: pa.Table, path: Path) -> ColumnGuess:
-    """An image column with the size and channels of its images (a sample's headers) and a fitting random crop."""
+def _with_epochs(starter: Starter, multiply_adds: int, lowest: int, highest: int) -> Starter:
+    """The epoch cap from the time budget and the estimated epoch, with the comment saying how it was chosen."""
+    seconds = budget.epoch_seconds(_train_rows(starter), starter.batch_size, multiply_adds)
+    epochs = budget.epochs_within(starter.budget_s, seconds, lowest, highest)
+    why = dict(starter.why)
+    limit = "the time budget" if epochs < highest else f"at most {highest}"
+    why["epochs"] = (f"~{_duration(seconds)} an epoch on a laptop CPU, {_duration(starter.budget_s)} budget "
+                     f"(--time-budget): {limit}; early stopping usually ends sooner")
+    return replace(starter, epochs=epochs, epoch_seconds=seconds, why=why)
+
+
+def _conv_plan(starter: Starter, outputs: int) -> Starter:
+    """Conv blocks until the image is about 8 pixels a side, flattened (where things are matters: global pooling
+    lost 11 points on a 10-class photo set), one hidden layer, dropout against the flattened width's overfitting."""
+    images = [c for c in starter.features if c.type == "image"]
+    if images:
+        options = images[0].options
+        height, width, channels = options.get("height", 28), options.get("width", 28), options.get("channels", 1)
+    else:  # a numeric sequence: a 1-D signal, cost as a strip of one row
+        height, width, channels = 1, 64, 1
+    blocks = max(2, min(4, math.ceil(math.log2(max(height, width) / 8))))  # halvings to about 8 a side
+    conv = [32, 64, 128, 128][:blocks]
+    side = max(height, width) >> blocks if min(height, width) >= 4 else 1
+    conv_adds, flattened = budget.cnn_multiply_adds(height, width, channels, conv)
+    hidden = [256] if outputs > 20 else [128]
+    adds = conv_adds + budget.mlp_multiply_adds(flattened + _dense_width(starter), hidden, outputs)
+    why = {"model": f"{blocks} conv blocks take {width}x{height} down to about {side} a side, flattened (global "
+                    "pooling loses where things are)",
+           "lr": "Adam's usual rate for conv nets; dropped 3x when validation stalls (plateau)"}
+    chosen = replace(starter, hidden_sizes=hidden, architecture="cnn", cnn_channels=conv, plateau=2, patience=5,
+                     dropout=0.3, lr=0.001, why=why)
+    return _with_epochs(chosen, adds, 5, 100)
+
+
+def _mlp_plan(starter: Starter, outputs: int) -> Starter:
+    """A table (and bag-of-words text): an MLP sized by rows; more epochs and patience for small tables, whose
+    epochs are cheap and noisy."""
+    rows = starter.rows
+    text = any(column.type == "text" for column in starter.features)
+    encoded = any(column.options.get("encoder") for column in starter.features)
+    if encoded:  # a few hundred dense columns per text, computed once: a plain MLP over them
+        sizes, dropout, lr = [256], 0.2, 0.001
+        why = {"model": "the encoder's frozen embedding (computed once, cached) into one hidden layer",
+               "lr": "Adam's usual rate; dropped 3x when validation stalls"}
+    elif text:  # TF-IDF terms are thousands of sparse columns: one wide layer, dropout, a larger step
+        sizes, dropout, lr = [128], 0.3, 0.003
+        why = {"model": "TF-IDF words and word pairs into one hidden layer (beat a 2-layer Transformer on BBC News: "
+                        "0.987 against 0.953, docs/text.md)",
+               "lr": "rows of TF-IDF have length 1: small inputs take a larger step"}
+    elif rows < 2_000:
+        sizes, dropout, lr = [64, 32], 0.1, 0.003
+        why = {"model": f"small for {rows} rows: fewer weights overfit less", "lr": "small tables: a larger step"}
+    elif rows < 200_000:
+        sizes, dropout, lr = [256, 128], 0.1, 0.001
+        why = {"model": f"sized for {rows} rows", "lr": "Adam's usual rate; dropped 3x when validation stalls"}
+    else:
+        sizes, dropout, lr = [512, 256], 0.1, 0.001
+        why = {"model": f"wide for {rows} rows", "lr": "Adam's usual rate; dropped 3x when validation stalls"}
+    batch = 256 if rows >= 200_000 else starter.batch_size
+    plateau, patience = (5, 12) if rows < 2_000 else (3, 8)
+    chosen = replace(starter, hidden_sizes=sizes, batch_size=batch, dropout=dropout, lr=lr, plateau=plateau,
+                     patience=patience, why=why)
+    adds = budget.mlp_multiply_adds(_dense_width(chosen), sizes, outputs)
+    return _with_epochs(chosen, adds, 10, 300 if rows < 2_000 else 200)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
+TEXT_MEMORY_VALUES = 100_000_000  # rows x TF-IDF terms, as float32: 400 MB at most
+MOST_TERMS = 20_000
+
+
+def _text_options(rows: int) -> dict[str, Any]:
+    """A text column as TF-IDF words and word pairs; the vocabulary is every term of 2+ training texts, capped so
+    that rows x terms fit in memory."""
+    terms = max(1000, min(MOST_TERMS, TEXT_MEMORY_VALUES // max(rows, 1)) // 1000 * 1000)
+    return {"ngrams": 2, "weighting": "tfidf", "max_tokens": terms}
+
+
+def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int) -> ColumnGuess:
+    """A text column as TF-IDF terms; an image column with the size and channels of its images (a sample's
+    headers) and a fitting random crop."""
+    if column.type == "text":
+        return ColumnGuess(column.name, column.type, column.reason, _text_options(rows))
     if column.type != "image" or not pa.types.is_string(table.column(column.name).type):
         return column
     from luodi.data.images import describe_images
@@ -148,33 +236,34 @@ def _flow(options: dict[str, Any]) -> str:
 
 
 def _model(starter: Starter) -> str:
-    if starter.architecture == "cnn":
-        return f"""model:
-  type: cnn                             # conv blocks read the image / sequence features; an MLP combines
-  cnn: {{channels: [32, 64], kernel_size: 3, batch_norm: true, pool: max, dropout: 0.1, output: avg}}
-  hidden_sizes: {starter.hidden_sizes}
+    why = starter.why.get("model", "")
+    mlp = f"""  hidden_sizes: {starter.hidden_sizes}
   activation: relu
-  dropout: 0.1
+  dropout: {starter.dropout}                          # between the hidden layers: regularization
   normalization: none                   # none, batch or layer (the MLP's hidden layers)
 """
+    if starter.architecture == "cnn":
+        return f"""model:
+  type: cnn                             # {why}
+  cnn: {{channels: {starter.cnn_channels}, kernel_size: 3, batch_norm: true, pool: max, dropout: 0.1, output: flatten}}
+{mlp}"""
     if starter.architecture == "transformer":
         return f"""model:
   type: transformer                     # long free text: tokens (BPE fitted on the train split), not bag of words
-  # A pretrained encoder usually does better: `type: hf` with `path: ./minilm`, a local Hugging Face checkpoint
-  # folder (config.json, model.safetensors, tokenizer.json); see docs/text.md. rnn (GRU / LSTM) also reads tokens.
   transformer: {{layers: 2, heads: 4, width: 64, positions: learned, pooling: mean, dropout: 0.1}}
-  hidden_sizes: {starter.hidden_sizes}
-  activation: relu
-  dropout: 0.1
-  normalization: none                   # none, batch or layer (the MLP's hidden layers)
-"""
+{mlp}"""
+    text = any(column.type == "text" and not column.options.get("encoder") for column in starter.features)
+    hint = ("  # A pretrained sentence encoder can do better on short texts: `luodi init --encoder ./minilm` (a\n"
+            "  # local Hugging Face folder; its embeddings are computed once and cached). See docs/text.md.\n"
+            ) if text else ""
     return f"""model:
-  type: mlp
-  hidden_sizes: {starter.hidden_sizes}              # sized for {starter.rows} rows
-  activation: relu
-  dropout: 0.1
-  normalization: none                   # none, batch or layer
-"""
+  type: mlp                             # {why}
+{hint}{mlp}"""
+
+
+def _warmup(starter: Starter) -> int:
+    """One epoch of steps, at most 500."""
+    return min(500, math.ceil(_train_rows(starter) / starter.batch_size))
 
 
 def render(starter: Starter, data_path: str, source: Path, config_path: str | None = None) -> str:
@@ -215,12 +304,13 @@ input_features:
 
 {_model(starter)}
 trainer:
-  epochs: {starter.epochs}                          # the most; early stopping usually ends sooner
+  epochs: {starter.epochs}                          # {starter.why.get("epochs", "the most")}
   batch_size: {starter.batch_size}
-  optimizer: {{type: adamw, lr: 0.001, weight_decay: 0.01}}
-  scheduler: {{type: cosine, warmup_steps: 0, min_lr_ratio: 0.05}}
+  optimizer: {{type: adamw, lr: {starter.lr}, weight_decay: 0.01}}   # {starter.why.get("lr", "")}
+  # plateau: lr x gamma after `patience` epochs without improvement; one epoch of warmup steadies Adam's start
+  scheduler: {{type: plateau, gamma: 0.3, patience: {starter.plateau}, warmup_steps: {_warmup(starter)}}}
   gradient_clip: 1.0
-  early_stopping: {{metric: {stop_metric}, patience: {starter.patience}}}
+  early_stopping: {{metric: {stop_metric}, patience: {starter.patience}}}   # after two lr drops that did not help
   checkpoint_every_steps: 0             # also checkpoint every N steps (0: at each epoch end)
   seed: 42
 
@@ -302,6 +392,7 @@ def relative_data_path(data: Path, config_path: Path) -> str:
 
 
 def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str | None = None,
+                     time_budget: float = budget.DEFAULT_BUDGET_S, encoder: str | None = None,
                      ) -> tuple[Starter, dict[str, Any]]:
     """What `luodi init` infers from rows in memory (a DataFrame, an Arrow table, records): the plan, and the config
     as a dict whose `data.train` is those rows (for `luodi.train`); the model is named `name` or 'model'."""
@@ -313,7 +404,7 @@ def starter_for_rows(rows: Any, target: str, task: str | None = None, name: str 
     if not isinstance(target, str):
         raise InputError(f"target must be a column name, got {type(target).__name__}")
     table = to_table(rows, IN_MEMORY)
-    starter = plan(table, Path(IN_MEMORY), target, task, name or "model")
+    starter = plan(table, Path(IN_MEMORY), target, task, name or "model", time_budget, encoder)
     config = yaml.safe_load(render(starter, IN_MEMORY, Path(IN_MEMORY)))
     config["data"]["train"] = rows
     return starter, config

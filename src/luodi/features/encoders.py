@@ -11,6 +11,7 @@ the encoders already coerced (numbers as float64, see `pipeline.coerce_table`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from luodi.columns import as_strings, binary_order
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
 from luodi.features.image import ImageEncoder
+from luodi.features.sentence import SentenceEncoder
 from luodi.features.sequence import SequenceEncoder
 from luodi.features.text import TokenEncoder
 from luodi.features.unseen import Unseen
@@ -210,13 +212,19 @@ class BinaryEncoder:
 
 
 class TextEncoder:
-    """Bag of words: log(1 + count) per vocabulary word, vocabulary = most frequent words in train."""
+    """Bag of words: one column per vocabulary term (a word, or with `ngrams: 2` also a word pair), fitted on train.
+
+    `weighting: log_count`: log(1 + count), vocabulary = the most frequent terms. `tfidf`: (1 + log count) x idf,
+    idf = ln((1 + texts) / (1 + texts with the term)) + 1, each row scaled to length 1 (scikit-learn's
+    TfidfVectorizer with sublinear_tf); vocabulary = the terms in the most training texts, at least 2 of them.
+    """
 
     kind = "dense"
 
-    def __init__(self, config: TextFeature, vocabulary: list[str] | None = None):
+    def __init__(self, config: TextFeature, vocabulary: list[str] | None = None, idf: list[float] | None = None):
         self.name, self.config = config.name, config
         self.vocabulary: list[str] = vocabulary or []
+        self.idf = np.asarray(idf or [], np.float32)
 
     def _tokens(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
         strings = pc.fill_null(as_strings(column), "")
@@ -224,37 +232,69 @@ class TextEncoder:
             strings = pc.utf8_lower(strings)
         return pc.split_pattern_regex(strings, WORD_PATTERN)
 
+    def _terms(self, column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+        """Every term of every text, flat, and the row each comes from: words, then (ngrams 2) adjacent pairs."""
+        tokens = self._tokens(column).combine_chunks()
+        rows = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
+        words = pc.list_flatten(tokens)
+        present = pc.not_equal(words, "")
+        words, rows = pc.filter(words, present), rows[present.to_numpy(zero_copy_only=False)]
+        if self.config.ngrams == 1 or len(words) < 2:
+            return words, rows
+        same = rows[1:] == rows[:-1]  # a pair never spans two texts
+        pairs = pc.filter(pc.binary_join_element_wise(words[:-1], words[1:], " "), pa.array(same))
+        return pa.concat_arrays([words, pairs]), np.concatenate([rows, rows[1:][same]])
+
     def fit(self, column: pa.ChunkedArray) -> None:
-        words = pc.list_flatten(self._tokens(column))
-        counts = pc.value_counts(pc.filter(words, pc.not_equal(words, "")))
-        pairs = sorted(zip((-c for c in counts.field("counts").to_pylist()), counts.field("values").to_pylist(),
-                           strict=True))
-        self.vocabulary = [word for _, word in pairs[: self.config.max_tokens]]
+        terms, rows = self._terms(column)
+        if self.config.weighting == "log_count":
+            counts = pc.value_counts(terms)
+            pairs = sorted(zip((-c for c in counts.field("counts").to_pylist()), counts.field("values").to_pylist(),
+                               strict=True))
+            self.vocabulary = [word for _, word in pairs[: self.config.max_tokens]]
+            return
+        encoded = pc.dictionary_encode(terms)
+        names = encoded.dictionary.to_pylist()
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        documents = np.bincount(np.unique(rows * len(names) + codes) % len(names), minlength=len(names))
+        kept = sorted((-int(count), names[code]) for code, count in enumerate(documents) if count >= 2)
+        kept = kept[: self.config.max_tokens]
+        self.vocabulary = [term for _, term in kept]
+        self.idf = np.array([math.log((1 + len(column)) / (1 + count)) + 1 for count in (-c for c, _ in kept)],
+                            np.float32)
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
-        tokens = self._tokens(column)
-        lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
-        flat = pc.list_flatten(tokens)
-        positions = pc.fill_null(pc.index_in(flat, value_set=pa.array(self.vocabulary, pa.string())), -1)
+        terms, rows = self._terms(column)
+        positions = pc.fill_null(pc.index_in(terms, value_set=pa.array(self.vocabulary, pa.string())), -1)
         columns = positions.to_numpy(zero_copy_only=False).astype(np.int64)
-        rows = np.repeat(np.arange(len(lengths)), lengths)
         keep = columns >= 0
-        out = np.zeros((len(lengths), max(1, len(self.vocabulary))), dtype=np.float32)
+        out = np.zeros((len(column), max(1, len(self.vocabulary))), dtype=np.float32)
         np.add.at(out, (rows[keep], columns[keep]), 1.0)
-        return np.log1p(out, out=out)
+        if self.config.weighting == "log_count":
+            return np.log1p(out, out=out)
+        counted = out > 0
+        out[counted] = 1.0 + np.log(out[counted])
+        out *= self.idf
+        lengths = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, lengths, out=out, where=lengths > 0)
 
     def width(self) -> int:
         return max(1, len(self.vocabulary))
 
     def state(self) -> dict[str, Any]:
-        return {"vocabulary": self.vocabulary}
+        if self.config.weighting == "log_count":
+            return {"vocabulary": self.vocabulary}
+        return {"vocabulary": self.vocabulary, "idf": [float(value) for value in self.idf]}
 
 
 def text_encoder(config: TextFeature, **state: Any) -> Encoder:
-    """bag_of_words (what `auto` means outside a whole config): the dense TextEncoder above; bpe, wordpiece or
-    checkpoint: token ids for rnn, transformer and hf (features/text.py)."""
+    """bag_of_words (what `auto` means outside a whole config): the dense TextEncoder above; encoder: a frozen
+    sentence encoder's embedding (features/sentence.py); bpe, wordpiece or checkpoint: token ids for rnn,
+    transformer and hf (features/text.py)."""
     if config.tokenizer in ("auto", "bag_of_words"):
         return TextEncoder(config, **state)
+    if config.tokenizer == "encoder":
+        return SentenceEncoder(config, **state)
     return TokenEncoder(config, **state)
 
 

@@ -131,7 +131,7 @@ def lr_factor(config: SchedulerConfig, steps_per_epoch: int, total_steps: int) -
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if config.type == "none":
+        if config.type in ("none", "plateau"):  # plateau: the loop scales the lr when validation stalls
             return 1.0
         if config.type == "step":
             return float(config.gamma ** ((step // steps_per_epoch) // config.step_size))
@@ -214,7 +214,7 @@ def fit(
     state: dict[str, Any] = {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "loss_sum": 0.0, "loss_rows": 0,
         "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped_early": False,
-        "best_model": None, "seconds": 0.0,
+        "best_model": None, "seconds": 0.0, "lr_scale": 1.0,
     }
     saved = load_checkpoint(run_dir)
     if saved is not None:
@@ -225,7 +225,7 @@ def fit(
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
-        state.update({key: saved[key] for key in state})
+        state.update({key: saved[key] for key in state if key in saved})
     started = time.perf_counter() - state["seconds"]
 
     def checkpoint() -> None:
@@ -265,7 +265,7 @@ def fit(
                     scaler.scale(loss).backward()
                 else:
                     loss.backward()
-                if (next_factor := factor(state["global_step"])) != current_factor:
+                if (next_factor := factor(state["global_step"]) * state["lr_scale"]) != current_factor:
                     set_lr(optimizer, peak_lrs, next_factor)
                     current_factor = next_factor
                 if clip is not None:
@@ -311,6 +311,8 @@ def fit(
                 state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             else:
                 state["bad_epochs"] += 1
+                if config.scheduler.type == "plateau" and state["bad_epochs"] % config.scheduler.patience == 0:
+                    state["lr_scale"] *= config.scheduler.gamma  # from the next step on
             state["history"].append(metrics)
             state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_rows=0)
             stopping = config.early_stopping
