@@ -15,7 +15,8 @@ GOLDEN_TRAIN_LOSS = [0.647795, 0.636776, 0.620000]
 GOLDEN_VAL_LOSS = [0.639434, 0.624753, 0.611035]
 
 TINY = ["--set", "model.hidden_sizes=[8]", "--set", "trainer.epochs=3", "--set", "trainer.batch_size=32",
-        "--set", "runtime.threads=1", "--set", "trainer.scheduler.type=none"]
+        "--set", "runtime.threads=1", "--set", "trainer.scheduler.type=none",
+        "--set", "trainer.scheduler.warmup_steps=0", "--set", "trainer.optimizer.lr=0.001"]  # as recorded
 
 
 def test_golden_loss_trajectory(luodi, churn: dict[str, Path]) -> None:
