@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-quality install browser clean
+.PHONY: demo test test-fast lint bench bench-quality install browser postgres clean
 
 install: $(STAMP)
 
@@ -14,15 +14,15 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.10) on PATH"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 
 demo: install
 	$(BIN)/luodi quickstart
 
 # Lint first: STYLE.md asks for ruff- and mypy-clean code, and CI runs this target. `browser` lets the report
-# test run in headless Chromium.
-test: install lint browser
+# test run in headless Chromium, `postgres` the store tests run on PostgreSQL too.
+test: install lint browser postgres
 	$(BIN)/python -m pytest -q --durations=15
 
 # Debian's chromium for the report's browser test: installed when missing and we are root with apt-get (CI);
@@ -35,6 +35,16 @@ browser:
 			|| echo "chromium could not be installed: the browser test will skip"; \
 	else echo "chromium is not installed (needs root and apt-get): the browser test will skip"; fi
 
+# Debian's PostgreSQL server for the store tests on PostgreSQL (tests/postgres.py starts a throwaway one): installed
+# when missing and we are root with apt-get (CI); otherwise nothing fails and those tests skip, saying why.
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql for the store tests on PostgreSQL"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+			|| echo "postgresql could not be installed: the PostgreSQL store tests will skip"; \
+	else echo "postgresql is not installed (needs root and apt-get): the PostgreSQL store tests will skip"; fi
+
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
@@ -43,7 +53,7 @@ lint: install
 	$(BIN)/mypy
 
 # The vision benchmark compares with Keras 3 (the `bench` extra), installed here rather than for every test run.
-bench: install
+bench: install postgres
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/trainer_overhead.py
@@ -56,6 +66,7 @@ bench: install
 	$(BIN)/python benchmarks/serve_workers.py
 	$(BIN)/python benchmarks/text_models.py
 	$(BIN)/python benchmarks/cpu_precision.py
+	$(BIN)/python benchmarks/store.py
 
 # Model quality (benchmarks/quality.py, about 15-25 minutes): two of its datasets ship in Debian's R data packages,
 # installed here when missing and we are root with apt-get.

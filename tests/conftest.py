@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -296,3 +296,48 @@ def smollm2_checkpoint() -> Path:
 
     import_gguf(gguf, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    """A PostgreSQL server of the whole session (tests/postgres.py); the test skips, saying why, where none starts."""
+    from postgres import PostgresServer, Unavailable
+
+    try:
+        server = PostgresServer().start()
+    except Unavailable as reason:
+        pytest.skip(f"PostgreSQL store tests need a local PostgreSQL server: {reason}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        server.stop()
+        pytest.skip("PostgreSQL store tests need psycopg: make install (or pip install -e '.[postgres]')")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_store(postgres_server: Any, request: pytest.FixtureRequest,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty PostgreSQL database of its own, set as LUODI_STORE (so every Store the test opens, in this process
+    or in the processes it starts, uses it); returns its URL."""
+    import hashlib
+
+    from luodi.database import close_idle_connections
+
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    url = str(postgres_server.create_database(name))
+    monkeypatch.setenv("LUODI_STORE", url)
+    yield url
+    close_idle_connections()  # a session of many tests would otherwise keep one open per database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest, trained_package: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test that uses it runs on the embedded SQLite store and on PostgreSQL (LUODI_STORE); the session's tiny
+    package is trained first, into its own SQLite store."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("LUODI_STORE", raising=False)
+    else:
+        request.getfixturevalue("postgres_store")
+    return str(request.param)

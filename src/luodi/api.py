@@ -21,6 +21,9 @@ import yaml
 
 from luodi.config import is_valid_name, validate_config
 from luodi.errors import InputError
+from luodi.jobs.distributed import Launch as Launch  # re-exported: how train_distributed starts torchrun
+from luodi.jobs.retrain import RetrainResult as RetrainResult  # re-exported: the retrain verb and its result
+from luodi.jobs.retrain import retrain as retrain
 from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API's train verb and its result
 from luodi.jobs.train import train as train
 from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
@@ -29,11 +32,26 @@ from luodi.store import ModelVersion, Run, Store, parse_reference
 
 if TYPE_CHECKING:
     from luodi.config import MonitorConfig
+    from luodi.monitor.alerts import AlertSettings
     from luodi.monitor.check import MonitorResult
     from luodi.package import ModelPackage
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that
 # `import luodi.api` and `luodi --help` stay fast.
+
+
+def train_distributed(config: str | Path, launch: Launch, overrides: list[str] | tuple[str, ...] = (), *,
+                      home: str | Path | None = None, progress: str = "auto") -> TrainResult | None:
+    """Train on several processes (and machines) with DDP: starts torchrun, which runs `luodi train CONFIG` on
+    `launch.nproc` ranks per machine (`Launch(nproc, nnodes, rdzv_endpoint, rdzv_id, max_restarts)`, torchrun's flags).
+
+    Rank 0 records the run and registers the version; returns its `TrainResult` on the machine that ran rank 0
+    (None on the others). `trainer.batch_size` is the global batch, split across the ranks. See docs/scale.md.
+    """
+    from luodi.jobs.distributed import launch as run_torchrun
+
+    result = run_torchrun(config, launch, overrides, home=home, progress=progress)
+    return TrainResult(**result) if result is not None else None
 
 
 @dataclass
@@ -530,7 +548,8 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
 
 # ---------------------------------------------------------------------------------- runs and models
 def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
-            home: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
+            home: str | Path | None = None, settings: MonitorConfig | None = None,
+            alerts: AlertSettings | None = None) -> MonitorResult:
     """Drift of a model version's logged traffic against its training profile (docs/monitoring.md).
 
     Args:
@@ -540,12 +559,41 @@ def monitor(model: str, *, since: str | None = None, until: str | None = None, o
         out: where to write the monitoring page (none when None).
         home: the store folder (default `$LUODI_HOME` or `./.luodi`); the log is under its `predictions/`.
         settings: a `MonitorConfig` overriding the thresholds saved in the package's config.
+        alerts: where alerts go (`monitor.alerts.alert_settings(webhook=...)`): drift, data quality and rules fire
+            once per episode (state in the store's `alerts/`); delivered before this returns.
 
     Returns the tests per feature and output (`.to_dict()` is what `luodi monitor --json` prints).
     """
     from luodi.monitor.check import check
 
-    return check(Store(home), model, since=since, until=until, out=out, settings=settings)
+    store = Store(home)
+    result = check(store, model, since=since, until=until, out=out, settings=settings)
+    if alerts is not None and alerts.enabled:
+        from luodi.monitor.alerts import Alerter, monitor_conditions
+
+        alerter = Alerter(alerts, store.home, "monitor")
+        conditions = monitor_conditions(result, alerts, result.live.get("metrics"))
+        result.alerts = alerter.evaluate(result.model, result.version, conditions,
+                                         {"window_rows": result.rows, "first": result.first, "last": result.last})
+        alerter.close()
+    return result
+
+
+def feedback(model: str, data: str | Path, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Ground truth for served predictions: a CSV, JSONL or Parquet file of `request_id` (what the server answered
+    with), `target` (or the model's target column) and optionally `row` (the record's position in its request).
+
+    The labels are checked against the model version's outputs (an InputError names the file, row and column) and
+    kept beside the prediction log, where `monitor` joins them by request id (docs/monitoring.md).
+    """
+    from luodi.monitor.feedback import labels_of, read_feedback_file, write_feedback
+    from luodi.package import verify_package
+
+    store = Store(home)
+    version = store.resolve(model)
+    table = read_feedback_file(data, labels_of(verify_package(version.path)))
+    path = write_feedback(store.home, version.name, table)
+    return {"model": version.name, "version": version.version, "accepted": table.num_rows, "file": str(path)}
 
 
 def observed(run: Run) -> Run:

@@ -159,6 +159,14 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue run RUN from its last checkpoint.")] = None,
     progress: Annotated[str, typer.Option(help="auto, bar, lines or silent.")] = "auto",
+    nproc: Annotated[int | None, typer.Option(help="Train with DDP on this many processes per machine "
+                                                   "(starts torchrun; docs/scale.md).")] = None,
+    nnodes: Annotated[str, typer.Option(help="With --nproc: machines (torchrun's --nnodes, e.g. 2 or 1:4).")] = "1",
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="With --nproc on several machines: HOST:PORT of the "
+                                                           "rendezvous, the same on every machine.")] = None,
+    rdzv_id: Annotated[str | None, typer.Option(help="With --nproc: the job's id, the same on every machine.")] = None,
+    max_restarts: Annotated[int, typer.Option(help="With --nproc: restarts of the group after a rank fails; "
+                                                   "it resumes from the last checkpoint.")] = 0,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -166,7 +174,18 @@ def train(
     if (config is None) == (resume is None):
         raise InputError("give a config file or --resume RUN (not both)")
     try:
-        result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
+        if nproc is not None:
+            if config is None:
+                raise InputError("--nproc trains a config file; a torchrun job resumes by itself (--max-restarts)")
+            launched = api.train_distributed(config, api.Launch(nproc, nnodes, rdzv_endpoint, rdzv_id, max_restarts),
+                                             set_ or [], home=home, progress="silent" if as_json else progress)
+            if launched is None:
+                return  # this machine ran no rank 0: that machine prints the result
+            result = launched
+        else:
+            result = api.train(config, set_ or [], resume=resume, home=home, progress=progress)
+            if result.rank != 0:
+                return  # started by torchrun: rank 0 prints the run
     except KeyboardInterrupt as error:
         run_id = getattr(error, "run_id", None)  # None when stopped before the run was recorded
         hint = f"resume with `luodi train --resume {run_id}`" if run_id else "no run was recorded yet"
@@ -200,12 +219,16 @@ def tune(
     study: Annotated[str | None, typer.Option(help="Study name (default: the model name); the same name continues "
                                                    "it, also from several processes at once.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set trainer.epochs=20")] = None,
+    storage: Annotated[str | None, typer.Option(help="Where the study lives: a postgresql:// URL that machines "
+                                                     "share (default: the store's database when LUODI_STORE is "
+                                                     "PostgreSQL, else LUODI_HOME/studies.db).")] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Search the config's search: ranges (Optuna TPE, pruning bad trials), register the best trial's model."""
     try:
-        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home)
+        result = api.tune(config, trials, time_budget=time_budget, study=study, overrides=set_ or [], home=home,
+                          storage=storage)
     except KeyboardInterrupt:
         print("\ninterrupted: the finished trials are kept; run the same command to continue the study",
               file=sys.stderr)
@@ -518,10 +541,11 @@ def quickstart(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict."""
+    """The whole lifecycle on scikit-learn's breast-cancer data: init, train, evaluate, predict, serve, and the
+    closed loop (drift flagged, labels back, a retrained challenger promoted, the server reloading it)."""
     from luodi.quickstart import run
 
-    # A live bar on a terminal; in logs (make demo in CI) the four step lines are the summary.
+    # A live bar on a terminal; in logs (make demo in CI) the step lines are the summary.
     progress = "bar" if sys.stderr.isatty() and not as_json else "silent"
     summary = run(workdir=workdir, home=home, progress=progress, quiet=as_json)
     if as_json:
@@ -601,13 +625,34 @@ def monitor(
     until: Annotated[str | None, typer.Option(help="Window end, as --since (default: now).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the monitoring page.")] = Path("monitor.html"),
     no_report: Annotated[bool, typer.Option("--no-report", help="Tests only, no page.")] = False,
+    retrain_if_drift: Annotated[bool, typer.Option(
+        "--retrain-if-drift", help="When drift is found, run `luodi retrain MODEL` (cron-friendly: one at a time, "
+                                   "and nothing new since the last decision is a no-op).")] = False,
+    alert_webhook: Annotated[str | None, typer.Option(help="Alerts: URL that gets a JSON POST per alert.")] = None,
+    alert_command: Annotated[str | None, typer.Option(help="Alerts: command run per alert, JSON on stdin.")] = None,
+    alert_cooldown: Annotated[float | None, typer.Option(help="Alerts: seconds before an active condition fires "
+                                                              "again.", show_default="3600")] = None,
+    alert_quality_rate: Annotated[float | None, typer.Option(help="Alerts: share of rows with missing, unseen or "
+                                                                  "out-of-range values.", show_default="0.05")] = None,
+    alert_rules: Annotated[str | None, typer.Option(help="Alerts: NAME<VALUE or NAME>VALUE, comma separated "
+                                                         "(drift_share>0.3, accuracy<0.8).")] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Drift of the served traffic (the prediction log) against the model's training profile, per feature."""
-    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home)
+    """Drift of the served traffic (the prediction log) against the model's training profile, per feature, and
+    live accuracy from delayed labels."""
+    from luodi.monitor.alerts import alert_settings
+
+    alerts = alert_settings(webhook=alert_webhook, command=alert_command, cooldown_s=alert_cooldown,
+                            quality_rate=alert_quality_rate, rules=alert_rules)
+    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home, alerts=alerts)
+    retrained = None
+    if retrain_if_drift:
+        drifted = result.to_dict()["drifted"]
+        retrained = api.retrain(model, home=home, reason=f"drift in {', '.join(drifted)}") if drifted else None
     if as_json:
-        return _print_json(result.to_dict())
+        return _print_json({**result.to_dict(), **({"retrain": retrained.to_dict() if retrained else
+                                                     {"skipped": "no drift"}} if retrain_if_drift else {})})
     from rich.table import Table
 
     _warn(result.notes)
@@ -620,8 +665,69 @@ def monitor(
     console.print(table)
     drifted = result.to_dict()["drifted"]
     console.print(f"drift in: {', '.join(drifted)}" if drifted else "no drift")
+    live = result.live
+    if live.get("metrics"):
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in live["metrics"].items())
+        worst = "; ".join(f"{item['feature']}={item['slice']}: " + ", ".join(
+            f"{name} {item[name]:.4f}" for name in live["metrics"]) for item in live["slices"][:3])
+        console.print(f"live: {shown} on {_count(live['labelled_rows'], 'labelled row')}"
+                      + (f" (worst slices: {worst})" if worst else ""))
     if result.report:
         console.print(f"report: {result.report}")
+    for alert in result.alerts:
+        console.print(f"alert {alert['status']}: {alert['message']}")
+    if retrain_if_drift:
+        console.print("retrain: " + (_retrain_words(retrained.to_dict()) if retrained else "skipped (no drift)"))
+
+
+@app.command()
+def retrain(
+    model: Annotated[str, typer.Argument(help="name (its retrain alias, default production), name@alias or "
+                                              "name/version: the champion.")],
+    window: Annotated[str | None, typer.Option(help="Labelled production rows logged this recently (7d, 12h); "
+                                                    "default monitor.retrain.window of the config.")] = None,
+    mix: Annotated[float | None, typer.Option(help="Share of the challenger's training rows from production.")] = None,
+    margin: Annotated[float | None, typer.Option(help="How much the challenger must win by on the metric.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The deciding holdout metric (default: early stopping's).")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Train a challenger on the training data plus labelled production rows; promote it only if it beats the
+    champion on a fresh holdout (recorded as a `retrain` event in `luodi models history`)."""
+    given = {key: value for key, value in {"window": window, "mix": mix, "margin": margin, "metric": metric}.items()
+             if value is not None}
+    result = api.retrain(model, home=home, overrides=given, progress="silent" if as_json else "auto")
+    if as_json:
+        return _print_json(result.to_dict())
+    _console().print(_retrain_words(result.to_dict()))
+
+
+def _retrain_words(detail: dict[str, Any]) -> str:
+    """A retrain decision in one line: skipped, promoted or kept, with both holdout metrics."""
+    if detail.get("skipped"):
+        return f"skipped: {detail['skipped']}"
+    metric = detail.get("metric", "")
+    champion, challenger = detail.get("champion") or {}, detail.get("challenger") or {}
+    nan = float("nan")
+    scores = (f"{metric}: champion v{champion.get('version')} {champion.get('metrics', {}).get(metric, nan):.4f}, "
+              f"challenger v{challenger.get('version')} {challenger.get('metrics', {}).get(metric, nan):.4f}")
+    verdict = f"promoted to @{detail.get('alias')}" if detail.get("promoted") else "not promoted"
+    return f"{verdict} ({scores}): {detail.get('reason', '')}"
+
+
+@app.command()
+def feedback(
+    model: Annotated[str, typer.Argument(help="name, name@alias or name/version whose predictions are labelled.")],
+    data: Annotated[Path, typer.Option("--data", help="CSV, JSONL or Parquet: request_id, target (or the target "
+                                                      "column's name) and optionally row.")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Ground truth for served predictions, joined to the prediction log by request id (live accuracy)."""
+    result = api.feedback(model, data, home=home)
+    if as_json:
+        return _print_json(result)
+    _console().print(f"{_count(result['accepted'], 'label')} kept for {result['model']} ({result['file']})")
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -746,7 +852,8 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], hom
     if as_json:
         return _print_json(events)
     for event in events:
-        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {event['actor']:<12} "
+        where = f"{event['actor']}@{event['host']}" if event["host"] else event["actor"]  # host: since schema 2
+        print(f"{event['at']}  {event['kind']:<15} {event['subject']:<24} {where:<24} "
               f"{_event_detail(event['kind'], event['detail'])}")
 
 
@@ -757,6 +864,8 @@ def _event_detail(kind: str, detail: dict[str, Any]) -> str:
         return moved + (f" ({detail['reason']})" if detail.get("reason") else "")
     if kind == "model.register":
         return f"registered by run {detail['run_id']}" if detail.get("run_id") else "registered"
+    if kind == "retrain":
+        return _retrain_words(detail)
     return ", ".join(f"{key} {value}" for key, value in detail.items())
 
 

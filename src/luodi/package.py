@@ -33,14 +33,14 @@ import torch
 from torch import nn
 
 from luodi.checkpoints import checkpoint_digest
-from luodi.config import LuodiConfig, validate_config
+from luodi.config import LuodiConfig, TargetConfig, validate_config
 from luodi.data.sources import TableLike, to_table
 from luodi.errors import InputError
 from luodi.features.pipeline import Encoded, FeaturePipeline, coerce_table
 from luodi.io import atomic_write_json, current_umask, sha256_file
 from luodi.models import build_model
 from luodi.models.inference import predict_arrays
-from luodi.tasks import Predictions, Task
+from luodi.tasks import OutputSpec, Predictions, Task, get_task
 
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
@@ -187,6 +187,13 @@ def check_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         if not isinstance(entry, dict) or entry.get("shape") != shape or entry.get("dtype") != dtype:
             raise InputError(f"{path}: tensor {name!r} is {entry.get('dtype')} {entry.get('shape')}, "
                              f"the architecture needs {dtype} {shape}")
+
+
+def output_specs(manifest: dict[str, Any]) -> tuple[OutputSpec, ...]:
+    """The package's outputs, from its task and the target state it saved (no model is loaded for this)."""
+    task = get_task(manifest["task"])
+    target = task.target(TargetConfig.model_validate(manifest["config"]["target"]), manifest["features"]["target"])
+    return task.output_specs(target)
 
 
 def verify_package(path: Path) -> dict[str, Any]:

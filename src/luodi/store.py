@@ -1,8 +1,9 @@
-"""LUODI_HOME: SQLite (WAL) for runs, model versions, aliases and an append-only event log; folders for files.
+"""LUODI_HOME: runs, model versions, aliases and an append-only event log in a database; folders for files.
 
-Layout: `luodi.db`, `runs/<run id>/` (config, checkpoint, pipeline state), `models/<name>/v<version>/`
-(immutable packages), `staging/` (packages being written; renamed into `models/` at registration).
-Every change is one transaction; a package folder becomes a version only when its row commits.
+Layout: `luodi.db` (SQLite, WAL; or a PostgreSQL database several machines share, `LUODI_STORE=postgresql://...`,
+with LUODI_HOME then a folder they all mount), `runs/<run id>/` (config, checkpoint, pipeline state),
+`models/<name>/v<version>/` (immutable packages), `staging/` (packages being written; renamed into `models/` at
+registration). Every change is one transaction; a package folder becomes a version only when its row commits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,32 +22,42 @@ from pathlib import Path
 from typing import Any
 
 from luodi.config import is_valid_name
+from luodi.database import Connection, Database, open_database
 from luodi.errors import InputError
 from luodi.io import fsync_dir
 
 RESERVED_ALIASES = {"latest"}
 STAGING_GRACE_SECONDS = 3600  # a staging folder untouched this long belongs to no live registration
-MAX_VERSION = 2**63 - 1  # SQLite's INTEGER; a larger number is the user's typo, not an OverflowError
+MAX_VERSION = 2**63 - 1  # a 64-bit INTEGER (BIGINT); a larger number is the user's typo, not an OverflowError
+# The first schema; MIGRATIONS bring every store, new or old, to SCHEMA_VERSION. {int} and {serial} are the
+# database's column types (Database.types).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL, config TEXT NOT NULL, environment TEXT NOT NULL DEFAULT '{}',
-    metrics TEXT NOT NULL DEFAULT '{}', summary TEXT NOT NULL DEFAULT '{}', error TEXT,
-    model_name TEXT, model_version INTEGER);
+    updated_at TEXT NOT NULL, config TEXT NOT NULL, environment TEXT NOT NULL DEFAULT '{{}}',
+    metrics TEXT NOT NULL DEFAULT '{{}}', summary TEXT NOT NULL DEFAULT '{{}}', error TEXT,
+    model_name TEXT, model_version {int});
 CREATE TABLE IF NOT EXISTS epoch_metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL, metrics TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(id), epoch {int} NOT NULL, metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS model_versions (
-    name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT, path TEXT NOT NULL, created_at TEXT NOT NULL,
-    task TEXT NOT NULL, metrics TEXT NOT NULL DEFAULT '{}', parent_version INTEGER, data_sha256 TEXT,
+    name TEXT NOT NULL, version {int} NOT NULL, run_id TEXT, path TEXT NOT NULL, created_at TEXT NOT NULL,
+    task TEXT NOT NULL, metrics TEXT NOT NULL DEFAULT '{{}}', parent_version {int}, data_sha256 TEXT,
     description TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    name TEXT NOT NULL, alias TEXT NOT NULL, version {int} NOT NULL, updated_at TEXT NOT NULL,
     PRIMARY KEY (name, alias), FOREIGN KEY (name, version) REFERENCES model_versions(name, version));
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
-    actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
+    id {serial}, at TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+    actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{{}}');
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+TABLES = ("runs", "epoch_metrics", "model_versions", "aliases", "events", "store_meta")
+MIGRATIONS: dict[int, tuple[str, ...]] = {  # schema version -> the statements that reach it from the one before
+    2: ("ALTER TABLE events ADD COLUMN host TEXT NOT NULL DEFAULT ''",  # the audit trail: which machine
+        "ALTER TABLE events ADD COLUMN username TEXT NOT NULL DEFAULT ''"),  # and which login, beside the actor
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -163,25 +174,13 @@ class ModelVersion:
         return {**self.__dict__, "path": str(self.path), "aliases": list(self.aliases)}
 
 
-def _write_ahead_log(connection: sqlite3.Connection, wait_s: float = 60.0) -> None:
-    """Put the database in WAL mode (a no-op once it is). Switching a new file takes an exclusive lock, and when
-    processes open a new store together SQLite answers the lock upgrade that would deadlock with "database is
-    locked" at once, without its busy timeout: wait and try again, as the timeout would."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 class Store:
-    """The local run store and model registry under LUODI_HOME (default ./.luodi)."""
+    """The run store and model registry: files under LUODI_HOME (default ./.luodi), tables in its SQLite file or in
+    the PostgreSQL database LUODI_STORE names."""
 
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, database: str | None = None):
+        """`home` holds the files (default `$LUODI_HOME` or ./.luodi); `database` the tables (default
+        `$LUODI_STORE`; unset: SQLite at home/luodi.db; `postgresql://...`: a server several machines share)."""
         self.home = Path(home) if home is not None else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.home = self.home.resolve()
@@ -189,12 +188,29 @@ class Store:
             if (self.home / folder).is_symlink():
                 raise InputError(f"refusing symlink inside the store: {self.home / folder}")
             (self.home / folder).mkdir(exist_ok=True)
-        self.db_path = self.home / "luodi.db"
-        with self._connect() as connection:
-            # One write transaction (BEGIN IMMEDIATE waits for the lock): statements run one by one would each read
-            # the schema and then write it, and in WAL mode a write after another process's commit fails at once.
-            connection.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+        self.database: Database = open_database(self.home, database)
+        self._create_schema()
         self.clean_staging()
+
+    def _create_schema(self) -> None:
+        """Create the tables and migrate an older store, in one write transaction: processes opening a new store at
+        once take turns (in SQLite's WAL mode a write after another process's commit would fail at once; on
+        PostgreSQL two CREATE TABLEs of one name collide)."""
+        with self.transaction() as connection:
+            for statement in SCHEMA.format(**self.database.types).split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            row = connection.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row["value"]) if row else 1
+            if version > SCHEMA_VERSION:
+                raise InputError(f"the store {self.database.shown} has schema version {version}, newer than this "
+                                 f"luodi's {SCHEMA_VERSION}: upgrade luodi")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    connection.execute(statement)
+            if version != SCHEMA_VERSION:
+                connection.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
+                                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
     def clean_staging(self, grace_seconds: float = STAGING_GRACE_SECONDS) -> list[str]:
         """Remove what killed registrations left in staging/: half-written packages and the `orphan-*` folders
@@ -219,22 +235,15 @@ class Store:
 
     # ------------------------------------------------------------------------------------ plumbing
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-        try:
-            connection.row_factory = sqlite3.Row
-            _write_ahead_log(connection)
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA foreign_keys=ON")
+    def _connect(self) -> Iterator[Connection]:
+        with self.database.connect() as connection:
             yield connection
-        finally:
-            connection.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE): all of it commits or none of it does."""
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction holding the store's write lock: all of it commits or none of it does."""
         with self._connect() as connection:
-            connection.execute("BEGIN IMMEDIATE")
+            self.database.begin(connection)
             try:
                 yield connection
             except BaseException:
@@ -242,14 +251,16 @@ class Store:
                 raise
             connection.execute("COMMIT")
 
-    def _event(self, connection: sqlite3.Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:
-        actor = os.environ.get("LUODI_ACTOR") or _user()
-        connection.execute("INSERT INTO events (at, kind, subject, actor, detail) VALUES (?, ?, ?, ?, ?)",
-                           (now(), kind, subject, actor, json.dumps(detail, default=str)))
+    def _event(self, connection: Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append to the audit trail: who (LUODI_ACTOR, else the login), from which machine and login, when, what."""
+        user = _user()
+        actor = os.environ.get("LUODI_ACTOR") or user
+        connection.execute("INSERT INTO events (at, kind, subject, actor, detail, host, username) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (now(), kind, subject, actor, json.dumps(detail, default=str), socket.gethostname(), user))
 
     def integrity_check(self) -> str:
-        with self._connect() as connection:
-            return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+        return self.database.integrity_check(TABLES)
 
     # ---------------------------------------------------------------------------------------- runs
     def create_run(self, name: str, config: dict[str, Any], environment: dict[str, Any]) -> Run:
@@ -291,7 +302,8 @@ class Store:
 
     def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
         with self.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, metrics) VALUES (?, ?, ?)",
+            connection.execute("INSERT INTO epoch_metrics (run_id, epoch, metrics) VALUES (?, ?, ?) "
+                               "ON CONFLICT (run_id, epoch) DO UPDATE SET metrics = excluded.metrics",
                                (run_id, epoch, json.dumps(metrics)))
 
     def epoch_history(self, run_id: str) -> list[dict[str, float]]:
@@ -308,7 +320,7 @@ class Store:
                 row = self._unique_prefix(connection, run_id)
         return _run(row)
 
-    def _unique_prefix(self, connection: sqlite3.Connection, prefix: str) -> sqlite3.Row:
+    def _unique_prefix(self, connection: Connection, prefix: str) -> dict[str, Any]:
         rows = connection.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                                   (prefix.replace("_", "\\_").replace("%", "\\%") + "%",)).fetchall()
         if len(rows) == 1:
@@ -349,10 +361,11 @@ class Store:
                                           (run_id,)).fetchone()
                 if done is not None and done["model_version"] is not None:  # nothing written: COMMIT ends it
                     return self.get_version(done["model_name"], done["model_version"])
-            row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
-            version = (row[0] or 0) + 1
-            if parent_version is None and row[0]:
-                parent_version = row[0]
+            latest = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
+                                        (name,)).fetchone()["latest"]
+            version = (latest or 0) + 1
+            if parent_version is None and latest:
+                parent_version = latest
             destination = parent / f"v{version}"
             if destination.exists():
                 orphans = self.home / "staging" / f"orphan-{name}-v{version}-{secrets.token_hex(4)}"
@@ -376,8 +389,9 @@ class Store:
         """The newest version number of `name`, or None before its first registration."""
         validate_name(name, "model name")
         with self._connect() as connection:
-            row = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
-        return row[0] if row[0] is not None else None
+            row = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
+                                     (name,)).fetchone()
+        return int(row["latest"]) if row["latest"] is not None else None
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         validate_name(name, "model name")
@@ -389,11 +403,11 @@ class Store:
                 raise InputError(f"model {name!r} has no version {version}; see `luodi models show {name}`")
             return self._version(connection, row)
 
-    def _version(self, connection: sqlite3.Connection, row: sqlite3.Row) -> ModelVersion:
+    def _version(self, connection: Connection, row: dict[str, Any]) -> ModelVersion:
         aliases = [r["alias"] for r in connection.execute(
             "SELECT alias FROM aliases WHERE name = ? AND version = ? ORDER BY alias", (row["name"], row["version"]))]
-        latest = connection.execute("SELECT MAX(version) FROM model_versions WHERE name = ?",
-                                    (row["name"],)).fetchone()[0]
+        latest = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
+                                    (row["name"],)).fetchone()["latest"]
         if latest == row["version"]:
             aliases.insert(0, "latest")
         return ModelVersion(
@@ -426,8 +440,8 @@ class Store:
                             "aliases": aliases, "updated_at": row["updated_at"]})
         return out
 
-    def _known_models_hint(self, connection: sqlite3.Connection) -> str:
-        names = [r[0] for r in connection.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
+    def _known_models_hint(self, connection: Connection) -> str:
+        names = [r["name"] for r in connection.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
         return f"; registered models: {', '.join(names)}" if names else "; no model is registered yet"
 
     def resolve(self, reference: str | ModelReference) -> ModelVersion:
@@ -448,9 +462,10 @@ class Store:
             row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
                                      (name, alias)).fetchone()
             if row is None:
-                known = [r[0] for r in connection.execute("SELECT alias FROM aliases WHERE name = ?", (name,))]
+                known = [r["alias"] for r in connection.execute("SELECT alias FROM aliases WHERE name = ? "
+                                                                "ORDER BY alias", (name,))]
                 raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
-        return self.get_version(name, row[0])
+        return self.get_version(name, row["version"])
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
         """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
@@ -462,12 +477,18 @@ class Store:
         with self.transaction() as connection:
             row = connection.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
                                      (name, alias)).fetchone()
-            previous = row[0] if row else None
-            connection.execute("INSERT OR REPLACE INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?)",
-                               (name, alias, version, now()))
+            previous = row["version"] if row else None
+            connection.execute("INSERT INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
+                               "updated_at = excluded.updated_at", (name, alias, version, now()))
             detail = {"alias": alias, "from": previous, "to": version, "reason": reason}
             self._event(connection, "alias.move", f"{name}@{alias}", detail)
         return detail
+
+    def record_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append an event (a `retrain` decision, ...) about `subject` (`name/N`, `name@alias`) to the event log."""
+        with self.transaction() as connection:
+            self._event(connection, kind, subject, detail)
 
     def events(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Events about exactly `subject` (a run id, `name/3`, `name@alias`), or all events; newest first."""
@@ -496,7 +517,7 @@ class Store:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(row: sqlite3.Row) -> Run:
+def _run(row: dict[str, Any]) -> Run:
     return Run(
         id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"],
         updated_at=row["updated_at"], config=json.loads(row["config"]), environment=json.loads(row["environment"]),

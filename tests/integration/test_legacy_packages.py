@@ -49,5 +49,7 @@ def test_legacy_packages_are_served_as_before(tmp_path: Path) -> None:
                 served = json.loads(response.read())
             # values the model never saw are now named in a warnings field (the predictions are unchanged)
             warnings.append(served.pop("warnings", []))
+            # every answer now carries its request id (for delayed labels); the rest is as recorded
+            assert served.pop("request_id") == response.headers["x-request-id"]
             assert served == json.loads((LEGACY / f"{name}.served.json").read_text()), name
     assert warnings == [[UNSEEN_COLOR] if name != "text-rnn" else [] for name in PACKAGES]

@@ -178,11 +178,19 @@ def test_a_study_keeps_its_metric(study: dict[str, Any], tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
 def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., Path],
-                                       tiny_config: Callable[..., Path]) -> None:
+                                       tiny_config: Callable[..., Path], storage: str,
+                                       request: pytest.FixtureRequest) -> None:
+    """Two `luodi tune` processes on one study: in the store's studies.db, or (as machines would) with a PostgreSQL
+    store (LUODI_STORE) and the study in another PostgreSQL database named by --storage."""
     config = search_config(tmp_path / "tune.yaml", table_csv(tmp_path / "data.csv", rows=300), tiny_config)
-    env = {**os.environ, "LUODI_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "luodi.cli", "tune", str(config), "--trials", "3", "--json"]
+    if storage == "postgresql":
+        request.getfixturevalue("postgres_store")  # sets LUODI_STORE for the processes and for Store() below
+        studies = request.getfixturevalue("postgres_server").create_database("tune_studies")
+        command += ["--storage", studies]
+    env = {**os.environ, "LUODI_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=600) for process in processes]
@@ -199,6 +207,19 @@ def test_two_processes_share_one_study(tmp_path: Path, table_csv: Callable[..., 
     assert len({version.run_id for version in versions}) == len(versions) <= 2
     last = max(printed, key=lambda result: sum(result["counts"].values()))
     assert sum(last["counts"].values()) == 6 and last["run_id"] == versions[-1].run_id
+    if storage == "postgresql":  # the study is in the --storage database, not beside the store
+        assert not (tmp_path / "home" / "studies.db").exists()
+        from postgres import study_trials
+
+        assert sorted(trial.number for trial in study_trials(studies, "tiny")) == list(range(6))
+
+
+def test_a_bad_storage_url_exits_2(tmp_path: Path, table_csv: Callable[..., Path], tiny_config: Callable[..., Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = search_config(tmp_path / "tune.yaml", table_csv(tmp_path / "data.csv", rows=50), tiny_config)
+    code, err = run_cli(["tune", str(config), "--trials", "1", "--storage", "mysql://u:secret@db/x",
+                         "--home", str(tmp_path / "home")], capsys)
+    assert code == 2 and "--storage 'mysql://u:***@db/x'" in err and "secret" not in err
 
 
 def test_runs_ls_names_the_trials(study: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:

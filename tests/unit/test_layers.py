@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("luodi", "luodi.errors", "luodi.io", "luodi.columns", "luodi.checkpoints"),  # foundations
     ("luodi.tasks",),  # the vocabulary every stage speaks: imports only the foundations
     ("luodi.config",),
-    ("luodi.store",),
+    ("luodi.store", "luodi.database"),
     ("luodi.data",),
     ("luodi.features",),
     ("luodi.models",),
@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("luodi.serve",),
     ("luodi.jobs",),
     ("luodi.api", "luodi.quickstart"),
-    ("luodi.cli",),
+    ("luodi.cli", "luodi.__main__"),
 ]
 
 

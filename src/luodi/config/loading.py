@@ -136,4 +136,6 @@ def resolve_paths(config: LuodiConfig, base: Path) -> LuodiConfig:
     target = config.target.model_copy(update={"text": text})
     return config.model_copy(update={"data": data.model_copy(update=updates), "input_features": features,
                                      "target": target,
-                                     "model": config.model.model_copy(update={"path": absolute(config.model.path)})})
+                                     "model": config.model.model_copy(update={"path": absolute(config.model.path)}),
+                                     "runtime": config.runtime.model_copy(
+                                         update={"checkpoint_dir": absolute(config.runtime.checkpoint_dir)})})

@@ -22,7 +22,8 @@ __all__ = [
     "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
     "ModelConfig", "MonitorConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
-    "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig", "TextFeature",
+    "RetrainConfig", "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig",
+    "TextFeature",
     "TextTargetConfig", "TrainerConfig",
     "TransformerConfig", "is_valid_name", "resolve_tokenizer",
 ]
@@ -462,6 +463,10 @@ class RuntimeConfig(Strict):
                             "CPU has bf16 instructions (AVX512-BF16, AMX), else fp32; bf16 forces it. off keeps "
                             "strict fp32 everywhere.")
     pin_memory: bool = Field(True, description="On CUDA: page-locked host tensors and asynchronous copies.")
+    checkpoint_dir: str | None = Field(
+        None, description="Under torchrun: the folder of the job's checkpoint, relative to the config file; every rank "
+                          "reads it when torchrun restarts the group, so on several machines it must be shared "
+                          "storage. Default: LUODI_HOME/distributed. Each job (rendezvous id) gets a subfolder.")
 
     @field_validator("threads")
     @classmethod
@@ -534,6 +539,27 @@ class SearchRange(Strict):
 
 
 # ----------------------------------------------------------------------------------------- monitor
+class RetrainConfig(Strict):
+    """`luodi retrain` and `luodi monitor --retrain-if-drift` (docs/monitoring.md): a challenger trained on the
+    training data plus labelled production rows, promoted only when it beats the champion on fresh production rows."""
+
+    alias: str = Field("production", description="The champion's alias, moved to the challenger when it wins.")
+    window: str = Field("30d", description="Labelled production rows logged within this long (30m, 12h, 7d) are used.")
+    mix: float = Field(0.5, ge=0, lt=1, description="Share of the challenger's training rows drawn from production "
+                       "(sampled with replacement when fewer; 0 trains on the training data alone).")
+    holdout: float = Field(0.3, gt=0, lt=1, description="Share of the newest labelled production rows held out: the "
+                           "fresh holdout both models are scored on; never trained on.")
+    min_labelled_rows: int = Field(30, ge=2, description="Fewer labelled production rows: no retrain (nothing to learn "
+                                   "from or judge by).")
+    metric: str | None = Field(None, description="Holdout metric that decides (accuracy, loss, rmse, ...); default "
+                               "the early-stopping metric. Its direction comes from the task.")
+    margin: float = Field(0.01, ge=0, description="The challenger must beat the champion on `metric` by more than "
+                          "this (absolute).")
+    gates: list[str] = Field(["loss"], description="Other holdout metrics the challenger may not be worse on than "
+                             "the champion by more than max_drop (the deciding metric is left out).")
+    max_drop: float = Field(0.05, ge=0, description="How much worse (absolute) a gate metric of the challenger may be.")
+
+
 class MonitorConfig(Strict):
     """The reference profile kept in the package and the drift tests `luodi monitor` runs against it
     (docs/monitoring.md). `auto` picks a test by the window's size: a p-value test up to `small_sample_rows` rows,
@@ -566,6 +592,7 @@ class MonitorConfig(Strict):
                                   "counts as drift, when also significant at p_value.")
     oov_change: float = Field(0.1, gt=0, le=1, description="Change of a text feature's out-of-vocabulary word rate "
                               "(absolute) that counts as drift, when also significant at p_value.")
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- root

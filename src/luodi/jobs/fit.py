@@ -27,6 +27,7 @@ from luodi.errors import InputError
 from luodi.evaluate.scoring import split_metrics
 from luodi.features.pipeline import Encoded, FeaturePipeline
 from luodi.models.inference import predict_tensors
+from luodi.train.distributed import SINGLE, World
 from luodi.train.loop import Callback, FitResult, Tensors
 from luodi.train.precision import PRECISIONS, Precision
 from luodi.train.progress import Progress
@@ -134,11 +135,13 @@ class Fitted:
 
 
 def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progress: Progress | None = None,
-        callbacks: Sequence[Callback] = ()) -> Fitted:
+        callbacks: Sequence[Callback] = (), world: World = SINGLE) -> Fitted:
     """Build the task's model, train it (resuming from `run_dir`'s checkpoint when there is one), and score the
     best weights on the test split (the validation split when there is no test split).
 
-    `environment` is what `train.runtime.apply_runtime` chose (device, precision, pinned memory).
+    `environment` is what `train.runtime.apply_runtime` chose (device, precision, pinned memory). Under torchrun
+    `world` is this rank (train/distributed.py): every rank calls `fit` with the same data; only rank 0 writes the
+    checkpoint in `run_dir`, which every rank reads when the group restarts.
     """
     from luodi.models import build_model, load_pretrained
     from luodi.train.loop import fit as run_loop
@@ -146,7 +149,8 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     config, pipeline = prepared.config, prepared.pipeline
     task, target = config.task(), pipeline.target
     device = torch.device(environment["device"])
-    run_dir.mkdir(parents=True, exist_ok=True)  # the checkpoint's folder
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)  # the checkpoint's folder
     precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
     load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in the loop
@@ -155,6 +159,7 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
         task=task, loss_fn=task.loss(target), score=lambda outputs, y: task.score(target, outputs, y),
         monitor=config.trainer.early_stopping.metric, mode=config.monitor_mode(), run_dir=run_dir, device=device,
         progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
+        world=world,
     )
     scored = as_tensors(prepared.encoded[prepared.scored_split])
     outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size, target=scored.target,

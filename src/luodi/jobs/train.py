@@ -24,6 +24,7 @@ import yaml
 
 from luodi.config import LuodiConfig, apply_overrides, load_config, resolve_paths, take_frames, validate_config
 from luodi.errors import InputError, TrainingInterrupted
+from luodi.jobs.distributed import RESULT_ENV
 from luodi.store import ModelVersion, Run, Store
 
 # Heavy modules (torch, pyarrow, pandas, sklearn) are imported inside the functions so that `import luodi.api` and
@@ -46,6 +47,7 @@ class TrainResult:
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
+    rank: int = 0  # under torchrun: the rank that returned it (only rank 0's is recorded and printed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -277,17 +279,20 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         trial: marks the run as a search trial (`{"study": ..., "number": ...}`, kept in its summary): it registers
             no version and keeps its package in the run folder, for `register_kept` if it turns out best.
     """
-    from luodi.evaluate.report import build_report_or_warn
-    from luodi.evaluate.report_inputs import training_input
-    from luodi.jobs.fit import fit, prepare
-    from luodi.train.loop import StopTraining, still_improving_message
+    from luodi.jobs.fit import prepare
+    from luodi.train.distributed import World
     from luodi.train.progress import make_progress
     from luodi.train.runtime import apply_runtime
 
-    store = Store(home)
+    world = World.from_environment()  # under torchrun: this rank; only rank 0 opens the store and records
+    if world.distributed and resume is not None:
+        raise InputError("--resume continues a single-process run; under torchrun a restarted group resumes by "
+                         "itself (--max-restarts)")
+    store = Store(home) if world.main else None
     record = None
-    display = make_progress(progress)
+    display = make_progress(progress if world.main else "silent")
     if resume is not None:
+        assert store is not None
         if overrides:
             raise InputError("--set does not apply to --resume: a resumed run keeps the config it started with")
         record = RunRecord.resume(store, resume)
@@ -300,18 +305,84 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
             prepared = prepare(config, frames=frames)
     warnings = prepared.warnings
     environment = apply_runtime(config.runtime, config.trainer.seed, architecture=config.model.type,
-                                threads=record.run.environment.get("threads") if record else None)
+                                threads=record.run.environment.get("threads") if record else None, world=world)
     environment.update(pid=os.getpid(), host=socket.gethostname())  # lets `runs ls` tell a dead run from a live one
     resumed = record is not None
-    if record is None:
+    checkpoint_dir = None
+    if world.distributed:
+        record, checkpoint_dir, resumed = join_job(store, config, environment, prepared, trial, home, world)
+    elif record is None:
+        assert store is not None
         record = RunRecord.start(store, config, environment, prepared, trial)
     else:
         record.continued(environment)
-    display.run(record.run.id, config.name, resumed)
-
+    if record is not None:
+        display.run(record.run.id, config.name, resumed)
     try:
-        fitted = fit(prepared, run_dir=record.dir, environment=environment, progress=display,
-                     callbacks=[record.epoch_callback(), *callbacks])
+        return record_training(record, prepared, environment, display, callbacks, register, warnings,
+                               checkpoint_dir, world)
+    finally:
+        from luodi.train.distributed import stop
+
+        stop(world)
+
+
+def join_job(store: Store | None, config: LuodiConfig, environment: dict[str, Any], prepared: Any,
+             trial: dict[str, Any] | None, home: str | Path | None, world: Any,
+             ) -> tuple[RunRecord | None, Path, bool]:
+    """A torchrun rank's place in its job: rank 0 starts the job's run, or continues it when torchrun restarted the
+    group; every rank learns the job's checkpoint folder. Returns (the record on rank 0, else None; the checkpoint
+    folder; whether the run continues)."""
+    from luodi.jobs.distributed import claim, claimed_run, job_folder
+    from luodi.train.distributed import job_id, restart_count
+
+    if config.trainer.batch_size < world.size:
+        raise InputError(f"trainer.batch_size {config.trainer.batch_size} is the global batch: it must be at least "
+                         f"the number of ranks ({world.size})")
+    folder = job_folder(config, home, job_id())
+    record = None
+    if world.main:
+        assert store is not None
+        run_id = claimed_run(folder, restart_count())
+        if run_id is None:
+            record = RunRecord.start(store, config, environment, prepared, trial)
+            claim(folder, record.run.id)
+        else:
+            record = RunRecord(store, store.get_run(run_id))
+            record.continued(environment)
+    return record, folder, restart_count() > 0
+
+
+def job_run(folder: Path | None) -> str:
+    """The run a torchrun job records, as its folder names it (read by ranks other than 0, which open no store)."""
+    from luodi.jobs.distributed import RUN_FILE
+
+    path = (folder or Path()) / RUN_FILE
+    return str(json.loads(path.read_text())["run_id"]) if folder is not None and path.is_file() else ""
+
+
+def record_training(record: RunRecord | None, prepared: Any, environment: dict[str, Any], display: Any,
+                    callbacks: Sequence[Any], register: bool, warnings: list[str], checkpoint_dir: Path | None,
+                    world: Any) -> TrainResult:
+    """Fit, then (with a record: not on torchrun's other ranks) the report, the reference profile, the package and
+    its registration, and the run's end."""
+    from luodi.evaluate.report import build_report_or_warn
+    from luodi.evaluate.report_inputs import training_input
+    from luodi.jobs.fit import fit
+    from luodi.train.loop import StopTraining, still_improving_message
+
+    config = prepared.config
+    run_dir = checkpoint_dir if checkpoint_dir is not None else record.dir if record else None
+    assert run_dir is not None
+    try:
+        fitted = fit(prepared, run_dir=run_dir, environment=environment, progress=display,
+                     callbacks=[*([record.epoch_callback()] if record else []), *callbacks], world=world)
+        if record is None:  # another rank of a torchrun job: rank 0 records
+            result = fitted.result
+            return TrainResult(run_id=job_run(checkpoint_dir), model=None, package=None, metrics=fitted.metrics,
+                               best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                               stopped_early=result.stopped_early, seconds=result.seconds,
+                               rows=prepared.splits.sizes(), environment=environment, rank=world.rank)
         report = None
         if config.report.enabled:
             page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
@@ -323,22 +394,31 @@ def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, ta
         if record.trial is not None:
             record.keep_package(fitted, report, environment, profile)
     except KeyboardInterrupt:
+        if record is None:
+            raise
         record.end("interrupted", "interrupted by the user")
         raise TrainingInterrupted(record.run.id) from None
     except StopTraining as stop:
-        record.end(stop.status, str(stop))
-        stop.run_id = record.run.id
+        if record is not None:
+            record.end(stop.status, str(stop))
+            stop.run_id = record.run.id
         raise
     except BaseException as error:
-        record.end("failed", f"{type(error).__name__}: {error}")
+        if record is not None:
+            record.end("failed", f"{type(error).__name__}: {error}")
         raise
     report_path = record.finish(fitted, report)
     result = fitted.result
     notes = [still_improving_message(result.epochs_run)] if result.still_improving else []
-    return TrainResult(
+    done = TrainResult(
         run_id=record.run.id, model={"name": version.name, "version": version.version} if version else None,
         package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
         rows=prepared.splits.sizes(), environment=environment, warnings=warnings, report=report_path,
         still_improving=result.still_improving, notes=notes,
     )
+    if world.distributed and (result_file := os.environ.get(RESULT_ENV)):  # for `luodi train --nproc`'s launcher
+        from luodi.io import atomic_write_json
+
+        atomic_write_json(Path(result_file), done.to_dict())
+    return done

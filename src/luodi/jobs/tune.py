@@ -9,7 +9,9 @@ worse than the median of earlier trials at the same epoch with `StopTraining("pr
 `pruned`, not `failed`. A trial's value is its best validation value, as the best epoch's weights are what its
 package holds. When the trials are done, the best trial of the whole study (any process, any invocation) is
 registered from its own package, without training it again, with the study page (`evaluate/study.py`) beside
-its report. Studies live in `LUODI_HOME/studies.db`, so several processes on one study share it.
+its report. Studies live in `LUODI_HOME/studies.db`, so several processes on one study share it; with a PostgreSQL
+store (LUODI_STORE) in that database, or in the one `--storage postgresql://...` names, so processes on several
+machines share it (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,10 +41,12 @@ from luodi.config import (
     take_frames,
     validate_config,
 )
+from luodi.database import POSTGRES_SCHEMES, PostgresDatabase, hide_password, postgres_lock
 from luodi.errors import InputError
 from luodi.store import Store, validate_name
 
 STUDIES_DB = "studies.db"
+STUDY_LOCK = 0x6C756F6474  # the advisory lock processes creating a study in PostgreSQL take ("luodt")
 STUDY_PAGE = "study.html"
 PRUNER_STARTUP_TRIALS = 3  # trials that finish before any is pruned: a median of fewer is mostly noise
 PRUNER_WARMUP_EPOCHS = 2  # nor on its first two epochs, where a smaller learning rate still lags
@@ -178,22 +184,54 @@ def suggest(trial: Any, ranges: dict[str, SearchRange]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- study
-def open_study(store: Store, name: str, config: LuodiConfig, metric: str) -> Any:
-    """The study `name` in the store's studies.db, created or continued; a continued study must search the same
-    metric in the same direction. The sampler's seed is the config's seed plus the trials already run, so an
-    invocation that continues a study does not repeat the first one's random start."""
+def study_storage(store: Store, storage: str | None) -> str:
+    """The SQLAlchemy URL of Optuna's storage: `storage` (postgresql:// or sqlite:///), else the store's own
+    PostgreSQL database, else `LUODI_HOME/studies.db`. PostgreSQL goes through psycopg 3 (`postgresql+psycopg://`)."""
+    if storage is None:
+        if not isinstance(store.database, PostgresDatabase):
+            return f"sqlite:///{store.home / STUDIES_DB}"
+        storage = store.database.url
+    if storage.startswith(POSTGRES_SCHEMES):
+        return "postgresql+psycopg://" + storage.split("://", 1)[1]
+    if storage.startswith("sqlite:///"):
+        return storage
+    raise InputError(f"--storage {hide_password(storage)!r}: give a postgresql://USER@HOST/DATABASE URL that every "
+                     "machine reaches, or sqlite:///PATH")
+
+
+@contextmanager
+def study_lock(store: Store, url: str) -> Iterator[None]:
+    """Processes creating Optuna's tables (or one study) at once collide ("table already exists"): they take turns,
+    on PostgreSQL with an advisory lock in that database (machines need not share a store for it), on SQLite with
+    the store's write lock. Afterwards Optuna's own rows suffice."""
+    if url.startswith("postgresql+psycopg://"):
+        with postgres_lock(url, STUDY_LOCK):
+            yield
+    else:
+        with store.transaction():
+            yield
+
+
+def open_study(store: Store, name: str, config: LuodiConfig, metric: str, storage: str | None = None) -> Any:
+    """The study `name` in the study storage (`study_storage`), created or continued; a continued study must search
+    the same metric in the same direction. The sampler's seed is the config's seed plus the trials already run, so
+    an invocation that continues a study does not repeat the first one's random start."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     direction: Literal["minimize", "maximize"] = "minimize" if config.monitor_mode() == "min" else "maximize"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
-    # Two processes creating studies.db's tables (or one study) at once collide ("table already exists"): the
-    # store's write lock (a transaction on luodi.db) makes them take turns; afterwards Optuna's own rows suffice.
-    with store.transaction():
-        storage = optuna.storages.RDBStorage(f"sqlite:///{store.home / STUDIES_DB}",
-                                             engine_kwargs={"connect_args": {"timeout": 60}})
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
+    url = study_storage(store, storage)
+    connect_args = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
+    with study_lock(store, url):
+        try:
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
+        except Exception as error:  # SQLAlchemy's OperationalError and the like: an unreachable or refused server
+            reason = " ".join(str(error).split())[:400]
+            raise InputError(f"study storage {hide_password(url)}: {reason}") from None
+        study = optuna.create_study(study_name=name, storage=rdb, direction=direction, load_if_exists=True,
                                     pruner=pruner)
+    weakref.finalize(study, rdb.engine.dispose)  # closes the engine's pooled connections when the study goes
     attributes = {"metric": metric, "model": config.name}
     for key, value in attributes.items():
         known = study.user_attrs.get(key)
@@ -248,7 +286,7 @@ def importances(study: Any, seed: int) -> dict[str, float] | None:
 # --------------------------------------------------------------------------------------------- job
 def tune(config: Any, trials: int, *, time_budget: str | float | None = None, study: str | None = None,
          overrides: list[str] | tuple[str, ...] = (), home: str | Path | None = None, progress: str = "auto",
-         on_trial: Callable[[TrialLine], None] | None = None) -> TuneResult:
+         on_trial: Callable[[TrialLine], None] | None = None, storage: str | None = None) -> TuneResult:
     """Search the config's `search:` ranges with Optuna (TPE, median pruning), then register the best trial.
 
     Args:
@@ -262,6 +300,8 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
         home: the store folder (default `$LUODI_HOME` or `./.luodi`).
         progress: 'auto' or 'lines' print one line per trial on stderr; 'silent' prints nothing.
         on_trial: called with each trial's `TrialLine` as it ends.
+        storage: where the study lives: a `postgresql://` URL that processes on several machines share (default:
+            the store's database when `LUODI_STORE` is PostgreSQL, else `LUODI_HOME/studies.db`).
 
     Returns the registered best trial: its model reference, test metrics, and the study's summary and page.
     """
@@ -281,7 +321,7 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
     stopping = base.trainer.early_stopping.metric
     metric = "val_loss" if stopping == "loss" else f"val_{stopping}"
     store = Store(home)
-    search = open_study(store, name, base, metric)
+    search = open_study(store, name, base, metric, storage)
     sign = 1 if search.direction.name == "MINIMIZE" else -1
     started = time.monotonic()
     deadline = started + budget if budget is not None else None
@@ -346,7 +386,12 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
                          "trials, or give a longer --time-budget") from None
     found = importances(search, base.trainer.seed)
     counts = {state: sum(line.state == state for line in everything) for state in ("complete", "pruned", "failed")}
-    run = store.get_run(best.user_attrs["run_id"])
+    try:
+        run = store.get_run(best.user_attrs["run_id"])
+    except InputError:
+        raise InputError(f"study {name!r}: its best trial {best.number} ran in another store (run "
+                         f"{best.user_attrs['run_id']}); processes sharing a study register its best from one store: "
+                         "give them the same LUODI_STORE and LUODI_HOME (docs/scale.md)") from None
     notes = [f"trial {best.number} is still the best: registered before as {run.model_name}/{run.model_version}"
              ] if run.model_version is not None else []
     summary = {"study": name, "model": base.name, "metric": metric, "direction": search.direction.name.lower(),

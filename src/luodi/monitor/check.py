@@ -20,8 +20,11 @@ import pyarrow.compute as pc
 
 from luodi.config import MonitorConfig, validate_config
 from luodi.monitor.drift import Result, compare, shown
-from luodi.monitor.log import Window, parse_time, read_window
+from luodi.monitor.feedback import labels_of, read_feedback
+from luodi.monitor.live import input_types, score_window
+from luodi.monitor.log import Window, parse_time, read_window, time_buckets
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
+from luodi.monitor.quality import quality_counts
 from luodi.package import MANIFEST, verify_package
 from luodi.store import Store
 
@@ -63,6 +66,9 @@ class MonitorResult:
     traffic: dict[str, Any]  # per time bucket: start, rows per second, latency p50 / p95 (ms)
     notes: list[str] = field(default_factory=list)
     report: str | None = None
+    live: dict[str, Any] = field(default_factory=dict)  # live accuracy from delayed labels (live.score_window)
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)  # per feature: missing, unseen, out_of_range
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # what this run fired (monitor/alerts.py)
 
     @property
     def drift(self) -> bool:
@@ -75,7 +81,8 @@ class MonitorResult:
             "drift": self.drift, "drifted": [item.name for item in self.features + self.outputs if item.drift],
             "features": {item.name: item.to_dict() for item in self.features},
             "outputs": {item.name: item.to_dict() for item in self.outputs},
-            "traffic": self.traffic, "notes": self.notes, "report": self.report,
+            "traffic": self.traffic, "live": self.live, "quality": self.quality, "alerts": self.alerts,
+            "notes": self.notes, "report": self.report,
         }
 
     def rows_table(self) -> list[tuple[str, str, float, float, bool]]:
@@ -123,15 +130,11 @@ def check_entries(entries: dict[str, Any], table: pa.Table, settings: MonitorCon
 def traffic(window: Window) -> dict[str, Any]:
     """Logged rows per second and request latency (p50, p95) per time bucket; rows are sampled by the server's
     log_sample_rate, so throughput is that of the logged rows."""
-    seconds = pc.cast(window.table.column("timestamp"), pa.int64()).to_numpy().astype(np.float64) / 1000.0
     latency = window.table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    start, end = float(seconds.min()), float(seconds.max())
-    span = max(end - start, 1.0)
-    buckets = min(TIME_BUCKETS, max(1, int(span)))
-    width = span / buckets
-    index = np.minimum(((seconds - start) / width).astype(np.int64), buckets - 1)
+    buckets = time_buckets(window.table.column("timestamp"), TIME_BUCKETS)
+    start, width, index = buckets.start, buckets.width, buckets.index
     points = []
-    for bucket in range(buckets):
+    for bucket in range(buckets.count):
         inside = index == bucket
         if not inside.any():
             continue
@@ -139,7 +142,7 @@ def traffic(window: Window) -> dict[str, Any]:
                        "latency_p50_ms": float(np.percentile(latency[inside], 50)),
                        "latency_p95_ms": float(np.percentile(latency[inside], 95))})
     return {"bucket_s": width, "points": points, "latency_p50_ms": float(np.percentile(latency, 50)),
-            "latency_p95_ms": float(np.percentile(latency, 95)), "rows_per_s": float(len(seconds) / span)}
+            "latency_p95_ms": float(np.percentile(latency, 95)), "rows_per_s": float(len(index) / buckets.span)}
 
 
 def check(store: Store, model: str, *, since: str | None = None, until: str | None = None,
@@ -161,7 +164,9 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
         version.name, version.version, str(version.path), window.table.num_rows,
         begin.isoformat() if begin else None, end.isoformat() if end else None,
         pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat(), features, outputs, traffic(window),
-        notes)
+        notes, live=score_window(window.table, read_feedback(store.home, version.name), labels_of(manifest),
+                                 input_types(manifest)),
+        quality=quality_counts(profile["features"], window.table))
     if out is not None:
         from luodi.io import atomic_write_text
         from luodi.monitor.report import render_monitor

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,29 @@ def parse_time(text: str | None, option: str, now: datetime | None = None) -> da
         raise InputError(f"{option} {text!r}: give an ISO date or time (2026-12-05, 2026-12-05T14:30, "
                          "2026-12-05T14:30+02:00) or a duration back from now (30m, 2h, 7d)") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Buckets:
+    """Equal time buckets over a column of timestamps: each row's bucket `index`, the first `start` (unix s), `width`
+    (s), `count` buckets, and the whole `span` (s, at least 1)."""
+
+    index: np.ndarray
+    start: float
+    width: float
+    count: int
+    span: float
+
+
+def time_buckets(stamps: pa.ChunkedArray | pa.Array, most: int) -> Buckets:
+    """At most `most` buckets of at least a second each over the rows' timestamps."""
+    seconds = pc.cast(stamps, pa.int64()).to_numpy().astype(np.float64) / 1000.0
+    start, end = float(seconds.min()), float(seconds.max())
+    span = max(end - start, 1.0)
+    count = min(most, max(1, int(span)))
+    width = span / count
+    index = np.minimum(((seconds - start) / width).astype(np.int64), count - 1)
+    return Buckets(index, start, width, count, span)
 
 
 @dataclass

@@ -107,6 +107,29 @@ def distributions(items: list[Checked], prefix: str) -> str:
     return f'<div class="grid">{"".join(parts)}</div>' if parts else '<p class="note">Nothing to draw.</p>'
 
 
+def live_section(live: dict[str, Any]) -> str:
+    """Live accuracy from delayed labels: overall, per time bucket and per slice (worst first)."""
+    metrics = live.get("metrics") or {}
+    if not metrics:
+        return ('<p class="note">No logged prediction of this window has a label yet: send ground truth with '
+                "<code>POST /v1/models/NAME/feedback</code> or <code>luodi feedback</code>.</p>")
+    names = list(metrics)
+    cards = "".join(render.card(name, render.number(value, 4)) for name, value in metrics.items())
+    cards += render.card("labelled rows", render.number(live["labelled_rows"]))
+    over_time = render.table(["from (UTC)", "rows", *names], [
+        [render.cell(_when(point["start"])), render.cell(point["rows"]),
+         *(render.cell(point[name], name=f"live:{name}", digits=4) for name in names)]
+        for point in live["points"]], numeric=tuple(range(1, len(names) + 2)), table_id="live-time")
+    slices = render.table(["feature", "slice", "rows", *names], [
+        [render.cell(item["feature"]), render.cell(item["slice"]), render.cell(item["rows"]),
+         *(render.cell(item[name], digits=4) for name in names)]
+        for item in live["slices"]], numeric=tuple(range(2, len(names) + 3)), table_id="live-slices")
+    return (f'<div class="cards">{cards}</div><h3>Over time</h3>{over_time}'
+            f"<h3>By slice, worst first</h3>{slices}"
+            f'<p class="note">{render.number(live["unmatched_labels"])} label(s) matched no logged prediction of '
+            "this window.</p>")
+
+
 def render_monitor(result: MonitorResult, profile: dict[str, Any], settings: MonitorConfig) -> str:
     """The whole page; its JSON block holds `result.to_dict()` (what `luodi monitor --json` prints)."""
     drifted = [item.name for item in result.features + result.outputs if item.drift]
@@ -139,6 +162,7 @@ def render_monitor(result: MonitorResult, profile: dict[str, Any], settings: Mon
         ("outputs", "Output drift", distributions(result.outputs, "output ")
          if result.outputs else '<p class="note">The profile holds no outputs.</p>'),
         ("traffic", "Latency and throughput", traffic),
+        ("live", "Live accuracy (delayed labels)", live_section(result.live)),
     ]
     return render.page(f"Monitoring: {result.model}/{result.version}",
                        f"{result.rows} logged rows against the training profile", sections, result.to_dict(),

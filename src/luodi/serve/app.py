@@ -28,7 +28,9 @@ from starlette.requests import Request
 
 from luodi.errors import InputError
 from luodi.serve.embeddings import embedding_endpoints
+from luodi.serve.feedback import feedback_endpoints
 from luodi.serve.inference import endpoints as builtin_endpoints
+from luodi.serve.live import live_monitor
 from luodi.serve.middleware import Endpoint, Gate, error_shape
 from luodi.serve.model import Loaded, Reference, ServedModel, load_version
 from luodi.serve.openai import openai_endpoints
@@ -73,6 +75,8 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
         state.predlog = PredictionLog(Store(home).home, sample_rate=config.log_sample_rate,
                                       max_bytes=config.log_max_bytes, flush_s=config.log_flush_s)
         watcher = asyncio.create_task(state.watch()) if config.reload_interval_s > 0 else None
+        state.live = live_monitor(config, state.metrics, Store(home).home)
+        monitoring = asyncio.create_task(state.live.run()) if state.live is not None else None
         # Everything loaded so far (torch, FastAPI, the model) lives as long as the server: out of the collector's
         # sight, full collections walk only what requests allocate.
         gc.collect()
@@ -82,8 +86,9 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
             yield
         finally:
             state.draining = True
-            if watcher is not None:
-                watcher.cancel()
+            for task in (watcher, monitoring):
+                if task is not None:
+                    task.cancel()
             # Open streams first (they may still queue work on the batchers), all within one drain timeout.
             deadline = time.monotonic() + config.drain_timeout_s
             if not await state.streams.wait(config.drain_timeout_s):
@@ -92,6 +97,8 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
                 await batcher.drain(max(0.0, deadline - time.monotonic()))
                 batcher.close()
             state.predlog.close()
+            if state.live is not None:
+                await asyncio.to_thread(state.live.close)
 
     app = FastAPI(title="luodi", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.luodi = state
@@ -105,7 +112,7 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
 
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # a Reply is an ASGI app
     add_routes(app, state)
-    makers = (builtin_endpoints, openai_endpoints, embedding_endpoints, *endpoints)
+    makers = (builtin_endpoints, openai_endpoints, embedding_endpoints, feedback_endpoints, *endpoints)
     served = [endpoint for make in makers for endpoint in make(state)]
     app.openapi = lambda: build_openapi(app, state, served)  # type: ignore[method-assign]
     return Gate(app, api_keys=config.api_keys, admin_keys=config.admin_keys, max_body_bytes=config.max_body_bytes,

@@ -49,6 +49,30 @@ class Metrics:
                                registry=registry)
         self.unseen = Counter("luodi_unseen_values", "Request values never seen in training (answered as unknown, "
                               "or refused when strict), by model and column.", ["model", "column"], registry=registry)
+        # Live monitoring (serve/live.py): every worker tests the same shared window, so the latest value is the value.
+        self.drift = Gauge("luodi_drift", "1 when a feature (kind=input) or output drifted in the live window.",
+                           ["model", "feature", "kind"], multiprocess_mode="livemostrecent", registry=registry)
+        self.drift_score = Gauge("luodi_drift_score", "Score of the live window's drift test of a feature or output "
+                                 "per check (value, missing, oov, length): a p-value (ks, chi2, rates: drift below "
+                                 "the threshold) or a distance (wasserstein, psi, jensen_shannon: drift at or above).",
+                                 ["model", "feature", "check"], multiprocess_mode="livemostrecent", registry=registry)
+        self.drift_threshold = Gauge("luodi_drift_threshold", "The threshold of luodi_drift_score's test.",
+                                     ["model", "feature", "check"], multiprocess_mode="livemostrecent",
+                                     registry=registry)
+        self.drift_share = Gauge("luodi_drift_share", "Share of the tested features and outputs that drifted in the "
+                                 "live window (the overall drift score).", ["model"],
+                                 multiprocess_mode="livemostrecent", registry=registry)
+        self.window_rows = Gauge("luodi_drift_window_rows", "Rows in the live drift window.", ["model"],
+                                 multiprocess_mode="livemostrecent", registry=registry)
+        self.quality = Counter("luodi_quality_issues", "Request values that are missing, unseen (a category the "
+                               "reference profile lacks) or out_of_range (a number outside the training range), by "
+                               "model, feature and issue.", ["model", "feature", "issue"], registry=registry)
+        self.monitor_errors = Counter("luodi_monitor_errors", "Failed live monitoring passes (logged).", ["model"],
+                                      registry=registry)
+        self.monitor_seconds = Counter("luodi_monitor_seconds", "CPU seconds the live monitoring passes took (on "
+                                       "their worker thread).", ["model"], registry=registry)
+        self.alerts = Counter("luodi_alerts", "Alert deliveries by outcome (sent, failed, dropped).",
+                              ["model", "outcome"], registry=registry)
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
 
@@ -76,6 +100,9 @@ class Metrics:
             total.inc(stats.rows)
 
         return observe
+
+    def alert_outcome(self, model: str, outcome: str) -> None:
+        self.alerts.labels(model, outcome).inc()
 
     def depth_observer(self, model: str) -> Any:
         return self.queue_depth.labels(model).set

@@ -28,6 +28,8 @@ V1_ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": {
         "msg": {"type": "string"}, "type": {"type": "string"}}}}]}}}
 V2_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 ANY_OBJECT = {"type": "object", "additionalProperties": True}
+REQUEST_ID_HEADER = {"description": "The request's id (also in the body): send labels for it later to "
+                                    "/v1/models/{name}/feedback", "schema": {"type": "string"}}
 
 
 def _response(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
@@ -89,7 +91,9 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
         "requestBody": {"required": True, "content": {JSON: {
             "schema": _v2_request(sorted(set(inputs)), len(inputs), loaded.schema.output_names),
             "example": {"inputs": metadata["inputs"][:1]}}}},
-        "responses": {"200": _response("Output tensors", V2_RESPONSE), **_errors(busy, V2_ERROR, secured)}}}
+        "responses": {"200": {**_response("Output tensors", V2_RESPONSE),
+                              "headers": {"X-Request-Id": REQUEST_ID_HEADER}},
+                      **_errors(busy, V2_ERROR, secured)}}}
     # The versioned routes exist for every version; only the served one answers (others: 404), so only it is listed.
     versioned = f"/v2/models/{name}/versions/{loaded.version}"
     return {
@@ -99,7 +103,8 @@ def _model_paths(state: ServerState, name: str, secured: bool, components: dict[
             "parameters": [{"name": "X-Timeout-Ms", "in": "header", "required": False,
                             "schema": {"type": "number", "exclusiveMinimum": 0}}],
             "requestBody": {"required": True, "content": {JSON: {"schema": v1["request"], "example": v1["example"]}}},
-            "responses": {"200": _response("Predictions, one per record", v1["response"]),
+            "responses": {"200": {**_response("Predictions, one per record", v1["response"]),
+                                  "headers": {"X-Request-Id": REQUEST_ID_HEADER}},
                           **_errors(busy, V1_ERROR, secured)}}},
         f"/v1/models/{name}": _get(f"{name}: version, backend, input and output schema", ANY_OBJECT, [], V1_ERROR,
                                    secured, f"v1_model.{name}"),

@@ -6,7 +6,7 @@ Files: `LUODI_HOME/predictions/<model>/part-<unix ns>-<pid>.parquet`, one row pe
     model         string               served model name
     version       int64                the version that answered
     endpoint      string               v1_predict or v2_infer
-    request_id    string (nullable)    the v2 request id when given
+    request_id    string               the id the answer carried (/v1 `request_id`, /v2 `id`, X-Request-Id)
     latency_ms    float64              the whole request, queue included
     inputs        struct               one field per input, stored as its field type says (serve/schema.py
                                        FIELD_TYPES: numbers as float64, everything else as text)

@@ -22,9 +22,9 @@ import pyarrow as pa
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
 from typing_extensions import NotRequired, TypedDict
 
-from luodi.config import TargetConfig
 from luodi.errors import InputError
-from luodi.tasks import OutputSpec, Predictions, get_task
+from luodi.package import output_specs
+from luodi.tasks import OutputSpec, Predictions
 
 NUMERIC_TYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                            "UINT64"})
@@ -136,13 +136,6 @@ OUTPUT_ANNOTATIONS: dict[str, Callable[[OutputSpec], Any]] = {  # the JSON type 
 }
 
 
-def output_specs(manifest: dict[str, Any]) -> tuple[OutputSpec, ...]:
-    """The package's outputs, from its task and the target state it saved (no model is loaded for this)."""
-    task = get_task(manifest["task"])
-    target = task.target(TargetConfig.model_validate(manifest["config"]["target"]), manifest["features"]["target"])
-    return task.output_specs(target)
-
-
 def typed_dict(name: str, fields: dict[str, Any]) -> Any:
     """A TypedDict made at run time: field names are column names (any string), types come from the package."""
     return TypedDict(name, fields)  # type: ignore[operator]
@@ -195,8 +188,9 @@ class ServingSchema:
         """Request columns (lists or arrays, one per field) as the Arrow table the feature pipeline reads."""
         return pa.table({field.name: field.kind.to_arrow(columns[field.name]) for field in self.fields})
 
-    def v1_response(self, name: str, version: int, predictions: Predictions) -> bytes:
-        reply: dict[str, Any] = {"model": name, "version": version, "predictions": predictions.rows()}
+    def v1_response(self, name: str, version: int, predictions: Predictions, request_id: str) -> bytes:
+        reply: dict[str, Any] = {"model": name, "version": version, "request_id": request_id,
+                                 "predictions": predictions.rows()}
         if predictions.warnings:
             reply["warnings"] = list(predictions.warnings)
         return orjson.dumps(reply)
@@ -205,7 +199,8 @@ class ServingSchema:
         """/v1 request and response JSON schemas, their definitions named `prefix.X`, and an example request."""
         row = {spec.name: OUTPUT_ANNOTATIONS[spec.kind](spec) for spec in self.outputs}
         response = typed_dict("PredictResponse", {
-            "model": str, "version": int, "predictions": list[typed_dict("PredictionRow", row)],  # type: ignore
+            "model": str, "version": int, "request_id": str,
+            "predictions": list[typed_dict("PredictionRow", row)],  # type: ignore
             "warnings": NotRequired[list[str]]})
         template = f"#/components/schemas/{prefix}.{{model}}"
         components: dict[str, Any] = {}

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from luodi.errors import InputError
+from luodi.monitor.alerts import AlertSettings
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+ALERT_FIELDS = ("webhook", "command", "cooldown_s", "quality_rate", "rules")  # ServeConfig's alert_<name> options
+
+
+def _alert(name: str) -> Any:
+    """The field of an alert setting on ServeConfig: AlertSettings' own (default, limits), its description marked."""
+    field = copy.copy(AlertSettings.model_fields[name])
+    field.description = f"Alerts: {field.description}"
+    return field
 
 
 class ServeConfig(BaseModel):
@@ -50,6 +62,21 @@ class ServeConfig(BaseModel):
     strict: bool = Field(False, description="Values never seen in training are refused (422 naming the column), "
                          "as luodi predict --strict does; off: answered as unknown, with a warning.")
     access_log: bool = Field(False, description="uvicorn's per-request access log (costs throughput).")
+    drift_window: int = Field(1000, ge=0, le=1_000_000, description="Newest request rows per model tested live "
+                              "against the reference profile (drift gauges on /metrics, data-quality counters, "
+                              "alerts); 0: live monitoring off.")
+    drift_interval_s: float = Field(10.0, gt=0, le=86_400, description="How often the live window is tested (off "
+                                    "the event loop).")
+    alert_webhook: str | None = _alert("webhook")
+    alert_command: str | None = _alert("command")
+    alert_cooldown_s: float = _alert("cooldown_s")
+    alert_quality_rate: float = _alert("quality_rate")
+    alert_rules: str = _alert("rules")
+
+    @property
+    def alerts(self) -> AlertSettings:
+        """The alert settings (validated with the rest in make_config)."""
+        return AlertSettings.model_validate({name: getattr(self, f"alert_{name}") for name in ALERT_FIELDS})
 
 
 def read_keys(env: str, file: Path | None) -> tuple[str, ...]:
@@ -83,6 +110,11 @@ def make_config(**values: object) -> ServeConfig:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise InputError(f"serve setting {key.replace('_', '-')}: {first['msg']}") from None
+    try:
+        config.alerts  # noqa: B018 - validates the webhook's scheme and the rules
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InputError(f"serve setting alert-{first['loc'][0]}: {first['msg']}") from None
     if not is_loopback(config.host) and not config.api_keys:
         raise InputError(f"refusing to bind {config.host}: only loopback addresses are served without API keys; "
                          "set LUODI_API_KEYS or --api-keys-file")

@@ -20,9 +20,12 @@ import torch
 from torch import nn
 
 from luodi.config import OptimizerConfig, SchedulerConfig, TrainerConfig
+from luodi.errors import InputError
 from luodi.models.inference import predict_tensors
 from luodi.tasks import Task
+from luodi.train import distributed
 from luodi.train.checkpoint import load_checkpoint, save_checkpoint
+from luodi.train.distributed import SINGLE, World
 from luodi.train.precision import FP32, Precision, choose_placement, nbytes, place, to_device
 from luodi.train.progress import Progress, Silent
 
@@ -181,6 +184,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     precision: Precision = FP32,
     pin_memory: bool = False,
+    world: World = SINGLE,
 ) -> FitResult:
     """Train `model` in place and leave the best validation weights in it.
 
@@ -189,6 +193,11 @@ def fit(
     the training steps' autocast and loss scaling. On CUDA `pin_memory` page-locks host tensors for asynchronous
     copies; the splits go to the GPU once when they fit (`FitResult.extra['data_placement']`). `task` gives the
     output activation the validation metrics read; `callbacks` are the caller's hooks (`Callback`).
+
+    Under torchrun (`world`, train/distributed.py) `config.batch_size` is the global batch: each step every rank
+    takes its share of the same rows, DDP averages the gradients (each rank's loss weighted by its share of the
+    rows, so the step is the single-process step up to float rounding), validation is split across the ranks and
+    gathered, and only rank 0 writes the checkpoint (with every rank's random state and running loss).
     """
     progress = progress or Silent()
     model.to(device)
@@ -202,8 +211,8 @@ def fit(
     scaler = precision.scaler(device)
     rows = len(train)
     steps_per_epoch = max(1, math.ceil(rows / config.batch_size))
-    if rows > config.batch_size and rows % config.batch_size == 1:
-        steps_per_epoch -= 1  # a 1-row last batch breaks batch norm and adds only noise
+    if rows > config.batch_size and 0 < rows % config.batch_size < max(2, world.size):
+        steps_per_epoch -= 1  # a 1-row last batch (1 row per rank) breaks batch norm and adds only noise
     optimizer = build_optimizer(model, config.optimizer)
     # The learning rate is a pure function of the global step (no scheduler object, nothing to checkpoint):
     # step k runs at peak x factor(k), and groups are touched only when the factor changes.
@@ -220,21 +229,46 @@ def fit(
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
+        ranks = saved.get("ranks", [])
+        own = ranks[world.rank] if len(ranks) == world.size else {}  # this rank's random state and running loss
+        torch.set_rng_state(own.get("rng", saved["rng"]))
         if device.type == "cuda" and "cuda_rng" in saved:  # dropout on the GPU draws from the device's generator
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+            torch.cuda.set_rng_state(own.get("cuda_rng", saved["cuda_rng"]), device)
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
         state.update({key: saved[key] for key in state if key in saved})
+        state["loss_sum"] = own.get("loss_sum", state["loss_sum"])
+    if len(set(distributed.gather(state["global_step"], world))) > 1:
+        raise InputError(f"{run_dir}: the ranks found different checkpoints there (global steps "
+                         f"{distributed.gather(state['global_step'], world)}); the checkpoint folder must be one "
+                         "path every node sees (runtime.checkpoint_dir on shared storage)")
+    stepped = distributed.wrap(model, world, device)  # what the training steps call: DDP across ranks
     started = time.perf_counter() - state["seconds"]
 
     def checkpoint() -> None:
         state["seconds"] = time.perf_counter() - started
-        save_checkpoint(run_dir, {
-            **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(), **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-        })
+        own = {"rng": torch.get_rng_state(), "loss_sum": state["loss_sum"],
+               **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
+        ranks = distributed.gather(own, world)  # a collective: every rank checkpoints at the same steps
+        if world.main:
+            save_checkpoint(run_dir, {
+                **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": own["rng"],
+                **({"ranks": ranks} if world.distributed else {}),
+                **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                **({"cuda_rng": own["cuda_rng"]} if device.type == "cuda" else {}),
+            })
+
+    def validate() -> tuple[np.ndarray, float]:
+        """Outputs on the whole validation split and its mean loss; across ranks each predicts its block."""
+        rows = len(validation)
+        block = distributed.chunk(rows, world) if rows >= world.size else slice(0, rows)
+        outputs, loss = predict_tensors(model, {k: v[block] for k, v in validation.inputs.items()}, task,
+                                        config.eval_batch_size, loss_fn, validation.target[block],
+                                        autocast=precision.autocast, device=device, training=True)
+        if not world.distributed or rows < world.size:
+            return outputs, loss
+        (loss_sum,) = distributed.all_sum([loss * len(outputs)], world)
+        return distributed.gather_rows(outputs, world), loss_sum / rows
 
     every = config.checkpoint_every_steps
     clip = config.gradient_clip
@@ -253,18 +287,22 @@ def fit(
             loss_sum: float = state["loss_sum"]
             losses: list[tuple[torch.Tensor, int]] = []  # (loss, rows) of steps not yet added to loss_sum
             for step in range(state["step_in_epoch"], steps_per_epoch):
-                index = order[step * batch_size:(step + 1) * batch_size]
+                step_rows = order[step * batch_size:(step + 1) * batch_size]
+                index = distributed.shard(step_rows, world)
                 batch = {name: tensor[index] for name, tensor in train.inputs.items()}
                 target = train.target[index]
                 if not on_device:
                     batch, target = to_device(batch, device), to_device({"target": target}, device)["target"]
                 with precision.autocast(device):
-                    loss = loss_fn(model(batch), target)
+                    loss = loss_fn(stepped(batch), target)
+                # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the rows makes
+                # that average the gradient of the global batch's mean loss, as one process computes it.
+                objective = loss * (len(index) * world.size / len(step_rows)) if world.distributed else loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
-                    scaler.scale(loss).backward()
+                    scaler.scale(objective).backward()
                 else:
-                    loss.backward()
+                    objective.backward()
                 if (next_factor := factor(state["global_step"]) * state["lr_scale"]) != current_factor:
                     set_lr(optimizer, peak_lrs, next_factor)
                     current_factor = next_factor
@@ -280,7 +318,7 @@ def fit(
                 losses.append((loss.detach(), len(index)))
                 if len(losses) == 1024:
                     loss_sum = add_losses(loss_sum, losses)
-                state["loss_rows"] += len(index)
+                state["loss_rows"] += len(step_rows)
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
                 # The running loss is read (a device sync on a GPU) at most twice a second, for the display.
@@ -296,10 +334,8 @@ def fit(
                 if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
                     state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
-            loss_sum = add_losses(loss_sum, losses)
-            outputs, val_loss = predict_tensors(model, validation.inputs, task, config.eval_batch_size, loss_fn,
-                                                validation.target, autocast=precision.autocast, device=device,
-                                                training=True)
+            (loss_sum,) = distributed.all_sum([add_losses(loss_sum, losses)], world)
+            outputs, val_loss = validate()
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
                        "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
             metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from luodi.config import RuntimeConfig
+from luodi.train.distributed import SINGLE, World
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 LARGEST_INT = 2**31 - 1
@@ -109,13 +110,21 @@ def seed_everything(seed: int) -> None:
 
 
 def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None,
-                  architecture: str = "mlp") -> dict[str, Any]:
+                  architecture: str = "mlp", world: World = SINGLE) -> dict[str, Any]:
     """Set up the process for training; `threads` forces a count (resume reuses the run's). `architecture`
-    (model.type) enters the precision choice (train/precision.py)."""
+    (model.type) enters the precision choice (train/precision.py). Under torchrun (`world`) this joins the process
+    group, takes the rank's GPU, and 'auto' threads share the node's cores among its ranks."""
+    from luodi.train import distributed
+
     allocator = tune_allocator() if config.allocator == "tuned" else "default"
-    count, reason = (threads, "resumed run") if threads else choose_threads(config.threads)
+    if threads:
+        count, reason = threads, "resumed run"
+    elif config.threads == "auto" and world.local_size > 1:
+        count, reason = distributed.threads_per_rank(world)
+    else:
+        count, reason = choose_threads(config.threads)
     torch.set_num_threads(count)
-    device = choose_device(config.device)
+    device = distributed.start(world, choose_device(config.device))
     if config.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, which must be set before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -142,4 +151,6 @@ def apply_runtime(config: RuntimeConfig, seed: int, threads: int | None = None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        **({"world_size": world.size, "backend": "nccl" if device.type == "cuda" else "gloo"}
+           if world.distributed else {}),
     }
