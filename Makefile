@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench install browser postgres clean
+.PHONY: demo test test-fast lint bench bench-quality install browser postgres clean
 
 install: $(STAMP)
 
@@ -67,6 +67,15 @@ bench: install postgres
 	$(BIN)/python benchmarks/text_models.py
 	$(BIN)/python benchmarks/cpu_precision.py
 	$(BIN)/python benchmarks/store.py
+
+# Model quality (benchmarks/quality.py, about 15-25 minutes): two of its datasets ship in Debian's R data packages,
+# installed here when missing and we are root with apt-get.
+bench-quality: install
+	@if ! Rscript -e 'library(dslabs); library(janeaustenr)' >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-cran-dslabs r-cran-janeaustenr >/dev/null; \
+		else echo "benchmarks/quality.py needs: apt-get install -y r-cran-dslabs r-cran-janeaustenr"; exit 2; fi; fi
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info src/*.egg-info
