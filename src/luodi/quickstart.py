@@ -1,5 +1,5 @@
 """`luodi quickstart`: the whole lifecycle on scikit-learn's breast-cancer data, through the code users run:
-init, train, evaluate, predict, then serve the model over HTTP for a few requests."""
+init, train, evaluate, predict, optimize, then serve the model over HTTP for a few requests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from luodi import api
+
+QUICK_VARIANTS = ("onnx", "onnx-int8-dynamic")  # the quick ones: a second or two on a small MLP (docs/optimize.md)
 
 
 def write_breast_cancer(folder: Path, holdout_fraction: float = 0.1, seed: int = 0) -> dict[str, Path]:
@@ -50,7 +52,7 @@ def serve_and_call(model: str, new: Path, home: Path | None, say: Any, count: in
     with background([Reference(model, Path(home) if home else None)], config, Path(home) if home else None,
                     log_level="warning") as running:
         url = f"{running.url}/v1/models/{model.split('/')[0]}/predict"
-        say(f"5/5 serve     POST {url}: {count} rows of {new.name}, one request each")
+        say(f"6/6 serve     POST {url}: {count} rows of {new.name}, one request each")
         for row in rows:
             request = urllib.request.Request(url, json.dumps({"records": [row]}).encode(),
                                              {"Content-Type": "application/json"})
@@ -80,25 +82,31 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
     paths = write_breast_cancer(folder)
     config = folder / "luodi.yaml"
     initialized = api.init(paths["train"], "diagnosis", output=config, name="breast-cancer", force=True)
-    say(f"1/5 init      {config}: {initialized.task}, {len(initialized.features)} features")
+    say(f"1/6 init      {config}: {initialized.task}, {len(initialized.features)} features")
     trained = api.train(config, home=home, progress=progress)
     assert trained.model is not None  # registered
     model = f"{trained.model['name']}/{trained.model['version']}"
-    say(f"2/5 train     run {trained.run_id}: {model}, test accuracy {trained.metrics['accuracy']:.4f}, "
+    say(f"2/6 train     run {trained.run_id}: {model}, test accuracy {trained.metrics['accuracy']:.4f}, "
         f"best epoch {trained.best_epoch}/{trained.epochs_run}, {trained.seconds:.1f} s")
     evaluated = api.evaluate(model, paths["holdout"], home=home)
-    say(f"3/5 evaluate  holdout.csv ({evaluated['rows']} rows): accuracy {evaluated['metrics']['accuracy']:.4f}, "
+    say(f"3/6 evaluate  holdout.csv ({evaluated['rows']} rows): accuracy {evaluated['metrics']['accuracy']:.4f}, "
         f"roc_auc {evaluated['metrics']['roc_auc']:.4f}")
     scored = folder / "scored.csv"
     frame = api.predict(model, paths["new"], out=scored, home=home)
-    say(f"4/5 predict   new.csv -> {scored} ({len(frame)} rows)")
+    say(f"4/6 predict   new.csv -> {scored} ({len(frame)} rows)")
     preview = frame[["diagnosis_prediction", "diagnosis_probability_malignant"]].head(3)
     say(preview.to_string(index=False))
+    optimized = api.optimize(model, batch_sizes=(1, 32), variants=QUICK_VARIANTS, home=home)
+    say(f"5/6 optimize  {', '.join(QUICK_VARIANTS)} against eager fp32 on the validation split: "
+        f"{optimized['verdict']}")
+    if optimized["registered"]:
+        model = optimized["registered"]
     served = serve_and_call(model, paths["new"], home, say)
     summary = {
         "workdir": str(folder), "config": str(config), "run_id": trained.run_id, "model": trained.model,
         "package": trained.package, "test_metrics": trained.metrics, "holdout_metrics": evaluated["metrics"],
-        "scored": str(scored), "report": trained.report, "holdout_report": evaluated["report"], "served": served,
+        "scored": str(scored), "report": trained.report,
+        "optimized": {key: optimized[key] for key in ("registered", "chosen", "verdict", "report")}, "holdout_report": evaluated["report"], "served": served,
         "seconds": round(time.perf_counter() - started, 2),
     }
     say(f"done in {summary['seconds']:.1f} s. The report: {trained.report}")

@@ -46,6 +46,6 @@ def test_quickstart_runs_the_lifecycle(luodi, tmp_path: Path) -> None:
     assert luodi("models", "ls", "--json").json()[0]["name"] == "breast-cancer"
     human = luodi("quickstart", "--workdir", "work2")
     assert human.code == 0
-    assert "4/5 predict" in human.stderr and "done in" in human.stderr
+    assert "4/6 predict" in human.stderr and "5/6 optimize" in human.stderr and "done in" in human.stderr
     assert summary["served"] and all(call["status"] == 200 for call in summary["served"])
-    assert "5/5 serve" in human.stderr and human.stderr.count(" 200 ") == 3
+    assert "6/6 serve" in human.stderr and human.stderr.count(" 200 ") == 3

@@ -208,3 +208,30 @@ def test_cnn_variants_match_eager(tmp_path: Path) -> None:
         assert row.status == "ok", (row.name, row.reason)
         bound = TOLERANCE[row.name]
         assert bound is not None and row.max_abs_diff is not None and row.max_abs_diff <= bound, row
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from luodi.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def test_cli_optimize_json_lists_variants_and_the_registered_version(home: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "optimize", "tiny", "--home", str(home), "--variants", "onnx",
+                           "--batch-sizes", "1,4", "--json")
+    assert code == 0
+    result = json.loads(out)
+    (row,) = [row for row in result["variants"] if row["name"] == "onnx"]
+    assert set(row) >= {"name", "metric", "drop", "latency_ms", "size_bytes", "within_budget"}
+    assert set(row["latency_ms"]) == {"1", "4"}
+    assert result["registered"] in ("tiny/2", None)
+    code, _, err = run_cli(capsys, "optimize", "tiny", "--home", str(home), "--batch-sizes", "1,x")
+    assert code == 2 and "--batch-sizes" in err
+    code, out, _ = run_cli(capsys, "optimize", "--help")
+    assert code == 0 and "--max-drop" in out
+    code, out, _ = run_cli(capsys, "export", "tiny", "--home", str(home), "--out", str(home.parent / "x"))
+    assert code == 0 and "parity on" in out
