@@ -106,7 +106,8 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
         "workdir": str(folder), "config": str(config), "run_id": trained.run_id, "model": trained.model,
         "package": trained.package, "test_metrics": trained.metrics, "holdout_metrics": evaluated["metrics"],
         "scored": str(scored), "report": trained.report,
-        "optimized": {key: optimized[key] for key in ("registered", "chosen", "verdict", "report")}, "holdout_report": evaluated["report"], "served": served,
+        "optimized": {key: optimized[key] for key in ("registered", "chosen", "verdict", "report")},
+        "holdout_report": evaluated["report"], "served": served,
         "seconds": round(time.perf_counter() - started, 2),
     }
     say(f"done in {summary['seconds']:.1f} s. The report: {trained.report}")
