@@ -133,12 +133,12 @@ def search(package: ModelPackage, train: Encoded, validation: Encoded, *, workdi
         try:
             made = variant.build(context)
             outputs = made.run(validation.inputs)
+            row.metrics = _score(package, outputs, validation)
         except Exception as error:  # noqa: BLE001 - a variant that cannot be built here is reported, not fatal
             row.status, row.reason = "failed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             continue
         row.build_seconds = time.perf_counter() - started
         row.peak_memory_bytes = peak_memory()
-        row.metrics = _score(package, outputs, validation)
         row.metric = row.metrics[metric]
         row.drop = drop_of(metric, baseline.metric or 0.0, row.metric)
         row.max_abs_diff = float(np.max(np.abs(outputs - eager_outputs))) if outputs.size else 0.0

@@ -140,15 +140,26 @@ class _Calibration:
         self.position = 0
 
 
+def _output_nodes(path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = {output.name for output in graph.output}
+    return [node.name for node in graph.node if outputs & set(node.output)]
+
+
 def build_onnx_int8_static(context: Context) -> Built:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     source = _preprocessed(context)
     path = context.folder / "int8-static.onnx"
     names = OnnxRunner(source, context.threads).inputs
+    # the node that makes the outputs (the task's activation: softmax, sigmoid) stays fp32, so probabilities still
+    # sum to one; the user's sensitive nodes join it
+    excluded = [*_output_nodes(source), *context.exclude_nodes]
     quantize_static(str(source), str(path), _Calibration(context.train.inputs, names), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(context.exclude_nodes))
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
     rows = min(CALIBRATION_ROWS, _rows(context.train))
     return _onnx_built(context, "onnx-int8-static", path, format="QDQ", weights="int8 per channel",
                        activations=f"uint8, ranges from {rows} training rows",
