@@ -37,6 +37,8 @@ def prune(package: ModelPackage, train: Encoded, *, structured: bool, steps: int
     layers = prunable_layers(model)
     if not layers:
         raise ValueError("the model has no trainable linear or convolution layers to prune")
+    for layer in layers:  # channels_last convolution weights: global pruning flattens them with view()
+        layer.weight.data = layer.weight.data.contiguous()
     if structured:
         for layer in layers[:-1]:  # the last layer's outputs are the task's: every one is kept
             torch_prune.ln_structured(layer, "weight", amount=STRUCTURED_AMOUNT, n=2, dim=0)
