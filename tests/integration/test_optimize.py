@@ -194,6 +194,7 @@ def test_a_text_model_exports_and_runs_at_any_text_length(text_csv, tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's inductor uses torch.jit.script_method
 def test_cnn_variants_match_eager(tmp_path: Path) -> None:
     """channels_last, torch.compile and the ONNX variants of a small CNN on images, each within its tolerance."""
     import yaml
