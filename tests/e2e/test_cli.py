@@ -72,7 +72,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
 
 
 @pytest.mark.parametrize("verb", ["init", "train", "tune", "evaluate", "predict", "generate", "chat", "embed",
-                                  "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "runs ls",
+                                  "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "optimize",
+                                  "export", "runs ls",
                                   "runs show", "models ls", "models show", "models promote", "models history",
                                   "models merge"])
 def test_help_renders(luodi, verb: str) -> None:
