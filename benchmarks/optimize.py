@@ -24,9 +24,7 @@ ratios printed here are the search's own, from this process.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +94,7 @@ def digits_table_config(folder: Path) -> Path:
 
 
 def minilm_config(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(ROOT / "examples" / "bbc" / "make_data.py")], check=True, cwd=ROOT)
     config = yaml.safe_load((ROOT / "examples" / "bbc" / "minilm.yaml").read_text())
     config["data"]["train"] = str(ROOT / "examples" / "bbc" / "bbc.csv")
@@ -106,50 +105,28 @@ def minilm_config(folder: Path) -> Path:
     return path
 
 
-async def _hammer(url: str, body: dict[str, Any], seconds: float, concurrency: int) -> float:
-    import httpx
-
-    done = errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def client(session: httpx.AsyncClient) -> None:
-        nonlocal done, errors
-        while time.perf_counter() < deadline:
-            try:
-                response = await session.post(url, json=body)
-            except httpx.TransportError:  # a kept-alive connection the server closed: counted, not fatal
-                errors += 1
-                continue
-            response.raise_for_status()
-            done += 1
-
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        if errors:
-            print(f"  ({errors} transport errors against {done} answers at {url})")
-        return done / (time.perf_counter() - started)
-
-
 def served_throughput(home: Path, versions: list[str], record: dict[str, Any], rounds: int,
                       seconds: float) -> dict[str, Any]:
-    """Requests/s at concurrency 32 of each version, served in turn with the same settings; per-round ratios."""
-    from luodi.serve.model import Reference
-    from luodi.serve.server import background
-    from luodi.serve.settings import make_config
+    """Requests/s at concurrency 32 of each version, each served by its own `luodi serve` process with the same
+    settings (one worker, one thread, batching on), loaded by benchmarks/loadgen.py in another process; the ratio is
+    the median of per-round ratios."""
+    from serve_common import load as load_test
+    from serve_common import luodi_server, median_ratio, post, summary
+    from serve_common import rounds as take_turns
 
-    config = make_config(port=0, reload_interval_s=0, log_sample_rate=0, threads=1)
-    turns: dict[str, list[float]] = {version: [] for version in versions}
-    for _ in range(rounds):
-        for version in versions:
-            with background([Reference(version, home)], config, home, log_level="warning") as running:
-                url = f"{running.url}/v1/models/{version.split('/')[0]}/predict"
-                turns[version].append(asyncio.run(_hammer(url, {"records": [record]}, seconds, 32)))
+    def measure(version: str) -> Any:
+        def run() -> dict[str, Any]:
+            body = json.dumps({"records": [record]}).encode()
+            with luodi_server(version, home, "--threads", "1") as server:
+                return load_test(server.port, post(f"/v1/models/{version.split('/')[0]}/predict", body), 32,
+                                 seconds)
+        return run
+
+    results = take_turns({version: measure(version) for version in versions}, rounds)
     original, optimized = versions
-    ratios = [b / a for a, b in zip(turns[original], turns[optimized], strict=True)]
-    return {"requests_per_s": {version: statistics.median(values) for version, values in turns.items()},
-            "ratio": statistics.median(ratios)}
+    return {"requests_per_s": {version: summary(found)["rps"] for version, found in results.items()},
+            "statuses": {version: summary(found)["statuses"] for version, found in results.items()},
+            "ratio": median_ratio(results, optimized, original)}
 
 
 def run_workload(name: str, config: Path, home: Path, rounds: int, serve_seconds: float) -> dict[str, Any]:
@@ -213,13 +190,14 @@ def main() -> None:
         names = args.workloads.split(",")
     rounds, serve_seconds = (2, 3.0) if args.quick else (3, 5.0)
     report: dict[str, Any] = {"workloads": {}}
+    result_name = "optimize" if not args.workloads else f"optimize-{'-'.join(names)}"
     with tempfile.TemporaryDirectory(prefix="luodi-bench-optimize-") as temp:
         folder = Path(temp)
         for name in names:
             config = {"mnist_cnn": mnist_config, "digits_mlp": digits_table_config,
                       "bbc_minilm": minilm_config}[name](folder / name)
             report["workloads"][name] = run_workload(name, config, folder / "home", rounds, serve_seconds)
-            write_result("optimize", json.loads(json.dumps(report, default=str)), args.quick)  # each as it ends
+            write_result(result_name, json.loads(json.dumps(report, default=str)), args.quick)  # each as it ends
     print("\nratios (chosen variant's latency / eager fp32's; served requests/s optimized / original):")
     for name, found in report["workloads"].items():
         chosen = next((row for row in found["variants"] if row["name"] == found["chosen"]), None)
@@ -230,7 +208,7 @@ def main() -> None:
               f"{(found['chosen_size_bytes'] or 0) / 1e6:.2f} MB vs {(found['eager_size_bytes'] or 0) / 1e6:.2f} MB)"
               f"; served {'—' if served is None else f'{served:.2f}x'}; "
               f"goal {'met' if found['goal_met'] else 'MISSED'}")
-    write_result("optimize", json.loads(json.dumps(report, default=str)), args.quick)
+    write_result(result_name, json.loads(json.dumps(report, default=str)), args.quick)
 
 
 if __name__ == "__main__":

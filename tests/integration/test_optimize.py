@@ -108,6 +108,7 @@ def test_optimize_registers_the_fastest_within_budget_with_lineage_and_report(ho
     assert manifest["variant"]["name"] == result["chosen"]
     report = (version.path / "report.html").read_text(encoding="utf-8")
     assert 'id="optimization"' in report and 'id="optimize-variants"' in report and "(registered)" in report
+    assert report.count('href="#optimization"') == 1  # in the page's navigation
 
 
 def test_bad_arguments_are_input_errors(home: Path) -> None:

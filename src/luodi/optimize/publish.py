@@ -46,6 +46,9 @@ def with_section(page: str, outcome: Outcome) -> str:
     if start >= 0:
         end = page.index("</section>", start) + len("</section>")
         return page[:start] + section + page[end:]
+    link = f'<a href="#{SECTION_ID}">Optimization</a>'
+    if link not in page and "</nav>" in page:
+        page = page.replace("</nav>", link + "</nav>", 1)
     anchor = page.rfind("</main>")
     if anchor < 0:
         anchor = page.rfind("</body>")
