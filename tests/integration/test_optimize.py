@@ -237,3 +237,29 @@ def test_cli_optimize_json_lists_variants_and_the_registered_version(home: Path,
     assert code == 0 and "--max-drop" in out
     code, out, _ = run_cli(capsys, "export", "tiny", "--home", str(home), "--out", str(home.parent / "x"))
     assert code == 0 and "parity on" in out
+
+
+def test_a_hugging_face_encoder_exports_with_a_dynamic_sequence_axis(tiny_checkpoint: Path, text_csv,  # type: ignore[no-untyped-def]
+                                                                     tmp_path: Path) -> None:
+    """A BERT-style checkpoint traces with a real `tokens` axis: batches run at their longest text, as eager does."""
+    import onnxruntime as ort
+    import yaml
+
+    from luodi.optimize.recipes import OnnxRunner
+
+    config = {"name": "bert", "data": {"train": str(text_csv(tmp_path / "news.csv", rows=90))},
+              "target": {"name": "topic", "task": "multiclass"},
+              "input_features": [{"name": "body", "type": "text", "max_length": 24}],
+              "model": {"type": "hf", "path": str(tiny_checkpoint), "hidden_sizes": []},
+              "trainer": {"epochs": 1, "batch_size": 16, "seed": 1}, "runtime": {"device": "cpu", "threads": 1}}
+    (tmp_path / "bert.yaml").write_text(yaml.safe_dump(config))
+    api.train(tmp_path / "bert.yaml", home=tmp_path / "home", progress="silent")
+    entry = api.export("bert", tmp_path / "bert-onnx", home=tmp_path / "home")
+    assert float(entry["parity_max_abs_diff"]) <= 1e-4
+    session = ort.InferenceSession(entry["file"], providers=["CPUExecutionProvider"])
+    assert {arg.name: arg.shape for arg in session.get_inputs()}["body"] == ["rows", "tokens"]
+    package = load_package(tmp_path / "bert-onnx")
+    _, encoded = package.encode([{"body": "goal"}, {"body": "the team won the match"}])
+    runner = OnnxRunner(Path(entry["file"]), 1)
+    assert runner.trim
+    np.testing.assert_allclose(runner(encoded.inputs), package.outputs(encoded), atol=1e-5)
