@@ -12,9 +12,11 @@ reduced-precision and pruned variants change the numbers on purpose and are judg
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,8 @@ def _preprocessed(context: Context) -> Path:
     if "preprocessed" not in context.cache:
         path = context.folder / "preprocessed.onnx"
         try:
-            quant_pre_process(str(_fp32_onnx(context)), str(path))
+            with _quiet_root_logger():
+                quant_pre_process(str(_fp32_onnx(context)), str(path))
         except Exception:  # noqa: BLE001 - a graph it cannot pre-process is quantized as exported
             shutil.copyfile(_fp32_onnx(context), path)
         context.cache["preprocessed"] = path
@@ -111,11 +114,24 @@ def _preprocessed(context: Context) -> Path:
     return found
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantization tools log advice per tensor on the root logger (hundreds of lines for MiniLM)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def build_onnx_int8_dynamic(context: Context) -> Built:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = context.folder / "int8-dynamic.onnx"
-    quantize_dynamic(str(_preprocessed(context)), str(path), weight_type=QuantType.QInt8, per_channel=True)
+    with _quiet_root_logger():
+        quantize_dynamic(str(_preprocessed(context)), str(path), weight_type=QuantType.QInt8, per_channel=True)
     return _onnx_built(context, "onnx-int8-dynamic", path, weights="int8 per channel",
                        activations="quantized per batch")
 
@@ -157,9 +173,11 @@ def build_onnx_int8_static(context: Context) -> Built:
     # the node that makes the outputs (the task's activation: softmax, sigmoid) stays fp32, so probabilities still
     # sum to one; the user's sensitive nodes join it
     excluded = [*_output_nodes(source), *context.exclude_nodes]
-    quantize_static(str(source), str(path), _Calibration(context.train.inputs, names), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
+    with _quiet_root_logger():
+        quantize_static(str(source), str(path), _Calibration(context.train.inputs, names),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=excluded)
     rows = min(CALIBRATION_ROWS, _rows(context.train))
     return _onnx_built(context, "onnx-int8-static", path, format="QDQ", weights="int8 per channel",
                        activations=f"uint8, ranges from {rows} training rows",
