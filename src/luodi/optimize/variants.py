@@ -106,7 +106,9 @@ def _preprocessed(context: Context) -> Path:
         path = context.folder / "preprocessed.onnx"
         try:
             with _quiet_root_logger():
-                quant_pre_process(str(_fp32_onnx(context)), str(path))
+                # symbolic shape inference is skipped: where it fails (MiniLM) it leaves a debug model in the
+                # current folder; ONNX's own shape inference covers these graphs
+                quant_pre_process(str(_fp32_onnx(context)), str(path), skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - a graph it cannot pre-process is quantized as exported
             shutil.copyfile(_fp32_onnx(context), path)
         context.cache["preprocessed"] = path
