@@ -165,20 +165,26 @@ def test_the_onnx_file_runs_in_a_bare_onnxruntime_process(exported: dict[str, ob
         np.testing.assert_allclose(np.asarray(outputs), expected[:int(rows)], atol=1e-5)
 
 
-def test_a_text_model_exports_and_runs_at_any_text_length(text_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def export_text_model(tmp_path: Path, data: Path, name: str, feature: dict[str, object],
+                      model: dict[str, object]) -> dict[str, object]:
+    """Train a one-epoch topic classifier on one text column and export it (parity checked within 1e-4)."""
     import yaml
 
-    config = {"name": "words", "data": {"train": str(text_csv(tmp_path / "text.csv"))},
-              "target": {"name": "topic", "task": "multiclass"},
-              "input_features": [{"name": "body", "type": "text", "tokenizer": "bpe", "vocab_size": 120,
-                                  "max_length": 64}],
-              "model": {"type": "transformer", "transformer": {"layers": 1, "heads": 2, "width": 16},
-                        "hidden_sizes": []},
-              "trainer": {"epochs": 1, "batch_size": 32, "seed": 1}, "runtime": {"device": "cpu", "threads": 1}}
-    (tmp_path / "words.yaml").write_text(yaml.safe_dump(config))
-    api.train(tmp_path / "words.yaml", home=tmp_path / "home", progress="silent")
-    entry = api.export("words", tmp_path / "words-onnx", home=tmp_path / "home")
-    assert float(entry["parity_max_abs_diff"]) <= 1e-4
+    config = {"name": name, "data": {"train": str(data)}, "target": {"name": "topic", "task": "multiclass"},
+              "input_features": [feature], "model": model,
+              "trainer": {"epochs": 1, "batch_size": 16, "seed": 1}, "runtime": {"device": "cpu", "threads": 1}}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    api.train(tmp_path / f"{name}.yaml", home=tmp_path / "home", progress="silent")
+    entry = api.export(name, tmp_path / f"{name}-onnx", home=tmp_path / "home")
+    assert float(str(entry["parity_max_abs_diff"])) <= 1e-4
+    return entry
+
+
+def test_a_text_model_exports_and_runs_at_any_text_length(text_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+
+    feature = {"name": "body", "type": "text", "tokenizer": "bpe", "vocab_size": 120, "max_length": 64}
+    model = {"type": "transformer", "transformer": {"layers": 1, "heads": 2, "width": 16}, "hidden_sizes": []}
+    entry = export_text_model(tmp_path, text_csv(tmp_path / "text.csv"), "words", feature, model)
     import onnxruntime as ort
 
     session = ort.InferenceSession(entry["file"], providers=["CPUExecutionProvider"])
@@ -243,19 +249,12 @@ def test_a_hugging_face_encoder_exports_with_a_dynamic_sequence_axis(tiny_checkp
                                                                      tmp_path: Path) -> None:
     """A BERT-style checkpoint traces with a real `tokens` axis: batches run at their longest text, as eager does."""
     import onnxruntime as ort
-    import yaml
 
     from luodi.optimize.recipes import OnnxRunner
 
-    config = {"name": "bert", "data": {"train": str(text_csv(tmp_path / "news.csv", rows=90))},
-              "target": {"name": "topic", "task": "multiclass"},
-              "input_features": [{"name": "body", "type": "text", "max_length": 24}],
-              "model": {"type": "hf", "path": str(tiny_checkpoint), "hidden_sizes": []},
-              "trainer": {"epochs": 1, "batch_size": 16, "seed": 1}, "runtime": {"device": "cpu", "threads": 1}}
-    (tmp_path / "bert.yaml").write_text(yaml.safe_dump(config))
-    api.train(tmp_path / "bert.yaml", home=tmp_path / "home", progress="silent")
-    entry = api.export("bert", tmp_path / "bert-onnx", home=tmp_path / "home")
-    assert float(entry["parity_max_abs_diff"]) <= 1e-4
+    entry = export_text_model(tmp_path, text_csv(tmp_path / "news.csv", rows=90), "bert",
+                              {"name": "body", "type": "text", "max_length": 24},
+                              {"type": "hf", "path": str(tiny_checkpoint), "hidden_sizes": []})
     session = ort.InferenceSession(entry["file"], providers=["CPUExecutionProvider"])
     assert {arg.name: arg.shape for arg in session.get_inputs()}["body"] == ["rows", "tokens"]
     package = load_package(tmp_path / "bert-onnx")
