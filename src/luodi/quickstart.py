@@ -1,6 +1,6 @@
 """`luodi quickstart`: the whole lifecycle on scikit-learn's breast-cancer data, through the code users run:
-init, train, evaluate, predict, then serve the model over HTTP for a few requests, and close the loop: drifted
-traffic, the monitor flags it, labels come back, a retrained challenger wins and the server reloads it."""
+init, train, evaluate, predict, optimize, then serve the model over HTTP for a few requests, and close the loop:
+drifted traffic, the monitor flags it, labels come back, a retrained challenger wins and the server reloads it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from luodi import api
 
+QUICK_VARIANTS = ("onnx", "onnx-int8-dynamic")  # the quick ones: a second or two on a small MLP (docs/optimize.md)
 
 def write_breast_cancer(folder: Path, holdout_fraction: float = 0.1, seed: int = 0,
                         traffic_fraction: float = 0.0) -> dict[str, Path]:
@@ -70,7 +71,7 @@ def serve_and_loop(name: str, paths: dict[str, Path], home: Path | None, say: An
     config = make_config(port=0, reload_interval_s=0.2, log_flush_s=0.2)
     with background([Reference(f"{name}@production", home)], config, home, log_level="warning") as running:
         url = f"{running.url}/v1/models/{name}/predict"
-        say(f"5/6 serve     POST {url}: {count} rows of {paths['new'].name}, one request each")
+        say(f"6/7 serve     POST {url}: {count} rows of {paths['new'].name}, one request each")
         for row in rows:
             started = time.perf_counter()
             status, answer = post_json(url, {"records": [row]})
@@ -101,7 +102,7 @@ def closed_loop(url: str, name: str, traffic: Path, home: Path | None, say: Any)
     time.sleep(0.5)  # the server writes its prediction log every 0.2 s
     monitored = api.monitor(f"{name}@production", home=home)
     drifted = monitored.to_dict()["drifted"]
-    say(f"6/6 loop      {len(frame)} rows from a new scanner (sizes read 1.5x): drift in {len(drifted)} of "
+    say(f"7/7 loop      {len(frame)} rows from a new scanner (sizes read 1.5x): drift in {len(drifted)} of "
         f"{len(monitored.features) + len(monitored.outputs)} features and outputs ({', '.join(drifted[:3])}, ...)")
     status, _ = post_json(f"{url}/v1/models/{name}/feedback", {"feedback": labels})
     live = api.monitor(f"{name}@production", home=home).live
@@ -141,27 +142,34 @@ def run(workdir: Path | None = None, home: Path | None = None, progress: str = "
     paths = write_breast_cancer(folder, traffic_fraction=0.25)
     config = folder / "luodi.yaml"
     initialized = api.init(paths["train"], "diagnosis", output=config, name="breast-cancer", force=True)
-    say(f"1/6 init      {config}: {initialized.task}, {len(initialized.features)} features")
+    say(f"1/7 init      {config}: {initialized.task}, {len(initialized.features)} features")
     trained = api.train(config, home=home, progress=progress)
     assert trained.model is not None  # registered
     model = f"{trained.model['name']}/{trained.model['version']}"
-    say(f"2/6 train     run {trained.run_id}: {model}, test accuracy {trained.metrics['accuracy']:.4f}, "
+    say(f"2/7 train     run {trained.run_id}: {model}, test accuracy {trained.metrics['accuracy']:.4f}, "
         f"best epoch {trained.best_epoch}/{trained.epochs_run}, {trained.seconds:.1f} s")
     evaluated = api.evaluate(model, paths["holdout"], home=home)
-    say(f"3/6 evaluate  holdout.csv ({evaluated['rows']} rows): accuracy {evaluated['metrics']['accuracy']:.4f}, "
+    say(f"3/7 evaluate  holdout.csv ({evaluated['rows']} rows): accuracy {evaluated['metrics']['accuracy']:.4f}, "
         f"roc_auc {evaluated['metrics']['roc_auc']:.4f}")
     scored = folder / "scored.csv"
     frame = api.predict(model, paths["new"], out=scored, home=home)
-    say(f"4/6 predict   new.csv -> {scored} ({len(frame)} rows)")
+    say(f"4/7 predict   new.csv -> {scored} ({len(frame)} rows)")
     preview = frame[["diagnosis_prediction", "diagnosis_probability_malignant"]].head(3)
     say(preview.to_string(index=False))
-    api.promote(trained.model["name"], trained.model["version"], "production", reason="quickstart", home=home)
-    served, loop = serve_and_loop(trained.model["name"], paths, Path(home) if home else None, say)
+    optimized = api.optimize(model, batch_sizes=(1, 32), variants=QUICK_VARIANTS, home=home)
+    say(f"5/7 optimize  {', '.join(QUICK_VARIANTS)} against eager fp32 on the validation split: "
+        f"{optimized['verdict']}")
+    if optimized["registered"]:
+        model = optimized["registered"]
+    name, version = model.split("/")
+    api.promote(name, int(version), "production", reason="quickstart", home=home)
+    served, loop = serve_and_loop(name, paths, Path(home) if home else None, say)
     summary = {
         "workdir": str(folder), "config": str(config), "run_id": trained.run_id, "model": trained.model,
         "package": trained.package, "test_metrics": trained.metrics, "holdout_metrics": evaluated["metrics"],
-        "scored": str(scored), "report": trained.report, "holdout_report": evaluated["report"], "served": served,
-        "loop": loop,
+        "scored": str(scored), "report": trained.report,
+        "optimized": {key: optimized[key] for key in ("registered", "chosen", "verdict", "report")},
+        "holdout_report": evaluated["report"], "served": served, "loop": loop,
         "seconds": round(time.perf_counter() - started, 2),
     }
     say(f"done in {summary['seconds']:.1f} s. The report: {trained.report}")

@@ -73,10 +73,9 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
 
 
 @pytest.mark.parametrize("verb", ["init", "train", "tune", "evaluate", "predict", "generate", "chat", "embed",
-                                  "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "runs ls",
-                                  "feedback", "retrain", "runs show", "models ls", "models show", "models promote",
-                                  "models history",
-                                  "models merge", "models quantize"])
+                                  "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "optimize",
+                                  "export", "runs ls", "feedback", "retrain", "runs show", "models ls", "models show",
+                                  "models promote", "models history", "models merge", "models quantize"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr

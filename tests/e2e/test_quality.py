@@ -46,13 +46,13 @@ def test_quickstart_runs_the_lifecycle(luodi, tmp_path: Path) -> None:
     assert luodi("models", "ls", "--json").json()[0]["name"] == "breast-cancer"
     human = luodi("quickstart", "--workdir", "work2")
     assert human.code == 0
-    assert "4/6 predict" in human.stderr and "done in" in human.stderr
+    assert "4/7 predict" in human.stderr and "5/7 optimize" in human.stderr and "done in" in human.stderr
     assert summary["served"] and all(call["status"] == 200 for call in summary["served"])
-    assert "5/6 serve" in human.stderr and human.stderr.count(" 200 ") == 3
+    assert "6/7 serve" in human.stderr and human.stderr.count(" 200 ") == 3
     # the closed loop: the scanner drift is flagged, labels come back, the challenger wins and is served
     loop = summary["loop"]
     assert "mean_radius" in loop["drifted"] and loop["live"]["accuracy"] < 0.9
     decision = loop["retrain"]
     assert decision["promoted"] is True and loop["served_version"] == decision["challenger"]["version"]
     assert decision["challenger"]["metrics"]["accuracy"] > decision["champion"]["metrics"]["accuracy"]
-    assert "6/6 loop" in human.stderr and "promoted" in human.stderr
+    assert "7/7 loop" in human.stderr and "promoted" in human.stderr

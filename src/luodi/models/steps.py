@@ -25,6 +25,8 @@ def input_layer(encoder: Any, width: int) -> tuple[nn.Embedding | None, nn.Linea
 def trim(batch: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and mask cut to the batch's longest text (at least one step, so an empty text is one pad step)."""
     ids, mask = batch[name], batch[f"{name}.mask"]  # (batch, max_length) each
+    if torch.jit.is_tracing():  # an ONNX export: the graph's sequence axis is dynamic, its runner trims the batch
+        return ids, mask
     longest = max(1, int(mask.sum(dim=1).max()))
     return ids[:, :longest], mask[:, :longest]
 

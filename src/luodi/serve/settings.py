@@ -35,7 +35,8 @@ class ServeConfig(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing the port (a supervisor restarts them).")
     backend: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="auto uses ONNX Runtime when the package has a verified model.onnx, else torch.")
+        "auto", description="auto runs the variant an optimized version carries, else ONNX Runtime when the package "
+        "has a verified model.onnx, else torch.")
     threads: int = Field(1, ge=1, le=256, description="Intra-op threads of the model per process.")
     max_batch_size: int = Field(64, ge=1, le=65536, description="Most rows the model runs at once.")
     max_wait_ms: float = Field(2.0, ge=0, le=1000, description="Longest a waiting row is held to grow a batch.")
