@@ -145,7 +145,9 @@ def write_big(path: Path, rows: int) -> Path:
 
 def peak_of(tmp_path: Path, name: str, rows: int) -> dict[str, Any]:
     data = write_big(tmp_path / f"{name}.parquet", rows)
-    config = {"name": name, "data": {"train": str(data), "streaming": True, "buffer_rows": 50_000},
+    # Small validation and test shares: their outputs and targets are held for the metrics (a few numbers a row)
+    split = {"validation": 0.02, "test": 0.02}
+    config = {"name": name, "data": {"train": str(data), "streaming": True, "buffer_rows": 50_000, "split": split},
               "target": {"name": "label", "task": "binary"},
               "input_features": [*({"name": column, "type": "numeric"} for column in "abcd"),
                                  {"name": "color", "type": "category"}],

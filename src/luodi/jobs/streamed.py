@@ -34,6 +34,7 @@ AUTO_BYTES = 1 << 30  # data.streaming: auto streams training files larger than 
 STREAMED_FEATURES = ("numeric", "category", "binary")
 STREAMED_TASKS = ("regression", "binary", "multiclass")
 SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
+COUNT_ROWS = 1 << 20  # rows hashed at a time when counting the splits
 SAMPLE_ROWS = 20_000  # rows of each split kept in memory for the report and the monitoring profile
 
 
@@ -153,7 +154,10 @@ def streamed_splits(config: LuodiConfig) -> dict[str, StreamedSplit]:
                 for name, path in (("train", data.train), ("validation", data.validation), ("test", data.test))}
     split = data.split
     total = stream.count_rows(data.train)
-    codes = np.bincount(stream.split_codes(0, total, split.seed, split.validation, split.test), minlength=3)
+    codes = np.zeros(3, np.int64)
+    for start in range(0, total, COUNT_ROWS):  # by chunks: the codes of a whole file would be O(rows) memory
+        codes += np.bincount(stream.split_codes(start, min(COUNT_ROWS, total - start), split.seed, split.validation,
+                                                split.test), minlength=3)
     return {name: StreamedSplit(config, data.train, stream.split_keep(name, split.seed, split.validation, split.test),
                                 int(codes[code])) for name, code in stream.SPLIT_CODES.items()}
 
