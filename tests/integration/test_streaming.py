@@ -71,6 +71,8 @@ def test_a_streamed_run_trains_registers_evaluates_and_serves_like_one_in_memory
         for key, value in theirs.items():
             assert mine[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), (mine, key)
 
+    assert streamed.report and f"streamed: metrics of all {streamed.rows['test']:,} rows" in Path(
+        streamed.report).read_text(encoding="utf-8")
     report = api.evaluate(streamed.model, str(csv), home=tmp_path / "home", report=False)
     assert report["metrics"]["accuracy"] > 0.8
     served = api.predict(streamed.model, str(csv), home=tmp_path / "home")
