@@ -119,6 +119,27 @@ def test_streaming_refuses_what_it_cannot_stream(review_csv, tmp_path: Path) -> 
         api.train(path, home=tmp_path / "home", progress="silent")
 
 
+def test_auto_streams_large_files_that_can_stream_and_reads_the_others_whole(
+        table_csv, tiny_config, review_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`data.streaming: auto` (the default) with the size threshold at 0 bytes: the tabular config streams (hashed
+    split sizes), a text feature reads the file whole (stratified split sizes) rather than failing."""
+    import luodi.jobs.streamed as streamed
+
+    monkeypatch.setattr(streamed, "AUTO_BYTES", 0)
+    base = tiny_config(tmp_path / "memory.yaml", table_csv(tmp_path / "table.csv", rows=600), epochs=1)
+    config = load_config(base)
+    assert config.data.streaming == "auto" and streamed.streaming(config)
+    codes = split_codes(0, 600, 42, 0.15, 0.15)
+    assert int((codes == 2).sum()) != 90  # the stratified split's test rows: the sizes tell the two apart
+    assert api.train(base, home=tmp_path / "home", progress="silent").rows["test"] == int((codes == 2).sum())
+    data = review_csv(tmp_path / "reviews.csv")
+    text = {"name": "reviews", "data": {"train": str(data)}, "target": {"name": "label", "task": "binary"},
+            "input_features": [{"name": "review", "type": "text"}]}
+    path = tmp_path / "reviews.yaml"
+    path.write_text(yaml.safe_dump(text), encoding="utf-8")
+    assert not streamed.streaming(load_config(path))
+
+
 PEAK = """
 import json, resource, sys
 import luodi.api as api
