@@ -5,11 +5,14 @@ statistics, then walks one shuffled epoch in 1024-row batches of z-scored float3
 - in memory (luodi's path today): `pq.read_table`, the whole split z-scored into one tensor, a permuted index
   sliced per batch;
 - streamed: `fit_statistics` (one pass) and `shuffled` with a 100k-row buffer, each block z-scored, then sliced.
-Targets (issue 17): streamed peak RSS <= 1.5 GB, throughput >= 0.7x in memory. This measures the data path only;
-it is not yet wired into `luodi train`.
+Targets (issue 17): streamed peak RSS <= 1.5 GB, throughput >= 0.7x in memory.
 
-    .venv/bin/python benchmarks/streaming.py              # 5M rows
-    .venv/bin/python benchmarks/streaming.py --rows 500000
+Then one epoch of a whole `luodi train` (`api.train`: read, split, fit the features, train, validate, score, report,
+package, register) on a labelled file of `--train-rows` rows (8 numbers, a binary label), with `data.streaming`
+true and false, each in its own process: seconds and peak RSS.
+
+    .venv/bin/python benchmarks/streaming.py              # 5M rows; training: 1M rows
+    .venv/bin/python benchmarks/streaming.py --rows 500000 --train-rows 200000
 """
 
 from __future__ import annotations
@@ -62,13 +65,47 @@ print(json.dumps({"rows": rows, "seconds": seconds,
 """
 
 
-def write_file(path: Path, rows: int, group: int = 500_000) -> None:
+def write_file(path: Path, rows: int, group: int = 500_000, label: bool = False) -> None:
     generator = np.random.default_rng(0)
-    schema = pa.schema([(name, pa.float64()) for name in COLUMNS])
+    schema = pa.schema([(name, pa.float64()) for name in COLUMNS] + ([("label", pa.string())] if label else []))
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, rows, group):
             size = min(group, rows - start)
-            writer.write_table(pa.table({name: generator.normal(size=size) for name in COLUMNS}, schema=schema))
+            columns = {name: generator.normal(size=size) for name in COLUMNS}
+            if label:
+                columns["label"] = np.where(columns["x0"] + columns["x1"] > 0, "yes", "no")
+            writer.write_table(pa.table(columns, schema=schema))
+
+
+TRAIN = """
+import json, resource, sys, time
+import luodi.api as api
+start = time.perf_counter()
+result = api.train(sys.argv[1], home=sys.argv[2], progress="silent")
+print(json.dumps({"seconds": time.perf_counter() - start, "accuracy": result.metrics["accuracy"],
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def train_epoch(folder: Path, rows: int) -> dict[str, dict[str, float]]:
+    """One epoch of `luodi train`, streamed and in memory, on the same labelled file."""
+    import yaml
+
+    data = folder / "labelled.parquet"
+    write_file(data, rows, group=100_000, label=True)
+    measured = {}
+    for streaming in (False, True):
+        config = {"name": "bench", "data": {"train": str(data), "streaming": streaming},
+                  "target": {"name": "label", "task": "binary"},
+                  "input_features": [{"name": name, "type": "numeric"} for name in COLUMNS],
+                  "model": {"hidden_sizes": [32]}, "trainer": {"epochs": 1, "batch_size": 1024},
+                  "runtime": {"device": "cpu"}, "report": {"importance_repeats": 0}}
+        path = folder / f"bench-{streaming}.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-c", TRAIN, str(path), str(folder / f"home-{streaming}")],
+                              capture_output=True, text=True, check=True)
+        measured["streamed" if streaming else "memory"] = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def run(path: Path, variant: str) -> dict[str, float]:
@@ -81,16 +118,23 @@ def run(path: Path, variant: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--train-rows", type=int, default=1_000_000, help="0: skip the training epoch")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rows.parquet"
         write_file(path, args.rows)
         memory, streamed = run(path, "memory"), run(path, "stream")
+        path.unlink()
+        training = train_epoch(Path(folder), args.train_rows) if args.train_rows else {}
     report = {"rows": args.rows, "memory": memory, "streamed": streamed,
-              "throughput_ratio": memory["seconds"] / streamed["seconds"]}
+              "throughput_ratio": memory["seconds"] / streamed["seconds"],
+              **({"train_rows": args.train_rows, "train_epoch": training} if training else {})}
     print(f"in memory: {args.rows / memory['seconds']:,.0f} rows/s, peak RSS {memory['peak_rss_mib']:.0f} MiB")
     print(f"streamed:  {args.rows / streamed['seconds']:,.0f} rows/s, peak RSS {streamed['peak_rss_mib']:.0f} MiB")
     print(f"streamed / in memory throughput: {report['throughput_ratio']:.2f}x")
+    for name, row in training.items():
+        print(f"luodi train, 1 epoch of {args.train_rows:,} rows, {name}: {row['seconds']:.1f} s, "
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB, accuracy {row['accuracy']:.3f}")
     write_result("streaming", report, quick=args.rows < 5_000_000)
 
 

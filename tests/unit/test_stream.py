@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from luodi.data.stream import fit_statistics, shuffled
+from luodi.data.stream import fit_statistics, in_order, shuffled, split_codes, split_keep
 from luodi.errors import InputError
 
 
@@ -73,7 +73,7 @@ def test_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
 MEASURE = """
 import json, resource, sys
 import pyarrow.compute, pyarrow.parquet  # loaded before the baseline: their code is not the data's memory
-from luodi.data.stream import fit_statistics, shuffled
+from luodi.data.stream import fit_statistics, in_order, shuffled, split_codes, split_keep
 path, buffer_rows = sys.argv[1], int(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, after the imports
 stats = fit_statistics(path, numeric=["a", "b", "c"], categories=[])
@@ -113,3 +113,35 @@ def test_memory_stays_bounded_while_the_file_is_several_times_the_budget(tmp_pat
     assert big["rows"] == rows and big["mean"] == pytest.approx((rows - 1) / 2)
     assert big["grew_mib"] - small["grew_mib"] < budget_mib, (small, big)
     assert big["grew_mib"] < 4 * budget_mib, big
+
+
+def test_the_hashed_split_depends_only_on_row_number_and_seed() -> None:
+    """Any block of a file is split as the whole file is (so every pass sees the same rows in each split), the
+    fractions hold to within a few rows per thousand, and another seed gives other rows."""
+    whole = split_codes(0, 100_000, 42, 0.15, 0.2)
+    assert np.array_equal(np.concatenate([split_codes(0, 33_333, 42, 0.15, 0.2),
+                                          split_codes(33_333, 66_667, 42, 0.15, 0.2)]), whole)
+    shares = np.bincount(whole, minlength=3) / len(whole)
+    assert shares == pytest.approx([0.65, 0.15, 0.2], abs=0.006)
+    assert (split_codes(0, 100_000, 43, 0.15, 0.2) != whole).mean() > 0.3
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_split_streams_its_rows_once_and_resumes_exactly(tmp_path: Path, kind: str) -> None:
+    """`keep` selects one split's rows before each block is shuffled: the training split's ids, each once, and a
+    pass resumed after any number of kept rows continues the same order."""
+    path = write(tmp_path, 1000, kind)
+    keep = split_keep("train", 5, 0.2, 0.2)
+    expected = np.flatnonzero(split_codes(0, 1000, 5, 0.2, 0.2) == 0)
+
+    def order(skip: int) -> list[int]:
+        return [value for block in shuffled(path, seed=1, epoch=2, buffer_rows=64, skip_rows=skip, keep=keep)
+                for value in block.column("id").to_pylist()]
+
+    full = order(0)
+    assert sorted(full) == expected.tolist() and full != expected.tolist()
+    for skip in (0, 1, 37, 64, 300, len(full)):
+        assert order(skip) == full[skip:]
+    in_file_order = [value for block in in_order(path, buffer_rows=64, keep=keep)
+                     for value in block.column("id").to_pylist()]
+    assert in_file_order == expected.tolist()

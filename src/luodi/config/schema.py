@@ -59,6 +59,10 @@ class DataConfig(Strict):
     validation: str | None = Field(None, description="Optional separate validation file (skips the split).")
     test: str | None = Field(None, description="Optional separate test file (skips the split).")
     split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
+    streaming: bool | Literal["auto"] = Field(
+        "auto", description="Stream Parquet/CSV files through training in blocks instead of reading them whole "
+        "(bounded memory; numeric, category and binary features). auto: when the training file is over 1 GiB.")
+    buffer_rows: int = Field(100_000, ge=1, description="Rows shuffled together when streaming (the memory bound).")
 
     @model_validator(mode="after")
     def _split_files_together(self) -> DataConfig:

@@ -11,7 +11,7 @@ Memory stays bounded by the reader's batch plus the shuffle buffer: the file is 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,8 +58,11 @@ def record_batches(path: str | Path, batch_rows: int = BATCH_ROWS,
         raise InputError(f"{path}: {(str(error).splitlines() or [type(error).__name__])[0]}") from None
 
 
+Keep = Callable[[int, int], np.ndarray]  # (first row, rows) of a block -> bool mask of the rows to keep
+
+
 def shuffled(path: str | Path, *, seed: int, epoch: int, buffer_rows: int, skip_rows: int = 0,
-             columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+             columns: Sequence[str] | None = None, keep: Keep | None = None) -> Iterator[pa.Table]:
     """The file's rows in a seeded order, one block of at most `buffer_rows` at a time.
 
     The file is cut into consecutive blocks of `buffer_rows` rows; a Parquet file's blocks come in a permuted order
@@ -67,11 +70,15 @@ def shuffled(path: str | Path, *, seed: int, epoch: int, buffer_rows: int, skip_
     permuted with a generator seeded by (seed, epoch, block). Only one block is held (memory bounded by
     `buffer_rows`), every row comes exactly once per epoch, and the order depends on nothing but (seed, epoch,
     buffer_rows, the file), so `skip_rows` (rows already trained on, from a checkpoint) resumes it exactly.
+    `keep` selects rows of each block by their row number in the file (a split, `split_keep`) before the block is
+    permuted; `skip_rows` then counts kept rows.
     """
     if buffer_rows < 1:
         raise InputError(f"the shuffle buffer must hold at least 1 row, got {buffer_rows}")
     emitted = 0
     for block, table in blocks(path, buffer_rows, np.random.default_rng([seed, epoch]), columns):
+        if keep is not None:
+            table = table.filter(pa.array(keep(block * buffer_rows, table.num_rows)))
         if emitted + table.num_rows <= skip_rows:
             emitted += table.num_rows
             continue
@@ -82,13 +89,14 @@ def shuffled(path: str | Path, *, seed: int, epoch: int, buffer_rows: int, skip_
         yield table
 
 
-def blocks(path: str | Path, rows: int, generator: np.random.Generator,
+def blocks(path: str | Path, rows: int, generator: np.random.Generator | None,
            columns: Sequence[str] | None) -> Iterator[tuple[int, pa.Table]]:
-    """(block number, rows) of consecutive `rows`-row blocks: Parquet in an order the generator permutes, CSV in
-    file order."""
+    """(block number, rows) of consecutive `rows`-row blocks: Parquet in an order the generator permutes (file
+    order without one), CSV in file order."""
     if Path(path).suffix.lower() in (".parquet", ".pq"):
         total = count_rows(path)
-        for block in generator.permutation(-(-total // rows)):
+        count = -(-total // rows)
+        for block in generator.permutation(count) if generator is not None else range(count):
             yield int(block), read_rows(path, int(block) * rows, min(total, (int(block) + 1) * rows), columns)
         return
     parts: list[pa.RecordBatch] = []
@@ -186,3 +194,34 @@ def fit_statistics(path: str | Path, numeric: Sequence[str] = (), categories: Se
         for name in categories:
             stats[name].add_values(batch.column(name))
     return stats
+
+
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+
+
+def split_codes(start: int, rows: int, seed: int, validation: float, test: float) -> np.ndarray:
+    """The split of rows [start, start + rows) of a file: 0 train, 1 validation, 2 test, a pure function of the
+    row number and the seed (a splitmix64 hash of both, read as a uniform number in [0, 1)), so any block of the
+    file is split alike in any pass without holding the rest. Fractions hold in expectation, not to the row."""
+    with np.errstate(over="ignore"):
+        z = np.arange(start, start + rows, dtype=np.uint64) + np.uint64(seed % (1 << 63)) * np.uint64(
+            0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    uniform = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.where(uniform < test, 2, np.where(uniform < test + validation, 1, 0)).astype(np.int8)
+
+
+def split_keep(split: str, seed: int, validation: float, test: float) -> Keep:
+    """`keep` for `shuffled` / `in_order`: the rows of one split (`split_codes`)."""
+    code = SPLIT_CODES[split]
+    return lambda start, rows: split_codes(start, rows, seed, validation, test) == code
+
+
+def in_order(path: str | Path, *, buffer_rows: int, keep: Keep | None = None,
+             columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+    """The file's (kept) rows in file order, one block of at most `buffer_rows` file rows at a time."""
+    for block, table in blocks(path, buffer_rows, None, columns):
+        yield table.filter(pa.array(keep(block * buffer_rows, table.num_rows))) if keep is not None else table
+

@@ -31,6 +31,9 @@ def training_input(fitted: Any, run_id: str) -> ReportInput:
     data = config.data
     source = (f"{scored_split} file {Path(data.test).name}" if data.test and scored_split == "test"
               else f"{scored_split} split of {Path(data.train).name}")
+    if prepared.streams is not None:  # data.streaming: the splits here are samples, the metrics of the whole split
+        source += (f" (streamed: metrics of all {prepared.sizes()[scored_split]:,} rows; tables and charts of its "
+                   f"first {getattr(splits, scored_split).num_rows:,})")
     described = [describe_split(name, getattr(splits, name), config, pipeline)
                  for name in ("train", "validation", "test") if getattr(splits, name).num_rows]
     result = fitted.result

@@ -28,7 +28,7 @@ from luodi.evaluate.scoring import split_metrics
 from luodi.features.pipeline import Encoded, FeaturePipeline
 from luodi.models.inference import predict_tensors
 from luodi.train.distributed import SINGLE, World
-from luodi.train.loop import Callback, FitResult, Tensors
+from luodi.train.loop import Callback, FitResult, Tensors, predict_stream
 from luodi.train.precision import PRECISIONS, Precision
 from luodi.train.progress import Progress
 
@@ -81,11 +81,20 @@ class Prepared:
     fingerprint: dict[str, Any]  # per data file: path, bytes, sha256
     pipeline: FeaturePipeline
     encoded: dict[str, Encoded]  # by split name
+    # data.streaming (jobs/streamed.py): the splits read from their files at each use; `splits` and `encoded` then
+    # hold a sample of each (the report, the monitoring profile)
+    streams: dict[str, Any] | None = None
+
+    def sizes(self) -> dict[str, int]:
+        """Rows per split (of the whole splits when streaming)."""
+        if self.streams is not None:
+            return {name: len(split) for name, split in self.streams.items()}
+        return self.splits.sizes()
 
     @property
     def scored_split(self) -> str:
         """The split the reported metrics come from: test, or validation when the test split is empty."""
-        return "test" if self.splits.test.num_rows else "validation"
+        return "test" if self.sizes()["test"] else "validation"
 
     @property
     def warnings(self) -> list[str]:
@@ -96,7 +105,22 @@ class Prepared:
 def prepare(config: LuodiConfig, state: dict[str, Any] | None = None, assets: Path | None = None,
             frames: dict[str, Any] | None = None) -> Prepared:
     """Read and split the data (or take `frames`, rows in memory by split), fit the features on the training split
-    (or restore them from `state` and the `assets` folder, for a resumed run) and encode every split."""
+    (or restore them from `state` and the `assets` folder, for a resumed run) and encode every split.
+
+    With streaming (`data.streaming`, jobs/streamed.py) the splits stay in the file: the features are fitted in one
+    pass and only a sample of each split is encoded here."""
+    from luodi.jobs.streamed import prepare_streamed, streaming
+
+    if streaming(config, frames):
+        from luodi.data.sources import fingerprint_file
+
+        samples, streams, pipeline = prepare_streamed(config, state, assets)
+        encoded = {name: pipeline.transform(getattr(samples, name), f"{config.data.train} ({name} split)", True)
+                   for name in SPLITS}
+        fingerprint = {name: fingerprint_file(path) for name, path in
+                       (("train", config.data.train), ("validation", config.data.validation),
+                        ("test", config.data.test)) if path}
+        return Prepared(config, samples, fingerprint, pipeline, encoded, streams)
     splits, fingerprint = read_splits(config, frames)
     if state is not None:
         pipeline = FeaturePipeline.from_state(config, state, assets=assets)
@@ -154,8 +178,10 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     precision = PRECISIONS[environment.get("mixed_precision", "fp32")]
     model = build_model(config, pipeline)
     load_pretrained(model)  # a checkpoint's weights (hf); a resumed run's own checkpoint loads over them in the loop
+    streams = prepared.streams
     result = run_loop(
-        model, as_tensors(prepared.encoded["train"]), as_tensors(prepared.encoded["validation"]), config.trainer,
+        model, streams["train"] if streams else as_tensors(prepared.encoded["train"]),
+        streams["validation"] if streams else as_tensors(prepared.encoded["validation"]), config.trainer,
         task=task, loss_fn=task.loss(target), score=lambda outputs, y: task.score(target, outputs, y),
         monitor=config.trainer.early_stopping.metric, mode=config.monitor_mode(), run_dir=run_dir, device=device,
         progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
@@ -164,7 +190,12 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     scored = as_tensors(prepared.encoded[prepared.scored_split])
     outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size, target=scored.target,
                                  autocast=precision.autocast, device=device)
-    metrics = split_metrics(task, target, outputs, scored.target.numpy())
+    if streams:  # the metrics of the whole scored split; `outputs` stay those of its sample (the report's rows)
+        whole, _, truth = predict_stream(model, streams[prepared.scored_split].blocks(), task,
+                                         config.trainer.eval_batch_size, autocast=precision.autocast, device=device)
+        metrics = split_metrics(task, target, whole, truth)
+    else:
+        metrics = split_metrics(task, target, outputs, scored.target.numpy())
     return Fitted(prepared, model, result, outputs, metrics, device, precision)
 
 

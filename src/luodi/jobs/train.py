@@ -89,7 +89,7 @@ class RunRecord:
         from luodi.io import atomic_write_json, atomic_write_text
 
         run = store.create_run(config.name, config.model_dump(mode="json"), environment)
-        store.update_run(run.id, summary={"data": prepared.fingerprint, "rows": prepared.splits.sizes(),
+        store.update_run(run.id, summary={"data": prepared.fingerprint, "rows": prepared.sizes(),
                                           **({"trial": trial} if trial else {})})
         record = cls(store, run)
         record.trial = trial
@@ -174,7 +174,7 @@ class RunRecord:
                      metrics=fitted.metrics, extra={
                          "history": fitted.result.history,
                          "training": {**summary_of(fitted), **fitted.result.extra},
-                         "data": {"fingerprint": prepared.fingerprint, "rows": prepared.splits.sizes()},
+                         "data": {"fingerprint": prepared.fingerprint, "rows": prepared.sizes()},
                          "lineage": {"run_id": self.run.id, "parent_version": parent_version},
                          "environment": environment,
                      })
@@ -187,7 +187,7 @@ class RunRecord:
         from luodi.io import atomic_write_text
 
         prepared = fitted.prepared
-        summary = {"data": prepared.fingerprint, "rows": prepared.splits.sizes(), **summary_of(fitted),
+        summary = {"data": prepared.fingerprint, "rows": prepared.sizes(), **summary_of(fitted),
                    **fitted.result.extra}
         if self.trial is not None:
             summary["trial"] = self.trial
@@ -382,7 +382,7 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
             return TrainResult(run_id=job_run(checkpoint_dir), model=None, package=None, metrics=fitted.metrics,
                                best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                                stopped_early=result.stopped_early, seconds=result.seconds,
-                               rows=prepared.splits.sizes(), environment=environment, rank=world.rank)
+                               rows=prepared.sizes(), environment=environment, rank=world.rank)
         report = None
         if config.report.enabled:
             page = build_report_or_warn(lambda: training_input(fitted, record.run.id), config.report, warnings)
@@ -414,7 +414,7 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
         run_id=record.run.id, model={"name": version.name, "version": version.version} if version else None,
         package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
-        rows=prepared.splits.sizes(), environment=environment, warnings=warnings, report=report_path,
+        rows=prepared.sizes(), environment=environment, warnings=warnings, report=report_path,
         still_improving=result.still_improving, notes=notes,
     )
     if world.distributed and (result_file := os.environ.get(RESULT_ENV)):  # for `luodi train --nproc`'s launcher

@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -70,6 +70,34 @@ class Tensors:
 
     def to(self, device: torch.device) -> Tensors:
         return Tensors({k: v.to(device) for k, v in self.inputs.items()}, self.target.to(device))
+
+
+class Stream(Protocol):
+    """A split read from its file block by block (data.streaming; jobs/streamed.py), never held whole."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int, skip_rows: int, batch_size: int) -> Iterator[Tensors]:
+        """The epoch's training batches, an order that is a pure function of (seed, epoch), after `skip_rows`."""
+        ...
+
+    def blocks(self) -> Iterator[Tensors]:
+        """The split's rows in file order, a block at a time (validation and scoring)."""
+        ...
+
+
+def predict_stream(model: nn.Module, blocks: Iterable[Tensors], task: Task, batch_size: int,
+                   loss_fn: nn.Module | None = None, **options: Any) -> tuple[np.ndarray, float, np.ndarray]:
+    """`predict_tensors` over a split's blocks: (activated outputs, mean loss, targets) of all its rows."""
+    outputs, targets, loss_sum, rows = [], [], 0.0, 0
+    for block in blocks:
+        out, loss = predict_tensors(model, block.inputs, task, batch_size, loss_fn, block.target, **options)
+        outputs.append(out)
+        targets.append(block.target.numpy())
+        loss_sum, rows = loss_sum + loss * len(block), rows + len(block)
+    if not outputs:
+        raise InputError("a streamed split has no rows")
+    return np.concatenate(outputs), loss_sum / max(rows, 1), np.concatenate(targets)
 
 
 @dataclass
@@ -169,8 +197,8 @@ def set_lr(optimizer: torch.optim.Optimizer, peak_lrs: list[float], factor: floa
 
 def fit(
     model: nn.Module,
-    train: Tensors,
-    validation: Tensors,
+    train: Tensors | Stream,
+    validation: Tensors | Stream,
     config: TrainerConfig,
     *,
     task: Task,
@@ -198,15 +226,23 @@ def fit(
     takes its share of the same rows, DDP averages the gradients (each rank's loss weighted by its share of the
     rows, so the step is the single-process step up to float rounding), validation is split across the ranks and
     gathered, and only rank 0 writes the checkpoint (with every rank's random state and running loss).
+
+    `train` and `validation` may be `Stream`s (data.streaming): batches then come from the file's bounded shuffle
+    and validation reads its file block by block; a resumed epoch skips the rows its steps already trained on.
     """
     progress = progress or Silent()
     model.to(device)
-    placement = choose_placement(device, pin_memory, nbytes(train.inputs) + nbytes(validation.inputs))
-    train = Tensors(place(train.inputs, device, placement, pin_memory),
-                    place({"target": train.target}, device, placement, pin_memory)["target"])
-    validation = Tensors(place(validation.inputs, device, placement, pin_memory),
-                         place({"target": validation.target}, device, placement, pin_memory)["target"])
-    on_device = placement != "pinned"  # batches are slices of tensors already where the model is
+    if isinstance(train, Tensors) and isinstance(validation, Tensors):
+        placement = choose_placement(device, pin_memory, nbytes(train.inputs) + nbytes(validation.inputs))
+        train = Tensors(place(train.inputs, device, placement, pin_memory),
+                        place({"target": train.target}, device, placement, pin_memory)["target"])
+        validation = Tensors(place(validation.inputs, device, placement, pin_memory),
+                             place({"target": validation.target}, device, placement, pin_memory)["target"])
+    elif world.distributed:
+        raise InputError("data.streaming trains in one process: set data.streaming: false to train with torchrun")
+    else:
+        placement = "streamed"  # each batch is read, encoded and copied to the device as it is used
+    on_device = placement not in ("pinned", "streamed")  # batches are slices of tensors already where the model is
     loss_fn = loss_fn.to(device)
     scaler = precision.scaler(device)
     rows = len(train)
@@ -258,17 +294,22 @@ def fit(
                 **({"cuda_rng": own["cuda_rng"]} if device.type == "cuda" else {}),
             })
 
-    def validate() -> tuple[np.ndarray, float]:
-        """Outputs on the whole validation split and its mean loss; across ranks each predicts its block."""
+    def validate() -> tuple[np.ndarray, float, np.ndarray]:
+        """Outputs on the whole validation split, its mean loss and its targets; across ranks each predicts its
+        block."""
+        if not isinstance(validation, Tensors):
+            return predict_stream(model, validation.blocks(), task, config.eval_batch_size, loss_fn,
+                                  autocast=precision.autocast, device=device, training=True)
+        targets = validation.target.cpu().numpy()
         rows = len(validation)
         block = distributed.chunk(rows, world) if rows >= world.size else slice(0, rows)
         outputs, loss = predict_tensors(model, {k: v[block] for k, v in validation.inputs.items()}, task,
                                         config.eval_batch_size, loss_fn, validation.target[block],
                                         autocast=precision.autocast, device=device, training=True)
         if not world.distributed or rows < world.size:
-            return outputs, loss
+            return outputs, loss, targets
         (loss_sum,) = distributed.all_sum([loss * len(outputs)], world)
-        return distributed.gather_rows(outputs, world), loss_sum / rows
+        return distributed.gather_rows(outputs, world), loss_sum / rows, targets
 
     every = config.checkpoint_every_steps
     clip = config.gradient_clip
@@ -281,23 +322,32 @@ def fit(
         while state["epoch"] < config.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             model.train()
-            order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-            if on_device:
-                order = order.to(device)
+            if isinstance(train, Tensors):
+                order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+                if on_device:
+                    order = order.to(device)
+            else:
+                stream = train.batches(epoch, state["step_in_epoch"] * batch_size, batch_size)
             loss_sum: float = state["loss_sum"]
             losses: list[tuple[torch.Tensor, int]] = []  # (loss, rows) of steps not yet added to loss_sum
             for step in range(state["step_in_epoch"], steps_per_epoch):
-                step_rows = order[step * batch_size:(step + 1) * batch_size]
-                index = distributed.shard(step_rows, world)
-                batch = {name: tensor[index] for name, tensor in train.inputs.items()}
-                target = train.target[index]
-                if not on_device:
+                if isinstance(train, Tensors):
+                    step_rows = order[step * batch_size:(step + 1) * batch_size]
+                    index = distributed.shard(step_rows, world)
+                    batch = {name: tensor[index] for name, tensor in train.inputs.items()}
+                    target = train.target[index]
+                    count, own = len(step_rows), len(index)  # rows of the step, and this rank's share
+                else:
+                    part = next(stream)
+                    batch, target = part.inputs, part.target
+                    count = own = len(part)
+                if not on_device and device.type != "cpu":
                     batch, target = to_device(batch, device), to_device({"target": target}, device)["target"]
                 with precision.autocast(device):
                     loss = loss_fn(stepped(batch), target)
                 # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the rows makes
                 # that average the gradient of the global batch's mean loss, as one process computes it.
-                objective = loss * (len(index) * world.size / len(step_rows)) if world.distributed else loss
+                objective = loss * (own * world.size / count) if world.distributed else loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(objective).backward()
@@ -315,10 +365,10 @@ def fit(
                     scaler.update()
                 else:
                     optimizer.step()
-                losses.append((loss.detach(), len(index)))
+                losses.append((loss.detach(), own))
                 if len(losses) == 1024:
                     loss_sum = add_losses(loss_sum, losses)
-                state["loss_rows"] += len(step_rows)
+                state["loss_rows"] += count
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
                 # The running loss is read (a device sync on a GPU) at most twice a second, for the display.
@@ -335,10 +385,10 @@ def fit(
                     state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
             (loss_sum,) = distributed.all_sum([add_losses(loss_sum, losses)], world)
-            outputs, val_loss = validate()
+            outputs, val_loss, val_target = validate()
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
                        "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
-            metrics.update({f"val_{k}": v for k, v in score(outputs, validation.target.cpu().numpy()).items()})
+            metrics.update({f"val_{k}": v for k, v in score(outputs, val_target).items()})
             metrics["val_loss"] = val_loss
             value = metrics["val_loss" if monitor == "loss" else f"val_{monitor}"]
             improved = sign * value < state["best_score"] - config.early_stopping.min_delta
