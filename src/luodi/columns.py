@@ -32,3 +32,8 @@ def row_list(mask: np.ndarray, limit: int = 5) -> str:
     rows = (np.flatnonzero(mask)[:limit] + 1).tolist()
     more = " ..." if mask.sum() > limit else ""
     return ", ".join(str(row) for row in rows) + more
+
+
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|): a skewed column (amounts, counts) on a scale where its rows spread out evenly."""
+    return np.sign(values) * np.log1p(np.abs(values))

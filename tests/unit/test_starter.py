@@ -113,6 +113,15 @@ def test_sizes_follow_the_row_count(rows: int, sizes: list[int]) -> None:
     assert config.model.hidden_sizes == sizes
 
 
+def test_long_tailed_numbers_are_log_scaled() -> None:
+    rng = np.random.default_rng(0)
+    data = table(rows=2_000).drop_columns(["note"]).append_column("amount", pa.array(rng.lognormal(3, 2.0, 2_000)))
+    config = round_trip(data)
+    scaling = {feature.name: getattr(feature, "normalization", None) for feature in config.input_features}
+    assert scaling["amount"] == "log"  # heavy-tailed: skewness far above 10, about 0 after the log
+    assert scaling["charges"] == scaling["tenure"] == "zscore"  # symmetric and flat: z-scored as before
+
+
 def test_epochs_follow_the_time_budget() -> None:
     """A larger model or a smaller --time-budget gives fewer epochs; the comment says how they were chosen, and
     the plateau schedule (not the cap) is what ends runs."""

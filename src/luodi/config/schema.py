@@ -78,7 +78,8 @@ class NumericFeature(Strict):
     name: str = Field(description="Column name.")
     type: Literal["numeric"] = "numeric"
     missing: Literal["mean", "median", "zero"] = Field("mean", description="Value used for missing cells.")
-    normalization: Literal["zscore", "minmax", "none"] = Field("zscore", description="Scaling fitted on train.")
+    normalization: Literal["zscore", "log", "minmax", "none"] = Field(
+        "zscore", description="Scaling fitted on train; log: sign(x)*log(1+|x|), then z-score (skewed amounts).")
 
 
 class CategoryFeature(Strict):

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from luodi.columns import as_strings, binary_order
+from luodi.columns import as_strings, binary_order, signed_log
 from luodi.data import budget
 from luodi.data.infer import ColumnGuess, TaskGuess, column_values, infer_column, infer_task
 from luodi.errors import InputError
@@ -215,6 +216,8 @@ def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int) -> Co
     headers) and a fitting random crop."""
     if column.type == "text":
         return ColumnGuess(column.name, column.type, column.reason, _text_options(rows))
+    if column.type == "numeric":
+        return _numeric_scaling(column, table)
     if column.type != "image" or not pa.types.is_string(table.column(column.name).type):
         return column
     from luodi.data.images import describe_images
@@ -228,6 +231,33 @@ def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int) -> Co
     resized = f", resized to {width}x{height}" if (width, height) != found["found"] else ""
     reason = f"{column.reason}: {size} {'gray' if channels == 1 else 'color'}{resized}"
     return ColumnGuess(column.name, column.type, reason, options)
+
+
+SKEWED = 10.0  # |skewness| from which a numeric column is log-scaled (heavy tails only: see _numeric_scaling)
+
+
+def _skewness(values: np.ndarray) -> float:
+    spread = values.std()
+    return float(((values - values.mean()) ** 3).mean() / spread ** 3) if spread > 1e-12 else 0.0
+
+
+def _numeric_scaling(column: ColumnGuess, table: pa.Table) -> ColumnGuess:
+    """A heavy-tailed column (amounts, counts: |skewness| >= 10, halved or better by a log) is scaled as
+    sign(x)*log(1+|x|), then z-scored: z-scoring alone squeezes most rows of such a column into a sliver next to
+    its tail. On generated 20,000-row, 26-class tables it took accuracy from 0.826 to 0.907 (every column
+    skewed; HistGradientBoosting 0.882) and from 0.912 to 0.940 (half of them; HistGradientBoosting 0.875).
+    Moderately skewed columns stay z-scored: logging breast cancer's two (skewness 3.4 and 5.4) cost 3 of 143
+    test rows (docs/performance.md)."""
+    values = table.column(column.name).to_numpy(zero_copy_only=False).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 20:
+        return column
+    before = _skewness(values)
+    after = _skewness(signed_log(values))
+    if abs(before) < SKEWED or abs(after) >= abs(before) / 2:
+        return column
+    reason = f"{column.reason}, heavy-tailed (skewness {before:.1f}; {after:.1f} after the log)"
+    return ColumnGuess(column.name, column.type, reason, {"normalization": "log"})
 
 
 def _flow(options: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from luodi.columns import as_strings, binary_order
+from luodi.columns import as_strings, binary_order, signed_log
 from luodi.config import BinaryFeature, CategoryFeature, NumericFeature, TextFeature
 from luodi.errors import InputError
 from luodi.features.image import ImageEncoder
@@ -73,7 +73,9 @@ class NumericEncoder:
         if finite.size == 0:
             raise InputError(f"column {self.name!r} has no numeric values in the training split")
         self.fill = {"mean": float(finite.mean()), "median": float(np.median(finite)), "zero": 0.0}[self.config.missing]
-        if self.config.normalization == "zscore":
+        if self.config.normalization == "log":
+            finite = signed_log(finite)
+        if self.config.normalization in ("zscore", "log"):
             std = float(finite.std())
             self.center, self.scale = float(finite.mean()), std if std > 1e-12 else 1.0
         elif self.config.normalization == "minmax":
@@ -115,11 +117,14 @@ def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]
     fill = np.array([encoder.fill for encoder in encoders], np.float64)
     center = np.array([encoder.center for encoder in encoders], np.float64)
     scale = np.array([encoder.scale for encoder in encoders], np.float64)
+    logged = np.array([encoder.config.normalization == "log" for encoder in encoders], bool)
     out = np.empty((len(columns[0]) if columns else 0, len(encoders)), np.float32)
     for start, values in numeric_blocks(columns):
         missing = np.isnan(values)
         if missing.any():
             values = np.where(missing, fill, values)
+        if logged.any():
+            values = np.where(logged, signed_log(values), values)
         with np.errstate(over="ignore"):
             scaled = ((values - center) / scale).astype(np.float32)
         overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32

@@ -1,0 +1,91 @@
+"""Variants of the config `luodi init` writes, against that config, on generated data (never the reserved sets).
+
+    .venv/bin/python benchmarks/init_variants.py table2 '[["base", []], ["bn", ["model.normalization=batch"]]]'
+
+SET is table0..table3 (25,000 rows of `make_classification`, 16 features, 26 classes; 1: integer columns 0-15,
+2: every column exp-skewed, 3: half of them) or images / images-centred (digits upscaled to 28x28 with noise, 3,000
+training and 1,500 test images from disjoint source digits). VARIANTS: [name, [--set overrides]] pairs; the first
+is the reference of the printed ratios. Figures: docs/performance.md, "Many rows, many classes".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402
+
+
+def table_set(which: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=25_000, n_features=16, n_informative=14, n_redundant=2, n_classes=26,
+                               n_clusters_per_class=1, class_sep=1.5, random_state=which, flip_y=0.0)
+    if which == 1:  # integer columns 0-15, like the issue's table
+        x = np.clip(np.round((x - x.min(0)) / (x.max(0) - x.min(0)) * 15), 0, 15)
+    if which == 3:  # half the columns skewed
+        x[:, :8] = np.exp(x[:, :8] * 0.6)
+    if which == 2:  # every column skewed (amounts, counts)
+        x = np.exp(x * 0.8)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(16)])
+    frame[quality.TARGET] = [f"c{v}" for v in y]
+    return frame.iloc[:20_000].reset_index(drop=True), frame.iloc[20_000:].reset_index(drop=True)
+
+
+def image_set(centred: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from scipy.ndimage import rotate, shift, zoom
+    from sklearn.datasets import load_digits
+
+    digits, rng = load_digits(), np.random.default_rng(0)
+    order = rng.permutation(len(digits.images))
+    cut = int(len(order) * 0.6)
+
+    def make(sources: np.ndarray, count: int) -> pd.DataFrame:
+        images, labels = [], []
+        for _ in range(count):
+            index = rng.choice(sources)
+            canvas = np.zeros((28, 28))
+            canvas[4:24, 4:24] = zoom(digits.images[index] / 16.0, 2.5, order=1)
+            if not centred:
+                canvas = rotate(canvas, rng.uniform(-15, 15), reshape=False, order=1)
+                canvas = shift(canvas, rng.integers(-3, 4, 2), order=0)
+            canvas = np.clip(canvas + rng.normal(0, 0.15, canvas.shape), 0, 1)
+            images.append((canvas * 255).astype(np.uint8))
+            labels.append(int(digits.target[index]))
+        return pd.DataFrame({quality.IMAGE_COLUMN: images, quality.TARGET: labels})
+
+    return make(order[:cut], 3_000), make(order[cut:], 1_500)
+
+
+def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
+    import luodi.api as luodi
+
+    kind = "table" if name.startswith("table") else "image"
+    train, test = table_set(int(name[-1])) if kind == "table" else image_set(name == "images-centred")
+    split = quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
+                          len(train) + len(test))
+    baselines = {key: round(value["score"], 4) for key, value in quality.run_baselines(split).items()}
+    print(name, "baselines", baselines, flush=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"init-variants-{name}-"))
+    train_path, test_path = quality.write_files(split, folder)
+    luodi.init(train_path, quality.TARGET, output=folder / "luodi.yaml", name="variants")
+    reference = None
+    for variant, overrides in variants:
+        started, home = time.perf_counter(), folder / f"home-{variant}"
+        trained = luodi.train(folder / "luodi.yaml", list(overrides), home=home, progress="silent")
+        score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"]["accuracy"]
+        reference = score if reference is None else reference
+        print(f"{name} {variant:24s} accuracy {score:.4f}  ratio {score / reference:.4f}  best epoch "
+              f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    pairs = json.loads(sys.argv[2]) if len(sys.argv) > 2 else [["base", []]]
+    main(sys.argv[1], [(str(variant), list(overrides)) for variant, overrides in pairs])
