@@ -177,7 +177,7 @@ def search(package: ModelPackage, train: Encoded, validation: Encoded, *, workdi
     baseline.within_budget = True
     for row in rows[1:]:
         row.within_budget = within_budget(row, max_drop)
-    chosen, verdict = choose(rows, max_drop, metric)
+    chosen, verdict = choose(rows, max_drop, metric, relative=lm)
     return Outcome(metric, direction(metric), max_drop, list(batch_sizes), rows, chosen, verdict, built,
                    "token" if lm else "call")
 
@@ -214,15 +214,18 @@ def within_budget(row: Row, max_drop: float) -> bool:
     return True
 
 
-def choose(rows: list[Row], max_drop: float, metric: str) -> tuple[str | None, str]:
-    """The fastest variant within budget that is faster than eager fp32 (speed < 1), with the reason."""
+def choose(rows: list[Row], max_drop: float, metric: str, relative: bool = False) -> tuple[str | None, str]:
+    """The fastest variant within budget that is faster than eager fp32 (speed < 1), with the reason (`relative`:
+    the drop and budget are fractions of eager's metric, a language model's)."""
+    budget = f"{max_drop:.1%}" if relative else f"{max_drop}"
     candidates = [row for row in rows[1:] if row.within_budget and row.speed is not None and row.speed < 1.0]
     if not candidates:
-        return None, (f"no variant beats eager fp32 within the budget ({metric} at most {max_drop} worse): "
+        return None, (f"no variant beats eager fp32 within the budget ({metric} at most {budget} worse): "
                       "nothing registered")
     best = min(candidates, key=lambda row: row.speed or math.inf)
+    drop = f"{best.drop:+.2%}" if relative else f"{best.drop:+.4f}"
     return best.name, (f"{best.name}: {best.speed:.2f}x eager fp32's latency (geometric mean over batch sizes), "
-                       f"{metric} {best.metric:.4f} ({best.drop:+.4f} worse, budget {max_drop})")
+                       f"{metric} {best.metric:.4f} ({drop} worse, budget {budget})")
 
 
 def clean(workdir: Path) -> None:
