@@ -628,7 +628,8 @@ def optimize(model: str, *, max_drop: float = 0.01, metric: str | None = None,
     version = _registered(model, home)
     package = load_package(version.path)
     threads = set_inference_threads(package.config.runtime)
-    train_rows, validation = _split_rows(package)
+    # a language model's variants use no training rows (no calibration, no fine-tune): encode one, not thousands
+    train_rows, validation = _split_rows(package, 1 if hasattr(package.pipeline.target, "prompt_ids") else 4096)
     workdir = Path(tempfile.mkdtemp(prefix="luodi-optimize-"))
     try:
         outcome = search(package, train_rows, validation, workdir=workdir, max_drop=max_drop, metric=metric,

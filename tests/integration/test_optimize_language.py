@@ -6,6 +6,7 @@ text through `luodi generate`'s path and `luodi serve`'s OpenAI routes). A LoRA 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,11 @@ def test_optimize_a_tiny_gpt_registers_int8_weight_only_within_budget(trained: t
     faster = int8["within_budget"] and int8["speed"] < 1.0
     assert (out["chosen"], out["registered"]) == (("int8-weight-only", "story/2") if faster else (None, None))
     assert "perplexity" in Path(out["report"]).read_text()
+    table = subprocess.run([sys.executable, "-m", "luodi.cli", "optimize", "story/1", "--no-register",
+                            "--variants", "int8-weight-only", "--batch-sizes", "1", "--home", str(home)],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert all(header in table.stdout for header in ("perplexity", "tok/s @1", "peak MB", "int8-weight-only"))
 
 
 def register(home: Path, model: str, variant: str, workdir: Path) -> tuple[ModelVersion, Outcome]:
