@@ -280,7 +280,8 @@ def _sizes(text: str) -> list[int]:
 def optimize(
     model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")],
     max_drop: Annotated[float, typer.Option(help="How much worse than eager fp32 a variant may score (metric "
-                                                 "units: 0.01 is one point of accuracy).")] = 0.01,
+                                                 "units: 0.01 is one point of accuracy; a language model: "
+                                                 "relative, 0.02 is 2% more perplexity).")] = 0.01,
     metric: Annotated[str | None, typer.Option(help="The metric of the budget (default: the task's).")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes to time, comma-separated.")] = "1,32",
     variants: Annotated[str | None, typer.Option(help="Variants to try, comma-separated (default: all).")] = None,
@@ -302,8 +303,10 @@ def optimize(
 
     sizes = result["batch_sizes"]
     table = Table(title=f"{result['model']}: variants on the validation split", title_justify="left")
-    for header in ["variant", result["metric"], "drop", *[f"ms @{size}" for size in sizes],
-                   *[f"x eager @{size}" for size in sizes], "MB", "budget", "note"]:
+    tokens = result["latency_unit"] == "token"  # a language model: decoding tokens/s instead of latency
+    for header in ["variant", result["metric"], "drop", *[f"tok/s @{size}" if tokens else f"ms @{size}"
+                                                          for size in sizes],
+                   *[f"x eager @{size}" for size in sizes], "MB", "peak MB", "budget", "note"]:
         table.add_column(header, justify="left" if header in ("variant", "note", "budget") else "right")
 
     def number(value: Any, digits: int) -> str:
@@ -311,9 +314,11 @@ def optimize(
 
     for row in result["variants"]:
         table.add_row(row["name"], number(row["metric"], 4), number(row["drop"], 4),
-                      *[number(row["latency_ms"].get(str(size)), 3) for size in sizes],
+                      *[number(row["throughput" if tokens else "latency_ms"].get(str(size)), 1 if tokens else 3)
+                        for size in sizes],
                       *[number(row["ratio"].get(str(size)), 2) for size in sizes],
                       number(None if row["size_bytes"] is None else row["size_bytes"] / 1e6, 2),
+                      number(None if row["peak_memory_bytes"] is None else row["peak_memory_bytes"] / 1e6, 1),
                       "yes" if row["within_budget"] else "no",
                       row["reason"] if row["status"] != "ok" or not row["within_budget"] else "")
     console = _console()

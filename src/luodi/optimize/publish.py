@@ -1,7 +1,8 @@
 """Recording a variant search: the table as HTML (into the report of the version it registers, or a page of its own),
 and the chosen variant registered as the model's next version with its lineage.
 
-The new version is a copy of the parent's package with the variant's files (an ONNX graph, pruned weights) listed
+The new version is a copy of the parent's package (or of the package folder the variant built: a language model's
+int8 or merged weights) with the variant's files (an ONNX graph, pruned weights) listed
 through `package.add_file`, the manifest's `variant` entry (what the server runs, recipes.py), `lineage` (parent
 version, variant, its measured figures) and `optimize` (the whole table), staged and registered in one transaction.
 """
@@ -20,21 +21,25 @@ SECTION_ID = "optimization"
 
 
 def table_html(outcome: Outcome) -> str:
-    """The variants table: metric, drop, parity, latency and ratio per batch size, size, budget."""
+    """The variants table: metric, drop, parity, latency (a language model: tokens/s) and ratio per batch size,
+    size, peak memory, budget."""
     sizes = outcome.batch_sizes
+    tokens = outcome.unit == "token"
     headers = ["variant", "status", outcome.metric, "drop", "max |diff|",
-               *[f"ms @ {size}" for size in sizes], *[f"x eager @ {size}" for size in sizes], "MB", "within budget",
-               "note"]
+               *[f"tokens/s @ {size}" if tokens else f"ms @ {size}" for size in sizes],
+               *[f"x eager @ {size}" for size in sizes], "MB", "peak MB", "within budget", "note"]
     rows = []
     for row in outcome.rows:
         name = f"{row.name} (registered)" if row.name == outcome.chosen else row.name
         rows.append([render.cell(name), render.cell(row.status), render.cell(row.metric),
                      render.cell(row.drop), render.cell(row.max_abs_diff, digits=2),
-                     *[render.cell(row.latency_ms.get(size), digits=3) for size in sizes],
+                     *[render.cell((row.throughput if tokens else row.latency_ms).get(size), digits=3)
+                       for size in sizes],
                      *[render.cell(row.ratio.get(size), digits=2) for size in sizes],
                      render.cell(None if row.size_bytes is None else row.size_bytes / 1e6, digits=3),
+                     render.cell(None if row.peak_memory_bytes is None else row.peak_memory_bytes / 1e6, digits=1),
                      render.cell("yes" if row.within_budget else "no"), render.cell(row.reason or row.description)])
-    numeric = list(range(2, 5 + 2 * len(sizes) + 1))
+    numeric = list(range(2, 6 + 2 * len(sizes) + 1))
     return (f"<p>{render.escape(outcome.verdict)}</p>"
             + render.table(headers, rows, numeric=numeric, table_id="optimize-variants"))
 
@@ -69,7 +74,7 @@ def register_variant(store: Store, parent: ModelVersion, outcome: Outcome) -> Mo
     row = outcome.row(outcome.chosen)
     staging = store.staging_dir()
     try:
-        shutil.copytree(parent.path, staging, dirs_exist_ok=True)
+        shutil.copytree(built.package or parent.path, staging, dirs_exist_ok=True)
         manifest = verify_package(staging)
         for name, file in built.files.items():
             shutil.copyfile(file, staging / name)

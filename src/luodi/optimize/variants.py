@@ -49,9 +49,11 @@ class Context:
 
 @dataclass
 class Built:
-    run: Runner
+    run: Runner  # what is timed: encoded rows -> activated outputs (a language model: prompts -> greedy tokens)
     entry: dict[str, Any]  # the manifest's `variant` entry: name, runtime, file or recipe, details
     files: dict[str, Path]  # package-relative name -> the built file the registered version carries
+    package: Path | None = None  # a whole package folder the version is made from instead of the parent's copy
+    model: nn.Module | None = None  # a language model variant's model, scored by its likelihood of the validation rows
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Variant:
     build: Callable[[Context], Built]
     skip: Callable[[Context], str | None] = lambda context: None  # a reason it does not apply here, or None
     tolerance: float | None = None  # parity bound against eager fp32, or None: judged by the budget alone
+    language: bool = False  # for text_generation packages (optimize/language.py), not for row models
 
 
 def torch_runner(package: ModelPackage, model: nn.Module) -> Runner:
