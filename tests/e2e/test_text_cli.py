@@ -27,11 +27,12 @@ def test_init_train_and_predict_raw_text(luodi, text_csv, tmp_path: Path) -> Non
     long_texts(tmp_path / "news.csv", text_csv)
     assert luodi("init", "--data", "news.csv", "--target", "topic").code == 0
     written = (tmp_path / "luodi.yaml").read_text()
-    assert "type: transformer" in written and "type: hf" in written  # the switch to a checkpoint is explained
+    assert "type: mlp" in written and "--encoder" in written  # the switch to a pretrained encoder is explained
     config = yaml.safe_load(written)
-    assert config["input_features"] == [{"name": "body", "type": "text", "max_length": 128}]
-    result = luodi("train", "luodi.yaml", "--json", "--set", "trainer.epochs=2", "--set", "model.transformer.width=16",
-                   "--set", "input_features.body.max_length=32", "--set", "runtime.threads=1")
+    [feature] = config["input_features"]
+    assert {key: feature[key] for key in ("name", "type", "ngrams", "weighting")} == {
+        "name": "body", "type": "text", "ngrams": 2, "weighting": "tfidf"}
+    result = luodi("train", "luodi.yaml", "--json", "--set", "trainer.epochs=2", "--set", "runtime.threads=1")
     assert result.code == 0, result.stderr
     package = result.json()["package"]
     predicted = luodi("predict", package, "--text", "the coach and the team", "--text", "", "--json")
