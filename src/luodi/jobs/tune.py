@@ -283,6 +283,41 @@ def importances(study: Any, seed: int) -> dict[str, float] | None:
     return {str(key): float(value) for key, value in found.items()}
 
 
+def searched(study: Any) -> dict[str, Any]:
+    """The ranges a study searches: as its latest `luodi tune` kept them, else (a study from an older luodi) as
+    Optuna's distributions of its trials describe them."""
+    kept = study.user_attrs.get("search")
+    if isinstance(kept, dict):
+        return kept
+    found: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, distribution in trial.distributions.items():
+            found.setdefault(key, {name: value for name, value in distribution._asdict().items()
+                                   if value not in (None, False)})
+    return found
+
+
+def study_summary(study: Any, lines: list[TrialLine], found: dict[str, float] | None,
+                  test_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The plain summary of a study that its page (evaluate/study.py), `luodi tune` and the web UI read: study,
+    model, metric, direction, best (number, value, values, run_id, test_metrics; None until a trial finished), trial
+    counts by state, importances, search (the ranges) and every trial (`TrialLine` as a dict)."""
+    counts = {state: sum(line.state == state for line in lines) for state in ("complete", "pruned", "failed")}
+    counts.update({line.state: sum(other.state == line.state for other in lines) for line in lines
+                   if line.state not in counts})  # running or waiting trials of a study still going
+    try:
+        top = study.best_trial
+    except ValueError:  # no finished trial yet
+        top = None
+    best = None if top is None else {
+        "number": top.number, "value": top.value, "values": top.user_attrs.get("values", top.params),
+        "run_id": top.user_attrs.get("run_id"), "test_metrics": test_metrics}
+    return {"study": study.study_name, "model": study.user_attrs.get("model"),
+            "metric": study.user_attrs.get("metric"), "direction": study.direction.name.lower(), "best": best,
+            "counts": counts, "importances": found, "search": searched(study),
+            "trials": [asdict(line) for line in lines]}
+
+
 # --------------------------------------------------------------------------------------------- job
 def tune(config: Any, trials: int, *, time_budget: str | float | None = None, study: str | None = None,
          overrides: list[str] | tuple[str, ...] = (), home: str | Path | None = None, progress: str = "auto",
@@ -322,6 +357,9 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
     metric = "val_loss" if stopping == "loss" else f"val_{stopping}"
     store = Store(home)
     search = open_study(store, name, base, metric, storage)
+    search.set_user_attr("search", {key: value.model_dump(exclude_defaults=True)
+                                    for key, value in space.ranges.items()})
+    search.set_user_attr("seed", base.trainer.seed)  # the web UI's importances use the same seed as the study page
     sign = 1 if search.direction.name == "MINIMIZE" else -1
     started = time.monotonic()
     deadline = started + budget if budget is not None else None
@@ -385,7 +423,6 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
         raise InputError(f"study {name!r} has no finished trial yet ({len(everything)} pruned or failed): run more "
                          "trials, or give a longer --time-budget") from None
     found = importances(search, base.trainer.seed)
-    counts = {state: sum(line.state == state for line in everything) for state in ("complete", "pruned", "failed")}
     try:
         run = store.get_run(best.user_attrs["run_id"])
     except InputError:
@@ -394,12 +431,8 @@ def tune(config: Any, trials: int, *, time_budget: str | float | None = None, st
                          "give them the same LUODI_STORE and LUODI_HOME (docs/scale.md)") from None
     notes = [f"trial {best.number} is still the best: registered before as {run.model_name}/{run.model_version}"
              ] if run.model_version is not None else []
-    summary = {"study": name, "model": base.name, "metric": metric, "direction": search.direction.name.lower(),
-               "best": {"number": best.number, "value": best.value, "values": best.user_attrs.get("values", {}),
-                        "run_id": run.id, "test_metrics": run.metrics},
-               "counts": counts, "importances": found, "search": {key: space.model_dump(exclude_defaults=True)
-                                                                  for key, space in space.ranges.items()},
-               "trials": [asdict(line) for line in everything]}
+    summary = study_summary(search, everything, found, run.metrics)
+    counts = summary["counts"]
     page = render_study(summary)
     page_path = store.home / "studies" / f"{name}.html"
     page_path.parent.mkdir(exist_ok=True)

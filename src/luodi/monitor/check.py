@@ -26,7 +26,7 @@ from luodi.monitor.log import Window, parse_time, read_window, time_buckets
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
 from luodi.monitor.quality import quality_counts
 from luodi.package import MANIFEST, verify_package
-from luodi.store import Store
+from luodi.store import ModelVersion, Store
 
 TIME_BUCKETS = 40  # points of the latency and throughput curves
 
@@ -156,17 +156,7 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
     if settings is None:
         settings = validate_config(manifest["config"], f"{version.path / MANIFEST} config").monitor
     window = read_window(store.home, version.name, version.version, begin, end)
-    notes: list[str] = []
-    features = check_entries(profile["features"], window.table, settings, False, notes)
-    outputs = check_entries(profile["outputs"], window.table, settings, True, notes)
-    stamps = window.table.column("timestamp")
-    result = MonitorResult(
-        version.name, version.version, str(version.path), window.table.num_rows,
-        begin.isoformat() if begin else None, end.isoformat() if end else None,
-        pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat(), features, outputs, traffic(window),
-        notes, live=score_window(window.table, read_feedback(store.home, version.name), labels_of(manifest),
-                                 input_types(manifest)),
-        quality=quality_counts(profile["features"], window.table))
+    result = check_window(store, version, manifest, profile, settings, window)
     if out is not None:
         from luodi.io import atomic_write_text
         from luodi.monitor.report import render_monitor
@@ -174,3 +164,19 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
         atomic_write_text(Path(out), render_monitor(result, profile, settings))
         result.report = str(Path(out).resolve())
     return result
+
+
+def check_window(store: Store, version: ModelVersion, manifest: dict[str, Any], profile: dict[str, Any],
+                 settings: MonitorConfig, window: Window) -> MonitorResult:
+    """The tests of `check` on a window already read, against the verified package's manifest and profile."""
+    notes: list[str] = []
+    features = check_entries(profile["features"], window.table, settings, False, notes)
+    outputs = check_entries(profile["outputs"], window.table, settings, True, notes)
+    stamps = window.table.column("timestamp")
+    return MonitorResult(
+        version.name, version.version, str(version.path), window.table.num_rows,
+        window.since.isoformat() if window.since else None, window.until.isoformat() if window.until else None,
+        pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat(), features, outputs, traffic(window),
+        notes, live=score_window(window.table, read_feedback(store.home, version.name), labels_of(manifest),
+                                 input_types(manifest)),
+        quality=quality_counts(profile["features"], window.table))

@@ -1,0 +1,118 @@
+"""Monitoring of a served model for the web UI: drift per feature over time, live accuracy over time, latency and
+throughput, read from its prediction log and delayed labels with the tests and numbers of `luodi monitor`
+(monitor/check.py) and nothing of its own but the time buckets of the drift curves.
+
+    monitoring_data(store, "churn")             # the version the log heard from last, its whole log
+    monitoring_data(store, "churn", 3, since="24h")
+
+A model that was never served, a version with no logged rows or a package without a profile is not an error here:
+the page says what is missing (`problem`) and what to do, as `luodi monitor` would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from luodi.config import MonitorConfig, validate_config
+from luodi.errors import InputError
+from luodi.monitor.check import check_entries, check_window
+from luodi.monitor.drift import choose_test
+from luodi.monitor.log import log_folder, parse_time, read_window, time_buckets
+from luodi.monitor.profile import read_profile
+from luodi.package import MANIFEST, verify_package
+from luodi.store import ModelVersion, Store, validate_name
+
+DRIFT_BUCKETS = 12  # points of each feature's drift curve
+MIN_BUCKET_ROWS = 20  # a bucket with fewer logged rows is left out of the drift curves: a test on so few says little
+
+
+def logged_versions(store: Store, name: str) -> list[dict[str, Any]]:
+    """The versions of model `name` its prediction log holds rows of: version, rows, last (ISO time of its newest
+    row), newest first. Only the version and timestamp columns are read."""
+    import pyarrow.parquet as pq
+
+    folder = log_folder(store.home, name)
+    tables = []
+    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+        try:
+            tables.append(pq.read_table(path, columns=["version", "timestamp"]))
+        except FileNotFoundError:  # rotated away by the server while we listed
+            continue
+        except (OSError, pa.ArrowInvalid) as error:
+            raise InputError(f"{path}: not a readable prediction log file ({error})") from None
+    if not tables:
+        return []
+    table = pa.concat_tables(tables, promote_options="permissive")
+    grouped = table.group_by("version").aggregate([("timestamp", "max"), ("timestamp", "count")]).to_pylist()
+    found = [{"version": int(row["version"]), "rows": int(row["timestamp_count"]),
+              "last": row["timestamp_max"].isoformat()} for row in grouped]
+    return sorted(found, key=lambda row: (row["last"], row["version"]), reverse=True)
+
+
+def chosen_version(store: Store, name: str, version: int | None, logged: list[dict[str, Any]]) -> ModelVersion:
+    """The version asked for; else the one the log heard from last (the one being served); else the newest."""
+    validate_name(name, "model name")
+    if version is not None:
+        return store.get_version(name, version)
+    if logged:
+        return store.get_version(name, logged[0]["version"])
+    return store.resolve(name)
+
+
+def drift_over_time(table: pa.Table, profile: dict[str, Any], settings: MonitorConfig,
+                    buckets: int = DRIFT_BUCKETS) -> dict[str, Any]:
+    """Each feature's and output's drift per time bucket of the window: its distribution test's score, the
+    threshold, and whether any of its tests drifted. Every bucket runs the same test (the one `auto` picks for a
+    typical bucket's size), so a curve's points compare with each other and with one threshold."""
+    stamps = table.column("timestamp")
+    split = time_buckets(stamps, buckets)
+    sizes = np.bincount(split.index, minlength=split.count)
+    kept = [bucket for bucket in range(split.count) if sizes[bucket] >= MIN_BUCKET_ROWS]
+    typical = int(np.median(sizes[kept])) if kept else 0
+    fixed = settings.model_copy(update={"numeric_test": choose_test("numbers", typical, settings),
+                                        "category_test": choose_test("categories", typical, settings)})
+    series: dict[str, dict[str, Any]] = {}
+    for bucket in kept:
+        part = table.filter(pa.array(split.index == bucket))
+        start = split.start + bucket * split.width
+        for output, entries in ((False, profile["features"]), (True, profile["outputs"])):
+            for item in check_entries(entries, part, fixed, output, []):
+                main = item.results[0]
+                line = series.setdefault(item.name, {"type": item.type, "output": output, "test": main.test,
+                                                     "aspect": main.aspect, "threshold": main.threshold,
+                                                     "points": []})
+                line["points"].append({"start": start, "rows": int(sizes[bucket]), "test": main.test,
+                                       "score": main.score, "drift": item.drift})
+    return {"bucket_s": split.width, "min_rows": MIN_BUCKET_ROWS, "series": series}
+
+
+def monitoring_data(store: Store, name: str, version: int | None = None, *, since: str | None = None,
+                    until: str | None = None) -> dict[str, Any]:
+    """What the monitoring page of model `name` shows: the versions its log holds, the chosen version's whole-window
+    result (`luodi monitor --json`: drift per feature, traffic, live accuracy, data quality) as `current`, and
+    `drift_over_time`. `problem` says why there is nothing to show (never served, no rows in the window, no
+    profile); `since` / `until` as `luodi monitor` reads them (a bad one is an InputError)."""
+    begin, end = parse_time(since, "since"), parse_time(until, "until")
+    logged = logged_versions(store, name)
+    chosen = chosen_version(store, name, version, logged)
+    data: dict[str, Any] = {"model": chosen.name, "version": chosen.version, "versions": logged,
+                            "since": since or None, "until": until or None, "problem": None, "current": None,
+                            "drift_over_time": None}
+    if not any(row["version"] == chosen.version for row in logged):
+        data["problem"] = (f"No prediction of {chosen.ref} is in the log yet: serve it (`luodi serve "
+                           f"{chosen.ref}`, log_sample_rate above 0) and send it requests.")
+        return data
+    try:
+        manifest = verify_package(chosen.path)
+        profile = read_profile(chosen.path, manifest)
+        window = read_window(store.home, chosen.name, chosen.version, begin, end)
+    except InputError as error:  # no rows in the window, no profile, a corrupt package: said on the page
+        data["problem"] = str(error)
+        return data
+    settings = validate_config(manifest["config"], f"{chosen.path / MANIFEST} config").monitor
+    data["current"] = check_window(store, chosen, manifest, profile, settings, window).to_dict()
+    data["drift_over_time"] = drift_over_time(window.table, profile, settings)
+    return data

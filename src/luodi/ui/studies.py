@@ -1,0 +1,107 @@
+"""Studies of `luodi tune` for the web UI: the list of studies and one study's summary, read from Optuna's storage
+(jobs/tune.py: `LUODI_HOME/studies.db`, or the PostgreSQL store's database) without writing to it.
+
+    list_studies(store)            # [{"study", "model", "metric", "direction", "trials", "counts", "best_value", ...}]
+    study_page_data(store, "tiny")   # the summary `luodi tune` writes its study page from, plus the best run's model
+
+A GET never changes anything: the storage is opened without creating Optuna's tables, and a store with no studies
+yet has none to list (no `studies.db` is created for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from luodi.errors import InputError
+from luodi.jobs.tune import importances, study_storage, study_summary, trial_lines
+from luodi.store import Store, validate_name
+
+
+@contextmanager
+def study_storage_of(store: Store) -> Iterator[Any | None]:
+    """Optuna's storage of the store's studies, opened read-only in effect (no table is created); None when the
+    store has none yet (no `studies.db`, or no Optuna tables in its PostgreSQL database)."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    url = study_storage(store, None)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        yield None
+        return
+    connect_args = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
+    try:
+        storage = RDBStorage(url, engine_kwargs={"connect_args": connect_args}, skip_table_creation=True)
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError):  # no Optuna tables in that database: no study yet
+        yield None
+        return
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def list_studies(store: Store) -> list[dict[str, Any]]:
+    """Every study of the store, the most recently active first: its name, model, metric, direction, number of
+    trials, counts by state, best value and trial, and when it started and last changed (ISO times, UTC)."""
+    from optuna.trial import TrialState
+
+    rows = []
+    with study_storage_of(store) as storage:
+        if storage is None:
+            return []
+        for frozen in storage.get_all_studies():
+            trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+            counts: dict[str, int] = {}
+            for trial in trials:
+                counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+            finished = [trial for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
+            sign = 1 if frozen.direction.name == "MINIMIZE" else -1
+            best = min(finished, key=lambda trial: (sign * trial.value, trial.number), default=None)
+            starts = [trial.datetime_start for trial in trials if trial.datetime_start is not None]
+            ends = [moment for trial in trials for moment in (trial.datetime_start, trial.datetime_complete)
+                    if moment is not None]
+            rows.append({"study": frozen.study_name, "model": frozen.user_attrs.get("model"),
+                         "metric": frozen.user_attrs.get("metric"), "direction": frozen.direction.name.lower(),
+                         "trials": len(trials), "counts": counts,
+                         "best_value": None if best is None else best.value,
+                         "best_trial": None if best is None else best.number,
+                         "started": _when(min(starts, default=None)), "updated": _when(max(ends, default=None))})
+    rows.sort(key=lambda row: (row["updated"] or "", row["study"]), reverse=True)
+    return rows
+
+
+def study_page_data(store: Store, name: str) -> dict[str, Any]:
+    """One study's summary (jobs/tune.study_summary: trials, best, counts, importances, search), with the best
+    trial's run and the model version it was registered as (`best["model"]`, None until `luodi tune` registered
+    it). An unknown study is an InputError that lists the known ones."""
+    import optuna
+
+    validate_name(name, "study name")
+    with study_storage_of(store) as storage:
+        known = [] if storage is None else sorted(study.study_name for study in storage.get_all_studies())
+        if storage is None or name not in known:
+            listed = ", ".join(known) if known else "none yet: run `luodi tune CONFIG`"
+            raise InputError(f"study {name!r} not found; studies: {listed}")
+        study = optuna.load_study(study_name=name, storage=storage)
+        lines = trial_lines(study)
+        found = importances(study, int(study.user_attrs.get("seed", 0)))  # the seed `luodi tune` used
+        summary = study_summary(study, lines, found, {})
+    best = summary["best"]
+    if best is not None and best["run_id"]:
+        try:
+            run = store.get_run(best["run_id"])
+        except InputError:  # the trial ran in another store sharing the study (docs/scale.md)
+            run = None
+        if run is not None:
+            best["test_metrics"] = run.metrics or {}
+            best["model"] = (None if run.model_version is None else
+                             {"name": run.model_name, "version": run.model_version})
+    return summary
