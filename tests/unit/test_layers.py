@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("luodi.optimize",),
     ("luodi.serve",),
     ("luodi.jobs",),
+    ("luodi.ui",),  # `luodi ui`: pages over the store on the serving stack (studies read jobs/tune's studies)
     ("luodi.api", "luodi.quickstart"),
     ("luodi.cli", "luodi.__main__"),
 ]
