@@ -9,8 +9,6 @@ the training job in `jobs/train.py`, re-exported here.
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +26,7 @@ from luodi.jobs.train import TrainResult as TrainResult  # re-exported: the API'
 from luodi.jobs.train import train as train
 from luodi.jobs.tune import TuneResult as TuneResult  # re-exported: the API's tune verb and its result
 from luodi.jobs.tune import tune as tune
-from luodi.store import ModelVersion, Run, Store, parse_reference
+from luodi.store import ModelVersion, Run, Store, observed, parse_reference
 
 if TYPE_CHECKING:
     from luodi.config import MonitorConfig
@@ -686,6 +684,22 @@ def serve(models: str | list[str], *, home: str | Path | None = None, api_keys_f
     return run([models] if isinstance(models, str) else list(models), config, Path(home) if home else None)
 
 
+def ui(*, home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8080,
+       api_keys_file: str | Path | None = None, admin_keys_file: str | Path | None = None) -> int:
+    """The web UI over the store until SIGTERM or Ctrl-C: runs, models, reports (docs/ui.md); returns the exit code.
+
+    Keys are `luodi serve`'s: read keys (`LUODI_API_KEYS`, `api_keys_file`) see, admin keys (`LUODI_ADMIN_KEYS`,
+    `admin_keys_file`) also promote and roll back; a host other than loopback needs keys.
+    """
+    from luodi.serve.settings import make_config, read_keys
+    from luodi.ui.server import run
+
+    config = make_config(host=host, port=port,
+                         api_keys=read_keys("LUODI_API_KEYS", Path(api_keys_file) if api_keys_file else None),
+                         admin_keys=read_keys("LUODI_ADMIN_KEYS", Path(admin_keys_file) if admin_keys_file else None))
+    return run(config, Path(home) if home else None)
+
+
 # ---------------------------------------------------------------------------------- runs and models
 def monitor(model: str, *, since: str | None = None, until: str | None = None, out: str | Path | None = None,
             home: str | Path | None = None, settings: MonitorConfig | None = None,
@@ -736,25 +750,6 @@ def feedback(model: str, data: str | Path, *, home: str | Path | None = None) ->
     return {"model": version.name, "version": version.version, "accepted": table.num_rows, "file": str(path)}
 
 
-def observed(run: Run) -> Run:
-    """The run with status 'stopped' when it reads 'running' but its process on this host is gone.
-
-    A run killed with -9, or whose machine rebooted, never got to mark itself; `luodi train --resume` continues it.
-    """
-    pid, host = run.environment.get("pid"), run.environment.get("host")
-    if run.status == "running" and run.model_version is not None:  # registered by a luodi before the store said so
-        return dataclasses.replace(run, status="finished")
-    if run.status != "running" or not isinstance(pid, int) or host != socket.gethostname():
-        return run
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return dataclasses.replace(run, status="stopped")
-    except PermissionError:  # alive, owned by someone else
-        pass
-    return run
-
-
 def list_runs(*, name: str | None = None, limit: int = 50, home: str | Path | None = None) -> list[Run]:
     """Runs, newest first; a 'running' run whose process is gone reads 'stopped'."""
     return [observed(run) for run in Store(home).list_runs(name, limit)]
@@ -782,6 +777,11 @@ def show_model(model: str, *, home: str | Path | None = None) -> list[ModelVersi
 def promote(name: str, version: int, alias: str, *, reason: str = "", home: str | Path | None = None) -> dict[str, Any]:
     """Point `name@alias` at `version` (recorded in the event log)."""
     return Store(home).set_alias(name, alias, version, reason)
+
+
+def rollback(name: str, alias: str, *, reason: str = "", home: str | Path | None = None) -> dict[str, Any]:
+    """Point `name@alias` back at the version it pointed at before its last move (recorded in the event log)."""
+    return Store(home).rollback_alias(name, alias, reason)
 
 
 def history(model: str, *, home: str | Path | None = None) -> list[dict[str, Any]]:

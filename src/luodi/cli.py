@@ -701,6 +701,21 @@ serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
 app.command()(serve)
 
 
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 picks a free one).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs API keys.")] = "127.0.0.1",
+    api_keys_file: Annotated[Path | None, typer.Option(help="Read keys (see, not act), one per line (or "
+                                                            "LUODI_API_KEYS, comma separated).")] = None,
+    admin_keys_file: Annotated[Path | None, typer.Option(help="Admin keys (see, promote, roll back), one per line "
+                                                              "(or LUODI_ADMIN_KEYS).")] = None,
+    home: Home = None,
+) -> None:
+    """The web UI over the store: runs, curves, compare, models, promote (admin), reports; SIGTERM drains."""
+    raise typer.Exit(api.ui(home=home, host=host, port=port, api_keys_file=api_keys_file,
+                            admin_keys_file=admin_keys_file))
+
+
 @app.command()
 def monitor(
     model: Annotated[str, typer.Argument(help="name, name@alias or name/version.")],
@@ -910,6 +925,21 @@ def models_promote(
         return _print_json(moved)
     before = f" (was {moved['from']})" if moved["from"] is not None else ""
     _console().print(f"{name}@{alias} → version {version}{before}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to move back (e.g. production).")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the event log.")] = "",
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Point NAME@ALIAS back at the version it pointed at before its last move; recorded like a promotion."""
+    moved = api.rollback(name, alias, reason=reason, home=home)
+    if as_json:
+        return _print_json(moved)
+    _console().print(f"{name}@{alias} → version {moved['to']} (rolled back from {moved['from']})")
 
 
 @models_app.command("merge")

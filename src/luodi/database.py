@@ -60,6 +60,11 @@ class Database(Protocol):
         """'ok', or what is wrong."""
         ...
 
+    def json_number(self, column: str, key: str) -> tuple[str, list[Any]]:
+        """SQL for the number at `key` of the JSON object in `column` (NULL when absent or not a number), and its
+        parameters: what sorting runs by a metric reads."""
+        ...
+
 
 def open_database(home: Path, url: str | None = None) -> Database:
     """`url` (default `$LUODI_STORE`): unset or empty is SQLite at `home/luodi.db`; `postgresql://...` a server."""
@@ -123,6 +128,11 @@ class SQLiteDatabase:
     def integrity_check(self, tables: Sequence[str]) -> str:
         with self.connect() as connection:
             return str(connection.execute("PRAGMA integrity_check").fetchone()["integrity_check"])
+
+    def json_number(self, column: str, key: str) -> tuple[str, list[Any]]:
+        path = '$."' + key.replace('"', "") + '"'
+        return (f"(CASE WHEN json_type({column}, ?) IN ('integer', 'real') THEN json_extract({column}, ?) END)",
+                [path, path])
 
 
 class _PostgresConnection:
@@ -241,6 +251,10 @@ class PostgresDatabase:
             for table in tables:
                 connection.execute(f"SELECT COUNT(*) AS n FROM (SELECT * FROM {table}) AS every_row").fetchone()
         return "ok"
+
+    def json_number(self, column: str, key: str) -> tuple[str, list[Any]]:
+        return (f"(CASE WHEN jsonb_typeof({column}::jsonb -> ?) = 'number' THEN ({column}::jsonb ->> ?)::float8 END)",
+                [key, key])
 
 
 @contextmanager

@@ -8,6 +8,7 @@ registration). Every change is one transaction; a package folder becomes a versi
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -52,10 +53,19 @@ CREATE TABLE IF NOT EXISTS events (
     actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{{}}');
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
-TABLES = ("runs", "epoch_metrics", "model_versions", "aliases", "events", "store_meta")
+TABLES = ("runs", "epoch_metrics", "model_versions", "aliases", "events", "store_meta", "run_tags")
 MIGRATIONS: dict[int, tuple[str, ...]] = {  # schema version -> the statements that reach it from the one before
     2: ("ALTER TABLE events ADD COLUMN host TEXT NOT NULL DEFAULT ''",  # the audit trail: which machine
         "ALTER TABLE events ADD COLUMN username TEXT NOT NULL DEFAULT ''"),  # and which login, beside the actor
+    # `luodi ui` lists runs newest first, by model, status or tag, a page at a time on stores of 10,000s of runs;
+    # a run's tags (config `tags`) get a table so a tag filter is an index lookup, not a scan of every config.
+    3: ("CREATE TABLE IF NOT EXISTS run_tags (run_id TEXT NOT NULL REFERENCES runs(id), tag TEXT NOT NULL, "
+        "PRIMARY KEY (run_id, tag))",
+        "CREATE INDEX IF NOT EXISTS run_tags_tag ON run_tags (tag, run_id)",
+        "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, id)",
+        "CREATE INDEX IF NOT EXISTS runs_name_created ON runs (name, created_at)",
+        "CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at)",
+        "CREATE INDEX IF NOT EXISTS events_subject ON events (subject)"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -274,6 +284,8 @@ class Store:
                 "VALUES (?, ?, 'running', ?, ?, ?, ?)",
                 (run_id, name, stamp, stamp, json.dumps(config), json.dumps(environment)),
             )
+            for tag in dict.fromkeys(config.get("tags") or ()):
+                connection.execute("INSERT INTO run_tags (run_id, tag) VALUES (?, ?)", (run_id, tag))
             self._event(connection, "run.start", run_id, {"name": name})
         return self.get_run(run_id)
 
@@ -318,7 +330,7 @@ class Store:
             row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 row = self._unique_prefix(connection, run_id)
-        return _run(row)
+        return run_from_row(row)
 
     def _unique_prefix(self, connection: Connection, prefix: str) -> dict[str, Any]:
         rows = connection.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
@@ -333,7 +345,7 @@ class Store:
             where = " WHERE name = ?" if name else ""
             query = f"SELECT * FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT ?"
             rows = connection.execute(query, (name, limit) if name else (limit,)).fetchall()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     # -------------------------------------------------------------------------------------- models
     def staging_dir(self) -> Path:
@@ -467,8 +479,10 @@ class Store:
                 raise InputError(f"model {name!r} has no alias {alias!r}; aliases: {['latest', *known]}")
         return self.get_version(name, row["version"])
 
-    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> dict[str, Any]:
-        """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why."""
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "", *,
+                  rollback: bool = False) -> dict[str, Any]:
+        """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why (and
+        `rollback: true` when `rollback_alias` made it)."""
         validate_name(name, "model name")
         validate_name(alias, "alias")
         if alias in RESERVED_ALIASES:
@@ -481,9 +495,24 @@ class Store:
             connection.execute("INSERT INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?) "
                                "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
                                "updated_at = excluded.updated_at", (name, alias, version, now()))
-            detail = {"alias": alias, "from": previous, "to": version, "reason": reason}
+            detail = {"alias": alias, "from": previous, "to": version, "reason": reason,
+                      **({"rollback": True} if rollback else {})}
             self._event(connection, "alias.move", f"{name}@{alias}", detail)
         return detail
+
+    def rollback_alias(self, name: str, alias: str, reason: str = "") -> dict[str, Any]:
+        """Point `name@alias` back at the version it pointed at before its last move (a second rollback undoes the
+        first, as `cd -` does); recorded like any alias move."""
+        validate_name(name, "model name")
+        validate_name(alias, "alias")
+        with self._connect() as connection:
+            row = connection.execute("SELECT detail FROM events WHERE subject = ? AND kind = 'alias.move' "
+                                     "ORDER BY id DESC LIMIT 1", (f"{name}@{alias}",)).fetchone()
+        previous = json.loads(row["detail"]).get("from") if row else None
+        if previous is None:
+            raise InputError(f"{name}@{alias} has no earlier version to roll back to; see `luodi models history "
+                             f"{name}`")
+        return self.set_alias(name, alias, int(previous), reason, rollback=True)
 
     def record_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
         """Append an event (a `retrain` decision, ...) about `subject` (`name/N`, `name@alias`) to the event log."""
@@ -517,7 +546,27 @@ class Store:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(row: dict[str, Any]) -> Run:
+def observed(run: Run) -> Run:
+    """The run with status 'stopped' when it reads 'running' but its process on this host is gone.
+
+    A run killed with -9, or whose machine rebooted, never got to mark itself; `luodi train --resume` continues it.
+    """
+    pid, host = run.environment.get("pid"), run.environment.get("host")
+    if run.status == "running" and run.model_version is not None:  # registered by a luodi before the store said so
+        return dataclasses.replace(run, status="finished")
+    if run.status != "running" or not isinstance(pid, int) or host != socket.gethostname():
+        return run
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return dataclasses.replace(run, status="stopped")
+    except PermissionError:  # alive, owned by someone else
+        pass
+    return run
+
+
+def run_from_row(row: dict[str, Any]) -> Run:
+    """A runs row (a dict) as a Run."""
     return Run(
         id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"],
         updated_at=row["updated_at"], config=json.loads(row["config"]), environment=json.loads(row["environment"]),

@@ -606,6 +606,8 @@ class LuodiConfig(Strict):
 
     name: str = Field(description="Model name in the registry: letters, digits, '.', '_', '-'.")
     description: str = Field("", description="Free text kept with the run and the model.")
+    tags: list[str] = Field(default_factory=list, max_length=32, description="Labels kept with the run (names: "
+                            "letters, digits, '.', '_', '-'); `luodi ui` filters runs by them.")
     data: DataConfig
     target: TargetConfig
     input_features: list[FeatureConfig] = Field(
@@ -626,6 +628,14 @@ class LuodiConfig(Strict):
         if not is_valid_name(value):
             raise ValueError("must match ^[A-Za-z0-9._-]{1,128}$ and not be '.' or '..'")
         return value
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not is_valid_name(tag):
+                raise ValueError(f"tag {tag!r} must match ^[A-Za-z0-9._-]{{1,128}}$ and not be '.' or '..'")
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _consistent(self) -> LuodiConfig:

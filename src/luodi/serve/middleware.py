@@ -148,7 +148,7 @@ class Routes:
         return Target("", "admin" if path.startswith("/admin/") else "other")
 
 
-def _matches(token: bytes, keys: tuple[bytes, ...]) -> bool:
+def key_matches(token: bytes, keys: tuple[bytes, ...]) -> bool:
     matched = False
     for key in keys:  # no early exit: every key is compared
         matched |= hmac.compare_digest(token, key)
@@ -299,7 +299,7 @@ class Gate:
         if self.api_keys and scope["path"] not in OPEN_PATHS:
             scheme, _, token = head.authorization.partition(b" ")
             keys = self.admin_keys if label == "admin" else self.api_keys
-            if scheme.lower() != b"bearer" or not _matches(token.strip(), keys):
+            if scheme.lower() != b"bearer" or not key_matches(token.strip(), keys):
                 return with_header(error(401, "missing or invalid API key (Authorization: Bearer KEY)"),
                                    b"www-authenticate", b"Bearer")
         if scope["method"] == "POST":

@@ -137,9 +137,15 @@ def background(references: list[Reference], config: ServeConfig, home: Path | No
     """Serve in a thread of this process until the block ends (then drain and stop)."""
     from luodi.serve.app import create_app
 
+    with in_thread(create_app(references, config, home=home, **create), config, log_level) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def in_thread(app: Any, config: ServeConfig, log_level: str = "info") -> Iterator[Running]:
+    """Serve `app` (any ASGI app with a `state`) on config's host and port in a thread until the block ends."""
     sock = bind(config)
     host, port = sock.getsockname()[:2]
-    app = create_app(references, config, home=home, **create)
     server = make_server(app, config, log_level)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="luodi-server", daemon=True)
     thread.start()
