@@ -70,24 +70,37 @@ class Browser:
             self.events.append(json.loads(self.socket.recv()))
 
     def load(self, path: Path) -> None:
+        self.visit(path.resolve().as_uri())
+
+    def visit(self, url: str) -> None:
+        """Open `url` (a file: or http: URL) and wait for its load event; events are kept from here on."""
         self.events.clear()
-        self.call("Page.navigate", url=path.resolve().as_uri())
+        self.call("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
         self.evaluate("1")  # drains events sent before the load finished
 
-    def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def click(self, selector: str) -> None:
+        """Click the element `selector` finds, as a person would, and wait for the page it leads to."""
+        self.events.clear()
+        assert self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                             "if (!e) return false; e.click(); return true; })()"), f"nothing matches {selector}"
+        self.wait_for("Page.loadEventFired")
+        self.evaluate("1")
+
+    def evaluate(self, expression: str, await_promise: bool = False) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         assert "exceptionDetails" not in result, result
         return result["result"].get("value")
 
-    def problems(self) -> list[str]:
-        """Network requests other than file: / data:, console errors, exceptions, log errors, dialogs."""
+    def problems(self, allowed: tuple[str, ...] = ("file:", "data:")) -> list[str]:
+        """Network requests to URLs not starting with one of `allowed`, console errors, exceptions, log errors,
+        dialogs."""
         found = []
         for message in self.events:
             method, params = message.get("method"), message.get("params", {})
             if method == "Network.requestWillBeSent":
                 url = params["request"]["url"]
-                if not url.startswith(("file:", "data:")):
+                if not url.startswith(allowed):
                     found.append(f"network request: {url[:120]}")
             elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert", "warning"):
                 found.append(f"console {params['type']}: {params['args']}")

@@ -29,13 +29,13 @@ from starlette.staticfiles import StaticFiles
 from luodi.errors import InputError
 from luodi.serve.settings import ServeConfig
 from luodi.store import Store
-from luodi.ui import models, runs
+from luodi.ui import models, monitoring, runs, studies
 from luodi.ui.auth import COOKIE, SESSION_S, Auth, same_origin
 from luodi.ui.guard import Guard
 from luodi.ui.state import UI, NotFound, Refused
 
 STATIC = Path(__file__).parent / "static"
-PAGES: list[Callable[[UI], list[BaseRoute]]] = [runs.routes, models.routes]
+PAGES: list[Callable[[UI], list[BaseRoute]]] = [runs.routes, models.routes, studies.routes, monitoring.routes]
 
 
 def create_app(config: ServeConfig, home: Path | None = None, database: str | None = None) -> Guard:

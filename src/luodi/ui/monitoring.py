@@ -1,6 +1,6 @@
-"""Monitoring of a served model for the web UI: drift per feature over time, live accuracy over time, latency and
-throughput, read from its prediction log and delayed labels with the tests and numbers of `luodi monitor`
-(monitor/check.py) and nothing of its own but the time buckets of the drift curves.
+"""The monitoring page of the web UI (/models/{name}/monitoring): drift per feature over time, live accuracy over time,
+latency and throughput of a served model, read from its prediction log and delayed labels with the tests and numbers
+of `luodi monitor` (monitor/check.py) and nothing of its own but the time buckets of the drift curves.
 
     monitoring_data(store, "churn")             # the version the log heard from last, its whole log
     monitoring_data(store, "churn", 3, since="24h")
@@ -11,7 +11,7 @@ the page says what is missing (`problem`) and what to do, as `luodi monitor` wou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,13 @@ from luodi.monitor.log import log_folder, parse_time, read_window, time_buckets
 from luodi.monitor.profile import read_profile
 from luodi.package import MANIFEST, verify_package
 from luodi.store import ModelVersion, Store, validate_name
+from luodi.ui import charts
+from luodi.ui.state import UI, NotFound, query_text
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
 
 DRIFT_BUCKETS = 12  # points of each feature's drift curve
 MIN_BUCKET_ROWS = 20  # a bucket with fewer logged rows is left out of the drift curves: a test on so few says little
@@ -116,3 +123,74 @@ def monitoring_data(store: Store, name: str, version: int | None = None, *, sinc
     data["current"] = check_window(store, chosen, manifest, profile, settings, window).to_dict()
     data["drift_over_time"] = drift_over_time(window.table, profile, settings)
     return data
+
+
+def minutes(points: list[dict[str, Any]], first: float, value: str) -> list[tuple[float, float]]:
+    """(minutes since `first`, point[value]) for a chart."""
+    return [((point["start"] - first) / 60, point[value]) for point in points]
+
+
+TESTS = {"ks": "KS p-value, drift below", "chi2": "chi-squared p-value, drift below", "wasserstein":
+         "Wasserstein distance, drift at or above", "psi": "PSI, drift at or above", "jensen_shannon":
+         "Jensen-Shannon distance, drift at or above", "missing_rate": "missing-rate change, drift at or above",
+         "oov_rate": "out-of-vocabulary change, drift at or above"}
+
+
+def monitoring_charts(data: dict[str, Any]) -> dict[str, Any]:
+    """The page's SVG line charts (charts.line_chart): one per feature and output (its test's score per bucket and
+    the threshold), live metrics, latency p50 / p95 and logged rows per second; x in minutes since the first row."""
+    current, over_time = data["current"], data["drift_over_time"]
+    starts = [point["start"] for point in current["traffic"]["points"]]
+    first = min(starts) if starts else 0.0
+    x_label = f"minutes since {current['window']['first'][:19].replace('T', ' ')} UTC"
+    drift = []
+    for name, line in over_time["series"].items():
+        points = line["points"]
+        threshold = [(x, line["threshold"]) for x, _ in minutes(points, first, "score")]
+        drifted = sum(point["drift"] for point in points)
+        title = (f"{'output ' if line['output'] else ''}{name}: {TESTS.get(line['test'], line['test'])} "
+                 f"{charts.number(line['threshold'])}; {drifted} of {len(points)} drifted")
+        drift.append((name, drifted, charts.line_chart([(line["test"], minutes(points, first, "score")),
+                                                        ("threshold", threshold)], title, x_label, width=440)))
+    live = current["live"]
+    live_chart = charts.line_chart([(metric, minutes(live["points"], first, metric))
+                                    for metric in live.get("metrics") or {}], "live metrics (delayed labels)",
+                                   x_label) if live.get("points") else None
+    traffic = current["traffic"]["points"]
+    return {
+        "drift": drift, "live": live_chart,
+        "latency": charts.line_chart([("p50", minutes(traffic, first, "latency_p50_ms")),
+                                      ("p95", minutes(traffic, first, "latency_p95_ms"))],
+                                     "request latency (ms)", x_label),
+        "throughput": charts.line_chart([("rows/s", minutes(traffic, first, "rows_per_s"))],
+                                        "logged rows per second", x_label),
+    }
+
+
+def routes(ui: UI) -> list[BaseRoute]:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.routing import Route
+
+    def view(name: str, query: dict[str, str]) -> dict[str, Any]:
+        try:
+            versions = ui.store.list_versions(name)
+        except InputError:
+            versions = []
+        if not versions:
+            raise NotFound(f"no model {name[:130]!r} in this store")
+        number = query_text(query, "version")
+        if number and not number.lstrip("v").isdigit():
+            raise InputError(f"version {number[:40]!r}: give a version number")
+        version = int(number.lstrip("v")) if number else None
+        if version is not None and version not in {item.version for item in versions}:
+            raise NotFound(f"no version {version} of model {name!r} in this store")
+        data = monitoring_data(ui.store, name, version, since=query_text(query, "since") or None,
+                               until=query_text(query, "until") or None)
+        return {"data": data, "charts": monitoring_charts(data) if data["current"] else None}
+
+    async def monitoring(request: Request) -> Response:
+        name = request.path_params["name"]
+        context = await run_in_threadpool(view, name, dict(request.query_params))
+        return ui.page(request, "monitoring.html", name=name, title=f"Monitoring {name}", **context)
+
+    return [Route("/models/{name}/monitoring", monitoring)]

@@ -1,7 +1,9 @@
-"""Studies of `luodi tune` for the web UI: the list of studies and one study's summary, read from Optuna's storage
-(jobs/tune.py: `LUODI_HOME/studies.db`, or the PostgreSQL store's database) without writing to it.
+"""The studies pages of the web UI: /studies (every study of `luodi tune`) and /studies/{name} (its trials, the
+optimization history, each trial's validation curve and the parameter importances, drawn by the study page's own
+figures in evaluate/study.py), read from Optuna's storage (jobs/tune.py: `LUODI_HOME/studies.db`, or the PostgreSQL
+store's database) without writing to it.
 
-    list_studies(store)            # [{"study", "model", "metric", "direction", "trials", "counts", "best_value", ...}]
+    list_studies(store)              # [{"study", "model", "metric", "trials", "counts", "best_value", ...}]
     study_page_data(store, "tiny")   # the summary `luodi tune` writes its study page from, plus the best run's model
 
 A GET never changes anything: the storage is opened without creating Optuna's tables, and a store with no studies
@@ -10,15 +12,22 @@ yet has none to list (no `studies.db` is created for it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from luodi.errors import InputError
 from luodi.jobs.tune import importances, study_storage, study_summary, trial_lines
 from luodi.store import Store, validate_name
+from luodi.ui.state import UI, NotFound
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
 
 
 @contextmanager
@@ -105,3 +114,57 @@ def study_page_data(store: Store, name: str) -> dict[str, Any]:
             best["model"] = (None if run.model_version is None else
                              {"name": run.model_name, "version": run.model_version})
     return summary
+
+
+def study_names(store: Store) -> list[str]:
+    """The names of the store's studies, sorted."""
+    with study_storage_of(store) as storage:
+        return [] if storage is None else sorted(study.study_name for study in storage.get_all_studies())
+
+
+def study_figures(summary: dict[str, Any]) -> dict[str, str]:
+    """The study page's figures as data URIs: history, curves (when a trial reported one) and importances (when
+    there are any)."""
+    from luodi.evaluate.study import curves_plot, history_plot, importance_plot
+
+    trials, metric = summary["trials"], summary["metric"] or "value"
+    figures = {"history": history_plot(trials, metric, summary["direction"])}
+    if any(trial["curve"] for trial in trials):
+        figures["curves"] = curves_plot(trials, metric)
+    if summary["importances"]:
+        figures["importances"] = importance_plot(summary["importances"])
+    return figures
+
+
+def routes(ui: UI) -> list[BaseRoute]:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.routing import Route
+
+    from luodi.evaluate.study import shown
+
+    drawing = threading.Lock()  # matplotlib's style context sets process-wide rcParams: one figure set at a time
+
+    def study_view(name: str) -> dict[str, Any]:
+        known = study_names(ui.store)
+        if name not in known:
+            raise NotFound(f"no study {name!r} in this store" + (f" (studies: {', '.join(known)})" if known else
+                                                                 ": run `luodi tune CONFIG` to make one"))
+        summary = study_page_data(ui.store, name)
+        with drawing:
+            figures = study_figures(summary)
+        return {"summary": summary, "figures": figures, "keys": list(summary["search"]), "shown": shown}
+
+    async def studies(request: Request) -> Response:
+        rows = await run_in_threadpool(list_studies, ui.store)
+        return ui.page(request, "studies.html", studies=rows, title="Studies")
+
+    async def study(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            validate_name(name, "study name")
+        except InputError:
+            raise NotFound(f"no study {name[:130]!r} in this store") from None
+        context = await run_in_threadpool(study_view, name)
+        return ui.page(request, "study.html", title=f"Study {name}", **context)
+
+    return [Route("/studies", studies), Route("/studies/{name}", study)]
