@@ -75,8 +75,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
 @pytest.mark.parametrize("verb", ["init", "train", "tune", "evaluate", "predict", "generate", "chat", "embed",
                                   "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "optimize",
                                   "export", "runs ls", "feedback", "retrain", "runs show", "models ls", "models show",
-                                  "models promote", "models rollback", "models history", "models merge", "models quantize",
-                                  "ui"])
+                                  "models promote", "models rollback", "models history", "models merge",
+                                  "models quantize", "ui"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr
