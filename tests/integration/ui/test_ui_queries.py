@@ -43,3 +43,19 @@ def test_runs_query_on_both_engines(store_backend: str, tmp_path: Path) -> None:
 def test_bad_parameters_are_named(params: dict[str, str], named: str) -> None:
     with pytest.raises(InputError, match=named):
         RunQuery.from_params(params)
+
+
+def test_pages_of_runs_are_index_lookups_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LUODI_STORE", raising=False)
+    store = Store(tmp_path / "home")
+    plans = {}
+    with store.database.connect() as connection:
+        for label, sql, args in [
+                ("newest", "SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 50", ()),
+                ("model", "SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC, id DESC LIMIT 50", ("m",)),
+                ("tag", "SELECT run_id FROM run_tags WHERE tag = ?", ("t",))]:
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+            plans[label] = " ".join(row["detail"] for row in rows)
+    assert "runs_created" in plans["newest"] and "TEMP B-TREE" not in plans["newest"]
+    assert "runs_name_created" in plans["model"]
+    assert "run_tags_tag" in plans["tag"] or "COVERING INDEX" in plans["tag"]
