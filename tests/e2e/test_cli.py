@@ -62,6 +62,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
     assert luodi("runs", "show", result["run_id"][:15], "--json").json()["model_version"] == 1
 
     assert luodi("models", "promote", "churn", "1", "production", "--reason", "first model").code == 0
+    nothing_before = luodi("models", "rollback", "churn", "production", "--reason", "oops")
+    assert nothing_before.code == 2 and "no earlier version" in nothing_before.stderr
     models = luodi("models", "ls", "--json").json()
     assert models[0]["aliases"] == {"production": 1}
     shown = luodi("models", "show", "churn@production", "--json").json()
@@ -75,8 +77,8 @@ def test_lifecycle_through_the_cli(luodi, churn: dict[str, Path], tmp_path: Path
 @pytest.mark.parametrize("verb", ["init", "train", "tune", "evaluate", "predict", "generate", "chat", "embed",
                                   "import-gguf", "explain", "compare", "quickstart", "serve", "monitor", "optimize",
                                   "export", "runs ls", "feedback", "retrain", "runs show", "models ls", "models show",
-                                  "models promote", "models rollback", "models history", "models merge", "models quantize",
-                                  "ui"])
+                                  "models promote", "models rollback", "models history", "models merge",
+                                  "models quantize", "ui"])
 def test_help_renders(luodi, verb: str) -> None:
     result = luodi(*verb.split(), "--help")
     assert result.code == 0, result.stderr

@@ -16,6 +16,7 @@ configured (401), except /login and /static/.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from luodi.ui.guard import Guard
 from luodi.ui.state import UI, NotFound, Refused
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("luodi.serve")
 PAGES: list[Callable[[UI], list[BaseRoute]]] = [runs.routes, models.routes, studies.routes, monitoring.routes]
 
 
@@ -57,13 +59,17 @@ def create_app(config: ServeConfig, home: Path | None = None, database: str | No
     async def bad_input(request: Request, error: Exception) -> Response:
         return ui.error_page(request, 400, str(error))
 
+    async def failed(request: Request, error: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+        return ui.error_page(request, 500, "internal error; see the server log")
+
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         message = f"no page {request.url.path!r}" if error.status_code == 404 else str(error.detail)
         return ui.error_page(request, error.status_code, message)
 
     app = Starlette(routes=routes, exception_handlers={NotFound: not_found, Refused: refused, InputError: bad_input,
-                                                      HTTPException: http_error})
+                                                      HTTPException: http_error, Exception: failed})
     app.state.ui = ui
     return Guard(app, ui)
 

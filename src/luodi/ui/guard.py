@@ -54,7 +54,9 @@ class Guard:
             if path.startswith("/api/"):
                 response = self.ui.error_page(request, 401, "missing or invalid API key (Authorization: Bearer KEY)")
             else:
-                response = self.ui.page(request, "login.html", status=401, next=path, title="Sign in")
+                query = scope.get("query_string", b"").decode("latin-1")
+                response = self.ui.page(request, "login.html", status=401, next=path + (f"?{query}" if query else ""),
+                                        title="Sign in")
             response.headers["www-authenticate"] = "Bearer"
             await response(scope, receive, secured)
             return

@@ -112,22 +112,13 @@ class RunPage:
 
 def run_page(store: Store, query: RunQuery) -> RunPage:
     """One page of runs with the total count and each run's per-epoch history."""
-    where, args = [], []
-    if query.model:
-        where.append("name = ?")
-        args.append(query.model)
-    if query.status:
-        where.append("status = ?")
-        args.append(query.status)
-    if query.tag:
-        where.append("id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
-        args.append(query.tag)
-    if query.since:
-        where.append("created_at >= ?")
-        args.append(query.since)
-    if query.until:  # created_at reads 2026-12-06T10:00:00+0000: the whole day is before the next one
-        where.append("created_at < ?")
-        args.append((datetime.date.fromisoformat(query.until) + datetime.timedelta(days=1)).isoformat())
+    until = (datetime.date.fromisoformat(query.until) + datetime.timedelta(days=1)).isoformat() if query.until else ""
+    filters = [(query.model, "name = ?"), (query.status, "status = ?"),
+               (query.tag, "id IN (SELECT run_id FROM run_tags WHERE tag = ?)"),
+               (query.since, "created_at >= ?"),
+               (until, "created_at < ?")]  # created_at reads 2026-12-06T10:00:00+0000: a day ends before the next
+    where = [sql for value, sql in filters if value]
+    args: list[Any] = [value for value, _ in filters if value]
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     way = "DESC" if query.descending else "ASC"
     order_args: list[Any] = []
