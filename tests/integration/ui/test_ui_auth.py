@@ -43,8 +43,9 @@ def test_every_route_needs_a_key(ui_home: Path, ui_server) -> None:
                     assert response.status_code == 401, (method, path, headers, response.status_code)
                     assert response.headers["www-authenticate"] == "Bearer"
                 checked += 1
-            if "GET" in (route.methods or ()):
-                assert ui.client.get(path, headers=READ).status_code in (200, 307), path
+            if "GET" in (route.methods or ()):  # this store holds no study: its page is the 404 naming it
+                expected = (404,) if route.path == "/studies/{name}" else (200, 307)
+                assert ui.client.get(path, headers=READ).status_code in expected, path
         assert checked >= 10
         assert ui.client.get("/static/ui.css").status_code == 200  # assets and the sign-in page stay open
         assert ui.client.get("/login").status_code == 200
