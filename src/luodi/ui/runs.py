@@ -82,11 +82,7 @@ def routes(ui: UI) -> list[BaseRoute]:
 
     async def report(request: Request) -> Response:
         found = get_run(ui, request.path_params["run_id"])
-        path = ui.store.run_dir(found.id) / "report.html"
-        if not path.is_file() or path.is_symlink():
-            raise NotFound(f"run {found.id!r} has no report")
-        return FileResponse(path, media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": REPORT_CSP})
+        return report_file(ui.store.run_dir(found.id) / "report.html", f"run {found.id!r}")
 
     async def compare(request: Request) -> Response:
         from luodi.evaluate.compare import compare_runs
@@ -114,6 +110,13 @@ def get_run(ui: UI, run_id: str) -> Run:
         return observed(ui.store.get_run(run_id))
     except InputError:
         raise NotFound(f"no run {run_id!r} in this store") from None
+
+
+def report_file(path: Path, owner: str) -> Response:
+    """A report page (of a run or a package) under the report's CSP; NotFound when `owner` has none."""
+    if not path.is_file() or path.is_symlink():
+        raise NotFound(f"{owner} has no report")
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": REPORT_CSP})
 
 
 def summary(run: Run, history: list[dict[str, float]]) -> dict[str, Any]:

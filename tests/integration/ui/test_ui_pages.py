@@ -118,6 +118,10 @@ def test_version_page_and_its_prediction_form(ui_server) -> None:
         assert "weights.safetensors" in page and "package.json" not in page.split('id="files"')[0]
         for column in ("size", "age", "income", "color"):
             assert f'name="col.{column}"' in page
+        assert '<option value="violet">' in page  # the category's known values are offered
+        assert page.count('<svg class="chart"') >= 2 and 'src="/models/tiny/versions/1/report"' in page
+        report = ui.client.get("/models/tiny/versions/1/report")
+        assert report.status_code == 200 and "sandbox" in report.headers["content-security-policy"]
         csrf = ui.csrf("/models/tiny/versions/1")
         answer = ui.post("/models/tiny/versions/1/predict", {"csrf": csrf, "col.size": "0.5", "col.age": "40",
                                                               "col.income": "52", "col.color": "red"})
