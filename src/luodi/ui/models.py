@@ -52,7 +52,7 @@ class Packages:
 def routes(ui: UI) -> list[BaseRoute]:
     packages = Packages()
 
-    async def models(request: Request) -> Response:
+    def models(request: Request) -> Response:
         return ui.page(request, "models.html", models=ui.store.list_models(), title="Models")
 
     def model_page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -61,7 +61,7 @@ def routes(ui: UI) -> list[BaseRoute]:
         return ui.page(request, "model.html", status=status, name=name, versions=versions, aliases=aliases,
                        events=ui.store.model_events(name, 200), title=f"Model {name}", **context)
 
-    async def model(request: Request) -> Response:
+    def model(request: Request) -> Response:
         return model_page(request, request.path_params["name"], moved=request.query_params.get("moved", "")[:200])
 
     async def move(request: Request) -> Response:
@@ -81,9 +81,9 @@ def routes(ui: UI) -> list[BaseRoute]:
                 number = fields.get("version", "").strip()
                 if not number.isdigit():
                     raise InputError(f"version {number[:40]!r}: give a version number")
-                moved = ui.store.set_alias(name, alias, int(number), reason)
+                moved = await asyncio.to_thread(ui.store.set_alias, name, alias, int(number), reason)
             else:
-                moved = ui.store.rollback_alias(name, alias, reason)
+                moved = await asyncio.to_thread(ui.store.rollback_alias, name, alias, reason)
         except InputError as error:
             return model_page(request, name, status=422, error=str(error), form=fields)
         words = f"{name}@{alias} → version {moved['to']}" + (f" (was {moved['from']})" if moved["from"] else "")
@@ -98,10 +98,10 @@ def routes(ui: UI) -> list[BaseRoute]:
                        has_report=(version.path / "report.html").is_file(),
                        title=f"{version.name}/{version.version}", **context)
 
-    async def version_view(request: Request) -> Response:
+    def version_view(request: Request) -> Response:
         return version_page(request)
 
-    async def version_report(request: Request) -> Response:
+    def version_report(request: Request) -> Response:
         version = get_version(ui, request.path_params["name"], request.path_params["version"])
         return report_file(version.path / "report.html", version.ref)
 
