@@ -2,8 +2,9 @@
 
 How to add a page (UI-PAGES' studies and monitoring pages are added this way):
   1. Write a module `luodi/ui/<page>.py` with `def routes(ui: UI) -> list[BaseRoute]`, returning Starlette
-     `Route`s whose async endpoints answer `ui.page(request, "<page>.html", title=..., **context)`; raise
-     `NotFound("no study 'x'")` for a missing thing (a 404 page naming it). Read the store through `ui.store`.
+     `Route`s whose endpoints answer `ui.page(request, "<page>.html", title=..., **context)`: a plain `def` for a
+     page that reads the store (Starlette runs it in its thread pool, off the event loop), `async def` for a POST.
+     Raise `NotFound("no study 'x'")` for a missing thing (a 404 page naming it). Read the store via `ui.store`.
   2. Put `<page>.html` in `luodi/ui/templates/`, starting with `{% extends "base.html" %}` and filling
      `{% block content %}` (assets go in `luodi/ui/static/`, served at /static/; no CDN, no inline script: the
      CSP allows only scripts from /static/).

@@ -42,8 +42,8 @@ def _span(values: list[float]) -> tuple[float, float]:
     return low, high
 
 
-def line_chart(series: Sequence[Series], title: str = "", x_label: str = "epoch", width: int = 560,
-               height: int = 220) -> Markup:
+def line_chart(series: Sequence[Series], title: str = "", x_label: str = "epoch", width: int = 440,
+               height: int = 200) -> Markup:
     """An SVG line chart of `series`, with axes, min/max ticks and a legend; empty series draw 'no data'."""
     drawn = [(label, _finite(points)) for label, points in series]
     drawn = [(label, points) for label, points in drawn if points]

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from luodi.errors import InputError
 from luodi.store import ModelVersion, validate_name
+from luodi.ui.runs import report_file, run_charts
 from luodi.ui.state import UI, NotFound
 
 LOADED_PACKAGES = 2  # packages kept loaded for the prediction form (each holds its model's weights)
@@ -51,7 +52,7 @@ class Packages:
 def routes(ui: UI) -> list[BaseRoute]:
     packages = Packages()
 
-    async def models(request: Request) -> Response:
+    def models(request: Request) -> Response:
         return ui.page(request, "models.html", models=ui.store.list_models(), title="Models")
 
     def model_page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -60,7 +61,7 @@ def routes(ui: UI) -> list[BaseRoute]:
         return ui.page(request, "model.html", status=status, name=name, versions=versions, aliases=aliases,
                        events=ui.store.model_events(name, 200), title=f"Model {name}", **context)
 
-    async def model(request: Request) -> Response:
+    def model(request: Request) -> Response:
         return model_page(request, request.path_params["name"], moved=request.query_params.get("moved", "")[:200])
 
     async def move(request: Request) -> Response:
@@ -80,9 +81,9 @@ def routes(ui: UI) -> list[BaseRoute]:
                 number = fields.get("version", "").strip()
                 if not number.isdigit():
                     raise InputError(f"version {number[:40]!r}: give a version number")
-                moved = ui.store.set_alias(name, alias, int(number), reason)
+                moved = await asyncio.to_thread(ui.store.set_alias, name, alias, int(number), reason)
             else:
-                moved = ui.store.rollback_alias(name, alias, reason)
+                moved = await asyncio.to_thread(ui.store.rollback_alias, name, alias, reason)
         except InputError as error:
             return model_page(request, name, status=422, error=str(error), form=fields)
         words = f"{name}@{alias} → version {moved['to']}" + (f" (was {moved['from']})" if moved["from"] else "")
@@ -93,10 +94,16 @@ def routes(ui: UI) -> list[BaseRoute]:
         manifest = read_manifest(version)
         return ui.page(request, "version.html", status=status, version=version, manifest=manifest,
                        schema=manifest.get("input_schema", []), optimize=manifest.get("optimize"),
+                       hints=input_hints(manifest), charts=run_charts(manifest.get("history") or []),
+                       has_report=(version.path / "report.html").is_file(),
                        title=f"{version.name}/{version.version}", **context)
 
-    async def version_view(request: Request) -> Response:
+    def version_view(request: Request) -> Response:
         return version_page(request)
+
+    def version_report(request: Request) -> Response:
+        version = get_version(ui, request.path_params["name"], request.path_params["version"])
+        return report_file(version.path / "report.html", version.ref)
 
     async def predict(request: Request) -> Response:
         """POST the form's row to the package's predictor (in a thread) and show the result beside the form."""
@@ -114,6 +121,7 @@ def routes(ui: UI) -> list[BaseRoute]:
     return [Route("/models", models), Route("/models/{name}", model),
             Route("/models/{name}/{action:str}", move, methods=["POST"]),
             Route("/models/{name}/versions/{version}", version_view),
+            Route("/models/{name}/versions/{version}/report", version_report),
             Route("/models/{name}/versions/{version}/predict", predict, methods=["POST"])]
 
 
@@ -139,6 +147,17 @@ def read_manifest(version: ModelVersion) -> dict[str, Any]:
         raise NotFound(f"{version.ref}: the package has no package.json")
     manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return manifest
+
+
+def input_hints(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per input column, what the form offers: a category's known values, a number's training mean."""
+    hints: dict[str, dict[str, Any]] = {}
+    for state in (manifest.get("features") or {}).get("features", []):
+        if isinstance(state, dict) and "name" in state:
+            values = state.get("vocabulary")
+            hints[state["name"]] = {"values": [str(value) for value in values[:200]] if isinstance(values, list)
+                                    else [], "mean": state.get("center")}
+    return hints
 
 
 def form_record(schema: list[dict[str, Any]], fields: dict[str, str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ COLUMNS = {"created": "created_at", "name": "name", "status": "status", "updated
 METRIC_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PER_PAGE = 50
 MAX_PER_PAGE = 500
+MAX_METRIC_COLUMNS = 8  # more make the table wider than a screen; any metric can still be sorted by (sort=metric:X)
 
 
 @dataclass
@@ -102,12 +103,12 @@ class RunPage:
 
     @property
     def metric_names(self) -> list[str]:
-        """The metric columns: the sorted metric first, then every metric of the page's runs."""
+        """The metric columns: the sorted metric first, then the page's runs' metrics, at most MAX_METRIC_COLUMNS."""
         names = [self.query.metric] if self.query.metric else []
         for run in self.runs:
             names += [name for name, value in run.metrics.items() if name not in names
                       and isinstance(value, int | float) and not isinstance(value, bool)]
-        return names
+        return names[:MAX_METRIC_COLUMNS]
 
 
 def run_page(store: Store, query: RunQuery) -> RunPage:

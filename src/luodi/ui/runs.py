@@ -27,10 +27,10 @@ REPORT_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; fon
 
 
 def routes(ui: UI) -> list[BaseRoute]:
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         return RedirectResponse("/runs", status_code=307)
 
-    async def runs(request: Request) -> Response:
+    def runs(request: Request) -> Response:
         query = RunQuery.from_params(dict(request.query_params))
         page = run_page(ui.store, query)
 
@@ -43,7 +43,7 @@ def routes(ui: UI) -> list[BaseRoute]:
         return ui.page(request, "runs.html", page=page, query=query, choices=choices(ui.store), link=link,
                        curve=curve, title="Runs")
 
-    async def api_runs(request: Request) -> Response:
+    def api_runs(request: Request) -> Response:
         """A page of runs as JSON (the /runs parameters), or `?ids=a,b` for the runs a page is watching."""
         ids = [part for part in request.query_params.get("ids", "").split(",") if part][:200]
         if ids:
@@ -59,7 +59,7 @@ def routes(ui: UI) -> list[BaseRoute]:
         return JSONResponse({"total": page.total, "page": page.query.page, "pages": page.pages,
                              "runs": [summary(run, page.histories.get(run.id, [])) for run in page.runs]})
 
-    async def run(request: Request) -> Response:
+    def run(request: Request) -> Response:
         found = get_run(ui, request.path_params["run_id"])
         history = ui.store.epoch_history(found.id)
         folder = ui.store.run_dir(found.id)
@@ -74,21 +74,17 @@ def routes(ui: UI) -> list[BaseRoute]:
                        has_report=(folder / "report.html").is_file(), events=ui.store.events(found.id, 50),
                        logs=read_logs(folder), version=version, title=f"Run {found.id}")
 
-    async def api_run(request: Request) -> Response:
+    def api_run(request: Request) -> Response:
         found = get_run(ui, request.path_params["run_id"])
         history = ui.store.epoch_history(found.id)
         return JSONResponse({**summary(found, history), "history": history,
                              "charts": [str(chart) for chart in run_charts(history)]})
 
-    async def report(request: Request) -> Response:
+    def report(request: Request) -> Response:
         found = get_run(ui, request.path_params["run_id"])
-        path = ui.store.run_dir(found.id) / "report.html"
-        if not path.is_file() or path.is_symlink():
-            raise NotFound(f"run {found.id!r} has no report")
-        return FileResponse(path, media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": REPORT_CSP})
+        return report_file(ui.store.run_dir(found.id) / "report.html", f"run {found.id!r}")
 
-    async def compare(request: Request) -> Response:
+    def compare(request: Request) -> Response:
         from luodi.evaluate.compare import compare_runs
 
         given = [*request.query_params.get("runs", "").split(","), *request.query_params.getlist("run")]
@@ -114,6 +110,13 @@ def get_run(ui: UI, run_id: str) -> Run:
         return observed(ui.store.get_run(run_id))
     except InputError:
         raise NotFound(f"no run {run_id!r} in this store") from None
+
+
+def report_file(path: Path, owner: str) -> Response:
+    """A report page (of a run or a package) under the report's CSP; NotFound when `owner` has none."""
+    if not path.is_file() or path.is_symlink():
+        raise NotFound(f"{owner} has no report")
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": REPORT_CSP})
 
 
 def summary(run: Run, history: list[dict[str, float]]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def run(config: ServeConfig, home: Path | None = None) -> int:
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     configure_logging()
-    keys = "keys required" if app.ui.auth.required else "no keys: read-only (promoting needs an admin key)"
+    keys = "keys required" if app.ui.auth.required else "read-only without keys; promoting needs an admin key"
     print(f"luodi ui: {app.ui.store.home} on {url} ({keys})", file=sys.stderr, flush=True)
     server = make_server(app, config)
     server.run(sockets=[sock])

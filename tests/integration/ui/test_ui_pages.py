@@ -118,6 +118,10 @@ def test_version_page_and_its_prediction_form(ui_server) -> None:
         assert "weights.safetensors" in page and "package.json" not in page.split('id="files"')[0]
         for column in ("size", "age", "income", "color"):
             assert f'name="col.{column}"' in page
+        assert '<option value="violet">' in page  # the category's known values are offered
+        assert page.count('<svg class="chart"') >= 2 and 'src="/models/tiny/versions/1/report"' in page
+        report = ui.client.get("/models/tiny/versions/1/report")
+        assert report.status_code == 200 and "sandbox" in report.headers["content-security-policy"]
         csrf = ui.csrf("/models/tiny/versions/1")
         answer = ui.post("/models/tiny/versions/1/predict", {"csrf": csrf, "col.size": "0.5", "col.age": "40",
                                                               "col.income": "52", "col.color": "red"})
@@ -143,3 +147,30 @@ def test_what_users_wrote_renders_as_text(ui_home: Path, ui_server) -> None:
         assert "because &lt;script&gt;" in ui.client.get("/models/tiny").text
         missing = ui.client.get("/runs/%3Cscript%3E")
         assert missing.status_code == 404 and "<script>" not in missing.text and "&lt;script&gt;" in missing.text
+
+
+def test_an_optimized_versions_table(ui_home: Path, trained_package: Path, ui_server) -> None:
+    import shutil
+
+    from luodi.package import add_file
+
+    store = Store(ui_home)
+    staging = store.staging_dir()
+    shutil.copytree(trained_package, staging, dirs_exist_ok=True)
+    row = {"status": "ok", "reason": "", "drop": 0.0, "size_bytes": 1000, "latency_ms": {"1": 0.3, "32": 2.0}}
+    outcome = {"metric": "accuracy", "direction": "max", "max_drop": 0.01, "batch_sizes": [1, 32], "chosen": "onnx",
+               "verdict": "onnx: faster within the budget", "latency_unit": "ms",
+               "variants": [{**row, "name": "eager", "metric": 0.81, "speed": 1.0},
+                            {**row, "name": "onnx", "metric": 0.81, "speed": 0.25},
+                            {**row, "name": "pruned", "status": "skipped", "reason": "<not for this model>"}]}
+    add_file(staging, None, ("optimize", outcome))  # as `luodi optimize` records its search in the manifest
+    store.register_model("tiny", staging, run_id=None, task="binary", metrics={"accuracy": 0.81}, parent_version=1)
+    with ui_server() as ui:
+        page = ui.client.get("/models/tiny/versions/2").text
+        table = page.split('id="optimize-table"')[1].split("</table>")[0]
+        rows = table.split("<tr")[2:]
+        assert [r.split("<td>")[1].split("</td>")[0] for r in rows] == ["eager", "onnx", "pruned"]
+        assert 'class="best"' in rows[1] and "0.25" in rows[1]
+        assert "skipped: &lt;not for this model&gt;" in rows[2]
+        assert "onnx: faster within the budget" in page and "follows" in page
+        assert ui.client.get("/models/tiny/versions/1").text.count('id="optimize-table"') == 0
