@@ -64,11 +64,15 @@ def routes(ui: UI) -> list[BaseRoute]:
     def model(request: Request) -> Response:
         return model_page(request, request.path_params["name"], moved=request.query_params.get("moved", "")[:200])
 
-    async def move(request: Request) -> Response:
+    async def promote(request: Request) -> Response:
+        return await move(request, "promote")
+
+    async def rollback(request: Request) -> Response:
+        return await move(request, "rollback")
+
+    async def move(request: Request, action: str) -> Response:
         """POST promote or rollback: an admin's form with a reason; the move lands in the event log."""
-        name, action = request.path_params["name"], request.path_params["action"]
-        if action not in ("promote", "rollback"):
-            raise NotFound(f"no page {request.url.path!r}")
+        name = request.path_params["name"]
         get_versions(ui, name)
         fields = await ui.form(request, admin=True)
         alias, reason = fields.get("alias", "").strip(), fields.get("reason", "").strip()
@@ -119,7 +123,8 @@ def routes(ui: UI) -> list[BaseRoute]:
         return version_page(request, prediction=rows[0], warnings=result.attrs.get("warnings", []), form=fields)
 
     return [Route("/models", models), Route("/models/{name}", model),
-            Route("/models/{name}/{action:str}", move, methods=["POST"]),
+            Route("/models/{name}/promote", promote, methods=["POST"]),
+            Route("/models/{name}/rollback", rollback, methods=["POST"]),
             Route("/models/{name}/versions/{version}", version_view),
             Route("/models/{name}/versions/{version}/report", version_report),
             Route("/models/{name}/versions/{version}/predict", predict, methods=["POST"])]

@@ -19,8 +19,7 @@ OPEN = ("/login", "/static")
 
 
 def concrete(path: str, run_id: str) -> str:
-    return (path.replace("{run_id}", run_id).replace("{name}", "tiny").replace("{version}", "1")
-            .replace("{action:str}", "promote").replace("{action}", "promote"))
+    return path.replace("{run_id}", run_id).replace("{name}", "tiny").replace("{version}", "1")
 
 
 def test_every_route_needs_a_key(ui_home: Path, ui_server) -> None:

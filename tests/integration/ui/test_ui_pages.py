@@ -139,11 +139,13 @@ def test_what_users_wrote_renders_as_text(ui_home: Path, ui_server) -> None:
     store.update_run(run_id, status="failed", error=f"boom {evil}")
     other = add_run(store, "alpha", description="plain")
     store.set_alias("tiny", "production", 1, reason=f"because {evil}")
+    (store.run_dir(run_id) / "train.log").write_text(f"epoch 1 {evil}\n", encoding="utf-8")  # a log in the run folder
     with ui_server() as ui:
         for path in [f"/runs/{run_id}", f"/compare?runs={run_id},{other}", "/models/tiny", "/runs"]:
             text = ui.client.get(path).text
             assert "<script>alert" not in text, path
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in ui.client.get(f"/runs/{run_id}").text
+        run_page = ui.client.get(f"/runs/{run_id}").text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run_page and "epoch 1 &lt;script&gt;" in run_page
         assert "because &lt;script&gt;" in ui.client.get("/models/tiny").text
         missing = ui.client.get("/runs/%3Cscript%3E")
         assert missing.status_code == 404 and "<script>" not in missing.text and "&lt;script&gt;" in missing.text

@@ -1,0 +1,32 @@
+"""The UI's sessions and checks without a server: signed cookies that expire, CSRF tokens bound to a credential, the
+Host rule of a loopback bind."""
+
+from __future__ import annotations
+
+import pytest
+
+from luodi.ui import auth as ui_auth
+from luodi.ui.auth import Auth
+
+
+def test_sessions_are_signed_and_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = Auth(("read-0123456789abcdef",), ("admin-0123456789abcdef",), "127.0.0.1")
+    cookie = keys.session("admin")
+    assert keys.session_caller(cookie).role == "admin"
+    assert keys.session_caller(cookie.replace("admin", "read", 1)).role is None  # the role is signed
+    assert Auth((), ("admin-0123456789abcdef",), "127.0.0.1").session_caller(cookie).role is None  # another server
+    assert keys.session_caller("").role is None and keys.session_caller("a.b.c.d.e").role is None
+    later = ui_auth.time.time() + ui_auth.SESSION_S + 1
+    monkeypatch.setattr(ui_auth.time, "time", lambda: later)
+    assert keys.session_caller(cookie).role is None
+
+
+def test_roles_tokens_and_hosts() -> None:
+    keys = Auth(("read-0123456789abcdef",), ("admin-0123456789abcdef",), "127.0.0.1")
+    assert keys.role_of(b"admin-0123456789abcdef") == "admin" and keys.role_of(b"read-0123456789abcdef") == "read"
+    assert keys.role_of(b"") is None and keys.role_of(b"read-0123456789abcdeX") is None
+    first, second = keys.session_caller(keys.session("read")), keys.session_caller(keys.session("read"))
+    assert keys.csrf_token(first) != keys.csrf_token(second)  # a token is good for its own session only
+    assert all(keys.host_allowed(host) for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "localhost"))
+    assert not keys.host_allowed("evil.example:8080") and not keys.host_allowed("127.0.0.1.evil.example")
+    assert Auth(("k" * 16,), (), "0.0.0.0").host_allowed("ui.example.com")  # keys guard a public bind
