@@ -71,9 +71,15 @@ def test_every_bucket_runs_the_test_a_typical_bucket_gets() -> None:
 
 
 def test_buckets_with_too_few_rows_are_left_out() -> None:
-    table = window(6, 60, shift_from=99)
+    table = window(6, 100, shift_from=99)
     position = np.arange(table.num_rows)
-    sparse = table.filter(pa.array((position % 60 < MIN_BUCKET_ROWS - 1) | (position >= 180)))  # minutes 0-2: few
+    sparse = table.filter(pa.array((position % 100 < MIN_BUCKET_ROWS - 1) | (position >= 300)))  # minutes 0-2: few
     found = drift_over_time(sparse, profile(), SETTINGS, buckets=6)
     assert len(found["series"]["size"]["points"]) == 3  # minutes 3, 4 and 5
     assert found["min_rows"] == MIN_BUCKET_ROWS
+
+
+def test_a_small_window_gets_fewer_buckets_with_enough_rows_each() -> None:
+    found = drift_over_time(window(12, 10, shift_from=99), profile(), SETTINGS, buckets=12)  # 120 rows
+    points = found["series"]["size"]["points"]
+    assert len(points) == 120 // (2 * MIN_BUCKET_ROWS) and sum(point["rows"] for point in points) == 120

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
 DRIFT_BUCKETS = 12  # points of each feature's drift curve
+CHART_WIDTH = 395  # pixels: three charts side by side on a 1280-pixel screen
 MIN_BUCKET_ROWS = 20  # a bucket with fewer logged rows is left out of the drift curves: a test on so few says little
 
 
@@ -72,10 +73,11 @@ def chosen_version(store: Store, name: str, version: int | None, logged: list[di
 def drift_over_time(table: pa.Table, profile: dict[str, Any], settings: MonitorConfig,
                     buckets: int = DRIFT_BUCKETS) -> dict[str, Any]:
     """Each feature's and output's drift per time bucket of the window: its distribution test's score, the
-    threshold, and whether any of its tests drifted. Every bucket runs the same test (the one `auto` picks for a
-    typical bucket's size), so a curve's points compare with each other and with one threshold."""
+    threshold, and whether any of its tests drifted. At most `buckets` buckets, fewer on a small window (about
+    2 * MIN_BUCKET_ROWS rows a bucket at least); every bucket runs the same test (the one `auto` picks for a typical
+    bucket's size), so a curve's points compare with each other and with one threshold."""
     stamps = table.column("timestamp")
-    split = time_buckets(stamps, buckets)
+    split = time_buckets(stamps, max(1, min(buckets, table.num_rows // (2 * MIN_BUCKET_ROWS))))
     sizes = np.bincount(split.index, minlength=split.count)
     kept = [bucket for bucket in range(split.count) if sizes[bucket] >= MIN_BUCKET_ROWS]
     typical = int(np.median(sizes[kept])) if kept else 0
@@ -130,10 +132,10 @@ def minutes(points: list[dict[str, Any]], first: float, value: str) -> list[tupl
     return [((point["start"] - first) / 60, point[value]) for point in points]
 
 
-TESTS = {"ks": "KS p-value, drift below", "chi2": "chi-squared p-value, drift below", "wasserstein":
-         "Wasserstein distance, drift at or above", "psi": "PSI, drift at or above", "jensen_shannon":
-         "Jensen-Shannon distance, drift at or above", "missing_rate": "missing-rate change, drift at or above",
-         "oov_rate": "out-of-vocabulary change, drift at or above"}
+TESTS = {"ks": "KS p-value", "chi2": "chi-squared p-value", "wasserstein": "Wasserstein distance", "psi": "PSI",
+         "jensen_shannon": "Jensen-Shannon distance", "missing_rate": "missing-rate change",
+         "oov_rate": "out-of-vocabulary change"}
+P_VALUES = ("ks", "chi2")  # drift below the threshold; every other test drifts at or above it
 
 
 def monitoring_charts(data: dict[str, Any]) -> dict[str, Any]:
@@ -148,22 +150,23 @@ def monitoring_charts(data: dict[str, Any]) -> dict[str, Any]:
         points = line["points"]
         threshold = [(x, line["threshold"]) for x, _ in minutes(points, first, "score")]
         drifted = sum(point["drift"] for point in points)
-        title = (f"{'output ' if line['output'] else ''}{name}: {TESTS.get(line['test'], line['test'])} "
-                 f"{charts.number(line['threshold'])}; {drifted} of {len(points)} drifted")
-        drift.append((name, drifted, charts.line_chart([(line["test"], minutes(points, first, "score")),
-                                                        ("threshold", threshold)], title, x_label, width=440)))
+        title = f"{'output ' if line['output'] else ''}{name}: drifted in {drifted} of {len(points)}"
+        side = "below" if line["test"] in P_VALUES else "at or above"
+        drift.append((name, drifted, charts.line_chart(
+            [(TESTS.get(line["test"], line["test"]), minutes(points, first, "score")),
+             (f"drift {side} {charts.number(line['threshold'])}", threshold)], title, x_label, width=CHART_WIDTH)))
     live = current["live"]
     live_chart = charts.line_chart([(metric, minutes(live["points"], first, metric))
                                     for metric in live.get("metrics") or {}], "live metrics (delayed labels)",
-                                   x_label) if live.get("points") else None
+                                   x_label, width=CHART_WIDTH) if live.get("points") else None
     traffic = current["traffic"]["points"]
     return {
         "drift": drift, "live": live_chart,
         "latency": charts.line_chart([("p50", minutes(traffic, first, "latency_p50_ms")),
                                       ("p95", minutes(traffic, first, "latency_p95_ms"))],
-                                     "request latency (ms)", x_label),
+                                     "request latency (ms)", x_label, width=CHART_WIDTH),
         "throughput": charts.line_chart([("rows/s", minutes(traffic, first, "rows_per_s"))],
-                                        "logged rows per second", x_label),
+                                        "logged rows per second", x_label, width=CHART_WIDTH),
     }
 
 
