@@ -74,3 +74,38 @@ def test_monitoring_data_of_a_served_model(serve: Callable[..., Any], store_home
         monitoring_data(store, "tiny", since="yesterday")
     with pytest.raises(InputError, match="not found"):
         monitoring_data(store, "nothing")
+
+
+def test_hostile_column_names_render_as_text_on_the_monitoring_page(tmp_path: Path) -> None:
+    """Column names and values are the user's data: the page escapes them in its tables and its SVG charts."""
+    import html
+
+    import httpx
+    import numpy as np
+
+    from luodi.serve.model import Reference
+    from luodi.serve.server import background
+    from luodi.serve.settings import make_config
+    from luodi.ui.server import background as ui_background
+
+    hostile = "<script>alert(1)</script>"
+    rng = np.random.default_rng(0)
+    value = rng.normal(0, 1, 150)
+    pd.DataFrame({hostile: value, "kind": rng.choice(["<img src=x onerror=alert(2)>", "b"], 150),
+                  "label": np.where(value > 0, "yes", "no")}).to_csv(tmp_path / "hostile.csv", index=False)
+    home = tmp_path / "home"
+    api.train({"name": "hostile", "data": {"train": str(tmp_path / "hostile.csv")},
+               "target": {"name": "label", "task": "binary"},
+               "input_features": [{"name": hostile, "type": "numeric"}, {"name": "kind", "type": "category"}],
+               "model": {"hidden_sizes": [4]}, "trainer": {"epochs": 1}, "runtime": {"threads": 1}},
+              home=home, progress="silent")
+    records = [{hostile: float(rng.normal()), "kind": "<img src=x onerror=alert(2)>"} for _ in range(60)]
+    config = make_config(port=0, reload_interval_s=0, log_flush_s=0.2)
+    with background([Reference("hostile", home)], config, home) as running, \
+            httpx.Client(base_url=running.url, timeout=30) as client:
+        assert client.post("/v1/models/hostile/predict", json={"records": records}).status_code == 200
+    with ui_background(make_config(port=0), home) as ui, httpx.Client(base_url=ui.url, timeout=60) as client:
+        page = client.get("/models/hostile/monitoring")
+    assert page.status_code == 200, page.text[:500]
+    assert hostile not in page.text and "<img src=x" not in page.text
+    assert f'data-feature="{html.escape(hostile)}"' in page.text  # in the drift table and its chart, as text
