@@ -115,6 +115,16 @@ def trained_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(api.train(config, home=folder / "home", progress="silent").package)
 
 
+@pytest.fixture
+def trained_store(trained_package: Path, tmp_path: Path) -> Path:
+    """A private copy of the store that holds the session's tiny model as tiny/1 (and the run that trained it)."""
+    import shutil
+
+    home = tmp_path / "store"
+    shutil.copytree(trained_package.parents[2], home)
+    return home
+
+
 @dataclass
 class ReportPage:
     """What a report or comparison page holds, as a browser's parser sees it."""

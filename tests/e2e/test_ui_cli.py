@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +24,8 @@ def test_a_public_bind_without_keys_exits_2(luodi, tmp_path: Path) -> None:
     assert result.code == 2 and "refusing to bind 0.0.0.0" in result.stderr
 
 
-def test_luodi_ui_serves_the_store_and_stops_on_sigterm(trained_package: Path, tmp_path: Path) -> None:
-    home = tmp_path / "store"
-    shutil.copytree(trained_package.parents[2], home)
+def test_luodi_ui_serves_the_store_and_stops_on_sigterm(trained_store: Path, tmp_path: Path) -> None:
+    home = trained_store
     log = tmp_path / "ui.log"
     env = {**os.environ, "LUODI_HOME": str(home), "LUODI_API_KEYS": READ_KEY}
     with open(log, "wb") as stderr:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from starlette.routing import Mount, Route
+from ui_helpers import ADMIN_KEY, READ_KEY, add_run
 
-from conftest import ADMIN_KEY, READ_KEY, add_run
 from luodi.errors import InputError
 from luodi.serve.settings import make_config
 from luodi.store import Store

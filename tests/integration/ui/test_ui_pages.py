@@ -6,7 +6,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from conftest import add_run
+from ui_helpers import add_run
+
 from luodi.store import Store
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ui_helpers import add_run
 
-from conftest import add_run
 from luodi.errors import InputError
 from luodi.store import Store
 from luodi.ui.queries import RunQuery, choices, run_page
