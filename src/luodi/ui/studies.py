@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 def study_storage_of(store: Store) -> Iterator[Any | None]:
     """Optuna's storage of the store's studies, opened read-only in effect (no table is created); None when the
     store has none yet (no `studies.db`, or no Optuna tables in its PostgreSQL database)."""
-    import sqlalchemy.exc
+    import sqlalchemy
     from optuna.storages import RDBStorage
 
     url = study_storage(store, None)
@@ -42,11 +42,16 @@ def study_storage_of(store: Store) -> Iterator[Any | None]:
         yield None
         return
     connect_args = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
-    try:
-        storage = RDBStorage(url, engine_kwargs={"connect_args": connect_args}, skip_table_creation=True)
-    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError):  # no Optuna tables in that database: no study yet
+    probe = sqlalchemy.create_engine(url, connect_args=connect_args)
+    try:  # Optuna's storage would create its tables (or fail on a database without them): look first
+        tables = sqlalchemy.inspect(probe)
+        ready = tables.has_table("studies") and tables.has_table("version_info")
+    finally:
+        probe.dispose()
+    if not ready:  # a PostgreSQL store where `luodi tune` never ran
         yield None
         return
+    storage = RDBStorage(url, engine_kwargs={"connect_args": connect_args}, skip_table_creation=True)
     try:
         yield storage
     finally:

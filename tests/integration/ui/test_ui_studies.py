@@ -1,6 +1,6 @@
 """The web UI's studies data, read back from the storage `luodi tune` wrote: the list and one study's summary hold
 the numbers `api.tune` returned (trials, best, importances with the same seed, the registered version), and reading
-a store with no studies creates nothing."""
+a store with no studies creates nothing, on either engine."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from luodi.store import Store
 from luodi.ui.studies import list_studies, study_page_data
 
 
-def test_studies_read_back_what_tune_wrote(tmp_path: Path, table_csv: Callable[..., Path],
+def test_studies_read_back_what_tune_wrote(store_backend: str, tmp_path: Path, table_csv: Callable[..., Path],
                                            tiny_config: Callable[..., Path]) -> None:
+    """On SQLite (studies.db beside luodi.db) and on PostgreSQL (Optuna's tables in the store's database)."""
     home = tmp_path / "home"
     assert list_studies(Store(home)) == []
     assert not (home / "studies.db").exists()  # a GET creates no study storage
