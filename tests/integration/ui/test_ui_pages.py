@@ -171,8 +171,12 @@ def test_an_optimized_versions_table(ui_home: Path, trained_package: Path, ui_se
                             {**row, "name": "onnx", "metric": 0.81, "speed": 0.25},
                             {**row, "name": "pruned", "status": "skipped", "reason": "<not for this model>"}]}
     add_file(staging, None, ("optimize", outcome))  # as `luodi optimize` records its search in the manifest
-    store.register_model("tiny", staging, run_id=None, task="binary", metrics={"accuracy": 0.81}, parent_version=1)
+    run_id = add_run(store, "tiny", status="running")
+    store.register_model("tiny", staging, run_id=run_id, task="binary", metrics={"accuracy": 0.81}, parent_version=1)
     with ui_server() as ui:
+        model = ui.client.get("/models/tiny").text
+        link = model.split('id="compare-versions"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert run_id in html.unescape(link) and ui.client.get(html.unescape(link)).status_code == 200
         page = ui.client.get("/models/tiny/versions/2").text
         table = page.split('id="optimize-table"')[1].split("</table>")[0]
         rows = table.split("<tr")[2:]
