@@ -30,3 +30,21 @@ def test_roles_tokens_and_hosts() -> None:
     assert all(keys.host_allowed(host) for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "localhost"))
     assert not keys.host_allowed("evil.example:8080") and not keys.host_allowed("127.0.0.1.evil.example")
     assert Auth(("k" * 16,), (), "0.0.0.0").host_allowed("ui.example.com")  # keys guard a public bind
+
+
+@pytest.mark.parametrize("headers, same", [
+    ({"origin": "http://127.0.0.1:8080"}, True),
+    ({"origin": "https://127.0.0.1:8080"}, True),  # a TLS proxy in front: the host is what counts
+    ({"referer": "http://127.0.0.1:8080/models/tiny?x=1"}, True),
+    ({"origin": "http://evil.example"}, False),
+    ({"origin": "http://127.0.0.1:8081"}, False),
+    ({"origin": "null", "referer": "http://127.0.0.1:8080/"}, False),
+    ({"referer": "javascript://127.0.0.1:8080/"}, False),
+    ({}, False),
+])
+def test_same_origin(headers: dict[str, str], same: bool) -> None:
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "POST", "path": "/", "scheme": "http", "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1:8080"), *((k.encode(), v.encode()) for k, v in headers.items())]}
+    assert ui_auth.same_origin(Request(scope)) is same

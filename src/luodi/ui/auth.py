@@ -108,15 +108,15 @@ class Auth:
 
 
 def same_origin(request: Request) -> bool:
-    """The Origin (else the Referer's origin) is this server's: scheme and Host as the request names them."""
+    """The Origin (else the Referer) names this server's Host. Host and port are compared, not the scheme, so a TLS
+    proxy in front (https outside, http here) still works; a page of another site names its own host."""
     origin = request.headers.get("origin")
     if origin == "null":  # a sandboxed frame or a data: page
         return False
     if origin is None:
-        referer = request.headers.get("referer")
-        if not referer:
+        origin = request.headers.get("referer")
+        if not origin:
             return False
-        parts = urlsplit(referer)
-        origin = f"{parts.scheme}://{parts.netloc}"
+    parts = urlsplit(origin)
     host = request.headers.get("host", "")
-    return bool(host) and origin.lower() == f"{request.url.scheme}://{host}".lower()
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from luodi.errors import InputError
@@ -60,6 +60,15 @@ def routes(ui: UI) -> list[BaseRoute]:
         aliases = {alias: version.version for version in versions for alias in version.aliases}
         return ui.page(request, "model.html", status=status, name=name, versions=versions, aliases=aliases,
                        events=ui.store.model_events(name, 200), title=f"Model {name}", **context)
+
+    def api_models(request: Request) -> Response:
+        return JSONResponse({"models": ui.store.list_models()})
+
+    def api_model(request: Request) -> Response:
+        name = request.path_params["name"]
+        versions = get_versions(ui, name)
+        return JSONResponse({"name": name, "versions": [version.to_dict() for version in versions],
+                             "events": ui.store.model_events(name, 200)})
 
     def model(request: Request) -> Response:
         return model_page(request, request.path_params["name"], moved=request.query_params.get("moved", "")[:200])
@@ -122,7 +131,8 @@ def routes(ui: UI) -> list[BaseRoute]:
         rows = [{column: result[column].iloc[0] for column in result.columns}]
         return version_page(request, prediction=rows[0], warnings=result.attrs.get("warnings", []), form=fields)
 
-    return [Route("/models", models), Route("/models/{name}", model),
+    return [Route("/models", models), Route("/models/{name}", model), Route("/api/models", api_models),
+            Route("/api/models/{name}", api_model),
             Route("/models/{name}/promote", promote, methods=["POST"]),
             Route("/models/{name}/rollback", rollback, methods=["POST"]),
             Route("/models/{name}/versions/{version}", version_view),

@@ -21,12 +21,15 @@ def test_every_page_answers(ui_home: Path, ui_server) -> None:
         assert root.status_code in (302, 303, 307) and root.headers["location"] == "/runs"
         for path in ["/runs", f"/runs/{trained}", f"/runs/{trained}/report", "/api/runs", f"/api/runs/{first}",
                      f"/compare?runs={first},{second}", "/models", "/models/tiny", "/models/tiny/versions/1",
+                     "/api/models", "/api/models/tiny",
                      "/static/ui.css", "/static/ui.js", "/login"]:
             response = ui.client.get(path)
             assert response.status_code == 200, (path, response.text[:500])
         page = ui.client.get("/runs").text
         assert 'href="/runs"' in page and 'href="/models"' in page and 'href="/studies"' in page  # the nav bar
         assert "cdn" not in page.lower() and "https://" not in page  # every asset from this server
+        assert ui.client.get("/api/models").json()["models"][0]["name"] == "tiny"
+        assert ui.client.get("/api/models/tiny").json()["versions"][0]["version"] == 1
         report = ui.client.get(f"/runs/{trained}/report")
         assert "sandbox" in report.headers["content-security-policy"]
         assert f'src="/runs/{trained}/report"' in ui.client.get(f"/runs/{trained}").text
@@ -35,7 +38,8 @@ def test_every_page_answers(ui_home: Path, ui_server) -> None:
 def test_bad_ids_get_a_404_naming_them(ui_server) -> None:
     with ui_server() as ui:
         for path, named in [("/runs/no-such-run", "no-such-run"), ("/api/runs/no-such-run", "no-such-run"),
-                            ("/models/nomodel", "nomodel"), ("/models/tiny/versions/99", "99"),
+                            ("/models/nomodel", "nomodel"), ("/api/models/nomodel", "nomodel"),
+                            ("/models/tiny/versions/99", "99"),
                             ("/models/tiny/versions/x", "'x'"), ("/compare?runs=nothere,alsonot", "nothere"),
                             ("/nowhere", "/nowhere"), ("/runs/%2e%2e", "..")]:
             response = ui.client.get(path)
@@ -167,8 +171,12 @@ def test_an_optimized_versions_table(ui_home: Path, trained_package: Path, ui_se
                             {**row, "name": "onnx", "metric": 0.81, "speed": 0.25},
                             {**row, "name": "pruned", "status": "skipped", "reason": "<not for this model>"}]}
     add_file(staging, None, ("optimize", outcome))  # as `luodi optimize` records its search in the manifest
-    store.register_model("tiny", staging, run_id=None, task="binary", metrics={"accuracy": 0.81}, parent_version=1)
+    run_id = add_run(store, "tiny", status="running")
+    store.register_model("tiny", staging, run_id=run_id, task="binary", metrics={"accuracy": 0.81}, parent_version=1)
     with ui_server() as ui:
+        model = ui.client.get("/models/tiny").text
+        link = model.split('id="compare-versions"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert run_id in html.unescape(link) and ui.client.get(html.unescape(link)).status_code == 200
         page = ui.client.get("/models/tiny/versions/2").text
         table = page.split('id="optimize-table"')[1].split("</table>")[0]
         rows = table.split("<tr")[2:]

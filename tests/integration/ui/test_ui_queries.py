@@ -59,3 +59,24 @@ def test_pages_of_runs_are_index_lookups_on_sqlite(tmp_path: Path, monkeypatch: 
     assert "runs_created" in plans["newest"] and "TEMP B-TREE" not in plans["newest"]
     assert "runs_name_created" in plans["model"]
     assert "run_tags_tag" in plans["tag"] or "COVERING INDEX" in plans["tag"]
+
+
+def test_the_pages_over_http_on_both_engines(store_backend: str, tmp_path: Path) -> None:
+    import httpx
+
+    from luodi.serve.settings import make_config
+    from luodi.ui.server import background
+
+    home = tmp_path / "home"
+    store = Store(home)
+    first = add_run(store, "m0", metrics={"accuracy": 0.5}, tags=["a"])
+    second = add_run(store, "m1", metrics={"accuracy": 0.7})
+    live = add_run(store, "m1", status="running")
+    with background(make_config(port=0), home) as running, httpx.Client(base_url=running.url, timeout=60) as client:
+        listed = client.get("/api/runs", params={"sort": "metric:accuracy"}).json()
+        assert [run["id"] for run in listed["runs"]] == [second, first, live]
+        assert client.get("/runs", params={"tag": "a"}).text.count('data-run="') == 1
+        assert client.get(f"/runs/{second}").status_code == 200
+        assert client.get("/api/runs", params={"ids": live}).json()["runs"][0]["status"] == "running"
+        assert 'data-metric="accuracy"' in client.get(f"/compare?runs={first},{second}").text
+        assert client.get("/runs/nope").status_code == 404
