@@ -48,7 +48,9 @@ def line_chart(series: Sequence[Series], title: str = "", x_label: str = "epoch"
     drawn = [(label, _finite(points)) for label, points in series]
     drawn = [(label, points) for label, points in drawn if points]
     left, right, top, bottom = 56, 12, 24, 36
-    legend_rows = math.ceil(len(drawn) / 3)
+    widest = max((len(label[:40]) for label, _ in drawn), default=0)
+    per_row = max(1, min(3, int((width - 68) // (24 + 6.5 * widest))))  # ~6.5 px per 11 px glyph: labels never overlap
+    legend_rows = math.ceil(len(drawn) / per_row)
     total_height = height + 16 * legend_rows
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
              f'viewBox="0 0 {width} {total_height}" role="img" aria-label="{escape(title)}">',
@@ -83,8 +85,8 @@ def line_chart(series: Sequence[Series], title: str = "", x_label: str = "epoch"
         if len(points) == 1:
             cx, cy = at(*points[0]).split(",")
             parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}"/>')
-        row, column = divmod(index, 3)
-        lx, ly = left + column * (plot_w / 3), height + 4 + row * 16
+        row, column = divmod(index, per_row)
+        lx, ly = left + column * (plot_w / per_row), height + 4 + row * 16
         parts.append(f'<rect x="{lx:.1f}" y="{ly}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{lx + 14:.1f}" y="{ly + 9}" font-size="11">{escape(label[:40])}</text>')
     return Markup("".join(parts) + "</svg>")
