@@ -10,8 +10,9 @@ SET is one of:
   40 values as 40 numeric columns, 10 classes, its own test rows), `digits-table` (scikit-learn's 8x8 digits as 64
   integer columns 0-16), `spam` (Debian r-cran-kernlab: 57 word and character frequencies, spam or not),
   `diamonds-cut` (Debian r-cran-ggplot2: 6 numbers and 2 categories -> the cut, 5 classes), `diamonds-price` (the
-  same table -> log price, R^2), the tables and texts of quality.py (breast_cancer, wine, diabetes, olive, bbc_news,
-  austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
+  same table -> log price, R^2), `gapminder` (Debian r-cran-dslabs: 6 indicators -> the continent), `hmda` (Debian
+  r-cran-aer: mortgage applications -> denied), the tables and texts of quality.py (breast_cancer, wine, diabetes,
+  olive, bbc_news, austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
 - images / images-centred: digits upscaled to 28x28 with noise, 3,000 training and 1,500 test images from disjoint
   source digits.
 
@@ -82,7 +83,21 @@ def diamonds(target: str) -> tuple[pd.DataFrame, None]:
     return frame.rename(columns={target: quality.TARGET}), None
 
 
+def gapminder() -> tuple[pd.DataFrame, None]:
+    """Debian r-cran-dslabs: a country-year's indicators (year, infant mortality, life expectancy, fertility,
+    population, GDP; missing values) -> its continent; the country and region columns are dropped (they name it)."""
+    frame = quality.r_table("dslabs", "gapminder").drop(columns=["country", "region"])
+    return frame.rename(columns={"continent": quality.TARGET}), None
+
+
+def hmda() -> tuple[pd.DataFrame, None]:
+    """Debian r-cran-aer: Boston mortgage applications (ratios, credit history, yes/no columns) -> denied or not."""
+    return quality.r_table("AER", "HMDA").rename(columns={"deny": quality.TARGET}), None
+
+
 REAL_SETS: dict[str, quality.Dataset] = {
+    "gapminder": quality.Dataset("gapminder", "table", "Debian r-cran-dslabs: gapminder", gapminder),
+    "hmda": quality.Dataset("hmda", "table", "Debian r-cran-aer: HMDA", hmda),
     "mnist1d-table": quality.Dataset("mnist1d-table", "table", "PyPI mnist1d", mnist1d_table),
     "digits-table": quality.Dataset("digits-table", "table", "scikit-learn load_digits", digits_table),
     "spam": quality.Dataset("spam", "table", "Debian r-cran-kernlab: spam", spam),

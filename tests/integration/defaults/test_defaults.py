@@ -57,8 +57,8 @@ def test_text_bbc_news(tmp_path: Path) -> None:
 
 @pytest.mark.xfail(strict=True, reason="measured 0.775 against 0.797 (Bayes-optimal: 0.808): logistic regression on "
                    "luodi's own 70% training rows and TF-IDF columns scores 0.799, so the split is not the cause; "
-                   "luodi's AdamW + early-stopping fit lands at 0.76-0.78 whatever the width, dropout, weight decay "
-                   "or learning rate (docs/performance.md, 'text: the reviews test')")
+                   "luodi's early-stopped fit lands at 0.76-0.785 whatever the width, dropout, weight decay (or L2), "
+                   "learning rate or split (docs/performance.md, 'text: the reviews test')")
 def test_text_generated_reviews(tmp_path: Path) -> None:
     train, test = reviews(tmp_path)
     baseline = tfidf_logistic_accuracy(train, test, "review", "sentiment")
