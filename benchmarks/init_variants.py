@@ -1,11 +1,24 @@
-"""Variants of the config `luodi init` writes, against that config, on generated data (never the reserved sets).
+"""Variants of the config `luodi init` writes, against that config, on generated and real sets (not the reserved).
 
     .venv/bin/python benchmarks/init_variants.py table2 '[["base", []], ["bn", ["model.normalization=batch"]]]'
+    .venv/bin/python benchmarks/init_variants.py spam '[["new", []], ["old", ["numeric.encoding=value"]]]'
 
-SET is table0..table3 (25,000 rows of `make_classification`, 16 features, 26 classes; 1: integer columns 0-15,
-2: every column exp-skewed, 3: half of them) or images / images-centred (digits upscaled to 28x28 with noise, 3,000
-training and 1,500 test images from disjoint source digits). VARIANTS: [name, [--set overrides]] pairs; the first
-is the reference of the printed ratios. Figures: docs/performance.md, "Many rows, many classes".
+SET is one of:
+- table0..table3: 25,000 rows of `make_classification`, 16 features, 26 classes (1: integer columns 0-15, 2: every
+  column exp-skewed, 3: half of them); tableN-small: its first 3,000 training and 1,500 test rows;
+- a real set (3,000 training and at most 1,500 test rows, stratified, seed 0; REAL_SETS): `mnist1d-table` (mnist1d's
+  40 values as 40 numeric columns, 10 classes, its own test rows), `digits-table` (scikit-learn's 8x8 digits as 64
+  integer columns 0-16), `spam` (Debian r-cran-kernlab: 57 word and character frequencies, spam or not),
+  `diamonds-cut` (Debian r-cran-ggplot2: 6 numbers and 2 categories -> the cut, 5 classes), `diamonds-price` (the
+  same table -> log price, R^2), `gapminder` (Debian r-cran-dslabs: 6 indicators -> the continent), `hmda` (Debian
+  r-cran-aer: mortgage applications -> denied), the tables and texts of quality.py (breast_cancer, wine, diabetes,
+  olive, bbc_news, austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
+- images / images-centred: digits upscaled to 28x28 with noise, 3,000 training and 1,500 test images from disjoint
+  source digits.
+
+VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
+(or `text.KEY=VALUE`) sets KEY on every input feature of that type. Figures: docs/performance.md, "Many rows, many
+classes" and "Tables: piecewise-linear bins; text: the reviews test".
 """
 
 from __future__ import annotations
@@ -39,6 +52,75 @@ def table_set(which: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame.iloc[:20_000].reset_index(drop=True), frame.iloc[20_000:].reset_index(drop=True)
 
 
+def mnist1d_table() -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = quality.mnist1d()
+    frames = []
+    for frame in (train, test):
+        values = np.stack(frame[quality.SIGNAL_COLUMN].to_numpy())
+        table = pd.DataFrame(values, columns=[f"v{i}" for i in range(values.shape[1])])
+        table[quality.TARGET] = frame[quality.TARGET].to_numpy()
+        frames.append(table)
+    return frames[0], frames[1]
+
+
+def digits_table() -> tuple[pd.DataFrame, None]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    frame = pd.DataFrame(bunch.data.astype(int), columns=[f"p{i}" for i in range(64)])
+    frame[quality.TARGET] = [f"d{v}" for v in bunch.target]
+    return frame, None
+
+
+def spam() -> tuple[pd.DataFrame, None]:
+    return quality.r_table("kernlab", "spam").rename(columns={"type": quality.TARGET}), None
+
+
+def diamonds(target: str) -> tuple[pd.DataFrame, None]:
+    frame = quality.r_table("ggplot2", "diamonds")
+    if target == "price":
+        frame["price"] = np.log(frame["price"])
+    return frame.rename(columns={target: quality.TARGET}), None
+
+
+def gapminder() -> tuple[pd.DataFrame, None]:
+    """Debian r-cran-dslabs: a country-year's indicators (year, infant mortality, life expectancy, fertility,
+    population, GDP; missing values) -> its continent; the country and region columns are dropped (they name it)."""
+    frame = quality.r_table("dslabs", "gapminder").drop(columns=["country", "region"])
+    return frame.rename(columns={"continent": quality.TARGET}), None
+
+
+def hmda() -> tuple[pd.DataFrame, None]:
+    """Debian r-cran-aer: Boston mortgage applications (ratios, credit history, yes/no columns) -> denied or not."""
+    return quality.r_table("AER", "HMDA").rename(columns={"deny": quality.TARGET}), None
+
+
+REAL_SETS: dict[str, quality.Dataset] = {
+    "gapminder": quality.Dataset("gapminder", "table", "Debian r-cran-dslabs: gapminder", gapminder),
+    "hmda": quality.Dataset("hmda", "table", "Debian r-cran-aer: HMDA", hmda),
+    "mnist1d-table": quality.Dataset("mnist1d-table", "table", "PyPI mnist1d", mnist1d_table),
+    "digits-table": quality.Dataset("digits-table", "table", "scikit-learn load_digits", digits_table),
+    "spam": quality.Dataset("spam", "table", "Debian r-cran-kernlab: spam", spam),
+    "diamonds-cut": quality.Dataset("diamonds-cut", "table", "Debian r-cran-ggplot2: diamonds",
+                                    lambda: diamonds("cut")),
+    "diamonds-price": quality.Dataset("diamonds-price", "table", "Debian r-cran-ggplot2: diamonds",
+                                      lambda: diamonds("price"), regression=True),
+    **{dataset.name: dataset for dataset in quality.DATASETS if dataset.kind in ("table", "text")},
+    "reviews": quality.Dataset("reviews", "text", "generated (tests/integration/defaults)", lambda: reviews()),
+}
+
+
+def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The generated reviews of the defaults test (negations flip a word's meaning; 8% of the labels flipped)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "defaults"))
+    from defaults_data import reviews as make
+
+    with tempfile.TemporaryDirectory() as folder:
+        train, test = make(Path(folder))
+    rename = {"review": quality.TEXT_COLUMN, "sentiment": quality.TARGET}
+    return train.rename(columns=rename).reset_index(drop=True), test.rename(columns=rename).reset_index(drop=True)
+
+
 def image_set(centred: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     from scipy.ndimage import rotate, shift, zoom
     from sklearn.datasets import load_digits
@@ -64,13 +146,40 @@ def image_set(centred: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     return make(order[:cut], 3_000), make(order[cut:], 1_500)
 
 
+FEATURE_TYPES = ("numeric.", "text.")
+
+
+def feature_variant(config: Path, overrides: list[str], out: Path) -> Path:
+    """`numeric.KEY=VALUE` (or `text.`) overrides set KEY on every input feature of that type (`--set` addresses
+    one key)."""
+    import yaml
+
+    if not overrides:
+        return config
+    loaded = yaml.safe_load(config.read_text())
+    for override in overrides:
+        kind, rest = override.split(".", 1)
+        key, value = rest.split("=", 1)
+        for feature in loaded["input_features"]:
+            if feature["type"] == kind:
+                feature[key] = yaml.safe_load(value)
+    out.write_text(yaml.safe_dump(loaded))
+    return out
+
+
 def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
     import luodi.api as luodi
 
-    kind = "table" if name.startswith("table") else "image"
-    train, test = table_set(int(name[-1])) if kind == "table" else image_set(name == "images-centred")
-    split = quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
-                          len(train) + len(test))
+    if name in REAL_SETS:
+        split = quality.split_rows(REAL_SETS[name], 3_000, 1_500)
+    else:
+        kind = "table" if name.startswith("table") else "image"
+        train, test = table_set(int(name[5])) if kind == "table" else image_set(name == "images-centred")
+        if name.endswith("-small"):  # tableN-small: 3,000 training and 1,500 test rows of the same table
+            train, test = train.iloc[:3_000].reset_index(drop=True), test.iloc[:1_500].reset_index(drop=True)
+        split = quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
+                              len(train) + len(test))
+    metric = "r2" if split.dataset.regression else "accuracy"
     baselines = {key: round(value["score"], 4) for key, value in quality.run_baselines(split).items()}
     print(name, "baselines", baselines, flush=True)
     folder = Path(tempfile.mkdtemp(prefix=f"init-variants-{name}-"))
@@ -79,10 +188,13 @@ def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
     reference = None
     for variant, overrides in variants:
         started, home = time.perf_counter(), folder / f"home-{variant}"
-        trained = luodi.train(folder / "luodi.yaml", list(overrides), home=home, progress="silent")
-        score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"]["accuracy"]
+        config = feature_variant(folder / "luodi.yaml", [o for o in overrides if o.startswith(FEATURE_TYPES)],
+                                 folder / f"{variant}.yaml")
+        rest = [o for o in overrides if not o.startswith(FEATURE_TYPES)]
+        trained = luodi.train(config, rest, home=home, progress="silent")
+        score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"][metric]
         reference = score if reference is None else reference
-        print(f"{name} {variant:24s} accuracy {score:.4f}  ratio {score / reference:.4f}  best epoch "
+        print(f"{name} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
               f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -181,6 +181,30 @@ def export_text_model(tmp_path: Path, data: Path, name: str, feature: dict[str, 
     return entry
 
 
+def test_a_table_with_piecewise_linear_bins_exports_and_explains(tmp_path: Path) -> None:
+    """The config `init` writes for a 1,200-row table (numeric columns as value + bins, fitted on the training
+    split and saved in the package) trains, exports to ONNX within parity, and explains one number per column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = 1_200
+    frame = pd.DataFrame({"carat": rng.gamma(2.0, 0.4, rows), "depth": rng.normal(61, 1.5, rows),
+                          "color": rng.choice(["D", "E", "F"], rows)})
+    frame["cut"] = np.where((frame["depth"] > 60) & (frame["depth"] < 62.5), "ideal", "fair")
+    frame.to_csv(tmp_path / "gems.csv", index=False)
+    api.init(tmp_path / "gems.csv", "cut", output=tmp_path / "gems.yaml", time_budget="20s")
+    assert "encoding: piecewise_linear" in (tmp_path / "gems.yaml").read_text()
+    trained = api.train(tmp_path / "gems.yaml", ["trainer.epochs=3", "report.enabled=false"],
+                        home=tmp_path / "home", progress="silent")
+    package = load_package(Path(str(trained.package)))
+    assert package.pipeline.dense_width() == 2 * 17  # carat and depth: value + 16 bins each; color: embedded
+    entry = api.export(str(trained.package), tmp_path / "gems-onnx")
+    assert float(str(entry["parity_max_abs_diff"])) <= 1e-4
+    explained = api.explain(str(trained.package), frame.drop(columns="cut").head(5)).to_frame()
+    assert [c for c in explained.columns if c.endswith("_attribution")] == [
+        "carat_attribution", "depth_attribution", "color_attribution"]
+
+
 def test_a_text_model_exports_and_runs_at_any_text_length(text_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
 
     feature = {"name": "body", "type": "text", "tokenizer": "bpe", "vocab_size": 120, "max_length": 64}

@@ -119,6 +119,19 @@ def test_streaming_refuses_what_it_cannot_stream(review_csv, tmp_path: Path) -> 
         api.train(path, home=tmp_path / "home", progress="silent")
 
 
+@pytest.mark.parametrize("options", [{"normalization": "quantile"}, {"encoding": "piecewise_linear"}])
+def test_training_quantiles_cannot_stream(options: dict[str, str], tmp_path: Path) -> None:
+    """Quantile normalization and piecewise-linear bins need the whole training column: streaming refuses them by
+    name (and `auto` then reads the file whole)."""
+    from luodi.config import validate_config
+    from luodi.jobs.streamed import refusal
+
+    config = validate_config({"name": "t", "data": {"train": str(tmp_path / "t.csv")},
+                              "target": {"name": "y", "task": "binary"},
+                              "input_features": [{"name": "x", "type": "numeric", **options}]})
+    assert "feature 'x' needs the training quantiles" in str(refusal(config, None))
+
+
 def test_auto_streams_large_files_that_can_stream_and_reads_the_others_whole(
         table_csv, tiny_config, review_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """`data.streaming: auto` (the default) with the size threshold at 0 bytes: the tabular config streams (hashed

@@ -44,14 +44,17 @@ def restored(encoder: Any) -> Any:
 @PROPERTY
 @given(train=numbers_with_gaps, other=numbers_with_gaps,
        missing=st.sampled_from(["mean", "median", "zero"]),
-       normalization=st.sampled_from(["zscore", "log", "minmax", "none"]))
+       normalization=st.sampled_from(["zscore", "log", "minmax", "quantile", "none"]),
+       encoding=st.sampled_from(["value", "piecewise_linear"]))
 def test_numeric_never_yields_nan(train: list[float | None], other: list[float | None], missing: str,
-                                  normalization: str) -> None:
-    config = NumericFeature(name="x", missing=missing, normalization=normalization)  # type: ignore[arg-type]
+                                  normalization: str, encoding: str) -> None:
+    config = NumericFeature(name="x", missing=missing, normalization=normalization,  # type: ignore[arg-type]
+                            encoding=encoding, bins=4)  # type: ignore[arg-type]
     encoder = fitted(config, train, pa.float64())
+    assert 1 <= encoder.width() <= (5 if encoding == "piecewise_linear" else 1)
     for values in (train, other, [None] * 3):
         out = encoder.transform(column(values, pa.float64()), Unseen())
-        assert out.shape == (len(values), 1) and out.dtype == np.float32
+        assert out.shape == (len(values), encoder.width()) and out.dtype == np.float32
         assert np.isfinite(out).all()
 
 
@@ -97,6 +100,33 @@ def test_numeric_log_z_scores_the_signed_log_and_survives_the_package_state() ->
     np.testing.assert_allclose(encoder.transform(column(train, pa.float64()), Unseen()).ravel(), expected, rtol=1e-5)
     later = column([50.0, None], pa.float64())  # the missing cell takes the raw mean, then the log
     np.testing.assert_array_equal(restored(encoder).transform(later, Unseen()), encoder.transform(later, Unseen()))
+
+
+def test_numeric_quantile_maps_ranks_onto_a_normal() -> None:
+    """Like scikit-learn's QuantileTransformer(output_distribution="normal"): monotone, ties at the middle of their
+    run; values beyond the training range stay at its ends."""
+    train = [1.0, 2.0, 2.0, 2.0, 3.0, 1000.0, 5.0, 4.0, -7.0]
+    encoder = fitted(NumericFeature(name="x", normalization="quantile"), train, pa.float64())
+    out = encoder.transform(column([-100.0, -7.0, 2.0, 3.0, 4.5, 1000.0, 1e6], pa.float64()), Unseen()).ravel()
+    assert np.all(np.diff(out) >= 0) and out[0] == out[1] and out[-1] == out[-2]
+    assert out[2] == pytest.approx(-0.282, abs=0.001)  # the run of 2s, 3rd to 5th of 9: its middle, at 3.5 / 9
+    assert out[3] == pytest.approx(0.282, abs=0.001)  # the 6th of 9: the normal's quantile at 5.5 / 9
+    assert abs(out[-1]) < 3.0  # the largest training value does not become an outlier of its own
+
+
+def test_numeric_piecewise_linear_bins() -> None:
+    """The value, then bins between the training quantiles: 1 wholly below the value, 0 above, its own bin the
+    fraction covered; the first and last bins extend linearly; an integer column gets a bin per step."""
+    config = NumericFeature(name="x", normalization="none", encoding="piecewise_linear", bins=4)
+    encoder = fitted(config, [0.0, 1.0, 2.0, 3.0, 4.0], pa.float64())
+    assert encoder.edges.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and encoder.width() == 5
+    out = encoder.transform(column([2.5, 0.0, -1.0, 6.0, None], pa.float64()), Unseen())
+    np.testing.assert_allclose(out, [[2.5, 1, 1, 0.5, 0], [0, 0, 0, 0, 0], [-1, -1, 0, 0, 0], [6, 1, 1, 1, 3],
+                                     [2, 1, 1, 0, 0]])  # the missing cell: the mean, 2
+    levels = fitted(NumericFeature(name="x", encoding="piecewise_linear", bins=64), [0.0, 1.0, 2.0] * 5, pa.float64())
+    assert levels.width() == 3  # three distinct values: two steps, however many bins were allowed
+    constant = fitted(NumericFeature(name="x", encoding="piecewise_linear"), [3.0, 3.0], pa.float64())
+    assert constant.width() == 2 and np.isfinite(constant.transform(column([3.0, 9.0]), Unseen())).all()
 
 
 def test_numeric_constant_column_does_not_divide_by_zero() -> None:
@@ -229,9 +259,11 @@ def test_text_state_round_trip(train: list[str], probe: list[str]) -> None:
 
 
 @PROPERTY
-@given(train=numbers_with_gaps, normalization=st.sampled_from(["zscore", "log", "minmax", "none"]))
-def test_numeric_state_round_trip(train: list[float | None], normalization: str) -> None:
-    encoder = fitted(NumericFeature(name="x", normalization=normalization), train, pa.float64())  # type: ignore[arg-type]
+@given(train=numbers_with_gaps, normalization=st.sampled_from(["zscore", "log", "minmax", "quantile", "none"]),
+       encoding=st.sampled_from(["value", "piecewise_linear"]))
+def test_numeric_state_round_trip(train: list[float | None], normalization: str, encoding: str) -> None:
+    config = NumericFeature(name="x", normalization=normalization, encoding=encoding)  # type: ignore[arg-type]
+    encoder = fitted(config, train, pa.float64())
     probe = column(train + [None, 12.5], pa.float64())
     assert np.array_equal(encoder.transform(probe, Unseen()), restored(encoder).transform(probe, Unseen()))
 

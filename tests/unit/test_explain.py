@@ -5,6 +5,7 @@ token attributions that add up, their character spans, and the refinement of row
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +29,10 @@ from luodi.features.pipeline import FeaturePipeline
 from luodi.models import build_model
 
 
-def fitted(task: str = "binary", seed: int = 0) -> tuple[FeaturePipeline, torch.nn.Module, pa.Table]:
-    """A pipeline fitted on a small table and an untrained model over it (weights from `seed`)."""
+def fitted(task: str = "binary", seed: int = 0, income: dict[str, Any] | None = None,
+           ) -> tuple[FeaturePipeline, torch.nn.Module, pa.Table]:
+    """A pipeline fitted on a small table and an untrained model over it (weights from `seed`); `income`: its
+    feature's options (min-max scaled by default)."""
     rng = np.random.default_rng(seed)
     rows = 120
     target = {"binary": rng.choice(["no", "yes"], rows).tolist(),
@@ -45,7 +48,7 @@ def fitted(task: str = "binary", seed: int = 0) -> tuple[FeaturePipeline, torch.
         "name": "t", "data": {"train": "x.csv"}, "target": {"name": "y", "task": task},
         "input_features": [{"name": "age", "type": "numeric"}, {"name": "city", "type": "category"},
                            {"name": "member", "type": "binary"}, {"name": "note", "type": "text"},
-                           {"name": "income", "type": "numeric", "normalization": "minmax"}],
+                           {"name": "income", "type": "numeric", **(income or {"normalization": "minmax"})}],
         "model": {"hidden_sizes": [16, 8], "dropout": 0.5},
     })
     pipeline = FeaturePipeline.fit(config, table)
@@ -67,6 +70,18 @@ def test_attributions_add_up_to_output_minus_baseline(task: str) -> None:
         assert (found["class"] == -1).all()
     else:
         assert ((found["output"] > 0) & (found["output"] < 1)).all()
+
+
+def test_piecewise_linear_columns_get_one_attribution_each() -> None:
+    """A numeric column spread over bins (encoding: piecewise_linear) is one block of the model's input, between
+    the other dense columns: its bins' attributions are summed into one, and the total still adds up."""
+    options = {"normalization": "quantile", "encoding": "piecewise_linear", "bins": 6}
+    pipeline, model, table = fitted("multiclass", income=options)
+    assert dict(feature_blocks(pipeline, model))["income"] == 7  # the value and 6 bins
+    encoded = pipeline.transform(table, "t", with_target=False)
+    attributions, found = explain_encoded(model, pipeline, table, encoded, steps=64)
+    assert attributions.shape == (table.num_rows, 5) and np.abs(attributions[:, 4]).max() > 0.0
+    assert np.abs(attributions.sum(axis=1) - (found["output"] - found["baseline"]) - found["delta"]).max() < 1e-4
 
 
 def test_explained_class_is_the_predicted_one_unless_chosen() -> None:

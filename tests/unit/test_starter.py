@@ -122,6 +122,30 @@ def test_long_tailed_numbers_are_log_scaled() -> None:
     assert scaling["charges"] == scaling["tenure"] == "zscore"  # symmetric and flat: z-scored as before
 
 
+def encodings(config: LuodiConfig) -> dict[str, str | None]:
+    return {feature.name: getattr(feature, "encoding", None) for feature in config.input_features}
+
+
+def test_numbers_of_a_table_get_piecewise_linear_bins() -> None:
+    """1,000+ rows of columns in different units: every numeric column as its value and 16 bins, with the why
+    above the features; fewer rows, or many columns of one scale (a signal's samples), keep the plain value."""
+    data = table(rows=2_000).drop_columns(["note"])
+    starter = plan(data, Path("churn.csv"), "churned")
+    assert "piecewise-linear bins" in render(starter, "churn.csv", Path("churn.csv"))
+    config = round_trip(data)
+    assert {name: kind for name, kind in encodings(config).items() if kind} == {
+        "tenure": "piecewise_linear", "charges": "piecewise_linear"}
+    assert all(feature.bins == 16 for feature in config.input_features if feature.type == "numeric")
+    assert set(encodings(round_trip(table(rows=600).drop_columns(["note"]))).values()) <= {"value", None}
+    rng = np.random.default_rng(0)
+    signal = pa.table({**{f"v{i}": rng.normal(0, 1 + i / 20, 2_000) for i in range(12)},
+                       "label": rng.choice(["a", "b"], 2_000)})
+    assert set(encodings(round_trip(signal, target="label")).values()) == {"value"}
+    mixed = pa.table({**{f"v{i}": rng.normal(0, 1 + i / 20, 2_000) * (100 if i % 2 else 1) for i in range(12)},
+                      "label": rng.choice(["a", "b"], 2_000)})  # half the columns in another unit
+    assert set(encodings(round_trip(mixed, target="label")).values()) == {"piecewise_linear"}
+
+
 def test_epochs_follow_the_time_budget() -> None:
     """A larger model or a smaller --time-budget gives fewer epochs; the comment says how they were chosen, and
     the plateau schedule (not the cap) is what ends runs."""

@@ -78,8 +78,15 @@ class NumericFeature(Strict):
     name: str = Field(description="Column name.")
     type: Literal["numeric"] = "numeric"
     missing: Literal["mean", "median", "zero"] = Field("mean", description="Value used for missing cells.")
-    normalization: Literal["zscore", "log", "minmax", "none"] = Field(
-        "zscore", description="Scaling fitted on train; log: sign(x)*log(1+|x|), then z-score (skewed amounts).")
+    normalization: Literal["zscore", "log", "minmax", "quantile", "none"] = Field(
+        "zscore", description="Scaling fitted on train; log: sign(x)*log(1+|x|), then z-score (skewed amounts); "
+        "quantile: the value's rank among the training values, mapped onto a standard normal.")
+    encoding: Literal["value", "piecewise_linear"] = Field(
+        "value", description="value: one model input, the normalized number. piecewise_linear: one input per bin "
+        "between quantiles of the training split, 1 for bins below the value, 0 above, the fraction within its own "
+        "(Gorishniy et al. 2022); lets an MLP learn thresholds as trees do.")
+    bins: int = Field(16, ge=1, le=256, description="piecewise_linear: at most this many bins (fewer when the column "
+                      "has fewer distinct values).")
 
 
 class CategoryFeature(Strict):

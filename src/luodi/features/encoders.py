@@ -61,11 +61,17 @@ def _examples(values: pa.ChunkedArray, mask: pa.ChunkedArray) -> list[str]:
 
 
 class NumericEncoder:
+    """A number: filled, normalized (z-score, log, min-max or quantile), and either kept as one model input or
+    spread over piecewise-linear bins (`encoding: piecewise_linear`, width = the bins)."""
+
     kind = "dense"
 
-    def __init__(self, config: NumericFeature, fill: float = 0.0, center: float = 0.0, scale: float = 1.0):
+    def __init__(self, config: NumericFeature, fill: float = 0.0, center: float = 0.0, scale: float = 1.0,
+                 quantiles: list[float] | None = None, edges: list[float] | None = None):
         self.name, self.config = config.name, config
         self.fill, self.center, self.scale = fill, center, scale
+        self.quantiles = np.asarray(quantiles or [], np.float64)  # quantile normalization: the training quantiles
+        self.edges = np.asarray(edges or [], np.float64)  # piecewise_linear: bin edges of the normalized values
 
     def fit(self, column: pa.ChunkedArray) -> None:
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
@@ -73,23 +79,63 @@ class NumericEncoder:
         if finite.size == 0:
             raise InputError(f"column {self.name!r} has no numeric values in the training split")
         self.fill = {"mean": float(finite.mean()), "median": float(np.median(finite)), "zero": 0.0}[self.config.missing]
-        if self.config.normalization == "log":
-            finite = signed_log(finite)
-        if self.config.normalization in ("zscore", "log"):
-            std = float(finite.std())
-            self.center, self.scale = float(finite.mean()), std if std > 1e-12 else 1.0
-        elif self.config.normalization == "minmax":
-            low, high = float(finite.min()), float(finite.max())
+        normalization = self.config.normalization
+        scaled = signed_log(finite) if normalization == "log" else finite
+        if normalization in ("zscore", "log"):
+            std = float(scaled.std())
+            self.center, self.scale = float(scaled.mean()), std if std > 1e-12 else 1.0
+        elif normalization == "minmax":
+            low, high = float(scaled.min()), float(scaled.max())
             self.center, self.scale = low, (high - low) if high - low > 1e-12 else 1.0
+        elif normalization == "quantile":
+            self.quantiles = np.quantile(finite, np.linspace(0, 1, min(QUANTILES, finite.size)))
+        if self.config.encoding == "piecewise_linear":
+            normalized = scale_numeric([self], [pa.chunked_array([pa.array(finite)])], expand=False)[:, 0]
+            # Observed values as edges (inverted_cdf), so a column of a few levels gets a bin per step between them.
+            edges = np.unique(np.quantile(normalized.astype(np.float64), np.linspace(0, 1, self.config.bins + 1),
+                                          method="inverted_cdf"))
+            self.edges = edges if len(edges) >= 2 else np.array([edges[0], edges[0] + 1.0])
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
         return scale_numeric([self], [column])
 
     def width(self) -> int:
-        return 1
+        return len(self.edges) if self.config.encoding == "piecewise_linear" else 1  # the value and its bins
+
+    def piecewise(self, values: np.ndarray) -> np.ndarray:
+        """(rows,) normalized values -> (rows, 1 + bins) float32: the value itself, then its bins: bins wholly
+        below the value 1, above it 0, its own bin the fraction of it the value covers; the first and last bins
+        extend linearly beyond the training range. The value column keeps the plain linear view, which the bins
+        alone lost on mnist1d's 40 signal columns (docs/performance.md)."""
+        low, high = self.edges[:-1], self.edges[1:]
+        bins = (values.astype(np.float64)[:, None] - low) / (high - low)  # (rows, bins)
+        bins[:, 1:] = np.maximum(bins[:, 1:], 0.0)
+        bins[:, :-1] = np.minimum(bins[:, :-1], 1.0)
+        return np.concatenate([values.astype(np.float32)[:, None], bins.astype(np.float32)], axis=1)
 
     def state(self) -> dict[str, Any]:
-        return {"fill": self.fill, "center": self.center, "scale": self.scale}
+        state: dict[str, Any] = {"fill": self.fill, "center": self.center, "scale": self.scale}
+        if self.quantiles.size:
+            state["quantiles"] = [float(value) for value in self.quantiles]
+        if self.edges.size:
+            state["edges"] = [float(value) for value in self.edges]
+        return state
+
+
+QUANTILES = 1000  # quantile normalization keeps at most this many training quantiles per column
+
+
+def rank_normal(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Values -> their rank among the training quantiles (ties: the middle of their run, as scikit-learn's
+    QuantileTransformer) -> the standard normal's quantile of that rank; ranks stay half a step inside (0, 1), so
+    the training extremes map to about +-3.3 (1,000 quantiles), not to infinity."""
+    from scipy.special import ndtri
+
+    count = len(quantiles)
+    ranks = np.linspace(0.5 / count, 1 - 0.5 / count, count)
+    lower = np.interp(values, quantiles, ranks)
+    upper = -np.interp(-values, -quantiles[::-1], -ranks[::-1])
+    return np.asarray(ndtri(0.5 * (lower + upper)))
 
 
 NUMERIC_BLOCK_VALUES = 1 << 22  # float64 values per block of numeric_blocks (32 MiB): bounded memory on big tables
@@ -106,9 +152,10 @@ def numeric_blocks(columns: list[pa.ChunkedArray]) -> Iterator[tuple[int, np.nda
             np.float64, copy=False)
 
 
-def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]) -> np.ndarray:
-    """(rows, len(encoders)) float32: every numeric column filled and scaled at once, a few NumPy operations per
-    block of rows instead of several per column (a 784-column row went from about 7 ms to under 2).
+def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray], expand: bool = True) -> np.ndarray:
+    """(rows, width) float32: every numeric column filled and scaled at once, a few NumPy operations per block of
+    rows instead of several per column (a 784-column row went from about 7 ms to under 2); then, with `expand`,
+    each piecewise_linear column spread over its bins (width: the encoders' widths; without it one per encoder).
 
     Centering is done in float64, then cast: float32 first would round away the spread of values far from zero
     (epoch timestamps, large ids) before the shift that makes it visible. The arithmetic is the same, value for
@@ -118,6 +165,7 @@ def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]
     center = np.array([encoder.center for encoder in encoders], np.float64)
     scale = np.array([encoder.scale for encoder in encoders], np.float64)
     logged = np.array([encoder.config.normalization == "log" for encoder in encoders], bool)
+    ranked = [index for index, encoder in enumerate(encoders) if encoder.quantiles.size]
     out = np.empty((len(columns[0]) if columns else 0, len(encoders)), np.float32)
     for start, values in numeric_blocks(columns):
         missing = np.isnan(values)
@@ -125,6 +173,10 @@ def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]
             values = np.where(missing, fill, values)
         if logged.any():
             values = np.where(logged, signed_log(values), values)
+        if ranked:
+            values = np.array(values)  # a copy: the block may be a view of the table's memory
+            for index in ranked:
+                values[:, index] = rank_normal(values[:, index], encoders[index].quantiles)
         with np.errstate(over="ignore"):
             scaled = ((values - center) / scale).astype(np.float32)
         overflow = ~np.isfinite(scaled)  # finite inputs only (coerce_table refuses infinities): too large for float32
@@ -134,7 +186,10 @@ def scale_numeric(encoders: list[NumericEncoder], columns: list[pa.ChunkedArray]
             raise InputError(f"column {encoders[index].name!r} row {start + row + 1}: {value!r} is too large for the "
                              "model (beyond float32 after scaling)")
         out[start:start + len(scaled)] = scaled
-    return out
+    if not expand or not any(encoder.edges.size for encoder in encoders):
+        return out
+    return np.concatenate([encoder.piecewise(out[:, index]) if encoder.edges.size else out[:, index, None]
+                           for index, encoder in enumerate(encoders)], axis=1)
 
 
 class CategoryEncoder:

@@ -205,8 +205,10 @@ class FeaturePipeline:
         block = scale_numeric(numeric, [by_name[encoder.name] for encoder in numeric])
         if len(numeric) == len(encoders):
             return [block]  # one block, not a slice per column to concatenate again
-        index = {id(encoder): position for position, encoder in enumerate(numeric)}
-        return [block[:, index[id(encoder)], None] if id(encoder) in index
+        starts = np.cumsum([0] + [encoder.width() for encoder in numeric])  # piecewise_linear: several columns
+        index = {id(encoder): (int(starts[position]), int(starts[position + 1]))
+                 for position, encoder in enumerate(numeric)}
+        return [block[:, slice(*index[id(encoder)])] if id(encoder) in index
                 else encoder.transform(by_name[encoder.name], unseen) for encoder in encoders]
 
     def tensor_encoders(self) -> list[TensorEncoder]:

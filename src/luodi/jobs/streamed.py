@@ -67,6 +67,10 @@ def refusal(config: LuodiConfig, frames: dict[str, Any] | None) -> str | None:
         if getattr(feature, "missing", None) == "median":
             return f"feature {feature.name!r} fills missing values with the median, which needs the whole column " \
                    "(use missing: mean or zero)"
+        if getattr(feature, "normalization", None) == "quantile" or getattr(feature, "encoding", None) == \
+                "piecewise_linear":
+            return f"feature {feature.name!r} needs the training quantiles, which need the whole column (use " \
+                   "normalization: zscore and encoding: value)"
     if config.target.task not in STREAMED_TASKS:
         return f"target task {config.target.task!r} cannot stream (regression, binary and multiclass can)"
     return None

@@ -55,8 +55,10 @@ def test_text_bbc_news(tmp_path: Path) -> None:
     assert ours >= baseline, (ours, baseline)
 
 
-@pytest.mark.xfail(strict=True, reason="measured 0.775 against 0.797: luodi trains on 70% of the file (the rest is "
-                   "its validation and test splits); logistic regression on the same 70% scores 0.785")
+@pytest.mark.xfail(strict=True, reason="measured 0.775 against 0.797 (Bayes-optimal: 0.808): logistic regression on "
+                   "luodi's own 70% training rows and TF-IDF columns scores 0.799, so the split is not the cause; "
+                   "luodi's early-stopped fit lands at 0.76-0.785 whatever the width, dropout, weight decay (or L2), "
+                   "learning rate or split (docs/performance.md, 'text: the reviews test')")
 def test_text_generated_reviews(tmp_path: Path) -> None:
     train, test = reviews(tmp_path)
     baseline = tfidf_logistic_accuracy(train, test, "review", "sentiment")
@@ -80,6 +82,37 @@ def test_tables_classification(tmp_path: Path) -> None:
         baseline = float((boosted.predict(test.drop(columns=target)) == test[target]).mean())
         ours = luodi_default(folder, "train.csv", "test.csv", target)["accuracy"]
         assert ours >= baseline - 0.01, (name, ours, baseline)
+
+
+def test_numeric_bins_learn_thresholds(tmp_path: Path) -> None:
+    """A 4,000-row table whose class is set by thresholds on columns in different units (income, age, a ratio,
+    counts, a score; 5% of labels noise): init's value + piecewise-linear bins beat one input per column by 2+ points
+    and come within 2 of HistGradientBoosting (measured: 0.932 and 0.891 against 0.949)."""
+    import yaml
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    rows = 4_000
+    frame = pd.DataFrame({"income": rng.lognormal(10, 0.6, rows).round(0), "age": rng.integers(18, 80, rows),
+                          "ratio": rng.uniform(0, 1, rows).round(3), "visits": rng.poisson(3, rows),
+                          "score": rng.normal(600, 80, rows).round(0)})
+    tiers = ["gold", "young", "prime", "risk", "standard"]
+    tier = np.select([(frame.income > 30_000) & (frame.ratio < 0.4), (frame.age < 30) & (frame.visits >= 4),
+                      frame.score > 680, (frame.ratio > 0.8) | (frame.income < 12_000)], tiers[:4], tiers[4])
+    frame["tier"] = np.where(rng.random(rows) < 0.05, rng.choice(tiers, rows), tier)
+    train, test = split_frame(frame, "tier", tmp_path)
+    boosted = HistGradientBoostingClassifier(random_state=0).fit(train.drop(columns="tier"), train["tier"])
+    baseline = float((boosted.predict(test.drop(columns="tier")) == test["tier"]).mean())
+    ours = luodi_default(tmp_path, "train.csv", "test.csv", "tier")["accuracy"]
+    config = yaml.safe_load((tmp_path / "luodi.yaml").read_text())
+    assert {feature.get("encoding") for feature in config["input_features"]} == {"piecewise_linear"}
+    for feature in config["input_features"]:
+        feature["encoding"] = "value"
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(config))
+    plain = api.train(str(tmp_path / "values.yaml"), ["report.enabled=false"], home=str(tmp_path / "home"),
+                      progress="silent")
+    values = api.evaluate(plain.package, str(tmp_path / "test.csv"), home=str(tmp_path / "home"), report=False)
+    assert ours >= values["metrics"]["accuracy"] + 0.02 and ours >= baseline - 0.02, (ours, values, baseline)
 
 
 def test_table_regression(tmp_path: Path) -> None:
