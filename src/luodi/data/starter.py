@@ -330,9 +330,9 @@ def render(starter: Starter, data_path: str, source: Path, config_path: str | No
     if starter.label_smoothing:
         positive += f"  label_smoothing: {starter.label_smoothing}  # {starter.why.get('label_smoothing', '')}\n"
     if any(column.type == "image" for column in starter.features):
-        features = ("  # augment: random shifts of up to crop_padding pixels, safe for any images. Add horizontal_flip: "
-                    "true\n  # only where a mirrored image keeps its class (clothes, animals; never digits or "
-                    "text).\n" + features)
+        features = ("  # augment: random shifts of up to crop_padding pixels, safe for any images. Add "
+                    "horizontal_flip: true\n  # only where a mirrored image keeps its class (clothes, animals; never "
+                    "digits or text).\n" + features)
     return align_comments(f"""\
 # luodi config written by `luodi init` on {time.strftime('%Y-%m-%d')} from {source.name}
 # ({starter.rows} rows, {len(starter.columns) + 1} columns). Every key is documented in docs/config.md.
