@@ -14,11 +14,14 @@ SET is one of:
   r-cran-aer: mortgage applications -> denied), the tables and texts of quality.py (breast_cancer, wine, diabetes,
   olive, bbc_news, austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
 - images / images-centred: digits upscaled to 28x28 with noise, 3,000 training and 1,500 test images from disjoint
-  source digits.
+  source digits; mnist1d-images (mnist1d's 40-value signals drawn as 28x28 line plots, 3,000 / 1,000); shapes (the
+  defaults tests' color shapes, 24x24, 6 classes on noisy backgrounds, 3,000 / 1,000); digits (scikit-learn's 8x8
+  digits as they are, 1,347 / 450). Image sets also fit the small CNN baseline of benchmarks/cnn_baseline.py, after
+  the variants.
 
 VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
 (or `text.KEY=VALUE`) sets KEY on every input feature of that type. Figures: docs/performance.md, "Many rows, many
-classes" and "Tables: piecewise-linear bins; text: the reviews test".
+classes" and "Tables: piecewise-linear bins; text: the reviews test", "The image default".
 """
 
 from __future__ import annotations
@@ -167,6 +170,49 @@ def feature_variant(config: Path, overrides: list[str], out: Path) -> Path:
     return out
 
 
+def mnist1d_images() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """mnist1d's signals as a user might have them in pictures: each drawn as a 2-pixel line on 28x28 black."""
+    from PIL import Image, ImageDraw
+
+    train, test = quality.mnist1d()
+    scale = np.concatenate(train[quality.SIGNAL_COLUMN].to_numpy()).std() * 3
+
+    def draw(signal: np.ndarray) -> np.ndarray:
+        image = Image.new("L", (28, 28))
+        points = zip(np.linspace(1, 26, len(signal)), np.clip(13.5 - signal / scale * 12, 0, 27), strict=True)
+        ImageDraw.Draw(image).line([(float(x), float(y)) for x, y in points], fill=255, width=2)
+        return np.asarray(image)
+
+    def frame(rows: pd.DataFrame, count: int) -> pd.DataFrame:
+        rows = rows.iloc[:count]
+        return pd.DataFrame({quality.IMAGE_COLUMN: [draw(v) for v in rows[quality.SIGNAL_COLUMN]],
+                             quality.TARGET: rows[quality.TARGET].to_numpy()})
+
+    return frame(train, 3_000), frame(test, 1_000)
+
+
+def shapes_set() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The defaults tests' procedurally drawn color shapes (tests/integration/defaults/defaults_data.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "defaults"))
+    import defaults_data
+
+    with tempfile.TemporaryDirectory() as folder:
+        train_x, train_y, test_x, test_y = defaults_data.shapes(Path(folder), rows=4_000)
+    return (pd.DataFrame({quality.IMAGE_COLUMN: list(train_x), quality.TARGET: train_y.astype(str)}),
+            pd.DataFrame({quality.IMAGE_COLUMN: list(test_x), quality.TARGET: test_y.astype(str)}))
+
+
+def load_set(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if name.startswith("table"):
+        return table_set(int(name[5]))
+    if name.startswith("images"):
+        return image_set(name == "images-centred")
+    if name == "digits":
+        split = quality.split_rows(quality.Dataset("digits", "image", "", quality.digits), None, None)
+        return split.train, split.test
+    return {"mnist1d-images": mnist1d_images, "shapes": shapes_set}[name]()
+
+
 def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
     import luodi.api as luodi
 
@@ -174,14 +220,12 @@ def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
         split = quality.split_rows(REAL_SETS[name], 3_000, 1_500)
     else:
         kind = "table" if name.startswith("table") else "image"
-        train, test = table_set(int(name[5])) if kind == "table" else image_set(name == "images-centred")
+        train, test = load_set(name)
         if name.endswith("-small"):  # tableN-small: 3,000 training and 1,500 test rows of the same table
             train, test = train.iloc[:3_000].reset_index(drop=True), test.iloc[:1_500].reset_index(drop=True)
         split = quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
                               len(train) + len(test))
     metric = "r2" if split.dataset.regression else "accuracy"
-    baselines = {key: round(value["score"], 4) for key, value in quality.run_baselines(split).items()}
-    print(name, "baselines", baselines, flush=True)
     folder = Path(tempfile.mkdtemp(prefix=f"init-variants-{name}-"))
     train_path, test_path = quality.write_files(split, folder)
     luodi.init(train_path, quality.TARGET, output=folder / "luodi.yaml", name="variants")
@@ -196,6 +240,8 @@ def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
         reference = score if reference is None else reference
         print(f"{name} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
               f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s", flush=True)
+    for key, value in quality.run_baselines(split).items():  # after the variants: their figures come first
+        print(f"{name} baseline {key:15s} {metric} {value['score']:.4f}  {value['seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -250,8 +250,9 @@ def features(kind: str, frame: pd.DataFrame) -> Any:
     return table
 
 
-def baselines(kind: str, regression: bool) -> dict[str, Any]:
-    """The first models a data scientist tries for this kind of data (scikit-learn estimators, unfitted)."""
+def baselines(kind: str, regression: bool, shape: tuple[int, ...] = ()) -> dict[str, Any]:
+    """The first models a data scientist tries for this kind of data (scikit-learn estimators, unfitted); for images
+    (`shape`: one image's array shape) also a small well-tuned CNN in plain PyTorch (benchmarks/cnn_baseline.py)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -268,8 +269,13 @@ def baselines(kind: str, regression: bool) -> dict[str, Any]:
         return {"tfidf_logistic": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                                                 LogisticRegression(max_iter=2000))}
     scale = [StandardScaler()] if kind == "signal" else []  # pixels are already 0-1
-    return {"mlp": make_pipeline(*scale, MLPClassifier(hidden_layer_sizes=(256,), max_iter=300, random_state=0)),
-            "logistic": make_pipeline(*scale, LogisticRegression(max_iter=2000))}
+    chosen = {"mlp": make_pipeline(*scale, MLPClassifier(hidden_layer_sizes=(256,), max_iter=300, random_state=0)),
+              "logistic": make_pipeline(*scale, LogisticRegression(max_iter=2000))}
+    if kind == "image":
+        from cnn_baseline import SmallCNNClassifier  # benchmarks/ is on sys.path when a script runs
+
+        chosen["small_cnn"] = SmallCNNClassifier(shape)
+    return chosen
 
 
 GOAL_BASELINE = {"table": "hist_gradient_boosting", "text": "tfidf_logistic", "image": "mlp", "signal": "mlp"}
@@ -290,8 +296,9 @@ def run_baselines(split: Split) -> dict[str, dict[str, float]]:
     y_train, y_test = split.train[TARGET].to_numpy(), split.test[TARGET].to_numpy()
     if not regression:
         y_train, y_test = y_train.astype(str), y_test.astype(str)
+    shape = np.asarray(split.train[IMAGE_COLUMN].iloc[0]).shape if kind == "image" else ()
     scores = {}
-    for name, estimator in baselines(kind, regression).items():
+    for name, estimator in baselines(kind, regression, shape).items():
         started = time.perf_counter()
         # One thread: on a machine other jobs keep busy, OpenMP's threads in HistGradientBoosting ran 10-40x slower
         # than one (olive: 183 s for 429 rows); an iteration cap reached is part of the baseline as configured.

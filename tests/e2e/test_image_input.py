@@ -35,7 +35,8 @@ def test_init_on_an_image_folder_trains_a_cnn_that_predicts_image_paths(luodi, t
     config = yaml.safe_load((tmp_path / "luodi.yaml").read_text())
     assert config["model"]["type"] == "cnn" and config["target"] == {"name": "label", "task": "binary",
                                                                       "class_weights": "none",
-                                                                      "positive_class": "red"}
+                                                                      "positive_class": "red",
+                                                                      "label_smoothing": 0.1}
     assert config["input_features"][0] == {"name": "image", "type": "image", "height": 10, "width": 12,
                                            "channels": 3, "augment": {"crop_padding": 1}}
     trained = luodi("train", "luodi.yaml", "--set", "trainer.epochs=3", "--json")

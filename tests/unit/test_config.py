@@ -321,6 +321,16 @@ def test_positive_class_is_for_binary_tasks_only() -> None:
         validate_config({**raw, "target": {"name": "y", "task": "multiclass", "positive_class": "a"}})
 
 
+def test_label_smoothing_is_for_classification_only() -> None:
+    raw = {"name": "m", "data": {"train": "x.csv"}, "input_features": [{"name": "a", "type": "numeric"}]}
+    config = validate_config({**raw, "target": {"name": "y", "task": "multiclass", "label_smoothing": 0.1}})
+    assert config.target.label_smoothing == 0.1
+    with pytest.raises(InputError, match="target.label_smoothing applies to classification only"):
+        validate_config({**raw, "target": {"name": "y", "task": "regression", "label_smoothing": 0.1}})
+    assert "target.label_smoothing" in config_error({**raw, "target": {"name": "y", "task": "binary",
+                                                                         "label_smoothing": 0.5}})
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "examples").glob("*/*.yaml")),
                          ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_every_example_config_validates(path: Path) -> None:

@@ -59,6 +59,15 @@ def test_baselines_score_the_test_file() -> None:
     assert 0.85 <= scores["hist_gradient_boosting"]["score"] <= 1.0
 
 
+def test_image_baselines_include_the_small_cnn() -> None:
+    """The small well-tuned CNN (benchmarks/cnn_baseline.py) is scored beside the MLP on the same digits."""
+    digits = next(d for d in quality.DATASETS if d.name == "digits")
+    split = quality.split_rows(digits, max_train=300, max_test=150)
+    scores = quality.run_baselines(split)
+    assert list(scores) == ["mlp", "logistic", "small_cnn"]
+    assert scores["small_cnn"]["score"] >= 0.85  # 300 8x8 digits: a CNN that learned, not chance (0.1)
+
+
 def result(tuned: float | None) -> dict:
     luodi = {"metric": "accuracy", "default": {"score": 0.9512, "seconds": 12.3}}
     if tuned is not None:

@@ -305,3 +305,26 @@ def test_a_binary_starter_names_its_positive_class(labels: list[object], positiv
     config = round_trip(data)
     assert config.target.positive_class == positive  # the label the metrics are of, written out to be changed
     assert round_trip(table(rows=400), target="contract").target.positive_class is None  # multiclass
+
+
+@pytest.mark.parametrize(("side", "task", "padding", "smoothing"), [
+    (28, None, 2, 0.1), (8, None, 1, 0.1), (64, None, 6, 0.1), (28, "regression", 2, 0.0),
+])
+def test_image_classifiers_get_label_smoothing_and_shifts_of_a_tenth(tmp_path: Path, side: int, task: str | None,
+                                                                     padding: int, smoothing: float) -> None:
+    """Measured on four image sets (docs/performance.md, "The image default"); no flips: not safe for any image."""
+    from PIL import Image
+
+    paths = []
+    for index in range(12):
+        Image.fromarray(np.full((side, side), index * 20, np.uint8)).save(tmp_path / f"{index}.png")
+        paths.append(f"{index}.png")
+    data = pa.table({"image": paths, "label": [str(index % 3) for index in range(12)]})
+    starter = plan(data, tmp_path / "images.csv", "label", task=task)
+    text = render(starter, "images.csv", tmp_path / "images.csv")
+    config = validate_config(yaml.safe_load(text), "starter")
+    assert config.target.label_smoothing == smoothing
+    image = config.input_features[0]
+    assert image.augment.crop_padding == padding and not image.augment.horizontal_flip  # type: ignore[union-attr]
+    assert "horizontal_flip: true" in text  # the comment says when to add a flip
+    assert ("label_smoothing" in text) == bool(smoothing)

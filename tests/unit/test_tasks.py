@@ -114,6 +114,22 @@ def test_explicit_and_no_class_weights() -> None:
         fitted("binary", ["no", "yes"], class_weights={"maybe": 2.0}).class_weights()
 
 
+def test_label_smoothing_moves_the_targets_off_the_true_class() -> None:
+    import torch
+    from torch.nn import functional as F
+
+    logits, labels = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]]), torch.tensor([0, 2])
+    for task, smoothing in (("multiclass", 0.0), ("multiclass", 0.2)):
+        encoder = get_task(task).target(TargetConfig(name="y", task=task, label_smoothing=smoothing))
+        soft = torch.full((2, 3), smoothing / 3) + F.one_hot(labels, 3) * (1 - smoothing)
+        expected = -(soft * logits.log_softmax(-1)).sum(-1).mean()
+        assert get_task(task).loss(encoder)(logits, labels).item() == pytest.approx(expected.item(), rel=1e-5)
+    binary = get_task("binary").target(TargetConfig(name="y", task="binary", label_smoothing=0.2))
+    value = get_task("binary").loss(binary)(torch.tensor([[3.0], [-1.0]]), torch.tensor([1.0, 0.0])).item()
+    expected = F.binary_cross_entropy_with_logits(torch.tensor([3.0, -1.0]), torch.tensor([0.9, 0.1])).item()
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize(("task", "values"), [
     ("binary", ["no", "yes", "yes", "no"]), ("multiclass", ["b", "a", "c", "a"]), ("multiclass", [2, 0, 1, 1]),
 ])

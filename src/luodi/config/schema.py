@@ -227,6 +227,11 @@ class TargetConfig(Strict):
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per class: none, balanced (inverse frequency), or {label: weight}."
     )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Classification: train against targets that keep this share of the "
+        "probability off the true class, spread evenly over all classes (binary: over the two); an overconfident "
+        "model fits small data less closely. The validation loss that early stopping watches is smoothed the same way "
+        "(an overconfident model stops raising it); evaluation metrics use the true labels.")
     positive_class: str | None = Field(
         None, description="binary: the class whose precision, recall, F1 and ROC AUC are reported and whose "
         "probability the model outputs; default: a true-like value (yes, true, 1, positive), else the later in "
@@ -666,6 +671,8 @@ class LuodiConfig(Strict):
             )
         if isinstance(self.target.class_weights, dict) and not task.classes:
             raise ValueError("target.class_weights applies to classification only")
+        if self.target.label_smoothing and not task.classes:
+            raise ValueError("target.label_smoothing applies to classification only")
         if self.target.positive_class is not None and not getattr(task, "binary", False):
             raise ValueError(f"target.positive_class applies to binary tasks only (this task is {task.name})")
         for feature in self.input_features:

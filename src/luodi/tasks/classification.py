@@ -200,16 +200,19 @@ class Classification:
 
     def loss(self, target: ClassTarget) -> nn.Module:
         """BCE with logits for binary (positives weighed against negatives by the class weights), cross entropy
-        with class weights for multiclass."""
+        with class weights for multiclass; both with the target's label smoothing."""
         import torch
         from torch import nn
 
         from luodi.tasks.losses import BinaryLoss
 
         weights = target.class_weights()
+        smoothing = target.config.label_smoothing
         if self.binary:
-            return BinaryLoss(None if weights is None else torch.tensor(weights[1] / weights[0], dtype=torch.float32))
-        return nn.CrossEntropyLoss(weight=None if weights is None else torch.tensor(weights, dtype=torch.float32))
+            return BinaryLoss(None if weights is None else torch.tensor(weights[1] / weights[0], dtype=torch.float32),
+                              smoothing)
+        return nn.CrossEntropyLoss(weight=None if weights is None else torch.tensor(weights, dtype=torch.float32),
+                                   label_smoothing=smoothing)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits to P(positive) (batch,) for binary, class probabilities (batch, classes) for multiclass."""

@@ -18,14 +18,18 @@ class RegressionLoss(nn.Module):
 
 
 class BinaryLoss(nn.Module):
-    """BCE with logits (batch, 1) against 0/1 targets (batch,); `pos_weight` weighs positives."""
+    """BCE with logits (batch, 1) against 0/1 targets (batch,); `pos_weight` weighs positives; `smoothing` moves
+    each target that share towards 0.5 (as cross entropy's label smoothing does over two classes)."""
 
-    def __init__(self, pos_weight: torch.Tensor | None = None):
+    def __init__(self, pos_weight: torch.Tensor | None = None, smoothing: float = 0.0):
         super().__init__()
         self.pos_weight: torch.Tensor | None
         self.register_buffer("pos_weight", pos_weight)
+        self.smoothing = smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.smoothing:
+            target = target * (1 - self.smoothing) + 0.5 * self.smoothing
         return F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, pos_weight=self.pos_weight)
 
 
