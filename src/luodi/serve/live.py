@@ -69,11 +69,10 @@ class LiveMonitor:
     def profile(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
         """The version's profile and monitor settings, read once; None (logged once) for a package without one or
         a version no longer served."""
-        key = (name, version)
+        key, loaded = (name, version), self.current(name)
+        if loaded.version != version:  # rows of a version a reload replaced: they would reset the new one's window
+            return None
         if key not in self.profiles:
-            loaded = self.current(name)
-            if loaded.version != version:  # rows of a version a reload replaced before they were handed over
-                return None
             from luodi.errors import InputError
             from luodi.monitor.profile import read_profile
 

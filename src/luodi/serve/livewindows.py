@@ -15,7 +15,6 @@ its end of the pipe (or dies).
 from __future__ import annotations
 
 import functools
-import os
 import time
 import traceback
 from collections import deque
@@ -181,7 +180,6 @@ def timed(name: str, version: int, work: Any) -> Report:
 def run(inbox: Connection, outbox: Connection, settings: TesterSettings) -> None:
     """The process's loop: take profiles and rows as they come, test every window each `interval_s`, until the
     server closes `inbox`."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # its numpy and scipy work is small; leave the cores to serving
     tester = Tester(settings)
     due = time.monotonic() + settings.interval_s
     while True:

@@ -108,6 +108,28 @@ def test_the_window_sees_every_request_while_the_log_keeps_its_sample(serve: Cal
     assert 0 < logged < 300  # P(all 300 or none sampled) = 2 ** -299
 
 
+def test_a_hot_reload_starts_a_new_window(serve: Callable[..., Any], store_home: Path, tmp_path: Path,
+                                          table_csv: Callable[..., Path]) -> None:
+    from serving_helpers import register_copy
+
+    from luodi.store import Store
+
+    store = Store(store_home)
+    store.set_alias("tiny", "production", 1)
+    version = register_copy(store_home)
+    with serve("tiny@production", reload_interval_s=0.1, **LIVE) as server:
+        send(server.client, rows(table_csv, tmp_path, 300, seed=12, shift=2.5))
+        wait_for(server.client, lambda text: drift(text).get("size") == 1.0 and window_rows(text) == 300)
+        store.set_alias("tiny", "production", version, reason="test: the new version")
+        deadline = time.monotonic() + 30
+        while server.client.get("/v1/models/tiny").json()["version"] != version:
+            assert time.monotonic() < deadline, "the server did not reload"
+            time.sleep(0.1)
+        send(server.client, rows(table_csv, tmp_path, 100, seed=11))
+        text = wait_for(server.client, lambda text: window_rows(text) == 100)
+        assert window_rows(text) == 100 and drift(text)["size"] == 0.0  # the drifted rows were the old version's
+
+
 class Receiver:
     """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
 
