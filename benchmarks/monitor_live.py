@@ -56,12 +56,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process's live child processes (the live monitoring process)."""
+    """CPU seconds of a process's live child processes (the live monitoring process), found by their parent id."""
     total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                total += cpu_seconds(int(child))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    total += cpu_seconds(int(entry.name))
     return total
 
 
@@ -102,7 +103,9 @@ def main() -> None:
                 luodi_server("live", home, "--drift-window", "0", *common) as off:
             for server in (on, off):  # fill the live window before measuring
                 load(server.port, request, concurrency, 1.0, warmup=0.2)
-            time.sleep(args.interval * 1.5)
+            deadline = time.monotonic() + max(120.0, 3 * args.interval)  # the first pass ran: its one-time costs
+            while "luodi_drift_window_rows{" not in metrics_page(on.port) and time.monotonic() < deadline:
+                time.sleep(0.5)
             cpu, process_cpu, wall = monitor_seconds(on.port), children_cpu_seconds(on.process.pid), time.monotonic()
             results = rounds({"on": lambda: measured(on, request, concurrency, duration),
                               "off": lambda: measured(off, request, concurrency, duration)}, count)

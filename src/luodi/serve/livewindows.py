@@ -180,6 +180,11 @@ def timed(name: str, version: int, work: Any) -> Report:
 def run(inbox: Connection, outbox: Connection, settings: TesterSettings) -> None:
     """The process's loop: take profiles and rows as they come, test every window each `interval_s`, until the
     server closes `inbox`."""
+    # Warm up: the tests' modules (scipy's are imported where used) load now, not in the first pass.
+    import scipy.spatial.distance  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    import luodi.monitor.check  # noqa: F401
     tester = Tester(settings)
     due = time.monotonic() + settings.interval_s
     while True:
