@@ -35,6 +35,7 @@ from luodi.serve.settings import ServeConfig
 log = logging.getLogger("luodi.serve")
 INBOX_LIMIT = 64  # prediction-log tables waiting for the monitoring process; past it new ones are dropped (logged)
 RESTART_S = 1.0  # at least this long between starts of the monitoring process
+UNTESTED = ("model", "endpoint", "request_id", "latency_ms")  # log columns the windows do not need
 
 
 class LiveMonitor:
@@ -97,7 +98,8 @@ class LiveMonitor:
                     self.sent.add((name, version))
                 self.models.add(name)
                 self.outbox.send(("rows", name, version))
-                self.outbox.send_bytes(rows_bytes(table))
+                self.outbox.send_bytes(rows_bytes(table.drop_columns([column for column in UNTESTED
+                                                                      if column in table.column_names])))
             except Exception:  # noqa: BLE001 - the process is gone (a new one starts) or the rows were unusable
                 log.exception("handing rows of %s to live monitoring failed", name)
                 self.metrics.monitor_errors.labels(name).inc()
