@@ -15,6 +15,7 @@ its end of the pipe (or dies).
 from __future__ import annotations
 
 import functools
+import signal
 import time
 import traceback
 from collections import deque
@@ -180,6 +181,7 @@ def timed(name: str, version: int, work: Any) -> Report:
 def run(inbox: Connection, outbox: Connection, settings: TesterSettings) -> None:
     """The process's loop: take profiles and rows as they come, test every window each `interval_s`, until the
     server closes `inbox`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then closes the pipe: the end
     # Warm up: the tests' modules (scipy's are imported where used) load now, not in the first pass.
     import scipy.spatial.distance  # noqa: F401
     import scipy.stats  # noqa: F401
