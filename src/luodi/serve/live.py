@@ -147,7 +147,7 @@ class LiveMonitor:
         if not self.closing:
             log.error("the live monitoring process exited (code %s); a new one starts with the next rows",
                       process.exitcode)
-            for name in self.models:
+            for name in list(self.models):  # the sender may add one meanwhile
                 self.metrics.monitor_errors.labels(name).inc()
 
     def apply(self, report: Report) -> None:
