@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import pyarrow as pa
 
 from luodi.monitor.alerts import Alerter, drift_conditions, metric_conditions, quality_conditions
 from luodi.monitor.check import Checked
-from luodi.serve.livewindows import Report, TesterSettings, rows_bytes, run
+from luodi.serve.livewindows import Report, TesterSettings, rows_bytes
 from luodi.serve.metrics import Metrics, multiprocess_dir
 from luodi.serve.model import Loaded
 from luodi.serve.settings import ServeConfig
@@ -49,7 +50,7 @@ class LiveMonitor:
                                        os.getpid(), self.alerter.settings.enabled)
         self.inbox: queue.Queue[tuple[str, int, pa.Table] | None] = queue.Queue(INBOX_LIMIT)
         self.models: set[str] = set()  # that rows were sent for (what a lost process's error is counted on)
-        self.process: Any = None  # the monitoring process, started with the first rows
+        self.process: subprocess.Popen[bytes] | None = None  # the monitoring process, started with the first rows
         self.outbox: Connection | None = None  # to it
         self.started = -RESTART_S
         self.sent: set[tuple[str, int]] = set()  # the profiles it has
@@ -107,23 +108,26 @@ class LiveMonitor:
 
     def _running(self) -> bool:
         """Whether the monitoring process runs, starting one if none does (at most once per RESTART_S)."""
-        if self.process is not None and self.process.is_alive():
+        if self.process is not None and self.process.poll() is None:
             return True
         self._stop()
         if time.monotonic() - self.started < RESTART_S:
             return False
         self.started = time.monotonic()
-        context = multiprocessing.get_context("spawn")  # never fork a server that runs threads
-        inbox, self.outbox = context.Pipe(duplex=False)
-        reports, outbox = context.Pipe(duplex=False)
-        self.process = context.Process(target=run, args=(inbox, outbox, self.settings), name="luodi-live-monitor",
-                                       daemon=True)
-        self.process.start()
-        inbox.close()  # only the child holds these ends now: each side sees the other's end close
-        outbox.close()
+        # A fresh interpreter (never a fork of a server that runs threads) that imports only what the tests need.
+        inbox, outbox = os.pipe()  # server -> monitoring process
+        reports, answers = os.pipe()  # and back
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "luodi.serve.livewindows", str(inbox), str(answers)],
+                                            pass_fds=(inbox, answers), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(inbox)  # only the child holds these ends now: each side sees the other's end close
+            os.close(answers)
+        self.outbox = Connection(outbox, readable=False)
+        self.outbox.send(self.settings)
         self.sent = set()
-        threading.Thread(target=self._read_all, args=(reports, self.process), name="luodi-live-reader",
-                         daemon=True).start()
+        threading.Thread(target=self._read_all, args=(Connection(reports, writable=False), self.process),
+                         name="luodi-live-reader", daemon=True).start()
         return True
 
     def _stop(self) -> None:
@@ -132,7 +136,7 @@ class LiveMonitor:
             self.outbox = None
         self.process = None
 
-    def _read_all(self, reports: Connection, process: Any) -> None:
+    def _read_all(self, reports: Connection, process: subprocess.Popen[bytes]) -> None:
         while True:
             try:
                 report = reports.recv()
@@ -143,10 +147,11 @@ class LiveMonitor:
             except Exception:  # noqa: BLE001 - a metric or alert failure never stops the reports
                 log.exception("live monitoring of %s: applying its report failed", report.name)
         reports.close()
-        process.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
         if not self.closing:
             log.error("the live monitoring process exited (code %s); a new one starts with the next rows",
-                      process.exitcode)
+                      process.returncode)
             for name in list(self.models):  # the sender may add one meanwhile
                 self.metrics.monitor_errors.labels(name).inc()
 
@@ -203,9 +208,11 @@ class LiveMonitor:
         process = self.process
         self._stop()
         if process is not None:
-            process.join(timeout=timeout)
-            if process.is_alive():
-                process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self.alerter.close(timeout_s=timeout)
 
 

@@ -1,15 +1,15 @@
 """The live monitoring process: each served model's sliding window of request rows, tested against its reference
 profile in a process of its own, so a pass never holds the server's interpreter (docs/monitoring.md, "Live").
 
-The server (serve/live.py) starts it (multiprocessing, spawn) and sends it, over a pipe, a version's profile once and
-then the prediction log's tables of new rows (Arrow IPC). Here each table's data quality is counted at once and its
-rows join the model's window (the newest `limit` rows; a new version starts a new window); every `interval_s` each
-window is tested as `luodi monitor` tests the log (monitor/check.py). With several server workers the window is
-written to the Prometheus multiprocess folder and the newest `limit` rows of all workers' windows are tested together,
-so every worker reports the same scores. What comes back is a `Report` per model: quality counts, the tested
-features and outputs, the window's quality rates (for alerts) and the CPU seconds spent here; the server sets its
-metrics and raises alerts from it. A failing pass is reported as an error; the process ends when the server closes
-its end of the pipe (or dies).
+The server (serve/live.py) starts it (`python -m luodi.serve.livewindows IN OUT`, two pipe descriptors) and sends it
+its settings, then a version's profile once and the prediction log's tables of new rows (Arrow IPC). Here each
+table's data quality is counted at once and its rows join the model's window (the newest `limit` rows; a new version
+starts a new window); every `interval_s` each window is tested as `luodi monitor` tests the log (monitor/check.py).
+With several server workers the window is written to the Prometheus multiprocess folder and the newest `limit` rows
+of all workers' windows are tested together, so every worker reports the same scores. What comes back is a `Report`
+per model: quality counts, the tested features and outputs, the window's quality rates (for alerts) and the CPU
+seconds spent here; the server sets its metrics and raises alerts from it. A failing pass is reported as an error;
+the process ends when the server closes its end of the pipe (or dies).
 """
 
 from __future__ import annotations
@@ -178,15 +178,19 @@ def timed(name: str, version: int, work: Any) -> Report:
     return report
 
 
-def run(inbox: Connection, outbox: Connection, settings: TesterSettings) -> None:
-    """The process's loop: take profiles and rows as they come, test every window each `interval_s`, until the
-    server closes `inbox`."""
+def run(inbox: Connection, outbox: Connection) -> None:
+    """The process's loop: take the settings, then profiles and rows as they come, test every window each
+    `interval_s`, until the server closes `inbox`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then closes the pipe: the end
     # Warm up: the tests' modules (scipy's are imported where used) load now, not in the first pass.
     import scipy.spatial.distance  # noqa: F401
     import scipy.stats  # noqa: F401
 
     import luodi.monitor.check  # noqa: F401
+    try:
+        settings: TesterSettings = inbox.recv()
+    except (EOFError, OSError):
+        return
     tester = Tester(settings)
     due = time.monotonic() + settings.interval_s
     while True:
@@ -206,3 +210,11 @@ def run(inbox: Connection, outbox: Connection, settings: TesterSettings) -> None
             for name, window in list(tester.windows.items()):
                 outbox.send(timed(name, window.version, functools.partial(tester.test, name)))
             due = time.monotonic() + settings.interval_s
+
+
+if __name__ == "__main__":
+    import sys
+
+    from luodi.serve import livewindows  # by its name, so what it pickles (Report) unpickles in the server
+
+    livewindows.run(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
