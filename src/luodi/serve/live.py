@@ -37,6 +37,7 @@ log = logging.getLogger("luodi.serve")
 INBOX_LIMIT = 64  # prediction-log tables waiting for the monitoring process; past it new ones are dropped (logged)
 RESTART_S = 1.0  # at least this long between starts of the monitoring process
 UNTESTED = ("model", "endpoint", "request_id", "latency_ms")  # log columns the windows do not need
+ENTRY = "import sys; from luodi.serve.livewindows import main; main(sys.argv[1:])"  # the monitoring process
 
 
 class LiveMonitor:
@@ -118,7 +119,7 @@ class LiveMonitor:
         inbox, outbox = os.pipe()  # server -> monitoring process
         reports, answers = os.pipe()  # and back
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "luodi.serve.livewindows", str(inbox), str(answers)],
+            self.process = subprocess.Popen([sys.executable, "-c", ENTRY, str(inbox), str(answers)],
                                             pass_fds=(inbox, answers), stdin=subprocess.DEVNULL)
         finally:
             os.close(inbox)  # only the child holds these ends now: each side sees the other's end close

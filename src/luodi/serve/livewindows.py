@@ -1,7 +1,7 @@
 """The live monitoring process: each served model's sliding window of request rows, tested against its reference
 profile in a process of its own, so a pass never holds the server's interpreter (docs/monitoring.md, "Live").
 
-The server (serve/live.py) starts it (`python -m luodi.serve.livewindows IN OUT`, two pipe descriptors) and sends it
+The server (serve/live.py) starts it (`main` in a fresh interpreter, with two pipe descriptors) and sends it
 its settings, then a version's profile once and the prediction log's tables of new rows (Arrow IPC). Here each
 table's data quality is counted at once and its rows join the model's window (the newest `limit` rows; a new version
 starts a new window); every `interval_s` each window is tested as `luodi monitor` tests the log (monitor/check.py).
@@ -212,9 +212,7 @@ def run(inbox: Connection, outbox: Connection) -> None:
             due = time.monotonic() + settings.interval_s
 
 
-if __name__ == "__main__":
-    import sys
 
-    from luodi.serve import livewindows  # by its name, so what it pickles (Report) unpickles in the server
-
-    livewindows.run(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+def main(descriptors: list[str]) -> None:
+    """The process's entry: `python -c "...; main(sys.argv[1:])" IN OUT` (the server's pipe descriptors)."""
+    run(Connection(int(descriptors[0]), writable=False), Connection(int(descriptors[1]), readable=False))
