@@ -25,7 +25,6 @@ from luodi.monitor.live import input_types, score_window
 from luodi.monitor.log import Window, parse_time, read_window, time_buckets
 from luodi.monitor.profile import PROFILERS, ImageProfiler, Profiler, read_profile
 from luodi.monitor.quality import quality_counts
-from luodi.package import MANIFEST, verify_package
 from luodi.store import ModelVersion, Store
 
 TIME_BUCKETS = 40  # points of the latency and throughput curves
@@ -149,6 +148,8 @@ def check(store: Store, model: str, *, since: str | None = None, until: str | No
           out: str | Path | None = None, settings: MonitorConfig | None = None) -> MonitorResult:
     """Run the drift tests of a model version (`name`, `name@alias`, `name/3`) on its logged rows in
     [since, until) and, with `out`, write the monitoring page there."""
+    from luodi.package import MANIFEST, verify_package  # here: the server's live monitoring process needs no torch
+
     begin, end = parse_time(since, "--since"), parse_time(until, "--until")
     version = store.resolve(model)
     manifest = verify_package(version.path)

@@ -14,6 +14,8 @@
     state.py       what the routes share; reload polling
     metrics.py     Prometheus metrics (multiprocess-safe)
     predlog.py     the sampled prediction log (Parquet, bounded and rotated)
+    live.py        live drift gauges, quality counters and alerts from the log's rows
+    livewindows.py the live monitoring process: windows tested against the profile, off the server's interpreter
     app.py         create_app: the Gate in front of FastAPI; models load in the lifespan
     server.py      one process with draining, or a supervisor of N worker processes
 """

@@ -72,11 +72,12 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
             if loaded.name in state.models:
                 raise InputError(f"model {loaded.name!r} is named twice")
             state.add(ServedModel(reference, loaded))
+        # Live monitoring takes its rows from the prediction log as it flushes (nothing on the request path).
+        state.live = live_monitor(config, state.metrics, Store(home).home, lambda name: state.models[name].current)
         state.predlog = PredictionLog(Store(home).home, sample_rate=config.log_sample_rate,
-                                      max_bytes=config.log_max_bytes, flush_s=config.log_flush_s)
+                                      max_bytes=config.log_max_bytes, flush_s=config.log_flush_s,
+                                      listener=state.live.offer if state.live is not None else None)
         watcher = asyncio.create_task(state.watch()) if config.reload_interval_s > 0 else None
-        state.live = live_monitor(config, state.metrics, Store(home).home)
-        monitoring = asyncio.create_task(state.live.run()) if state.live is not None else None
         # Everything loaded so far (torch, FastAPI, the model) lives as long as the server: out of the collector's
         # sight, full collections walk only what requests allocate.
         gc.collect()
@@ -86,9 +87,8 @@ def create_app(references: list[Reference], config: ServeConfig, *, home: Path |
             yield
         finally:
             state.draining = True
-            for task in (watcher, monitoring):
-                if task is not None:
-                    task.cancel()
+            if watcher is not None:
+                watcher.cancel()
             # Open streams first (they may still queue work on the batchers), all within one drain timeout.
             deadline = time.monotonic() + config.drain_timeout_s
             if not await state.streams.wait(config.drain_timeout_s):

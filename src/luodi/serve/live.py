@@ -1,136 +1,80 @@
-"""Live monitoring in the server: a bounded sliding window of each served model's requests, drift scores and data
-quality against the package's reference profile as Prometheus metrics, and alerts (docs/monitoring.md, "Live").
+"""Live monitoring in the server: drift scores and data quality of each served model's recent requests against the
+package's reference profile as Prometheus metrics, and alerts (docs/monitoring.md, "Live").
 
-On the request path a request only appends (its columns, its predictions, the time) to its model's window: O(1), no
-copy. Every `drift_interval_s` a task takes the window and, on a worker thread (never the event loop), builds the
-prediction log's table from it (serve/predlog.py's `Pending`), runs the same tests as `luodi monitor`
-(monitor/check.py) and sets the gauges; the rows that arrived since the last pass are counted for data quality
-(monitor/quality.py), sooner when a window's worth of them is waiting, so what the server holds stays bounded.
-With several workers each one also writes its window to the Prometheus multiprocess folder and tests the newest
-`drift_window` rows of all workers' windows together, so every worker reports the same scores (`livemostrecent`
-gauges) and the quality counters add up. A failure there is logged and counted; serving goes on.
+The request path does nothing for it: the prediction log (serve/predlog.py) already collects every request's columns
+and predictions, and each time it flushes it hands the table of new rows to `LiveMonitor.offer`, which queues it.
+A sender thread passes the version's profile (once) and the rows to the live monitoring process
+(serve/livewindows.py), where the windows are kept and tested, so the passes never hold this interpreter while
+requests wait. A reader thread sets the metrics and raises the alerts from what comes back. A failure there is
+logged and counted; if the process dies, a new one starts with empty windows; serving goes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
 import logging
 import os
+import queue
+import subprocess
+import sys
+import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from luodi.monitor.alerts import Alerter, drift_conditions, metric_conditions, quality_conditions
-from luodi.monitor.check import Checked, check_entries
-from luodi.monitor.quality import quality_counts, quality_rates
+from luodi.monitor.check import Checked
+from luodi.serve.livewindows import Report, TesterSettings, rows_bytes
 from luodi.serve.metrics import Metrics, multiprocess_dir
 from luodi.serve.model import Loaded
-from luodi.serve.predlog import Pending
 from luodi.serve.settings import ServeConfig
-from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
-MIN_ROWS = 50  # a window of fewer rows is not tested (no gauges, no alerts) yet
-
-
-@dataclass
-class Window:
-    """The newest requests of one served version: at least `limit` rows once that many arrived, at most `limit` plus
-    one request's rows; and the requests that arrived since the last pass (for the quality counters)."""
-
-    loaded: Loaded
-    limit: int
-    chunks: deque[tuple[float, dict[str, Any], Predictions]] = field(default_factory=deque)
-    rows: int = 0
-    fresh: list[tuple[float, dict[str, Any], Predictions]] = field(default_factory=list)
-    fresh_rows: int = 0
-
-    def add(self, at: float, columns: dict[str, Any], result: Predictions) -> bool:
-        """Append a request; True when the fresh requests reached `limit` rows (time to count them)."""
-        chunk = (at, columns, result)
-        rows = len(result)
-        self.chunks.append(chunk)
-        self.rows += rows
-        while self.rows - len(self.chunks[0][2]) >= self.limit:
-            self.rows -= len(self.chunks.popleft()[2])
-        self.fresh.append(chunk)
-        self.fresh_rows += rows
-        return self.fresh_rows >= self.limit
-
-    def take(self, window: bool) -> tuple[list[tuple[float, dict[str, Any], Predictions]], list[Any]]:
-        """The window (when asked) and the fresh requests (which start again empty); on the event loop, where `add`
-        runs."""
-        fresh, self.fresh, self.fresh_rows = self.fresh, [], 0
-        return list(self.chunks) if window else [], fresh
-
-
-def log_table(loaded: Loaded, chunks: list[tuple[float, dict[str, Any], Predictions]]) -> pa.Table:
-    """Requests as the prediction log stores them (its `inputs` struct and output columns)."""
-    pending = Pending(loaded.name, loaded.version, loaded.schema)
-    for at, columns, result in chunks:
-        pending.add(at, "live", None, 0.0, columns, result)
-    return pending.table()
-
-
-def inputs_table(loaded: Loaded, chunks: list[tuple[float, dict[str, Any], Predictions]]) -> pa.Table:
-    """Only the `inputs` struct of `log_table` (what the quality counts read), without building the outputs."""
-    fields = loaded.schema.fields
-    arrays = [field.kind.to_log(list(itertools.chain.from_iterable(columns[field.name] for _, columns, _ in chunks)))
-              for field in fields]
-    return pa.table({"inputs": pa.StructArray.from_arrays(arrays, [field.name for field in fields])})
+INBOX_LIMIT = 64  # prediction-log tables waiting for the monitoring process; past it new ones are dropped (logged)
+RESTART_S = 1.0  # at least this long between starts of the monitoring process
+UNTESTED = ("model", "endpoint", "request_id", "latency_ms")  # log columns the windows do not need
+ENTRY = "import sys; from luodi.serve.livewindows import main; main(sys.argv[1:])"  # the monitoring process
 
 
 class LiveMonitor:
-    """The windows of every served model, the pass that tests them, and the alerts they raise."""
+    """Hands served rows to the live monitoring process; turns its reports into metrics and alerts."""
 
-    def __init__(self, config: ServeConfig, metrics: Metrics, home: Path):
-        self.config, self.metrics = config, metrics
-        self.windows: dict[str, Window] = {}
+    def __init__(self, config: ServeConfig, metrics: Metrics, home: Path, current: Callable[[str], Loaded]):
+        self.config, self.metrics, self.current = config, metrics, current
         self.profiles: dict[tuple[str, int], tuple[dict[str, Any], Any] | None] = {}
         self.alerter = Alerter(config.alerts, home, "serve", on_outcome=metrics.alert_outcome)
-        self.shared = multiprocess_dir()
-        self.wake = asyncio.Event()  # set on the event loop when fresh requests wait to be counted
+        self.settings = TesterSettings(config.drift_window, config.drift_interval_s, multiprocess_dir(),
+                                       os.getpid(), self.alerter.settings.enabled)
+        self.inbox: queue.Queue[tuple[str, int, pa.Table] | None] = queue.Queue(INBOX_LIMIT)
+        self.models: set[str] = set()  # that rows were sent for (what a lost process's error is counted on)
+        self.process: subprocess.Popen[bytes] | None = None  # the monitoring process, started with the first rows
+        self.outbox: Connection | None = None  # to it
+        self.started = -RESTART_S
+        self.sent: set[tuple[str, int]] = set()  # the profiles it has
+        self.dropped = 0
+        self.closing = False
+        self.sender = threading.Thread(target=self._send_all, name="luodi-live-sender", daemon=True)
+        self.sender.start()
 
-    def record(self, loaded: Loaded, columns: dict[str, Any], result: Predictions) -> None:
-        """Add one answered request to its model's window (on the event loop; O(1))."""
-        window = self.windows.get(loaded.name)
-        if window is None or window.loaded is not loaded:  # first request, or a reload swapped the version
-            window = self.windows[loaded.name] = Window(loaded, self.config.drift_window)
-        if window.add(time.time(), columns, result):
-            self.wake.set()
+    def offer(self, name: str, version: int, table: pa.Table) -> None:
+        """New rows of a served version (the prediction log's listener, on its thread); never blocks."""
+        try:
+            self.inbox.put_nowait((name, version, table))
+        except queue.Full:
+            self.dropped += table.num_rows
+            log.warning("live monitoring is behind: %d rows of %s not tested (%d so far)", table.num_rows, name,
+                        self.dropped)
 
-    async def run(self) -> None:
-        """Every `drift_interval_s`: test each window on a worker thread; in between, count the fresh requests'
-        quality whenever a window's worth arrived (so what waits to be counted stays bounded)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + self.config.drift_interval_s
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), max(0.0, due - loop.time()))
-            self.wake.clear()
-            testing = loop.time() >= due
-            if testing:
-                due = loop.time() + self.config.drift_interval_s
-            await self.assess_all(testing)
-
-    async def assess_all(self, testing: bool = True) -> None:
-        for name, window in list(self.windows.items()):
-            chunks, fresh = window.take(testing)
-            try:
-                await asyncio.to_thread(self.timed, window.loaded, chunks, fresh)
-            except Exception:  # noqa: BLE001 - a drift computation error never takes serving down
-                log.exception("live monitoring of %s failed", name)
-                self.metrics.monitor_errors.labels(name).inc()
-
-    def profile(self, loaded: Loaded) -> tuple[dict[str, Any], Any] | None:
-        """The version's profile and monitor settings, read once; None (logged once) for a package without one."""
-        key = (loaded.name, loaded.version)
+    def profile(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
+        """The version's profile and monitor settings, read once; None (logged once) for a package without one or
+        a version no longer served."""
+        key, loaded = (name, version), self.current(name)
+        if loaded.version != version:  # rows of a version a reload replaced: they would reset the new one's window
+            return None
         if key not in self.profiles:
             from luodi.errors import InputError
             from luodi.monitor.profile import read_profile
@@ -139,50 +83,101 @@ class LiveMonitor:
                 self.profiles[key] = (read_profile(loaded.package.path, loaded.package.manifest),
                                       loaded.package.config.monitor)
             except InputError as error:
-                log.warning("%s/%d: no live drift gauges: %s", loaded.name, loaded.version, error)
+                log.warning("%s/%d: no live drift gauges: %s", name, version, error)
                 self.profiles[key] = None
         return self.profiles[key]
 
-    def timed(self, loaded: Loaded, chunks: list[Any], fresh: list[Any]) -> None:
-        """`assess`, its CPU time counted (`luodi_monitor_seconds_total`)."""
-        started = time.thread_time()
-        try:
-            self.assess(loaded, chunks, fresh)
-        finally:
-            self.metrics.monitor_seconds.labels(loaded.name).inc(time.thread_time() - started)
+    def _send_all(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            name, version, table = item
+            try:
+                found = self.profile(name, version)
+                if found is None or not self._running():
+                    continue
+                assert self.outbox is not None
+                if (name, version) not in self.sent:
+                    self.outbox.send(("profile", name, version, *found))
+                    self.sent.add((name, version))
+                self.models.add(name)
+                self.outbox.send(("rows", name, version))
+                self.outbox.send_bytes(rows_bytes(table.drop_columns([column for column in UNTESTED
+                                                                      if column in table.column_names])))
+            except Exception:  # noqa: BLE001 - the process is gone (a new one starts) or the rows were unusable
+                log.exception("handing rows of %s to live monitoring failed", name)
+                self.metrics.monitor_errors.labels(name).inc()
+                self._stop()
 
-    def assess(self, loaded: Loaded, chunks: list[Any], fresh: list[Any]) -> None:
-        """Count the fresh rows' data quality; test the window (all workers' windows, when `chunks` is given) and set
-        the gauges; alert."""
-        found = self.profile(loaded)
-        if found is None:
+    def _running(self) -> bool:
+        """Whether the monitoring process runs, starting one if none does (at most once per RESTART_S)."""
+        if self.process is not None and self.process.poll() is None:
+            return True
+        self._stop()
+        if time.monotonic() - self.started < RESTART_S:
+            return False
+        self.started = time.monotonic()
+        # A fresh interpreter (never a fork of a server that runs threads) that imports only what the tests need.
+        inbox, outbox = os.pipe()  # server -> monitoring process
+        reports, answers = os.pipe()  # and back
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", ENTRY, str(inbox), str(answers)],
+                                            pass_fds=(inbox, answers), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(inbox)  # only the child holds these ends now: each side sees the other's end close
+            os.close(answers)
+        self.outbox = Connection(outbox, readable=False)
+        self.outbox.send(self.settings)
+        self.sent = set()
+        threading.Thread(target=self._read_all, args=(Connection(reports, writable=False), self.process),
+                         name="luodi-live-reader", daemon=True).start()
+        return True
+
+    def _stop(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+        self.process = None
+
+    def _read_all(self, reports: Connection, process: subprocess.Popen[bytes]) -> None:
+        while True:
+            try:
+                report = reports.recv()
+            except (EOFError, OSError):
+                break
+            try:
+                self.apply(report)
+            except Exception:  # noqa: BLE001 - a metric or alert failure never stops the reports
+                log.exception("live monitoring of %s: applying its report failed", report.name)
+        reports.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        if not self.closing:
+            log.error("the live monitoring process exited (code %s); a new one starts with the next rows",
+                      process.returncode)
+            for name in list(self.models):  # the sender may add one meanwhile
+                self.metrics.monitor_errors.labels(name).inc()
+
+    def apply(self, report: Report) -> None:
+        """Metrics and alerts from one report of the monitoring process."""
+        name, metrics = report.name, self.metrics
+        metrics.monitor_seconds.labels(name).inc(report.cpu_s)
+        for feature, kinds in report.quality.items():
+            for kind, count in kinds.items():
+                if count:
+                    metrics.quality.labels(name, feature, kind).inc(count)
+        if report.error is not None:
+            log.error("live monitoring of %s failed:\n%s", name, report.error)
+            metrics.monitor_errors.labels(name).inc()
+        if report.window_rows is not None:
+            metrics.window_rows.labels(name).set(report.window_rows)
+        if not report.features and not report.outputs:
             return
-        profile, settings = found
-        name = loaded.name
-        if fresh:
-            for feature, kinds in quality_counts(profile["features"], inputs_table(loaded, fresh)).items():
-                for kind, count in kinds.items():
-                    if count:
-                        self.metrics.quality.labels(name, feature, kind).inc(count)
-        if not chunks:
-            return
-        table = log_table(loaded, chunks)
-        if self.shared is not None:
-            table = self.shared_window(loaded, table)
-        rows = table.num_rows
-        self.metrics.window_rows.labels(name).set(rows)
-        if rows < MIN_ROWS:
-            return
-        notes: list[str] = []
-        features = check_entries(profile["features"], table, settings, False, notes)
-        outputs = check_entries(profile["outputs"], table, settings, True, notes)
-        share = self.set_gauges(name, features, outputs)
-        if self.alerter.settings.enabled:
-            rates = quality_rates(quality_counts(profile["features"], table), rows)
-            conditions = drift_conditions(features + outputs) + \
-                quality_conditions(rates, rows, self.alerter.settings) + \
+        share = self.set_gauges(name, report.features, report.outputs)
+        if self.alerter.settings.enabled and report.rates is not None and report.window_rows:
+            rows = report.window_rows
+            conditions = drift_conditions(report.features + report.outputs) + \
+                quality_conditions(report.rates, rows, self.alerter.settings) + \
                 metric_conditions({"drift_share": share}, self.alerter.settings)
-            self.alerter.evaluate(name, loaded.version, conditions, {"window_rows": rows})
+            self.alerter.evaluate(name, report.version, conditions, {"window_rows": rows})
 
     def set_gauges(self, name: str, features: list[Checked], outputs: list[Checked]) -> float:
         """Scores per test, drift per feature and output, and the share of them that drifted (returned)."""
@@ -198,40 +193,6 @@ class LiveMonitor:
         metrics.drift_share.labels(name).set(share)
         return share
 
-    def shared_window(self, loaded: Loaded, table: pa.Table) -> pa.Table:
-        """Write this worker's window beside the others' and return the newest `drift_window` rows of all of them
-        (files of workers that stopped writing for three intervals are left out and removed)."""
-        import pyarrow.compute as pc
-        import pyarrow.ipc as ipc
-
-        from luodi.io import atomic_write
-
-        folder = Path(str(self.shared))
-        prefix = f"luodi-window-{loaded.name}-"
-
-        def write(handle: Any) -> None:
-            with ipc.new_file(handle, table.schema) as writer:
-                writer.write_table(table)
-
-        atomic_write(folder / f"{prefix}{os.getpid()}.arrow", write)
-        tables, stale = [], time.time() - 3 * self.config.drift_interval_s - 5
-        for path in folder.glob(f"{prefix}*.arrow"):
-            try:
-                if path.stat().st_mtime < stale:
-                    path.unlink(missing_ok=True)
-                    continue
-                with ipc.open_file(path) as reader:
-                    found = reader.read_all()
-            except (OSError, pa.ArrowInvalid):  # removed or replaced while we read: the next pass sees it
-                continue
-            if found.schema.equals(table.schema):
-                tables.append(found.filter(pc.equal(found.column("version"), loaded.version)))
-        merged = pa.concat_tables(tables) if tables else table
-        if merged.num_rows > self.config.drift_window:
-            newest = pc.sort_indices(merged, sort_keys=[("timestamp", "descending")])
-            merged = merged.take(newest[:self.config.drift_window])
-        return merged
-
     def report_metric(self, model: str, version: int, values: dict[str, float],
                       details: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Alert on named metrics of a served model (live accuracy from delayed labels: `{"accuracy": 0.81}`) by the
@@ -239,9 +200,24 @@ class LiveMonitor:
         return self.alerter.evaluate(model, version, metric_conditions(values, self.alerter.settings), details)
 
     def close(self) -> None:
-        self.alerter.close(timeout_s=min(10.0, self.config.drain_timeout_s))
+        """Hand over what is queued, end the monitoring process, deliver the alerts still waiting."""
+        timeout = min(10.0, self.config.drain_timeout_s)
+        with contextlib.suppress(queue.Full):
+            self.inbox.put(None, timeout=timeout)
+        self.sender.join(timeout=timeout)
+        self.closing = True
+        process = self.process
+        self._stop()
+        if process is not None:
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.alerter.close(timeout_s=timeout)
 
 
-def live_monitor(config: ServeConfig, metrics: Metrics, home: Path) -> LiveMonitor | None:
+def live_monitor(config: ServeConfig, metrics: Metrics, home: Path,
+                 current: Callable[[str], Loaded]) -> LiveMonitor | None:
     """The live monitor, or None when `drift_window` is 0 (live drift and alerts off)."""
-    return LiveMonitor(config, metrics, home) if config.drift_window > 0 else None
+    return LiveMonitor(config, metrics, home, current) if config.drift_window > 0 else None

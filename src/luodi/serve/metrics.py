@@ -69,8 +69,8 @@ class Metrics:
                                "model, feature and issue.", ["model", "feature", "issue"], registry=registry)
         self.monitor_errors = Counter("luodi_monitor_errors", "Failed live monitoring passes (logged).", ["model"],
                                       registry=registry)
-        self.monitor_seconds = Counter("luodi_monitor_seconds", "CPU seconds the live monitoring passes took (on "
-                                       "their worker thread).", ["model"], registry=registry)
+        self.monitor_seconds = Counter("luodi_monitor_seconds", "CPU seconds the live monitoring passes took (in "
+                                       "the live monitoring process).", ["model"], registry=registry)
         self.alerts = Counter("luodi_alerts", "Alert deliveries by outcome (sent, failed, dropped).",
                               ["model", "outcome"], registry=registry)
         self._requests: dict[tuple[str, str, int], Any] = {}

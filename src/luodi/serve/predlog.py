@@ -17,6 +17,9 @@ Files: `LUODI_HOME/predictions/<model>/part-<unix ns>-<pid>.parquet`, one row pe
 Requests are sampled (`log_sample_rate`) and buffered in memory (at most `max_buffer_rows` rows; beyond that
 rows are dropped and counted, never blocking a request); a background thread writes a file every
 `flush_s` seconds, atomically, and deletes the oldest files once a model's folder passes `max_bytes`.
+With a `listener` (the server's live monitor, serve/live.py) every request is buffered, sampled or not, and each
+flush hands the listener the whole table before the sampled rows are written: the live drift window reuses the
+rows the log already collects, so it costs the request path nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +56,14 @@ class Pending:
         self.endpoint: list[str] = []
         self.request_id: list[str | None] = []
         self.latency_ms: list[float] = []
+        self.sampled: list[bool] = []  # per request: written to the log (all are, at log_sample_rate 1)
         self.inputs: dict[str, list[Any]] = {field.name: [] for field in schema.fields}
         self.outputs: dict[str, list[np.ndarray]] = {spec.name: [] for spec in schema.outputs}
 
     def add(self, at: float, endpoint: str, request_id: str | None, latency_ms: float, columns: dict[str, Any],
-            predictions: Predictions) -> None:
+            predictions: Predictions, sampled: bool = True) -> None:
         self.counts.append(len(predictions))
+        self.sampled.append(sampled)
         self.at.append(at)
         self.endpoint.append(endpoint)
         self.request_id.append(request_id)
@@ -85,6 +91,12 @@ class Pending:
             columns[spec.name] = logged(Output(spec, np.concatenate(self.outputs[spec.name])))
         return pa.table(columns)
 
+    def sampled_rows(self, table: pa.Table) -> pa.Table:
+        """The rows of `table` (this buffer's) that the log keeps."""
+        if all(self.sampled):
+            return table
+        return table.filter(pa.array(np.repeat(np.asarray(self.sampled, bool), np.asarray(self.counts))))
+
 
 def logged(output: Output) -> pa.Array:
     """An output's column in the log: a label's name, a number, or a struct of float64 scores by part name."""
@@ -101,11 +113,12 @@ class PredictionLog:
     """Buffer sampled predictions in memory and write them as Parquet from a background thread."""
 
     def __init__(self, home: Path, *, sample_rate: float, max_bytes: int, flush_s: float,
-                 max_buffer_rows: int = 50_000):
+                 max_buffer_rows: int = 50_000, listener: Callable[[str, int, pa.Table], None] | None = None):
         self.root = path_inside(home, "predictions")
         self.root.mkdir(exist_ok=True)
         self.sample_rate, self.max_bytes, self.flush_s = sample_rate, max_bytes, flush_s
         self.max_buffer_rows = max_buffer_rows
+        self.listener = listener  # gets every buffered request's rows at each flush (model, version, table)
         self.pending: dict[int, Pending] = {}  # by id of the schema: one per model version
         self.buffered_rows = 0
         self.dropped_rows = 0
@@ -116,8 +129,10 @@ class PredictionLog:
 
     def add(self, model: str, version: int, schema: ServingSchema, endpoint: str, request_id: str | None,
             latency_ms: float, columns: dict[str, Any], predictions: Predictions) -> None:
-        """Keep a request with probability `sample_rate`; never blocks on I/O."""
-        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+        """Keep a request with probability `sample_rate` (every request when a listener takes them all); never blocks
+        on I/O."""
+        sampled = self.sample_rate >= 1.0 or random.random() < self.sample_rate
+        if not sampled and self.listener is None:
             return
         rows = len(predictions)
         with self.lock:
@@ -127,7 +142,7 @@ class PredictionLog:
             pending = self.pending.get(id(schema))
             if pending is None:
                 pending = self.pending[id(schema)] = Pending(model, version, schema)
-            pending.add(time.time(), endpoint, request_id, latency_ms, columns, predictions)
+            pending.add(time.time(), endpoint, request_id, latency_ms, columns, predictions, sampled)
             self.buffered_rows += rows
 
     def _loop(self) -> None:
@@ -143,10 +158,19 @@ class PredictionLog:
         with self.lock:
             pending, self.pending, self.buffered_rows = self.pending, {}, 0
         for group in pending.values():  # one file per model version: a reload may change the input fields
+            table = group.table()
+            if self.listener is not None:
+                try:
+                    self.listener(group.model, group.version, table)
+                except Exception:  # noqa: BLE001 - live monitoring never stops the log
+                    log.exception("handing the prediction log's rows to live monitoring failed")
+            table = group.sampled_rows(table)
+            if not table.num_rows:
+                continue
             folder = path_inside(self.root, group.model)
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
-            atomic_write(path, functools.partial(pq.write_table, group.table()))
+            atomic_write(path, functools.partial(pq.write_table, table))
             self._rotate(folder)
 
     def _rotate(self, folder: Path) -> None:

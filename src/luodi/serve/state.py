@@ -34,7 +34,7 @@ class ServerState:
         self.routes = Routes()
         self.streams = OpenStreams()
         self.predlog: PredictionLog | None = None
-        self.live: LiveMonitor | None = None  # live drift windows and alerts (serve/live.py), set in the lifespan
+        self.live: LiveMonitor | None = None  # live drift gauges and alerts (serve/live.py), set in the lifespan
         self.ready = False
         self.draining = False
 
@@ -81,8 +81,6 @@ class ServerState:
                request_id: str | None = None) -> None:
         for column, count in result.unseen:
             self.metrics.unseen.labels(loaded.name, column).inc(count)
-        if self.live is not None:
-            self.live.record(loaded, payload.columns, result)
         if self.predlog is not None:
             self.predlog.add(loaded.name, loaded.version, loaded.schema, endpoint, request_id,
                              (time.perf_counter() - started) * 1000, payload.columns, result)

@@ -88,6 +88,48 @@ def test_data_quality_counters_count_missing_unseen_and_out_of_range(serve: Call
         assert counts(text) == expected
 
 
+def test_the_window_sees_every_request_while_the_log_keeps_its_sample(serve: Callable[..., Any], store_home: Path,
+                                                                      tmp_path: Path,
+                                                                      table_csv: Callable[..., Path]) -> None:
+    """Live monitoring takes its rows from the prediction log's buffer, which then holds every request; only the
+    sampled ones (`log_sample_rate`) are written."""
+    import pyarrow.parquet as pq
+
+    records = rows(table_csv, tmp_path, 300, seed=11)
+    with serve("tiny", log_sample_rate=0.5, **LIVE) as server:
+        for record in records:  # a request per row: each one sampled or not
+            assert server.client.post("/v1/models/tiny/predict", json={"records": [record]}).status_code == 200
+        text = wait_for(server.client, lambda text: window_rows(text) == 300 and len(drift(text)) == 4)
+        assert window_rows(text) == 300
+        missing = samples(text, "luodi_quality_issues_total")[
+            (("feature", "income"), ("issue", "missing"), ("model", "tiny"))]
+        assert missing == sum(record["income"] is None for record in records)
+    logged = sum(pq.read_metadata(path).num_rows for path in (store_home / "predictions" / "tiny").glob("*.parquet"))
+    assert 0 < logged < 300  # P(all 300 or none sampled) = 2 ** -299
+
+
+def test_a_hot_reload_starts_a_new_window(serve: Callable[..., Any], store_home: Path, tmp_path: Path,
+                                          table_csv: Callable[..., Path]) -> None:
+    from serving_helpers import register_copy
+
+    from luodi.store import Store
+
+    store = Store(store_home)
+    store.set_alias("tiny", "production", 1)
+    version = register_copy(store_home)
+    with serve("tiny@production", reload_interval_s=0.1, **LIVE) as server:
+        send(server.client, rows(table_csv, tmp_path, 300, seed=12, shift=2.5))
+        wait_for(server.client, lambda text: drift(text).get("size") == 1.0 and window_rows(text) == 300)
+        store.set_alias("tiny", "production", version, reason="test: the new version")
+        deadline = time.monotonic() + 30
+        while server.client.get("/v1/models/tiny").json()["version"] != version:
+            assert time.monotonic() < deadline, "the server did not reload"
+            time.sleep(0.1)
+        send(server.client, rows(table_csv, tmp_path, 100, seed=11))
+        text = wait_for(server.client, lambda text: window_rows(text) == 100)
+        assert window_rows(text) == 100 and drift(text)["size"] == 0.0  # the drifted rows were the old version's
+
+
 class Receiver:
     """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
 
@@ -207,19 +249,47 @@ def test_a_dead_webhook_is_logged_and_serving_goes_on(serve: Callable[..., Any],
 
 def test_a_failing_drift_computation_is_logged_and_counted(serve: Callable[..., Any], tmp_path: Path,
                                                            table_csv: Callable[..., Path],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fault injection: the tests raise on every pass; requests keep getting answers."""
-    import luodi.serve.live
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Fault injection: a profile the tests cannot read makes every pass fail in the monitoring process; requests
+    keep getting answers and the server logs the failure's traceback."""
+    from luodi.serve.live import LiveMonitor
 
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("injected drift failure")
+    original = LiveMonitor.profile
 
-    monkeypatch.setattr(luodi.serve.live, "check_entries", broken)
+    def broken(self: LiveMonitor, name: str, version: int) -> Any:
+        found = original(self, name, version)
+        return None if found is None else ({"features": {"size": {"type": "numeric", "aspects": None}},
+                                            "outputs": {}}, found[1])
+
+    monkeypatch.setattr(LiveMonitor, "profile", broken)
     with serve("tiny", **LIVE) as server:
         send(server.client, rows(table_csv, tmp_path, 100, seed=11))
         text = wait_for(server.client, lambda text: bool(samples(text, "luodi_monitor_errors_total")))
         assert samples(text, "luodi_monitor_errors_total")[(("model", "tiny"),)] >= 1
         send(server.client, rows(table_csv, tmp_path, 100, seed=13))
+    messages = [record.getMessage() for record in caplog.records if "live monitoring of tiny failed" in
+                record.getMessage()]
+    assert messages and "AttributeError" in messages[0]
+
+
+def test_a_killed_monitoring_process_is_replaced(serve: Callable[..., Any], tmp_path: Path,
+                                                 table_csv: Callable[..., Path]) -> None:
+    """The drift passes run in a process of their own: killed, it is counted as an error, serving goes on, and a new
+    one takes the next rows (with an empty window)."""
+    import signal
+
+    with serve("tiny", **LIVE) as server:
+        send(server.client, rows(table_csv, tmp_path, 100, seed=11))
+        wait_for(server.client, lambda text: window_rows(text) == 100)
+        first = server.state.live.process
+        os.kill(first.pid, signal.SIGKILL)
+        text = wait_for(server.client, lambda text: bool(samples(text, "luodi_monitor_errors_total")))
+        assert samples(text, "luodi_monitor_errors_total")[(("model", "tiny"),)] >= 1
+        send(server.client, rows(table_csv, tmp_path, 300, seed=12, shift=2.5))  # still answering
+        shifted = wait_for(server.client, lambda text: drift(text).get("size") == 1.0 and window_rows(text) == 300)
+        assert drift(shifted)["size"] == 1.0 and window_rows(shifted) == 300
+        assert server.state.live.process.pid != first.pid
 
 
 @pytest.mark.slow  # starts `luodi serve --workers 2` (two processes loading torch)
