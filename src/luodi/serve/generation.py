@@ -2,7 +2,8 @@
 at a time in a worker thread.
 
 A request (`Sequence`) waits in a bounded queue (`QueueFull` past `max_waiting`, which the endpoints answer 429),
-joins the running batch at the next step when a slot is free (its prompt runs once: prefill), and leaves the batch
+joins the running batch at the next step when a slot is free (its prompt runs once: prefill; from idle, once the
+requests sent together have all arrived, so they prefill as one batch), and leaves the batch
 the step it ends (end-of-text, max_tokens, the context is full) or is cancelled (a stop sequence, a client that
 went away: `cancel` frees a waiting sequence at once and a running one before the next step). Each step's token
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
