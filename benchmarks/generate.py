@@ -20,7 +20,8 @@ threads, on the same prompts (`--prompt-tokens` token ids each, sent as ids so b
 and the report is each ratio's median over rounds with its range (goals from issue 13: 8 concurrent >= 3x
 sequential and >= 1.0x HF batch 8; batch-1 decode >= 1.0x HF fp32; time to first token <= 1.2x HF prefill).
 Then batch-1 decode paths of the same model in this process, in rounds: the per-sequence path (the model's own
-cache), the slot cache the scheduler uses, and the slot cache under bf16 autocast.
+cache), the slot cache the scheduler uses, and the slot cache under bf16 autocast; and batch-8 paths: generate(),
+the slot cache in this thread and in a new thread (as the server's worker).
 `tiny` and `small` are GPT packages trained for one epoch (the first part of this benchmark): only the
 concurrent / sequential ratio.
 
@@ -39,6 +40,7 @@ import json
 import platform
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -221,9 +223,37 @@ def lever_variants(model: Any, prompt: list[int], tokens: int) -> dict[str, Call
             "slot cache, bf16 autocast": slot_cache(torch.bfloat16)}
 
 
-def levers(model: Any, prompt: list[int], tokens: int, count: int) -> dict[str, dict[str, float]]:
-    """Batch-1 decode tokens/s of each lever in this process, rounds rotating; median and range."""
-    variants = lever_variants(model, prompt, tokens)
+def batch_variants(model: Any, prompts: list[list[int]], tokens: int) -> dict[str, Callable[[], float]]:
+    """Batch-8 paths in this process, tokens/s prefill included (as "hf batch 8"): HF generate(), the server's slot
+    cache stepped in this thread, and the same in a new thread, as the server's worker runs it. Against "luodi 8
+    concurrent" they split (b)'s gap into the model step and the serving around it."""
+    from luodi.serve.hf_slots import HFSlots
+
+    slots, rows = HFSlots(model, len(prompts)), list(range(len(prompts)))
+
+    def slot_batch() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():  # per thread
+            logits = slots.prefill(rows, prompts)
+            for _ in range(tokens - 1):
+                logits = slots.step(rows, logits.argmax(-1).tolist())
+        return len(prompts) * tokens / (time.perf_counter() - started)
+
+    def new_thread() -> float:
+        result: list[float] = []
+        worker = threading.Thread(target=lambda: result.append(slot_batch()))
+        worker.start()
+        worker.join()
+        return result[0]
+
+    return {"batch 8: hf generate()": lambda: len(prompts) * tokens / hf_generate(model.backbone, prompts, tokens),
+            "batch 8: slot cache, this thread": slot_batch, "batch 8: slot cache, a new thread": new_thread}
+
+
+def levers(model: Any, prompts: list[list[int]], tokens: int, count: int) -> dict[str, dict[str, float]]:
+    """Batch-1 decode tokens/s of each lever and batch-8 tokens/s of each path in this process, rounds rotating;
+    median and range."""
+    variants = {**lever_variants(model, prompts[0], tokens), **batch_variants(model, prompts, tokens)}
     names = list(variants)
     measured: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
@@ -232,7 +262,7 @@ def levers(model: Any, prompt: list[int], tokens: int, count: int) -> dict[str, 
         for index in range(count):
             for name in names[index % len(names):] + names[:index % len(names)]:
                 measured[name].append(variants[name]())
-    print("batch-1 decode in-process, tokens/s, median [range]:")
+    print("in-process: batch-1 decode tokens/s, batch-8 tokens/s, median [range]:")
     for name, values in measured.items():
         print(f"  {name:<56} {statistics.median(values):8.2f}  [{min(values):.2f} - {max(values):.2f}]")
     return {name: spread(values) for name, values in measured.items()}
@@ -304,7 +334,7 @@ def hf_comparison(options: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         print(f"  {name:<56} {statistics.median(values):8.2f}  [{min(values):.2f} - {max(values):.2f}]")
     return {"source": str(source), "rounds": rounds, "ratios": {name: spread(v) for name, v in ratios.items()},
             "figures": {name: spread(v) for name, v in figures.items()},
-            "levers": levers(loaded.model, prompts[0], tokens, options.rounds)}
+            "levers": levers(loaded.model, prompts, tokens, options.rounds)}
 
 
 def main() -> None:

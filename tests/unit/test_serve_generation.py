@@ -161,3 +161,37 @@ def test_sequences_of_one_length_step_without_a_mask_and_get_the_tokens_they_get
     samplings = [Sampling(max_tokens=limit) for limit in limits]
     assert asyncio.run(generate_all(scheduler, prompts, samplings)) == alone
     assert scheduler.slots is not None
+
+
+def test_requests_sent_together_join_one_prefill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From idle, the worker waits until submissions stop arriving (a gap, widened here so a busy machine cannot
+    split the burst) and prefills them as one batch: they then step at one length."""
+    from luodi.serve import generation
+
+    monkeypatch.setattr(generation, "ADMIT_GAP_S", 0.5)
+    monkeypatch.setattr(generation, "ADMIT_WINDOW_S", 10.0)
+    torch.manual_seed(0)
+    network = GPT(GPTConfig(layers=2, width=32, heads=2), 50, 64).eval()
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    alone = [list(generate_tokens(network, prompt, Sampling(max_tokens=6), eos_id=None)) for prompt in prompts]
+    scheduler = Scheduler(network, None, max_running=4, max_waiting=8, metrics=metrics())
+    joined: list[int] = []
+    prefill = scheduler._prefill
+    monkeypatch.setattr(scheduler, "_prefill", lambda sequences: (joined.append(len(sequences)), prefill(sequences)))
+
+    async def staggered() -> list[list[int]]:
+        events: asyncio.Queue[tuple[int, Token]] = asyncio.Queue()
+        for index, prompt in enumerate(prompts):  # a few ms apart, as a client's concurrent requests arrive
+            scheduler.submit(Sequence(prompt, Sampling(max_tokens=6), index=index, events=events))
+            await asyncio.sleep(0.02)
+        tokens: list[list[int]] = [[] for _ in prompts]
+        done = 0
+        while done < len(prompts):
+            index, token = await events.get()
+            done += token.token is None
+            if token.token is not None:
+                tokens[index].append(token.token)
+        return tokens
+
+    assert asyncio.run(staggered()) == alone
+    assert joined == [3]

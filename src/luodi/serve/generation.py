@@ -2,7 +2,8 @@
 at a time in a worker thread.
 
 A request (`Sequence`) waits in a bounded queue (`QueueFull` past `max_waiting`, which the endpoints answer 429),
-joins the running batch at the next step when a slot is free (its prompt runs once: prefill), and leaves the batch
+joins the running batch at the next step when a slot is free (its prompt runs once: prefill; from idle, once the
+requests sent together have all arrived, so they prefill as one batch), and leaves the batch
 the step it ends (end-of-text, max_tokens, the context is full) or is cancelled (a stop sequence, a client that
 went away: `cancel` frees a waiting sequence at once and a running one before the next step). Each step's token
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
@@ -35,6 +36,11 @@ from luodi.serve.slots import GPTSlots, Slots
 
 log = logging.getLogger("luodi.serve")
 IDLE_EXIT_S = 2.0  # a worker with nothing to do for this long ends; the next request starts a new one
+# From idle, the worker waits for a burst of requests to stop arriving (no new one for ADMIT_GAP_S, ADMIT_WINDOW_S
+# at most after the first) before it prefills, so that requests sent together join one prefill and decode at one
+# length (see `_admit`). A lone request waits ADMIT_GAP_S.
+ADMIT_GAP_S = 0.003
+ADMIT_WINDOW_S = 0.02
 
 
 class QueueFull(Exception):
@@ -212,6 +218,8 @@ class Scheduler:
         with self.lock:
             while True:
                 self._release([sequence for sequence in self.running if sequence.cancelled])
+                if not self.running:
+                    self._await_burst()
                 admitted = []
                 while self.waiting and self.free:
                     sequence = self.waiting.popleft()
@@ -229,6 +237,19 @@ class Scheduler:
             self.running.extend(admitted)
             self.metrics.running.set(len(self.running))
         return True
+
+    def _await_burst(self) -> None:
+        """With nothing running, wait (the lock held, released while waiting) until the waiting requests stop
+        arriving: requests sent together (a client's concurrent streams) then join one prefill instead of the first
+        prefilling alone while the others queue behind it, one step later, so their steps run at one length (no
+        mask, the step's keys written by a slice: serve/hf_slots.py) and their prompts in one batch. The first
+        token waits ADMIT_GAP_S (a few ms, against a prefill of tens of ms), ADMIT_WINDOW_S at most."""
+        while self.waiting and len(self.waiting) < len(self.free):
+            now, first, last = time.perf_counter(), self.waiting[0].submitted, self.waiting[-1].submitted
+            until = min(last + ADMIT_GAP_S, first + ADMIT_WINDOW_S)
+            if now >= until:
+                return
+            self.lock.wait(until - now)
 
     def _prefill(self, sequences: list[Sequence]) -> None:
         """Run the prompts of the sequences joining at this step (with slots: as one batch)."""
