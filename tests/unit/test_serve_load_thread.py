@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from luodi.serve.app import in_passing_thread
+from luodi.serve.state import in_passing_thread
 
 
 def test_the_loading_thread_returns_raises_and_ends() -> None:

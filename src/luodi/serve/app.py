@@ -18,12 +18,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -42,36 +40,12 @@ from luodi.serve.predlog import PredictionLog
 from luodi.serve.replies import Reply
 from luodi.serve.routes import add_docs, add_routes
 from luodi.serve.settings import ServeConfig
-from luodi.serve.state import ServerState
+from luodi.serve.state import ServerState, in_passing_thread
 
 Loader = Callable[[Reference, ServeConfig], Loaded]
 Endpoints = Callable[[ServerState], list[Endpoint]]
 log = logging.getLogger("luodi.serve")
 T = TypeVar("T")
-
-
-async def in_passing_thread(function: Callable[..., T], *args: Any) -> T:
-    """`function(*args)` in a thread of its own that ends after it. The OpenMP team (torch's intra-op threads) that a
-    thread opens ends with that thread, so loading and warming a model leaves no team behind: the model's worker then
-    holds the only one, whose helper threads keep spinning between parallel regions instead of sleeping, which GNU
-    OpenMP does once a process holds more of its threads than CPUs (docs/performance.md, text generation)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not done.done():  # the lifespan may have been cancelled meanwhile
-            outcome()
-
-    def run() -> None:
-        try:
-            result = function(*args)
-        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
-            loop.call_soon_threadsafe(settle, partial(done.set_exception, error))
-        else:
-            loop.call_soon_threadsafe(settle, partial(done.set_result, result))
-
-    threading.Thread(target=run, name="luodi-load", daemon=True).start()
-    return await done
 
 
 def create_app(references: list[Reference], config: ServeConfig, *, home: Path | None = None,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from luodi.errors import InputError
 from luodi.serve.batcher import Batcher, DeadlineExceeded, QueueFull
@@ -21,6 +23,32 @@ from luodi.serve.settings import ServeConfig
 from luodi.tasks import Predictions
 
 log = logging.getLogger("luodi.serve")
+
+T = TypeVar("T")
+
+
+async def in_passing_thread(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a thread of its own that ends after it. The OpenMP team (torch's intra-op threads) that a
+    thread opens ends with that thread, so loading and warming a model leaves no team behind: the model's worker then
+    holds the only one, whose helper threads keep spinning between parallel regions instead of sleeping, which GNU
+    OpenMP does once a process holds more of its threads than CPUs (docs/performance.md, text generation)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # the lifespan may have been cancelled meanwhile
+            outcome()
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
+            loop.call_soon_threadsafe(settle, partial(done.set_exception, error))
+        else:
+            loop.call_soon_threadsafe(settle, partial(done.set_result, result))
+
+    threading.Thread(target=run, name="luodi-load", daemon=True).start()
+    return await done
 
 
 class ServerState:
@@ -95,7 +123,7 @@ class ServerState:
     async def reload(self, served: ServedModel) -> dict[str, Any]:
         previous = (served.current.version, served.current.backend.name)
         try:
-            changed = await asyncio.to_thread(served.reload, self.config, self.loader)
+            changed = await in_passing_thread(served.reload, self.config, self.loader)
         except Exception as error:  # noqa: BLE001 - logged by reload; the old version keeps serving
             self.metrics.reloads.labels(served.name, "refused").inc()
             return {"reloaded": False, "version": served.current.version, "error": str(error)}
