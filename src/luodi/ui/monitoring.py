@@ -11,6 +11,9 @@ the page says what is missing (`problem`) and what to do, as `luodi monitor` wou
 
 from __future__ import annotations
 
+import copy
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +38,34 @@ if TYPE_CHECKING:
 DRIFT_BUCKETS = 12  # points of each feature's drift curve
 CHART_WIDTH = 395  # pixels: three charts side by side on a 1280-pixel screen
 MIN_BUCKET_ROWS = 20  # a bucket with fewer logged rows is left out of the drift curves: a test on so few says little
+VERIFIED_KEPT = 64  # packages whose verified manifest is remembered
+
+
+class VerifiedManifests:
+    """`verify_package` once per package state: a view re-hashes a package (hundreds of MB for a language model) only
+    when a file under it was added, removed, resized or touched since the last view; otherwise the manifest that
+    passed verification is reused. The key is every file's (path, size, mtime_ns): a stat per file, no reading."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.kept: dict[Path, tuple[tuple[tuple[str, int, int], ...], dict[str, Any]]] = {}
+
+    def __call__(self, folder: Path) -> dict[str, Any]:
+        stamp = tuple(sorted((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns)
+                             for path in folder.rglob("*") if path.is_file() for stat in (path.stat(),)))
+        with self.lock:
+            kept = self.kept.get(folder)
+        if kept is not None and kept[0] == stamp:
+            return copy.deepcopy(kept[1])
+        manifest = verify_package(folder)
+        with self.lock:
+            if len(self.kept) >= VERIFIED_KEPT:
+                self.kept.pop(next(iter(self.kept)))
+            self.kept[folder] = (stamp, copy.deepcopy(manifest))
+        return manifest
+
+
+verified_manifest = VerifiedManifests()
 
 
 def logged_versions(store: Store, name: str) -> list[dict[str, Any]]:
@@ -115,7 +146,7 @@ def monitoring_data(store: Store, name: str, version: int | None = None, *, sinc
                            f"{chosen.ref}`, log_sample_rate above 0) and send it requests.")
         return data
     try:
-        manifest = verify_package(chosen.path)
+        manifest = verified_manifest(chosen.path)
         profile = read_profile(chosen.path, manifest)
         window = read_window(store.home, chosen.name, chosen.version, begin, end)
     except InputError as error:  # no rows in the window, no profile, a corrupt package: said on the page
