@@ -4,6 +4,7 @@ version: `--since` / `--until` parsed, files read, rows of other versions and ti
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,26 +73,37 @@ def log_folder(home: Path, model: str) -> Path:
     return path_inside(path_inside(home, "predictions"), model)
 
 
-def read_window(home: Path, model: str, version: int, since: datetime | None, until: datetime | None) -> Window:
-    """The rows model `model` version `version` answered in [since, until); an InputError names what is missing:
-    no log for the model, no rows of that version, or none in the window."""
+def log_files(home: Path, model: str) -> list[Path]:
+    """The prediction log's files of model `model`, oldest first (none when it was never served)."""
+    folder = log_folder(home, model)
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def log_tables(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Each file's rows (only `columns`, when given); a file the server rotated away since it was listed is skipped,
+    an unreadable one is an InputError naming it."""
     import pyarrow.parquet as pq
 
-    if since is not None and until is not None and since >= until:
-        raise InputError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
-    folder = log_folder(home, model)
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-    if not files:
-        raise InputError(f"no prediction log for model {model!r} (looked in {folder}): serve it with `luodi serve "
-                         f"{model}` (log_sample_rate > 0) and send it requests first")
-    tables, versions = [], set()
     for path in files:
         try:
-            table = pq.read_table(path)
+            yield pq.read_table(path, columns=columns)
         except FileNotFoundError:  # rotated away by the server while we listed
             continue
         except (OSError, pa.ArrowInvalid) as error:
             raise InputError(f"{path}: not a readable prediction log file ({error})") from None
+
+
+def read_window(home: Path, model: str, version: int, since: datetime | None, until: datetime | None) -> Window:
+    """The rows model `model` version `version` answered in [since, until); an InputError names what is missing:
+    no log for the model, no rows of that version, or none in the window."""
+    if since is not None and until is not None and since >= until:
+        raise InputError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    files = log_files(home, model)
+    if not files:
+        raise InputError(f"no prediction log for model {model!r} (looked in {log_folder(home, model)}): serve it "
+                         f"with `luodi serve {model}` (log_sample_rate > 0) and send it requests first")
+    tables, versions = [], set()
+    for table in log_tables(files):
         found = table.column("version")
         versions.update(pc.unique(found).to_pylist())
         table = table.filter(pc.equal(found, version))

@@ -212,7 +212,6 @@ def run(inbox: Connection, outbox: Connection) -> None:
             due = time.monotonic() + settings.interval_s
 
 
-
 def main(descriptors: list[str]) -> None:
     """The process's entry: `python -c "...; main(sys.argv[1:])" IN OUT` (the server's pipe descriptors)."""
     run(Connection(int(descriptors[0]), writable=False), Connection(int(descriptors[1]), readable=False))

@@ -23,7 +23,7 @@ from luodi.config import MonitorConfig, validate_config
 from luodi.errors import InputError
 from luodi.monitor.check import check_entries, check_window
 from luodi.monitor.drift import choose_test
-from luodi.monitor.log import log_folder, parse_time, read_window, time_buckets
+from luodi.monitor.log import log_files, log_tables, parse_time, read_window, time_buckets
 from luodi.monitor.profile import read_profile
 from luodi.package import MANIFEST, verify_package
 from luodi.store import ModelVersion, Store, validate_name
@@ -71,17 +71,7 @@ verified_manifest = VerifiedManifests()
 def logged_versions(store: Store, name: str) -> list[dict[str, Any]]:
     """The versions of model `name` its prediction log holds rows of: version, rows, last (ISO time of its newest
     row), newest first. Only the version and timestamp columns are read."""
-    import pyarrow.parquet as pq
-
-    folder = log_folder(store.home, name)
-    tables = []
-    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
-        try:
-            tables.append(pq.read_table(path, columns=["version", "timestamp"]))
-        except FileNotFoundError:  # rotated away by the server while we listed
-            continue
-        except (OSError, pa.ArrowInvalid) as error:
-            raise InputError(f"{path}: not a readable prediction log file ({error})") from None
+    tables = list(log_tables(log_files(store.home, name), columns=["version", "timestamp"]))
     if not tables:
         return []
     table = pa.concat_tables(tables, promote_options="permissive")
