@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -45,7 +44,6 @@ from luodi.serve.state import ServerState, in_passing_thread
 Loader = Callable[[Reference, ServeConfig], Loaded]
 Endpoints = Callable[[ServerState], list[Endpoint]]
 log = logging.getLogger("luodi.serve")
-T = TypeVar("T")
 
 
 def create_app(references: list[Reference], config: ServeConfig, *, home: Path | None = None,
