@@ -140,6 +140,17 @@ def run_page(store: Store, query: RunQuery) -> RunPage:
     return RunPage(runs, int(total), query, histories)
 
 
+def runs_by_id(store: Store, run_ids: list[str]) -> tuple[list[Run], dict[str, list[dict[str, float]]]]:
+    """The runs with these ids (those the store holds) and their per-epoch histories, in two queries."""
+    if not run_ids:
+        return [], {}
+    marks = ", ".join("?" for _ in run_ids)
+    with store.database.connect() as connection:
+        rows = connection.execute(f"SELECT * FROM runs WHERE id IN ({marks})", run_ids).fetchall()
+        runs = [observed(run_from_row(row)) for row in rows]
+        return runs, histories_of(connection, [run.id for run in runs])
+
+
 def histories_of(connection: Any, run_ids: list[str]) -> dict[str, list[dict[str, float]]]:
     """Per-epoch metrics of several runs in one query."""
     histories: dict[str, list[dict[str, float]]] = {run_id: [] for run_id in run_ids}

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from luodi.errors import InputError
 from luodi.store import Run, observed
 from luodi.ui import charts
-from luodi.ui.queries import RunQuery, choices, run_page
+from luodi.ui.queries import RunQuery, choices, run_page, runs_by_id
 from luodi.ui.state import UI, NotFound
 
 MAX_COMPARE = 20
@@ -47,13 +47,7 @@ def routes(ui: UI) -> list[BaseRoute]:
         """A page of runs as JSON (the /runs parameters), or `?ids=a,b` for the runs a page is watching."""
         ids = [part for part in request.query_params.get("ids", "").split(",") if part][:200]
         if ids:
-            with ui.store.database.connect() as connection:
-                marks = ", ".join("?" for _ in ids)
-                rows = connection.execute(f"SELECT * FROM runs WHERE id IN ({marks})", ids).fetchall()
-            from luodi.store import run_from_row
-
-            found = [observed(run_from_row(row)) for row in rows]
-            histories = {run.id: ui.store.epoch_history(run.id) for run in found}
+            found, histories = runs_by_id(ui.store, ids)
             return JSONResponse({"runs": [summary(run, histories[run.id]) for run in found]})
         page = run_page(ui.store, RunQuery.from_params(dict(request.query_params)))
         return JSONResponse({"total": page.total, "page": page.query.page, "pages": page.pages,
