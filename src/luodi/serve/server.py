@@ -106,13 +106,18 @@ def serve_process(references: list[Reference], config: ServeConfig, home: Path |
         raise SystemExit(1)
 
 
+def bound_url(sock: socket.socket) -> str:
+    """The base URL of a bound socket (an IPv6 address in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run(models: list[str], config: ServeConfig, home: Path | None) -> int:
     """`luodi serve`: check every reference and package first (bad input exits 2 before anything starts)."""
     references = [Reference(model, home) for model in models]
     described = [preflight(reference, config) for reference in references]
     sock = bind(config)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    url = bound_url(sock)
     configure_logging()
     print(f"luodi serve: {', '.join(described)} on {url} ({config.workers} worker(s)); docs at {url}/docs",
           file=sys.stderr, flush=True)

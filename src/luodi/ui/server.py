@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from luodi.serve.server import Running, bind, configure_logging, in_thread, make_server
+from luodi.serve.server import Running, bind, bound_url, configure_logging, in_thread, make_server
 from luodi.serve.settings import ServeConfig
 from luodi.ui.app import create_app
 
@@ -17,8 +17,7 @@ def run(config: ServeConfig, home: Path | None = None) -> int:
     """Serve the UI until SIGTERM or Ctrl-C; 0 after draining."""
     app = create_app(config, home)
     sock = bind(config)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    url = bound_url(sock)
     configure_logging()
     keys = "keys required" if app.ui.auth.required else "read-only without keys; promoting needs an admin key"
     print(f"luodi ui: {app.ui.store.home} on {url} ({keys})", file=sys.stderr, flush=True)
