@@ -132,10 +132,21 @@ def monitor(
     """Drift of the served traffic (the prediction log) against the model's training profile, per feature, and
     live accuracy from delayed labels."""
     from luodi.monitor.alerts import alert_settings
+    from luodi.monitor.log import NoRows
 
     alerts = alert_settings(webhook=alert_webhook, command=alert_command, cooldown_s=alert_cooldown,
                             quality_rate=alert_quality_rate, rules=alert_rules)
-    result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home, alerts=alerts)
+    try:
+        result = api.monitor(model, since=since, until=until, out=None if no_report else out, home=home,
+                             alerts=alerts)
+    except NoRows as nothing:
+        if not retrain_if_drift:
+            raise
+        # From cron: a version just promoted (or a quiet window) has no traffic yet; that is not a failure.
+        if as_json:
+            return _print_json({"model": model, "skipped": str(nothing), "retrain": {"skipped": "no traffic"}})
+        _console().print(f"nothing to check: {nothing}\nretrain: skipped (no traffic)")
+        return
     retrained = None
     if retrain_if_drift:
         drifted = result.to_dict()["drifted"]

@@ -59,6 +59,11 @@ def time_buckets(stamps: pa.ChunkedArray | pa.Array, most: int) -> Buckets:
     return Buckets(index, start, width, count, span)
 
 
+class NoRows(InputError):
+    """The prediction log holds nothing to check for this version and window: never served, a version that has
+    answered nothing yet (just promoted), or a window without traffic."""
+
+
 @dataclass
 class Window:
     """The logged rows of one model version between two times (either may be open)."""
@@ -94,13 +99,13 @@ def log_tables(files: list[Path], columns: list[str] | None = None) -> Iterator[
 
 
 def read_window(home: Path, model: str, version: int, since: datetime | None, until: datetime | None) -> Window:
-    """The rows model `model` version `version` answered in [since, until); an InputError names what is missing:
+    """The rows model `model` version `version` answered in [since, until); a NoRows error names what is missing:
     no log for the model, no rows of that version, or none in the window."""
     if since is not None and until is not None and since >= until:
         raise InputError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
     files = log_files(home, model)
     if not files:
-        raise InputError(f"no prediction log for model {model!r} (looked in {log_folder(home, model)}): serve it "
+        raise NoRows(f"no prediction log for model {model!r} (looked in {log_folder(home, model)}): serve it "
                          f"with `luodi serve {model}` (log_sample_rate > 0) and send it requests first")
     tables, versions = [], set()
     for table in log_tables(files):
@@ -111,7 +116,7 @@ def read_window(home: Path, model: str, version: int, since: datetime | None, un
             tables.append(table)
     if not tables:
         listed = ", ".join(str(item) for item in sorted(versions))
-        raise InputError(f"the prediction log of {model!r} holds no rows of version {version} (it holds versions "
+        raise NoRows(f"the prediction log of {model!r} holds no rows of version {version} (it holds versions "
                          f"{listed}): run `luodi monitor {model}/N` for one of those")
     table = pa.concat_tables(tables, promote_options="permissive")
     stamps = table.column("timestamp")
@@ -125,7 +130,7 @@ def read_window(home: Path, model: str, version: int, since: datetime | None, un
         table = table.filter(keep)
     if not table.num_rows:
         first, last = pc.min(stamps).as_py(), pc.max(stamps).as_py()
-        raise InputError(f"no rows of {model}/{version} between {since.isoformat() if since else 'the start'} and "
+        raise NoRows(f"no rows of {model}/{version} between {since.isoformat() if since else 'the start'} and "
                          f"{until.isoformat() if until else 'now'}: the log covers {first.isoformat()} to "
                          f"{last.isoformat()}")
     return Window(table, since, until, len(files))

@@ -111,6 +111,13 @@ def test_errors_name_what_is_missing(serve: Callable[..., Any], store_home: Path
     other = luodi(store_home, "tiny/2", cwd=tmp_path)
     assert other.returncode == 2 and "holds no rows of version 2 (it holds versions 1)" in other.stderr
     assert not (tmp_path / "monitor.html").exists()
+    # From cron, a version that has answered nothing yet (just promoted) is nothing to check, not a failure.
+    cron = luodi(store_home, "tiny/2", "--retrain-if-drift", "--json", cwd=tmp_path)
+    assert cron.returncode == 0, cron.stderr
+    skipped = json.loads(cron.stdout)
+    assert "holds no rows of version 2" in skipped["skipped"] and skipped["retrain"] == {"skipped": "no traffic"}
+    words = luodi(store_home, "tiny/2", "--retrain-if-drift", cwd=tmp_path)
+    assert words.returncode == 0 and "nothing to check" in words.stdout and "skipped (no traffic)" in words.stdout
 
 
 def test_a_package_without_a_profile_says_how_to_get_one(store_home: Path, tmp_path: Path) -> None:
