@@ -22,7 +22,7 @@ import os
 import platform
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ ADAPTER_CONFIG = "adapter/adapter_config.json"
 BASE_REFERENCE = "adapter/base.json"  # the base checkpoint's path and sha256, hashed like every file
 BASE_VARIABLE = "LUODI_BASE"  # where a moved base checkpoint is, when no `base` is given
 MAX_HEADER_BYTES = 100 << 20
+PREDICT_BLOCK = 4096  # rows per call of an inference backend in `predict` (bounded memory on a large file)
 DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
           torch.int64: "I64", torch.int32: "I32", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
 
@@ -298,10 +299,19 @@ class ModelPackage:
         """Activated outputs to the task's typed predictions (labels and probabilities, values in target units)."""
         return self.task.decode(self.pipeline.target, outputs)
 
-    def predict(self, data: TableLike, source: str = "records", strict: bool = False) -> Prediction:
-        """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts."""
+    def predict(self, data: TableLike, source: str = "records", strict: bool = False,
+                run: Callable[[Encoded], np.ndarray] | None = None) -> Prediction:
+        """Predict raw records: a file path, a DataFrame, an Arrow table, a dict or a list of dicts.
+
+        `run` is the inference backend (`serve.backends.choose_backend(...).run`: an optimized version's ONNX graph
+        or torch recipe), fed blocks of `PREDICT_BLOCK` rows; default eager torch (`outputs`)."""
         _, encoded = self.encode(data, source, strict=strict)
-        return Prediction(self.decode(self.outputs(encoded)), encoded.unseen.messages())
+        if run is None or not len(encoded):
+            outputs = self.outputs(encoded)
+        else:
+            outputs = np.concatenate([run(encoded.rows(start, start + PREDICT_BLOCK))
+                                      for start in range(0, len(encoded), PREDICT_BLOCK)])
+        return Prediction(self.decode(outputs), encoded.unseen.messages())
 
     def generate(self, prompt: str | list[dict[str, str]], sampling: Any = None) -> Iterator[str]:
         """Pieces of text continuing `prompt` (a text_generation package), as they are generated
@@ -313,12 +323,13 @@ class ModelPackage:
             raise InputError(f"{self.path}: a {self.task.name} model predicts rows; it does not generate text")
         return stream_text(self.model, target, prompt, sampling or Sampling())
 
-    def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False) -> Any:
+    def predict_frame(self, data: TableLike, source: str = "records", strict: bool = False,
+                      run: Callable[[Encoded], np.ndarray] | None = None) -> Any:
         """Predictions as a pandas DataFrame: `<target>_prediction`, and `<target>_probability_<class>` for
-        classifiers (one column per output of the task, see tasks/outputs.py)."""
+        classifiers (one column per output of the task, see tasks/outputs.py); `run` as for `predict`."""
         import pandas as pd
 
-        result = self.predict(data, source, strict)
+        result = self.predict(data, source, strict, run)
         frame = pd.DataFrame(result.outputs.columns(self.target))
         frame.attrs["warnings"] = result.warnings
         return frame

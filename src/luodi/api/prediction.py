@@ -15,22 +15,32 @@ if TYPE_CHECKING:
 
 
 def predict(model: str | Path | ModelPackage | dict[str, Any], data: Any, *, out: str | Path | None = None,
-            home: str | Path | None = None, strict: bool = False, keep_input: bool = True) -> Any:
+            home: str | Path | None = None, strict: bool = False, keep_input: bool = True,
+            backend: str = "auto") -> Any:
     """Predict raw records (file path, DataFrame, dict or list of dicts) and return a pandas DataFrame.
 
     `model` is a reference, a package folder, a loaded package or `train(...).model`. The input columns come first
     (as `luodi predict` writes them; `keep_input=False` drops them), then `<target>_prediction` and, for
     classifiers, `<target>_probability_<class>`. With `out`, the result is also written (CSV, Parquet or JSONL by
-    suffix).
+    suffix). `backend` is `luodi serve`'s: `auto` runs the variant an optimized version carries (its ONNX graph or
+    torch recipe), else the package's verified model.onnx, else eager torch; `torch` or `onnx` forces one. A
+    package object passed in runs eager torch unless `backend="onnx"`.
     """
     import pandas as pd
 
     from luodi.data.sources import to_table
+    from luodi.serve.backends import choose_backend
 
+    if backend not in ("auto", "torch", "onnx"):
+        raise InputError(f"backend {backend!r}: choose auto, torch or onnx")
     package = load_model(model, home=home)
     source = _source(data)
     table = to_table(data, source)
-    frame = package.predict_frame(table, source, strict)
+    run = None
+    if isinstance(model, str | Path) or backend == "onnx":  # a torch recipe replaces package.model: only our copy
+        runner = choose_backend(package, backend, threads=torch_threads())
+        run = None if runner.name == "torch" else runner.run
+    frame = package.predict_frame(table, source, strict, run)
     if keep_input:
         warnings = frame.attrs["warnings"]
         frame = pd.concat([table.to_pandas(), frame], axis=1)
@@ -41,7 +51,7 @@ def predict(model: str | Path | ModelPackage | dict[str, Any], data: Any, *, out
 
 
 def predict_text(model: str | Path | ModelPackage, texts: str | list[str], *, out: str | Path | None = None,
-                 home: str | Path | None = None, strict: bool = False) -> Any:
+                 home: str | Path | None = None, strict: bool = False, backend: str = "auto") -> Any:
     """Predict raw texts with a model whose one input is a text column (`luodi predict --text`).
 
     Returns the DataFrame `predict` gives, the texts first.
@@ -52,7 +62,13 @@ def predict_text(model: str | Path | ModelPackage, texts: str | list[str], *, ou
         raise InputError(f"{package.path}: the model reads {[f.name for f in features]}, not one text column; "
                          "give a table with --data")
     rows = [{features[0].name: text} for text in ([texts] if isinstance(texts, str) else texts)]
-    return predict(package, rows, out=out, strict=strict, keep_input=True)
+    return predict(package, rows, out=out, strict=strict, keep_input=True, backend=backend)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def write_table(frame: Any, path: Path) -> None:

@@ -131,6 +131,9 @@ def predict(
     out: Annotated[Path | None, typer.Option("--out", help="Output file (.csv, .parquet, .jsonl); default stdout CSV.")]
     = None,
     keep_input: Annotated[bool, typer.Option(help="Put the input columns before the predictions.")] = True,
+    backend: Annotated[str, typer.Option(help="auto: what `luodi serve` runs (an optimized version's variant, else "
+                                              "a verified model.onnx, else torch); torch or onnx forces one.")]
+    = "auto",
     strict: Strict = False,
     home: Home = None,
     as_json: Json = False,
@@ -139,9 +142,9 @@ def predict(
     if (data is None) == (not text):
         raise InputError("give --data FILE or --text TEXT (not both)")
     if text:
-        frame = api.predict_text(model, text, out=out, home=home, strict=strict)
+        frame = api.predict_text(model, text, out=out, home=home, strict=strict, backend=backend)
     else:
-        frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input)
+        frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input, backend=backend)
     warnings = frame.attrs.get("warnings", [])
     if as_json:
         payload: dict[str, Any] = {"rows": len(frame), "out": str(out) if out else None, "warnings": warnings}

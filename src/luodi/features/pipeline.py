@@ -42,6 +42,11 @@ class Encoded:
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
+    def rows(self, start: int, stop: int) -> Encoded:
+        """Rows [start, stop) (views, not copies); the unseen-value warnings stay the whole block's."""
+        target = None if self.target is None else self.target[start:stop]
+        return Encoded({name: array[start:stop] for name, array in self.inputs.items()}, target, self.unseen)
+
 
 def _first_bad_row(column: pa.ChunkedArray) -> tuple[int, Any]:
     """The first row (1-based) whose text is not a number, and its value."""

@@ -3,6 +3,7 @@ int8, torch int8), answers what the package predicts within the variant's tolera
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -47,3 +48,46 @@ def test_a_torch_recipe_variant_is_served_as_the_package_says(serve, store_home:
     rows = records(30, seed=5)
     expected = load_package(folder).predict(rows).probabilities
     check_served(serve, str(folder), "torch+int8-dynamic", 0.05, expected, rows)
+
+
+def test_luodi_predict_runs_what_serve_runs(store_home: Path, tmp_path: Path) -> None:
+    """`luodi predict` / `api.predict` pick the backend as `luodi serve` does: the package's ONNX graph under `auto`,
+    eager torch under `--backend torch`. The graph here comes from other weights, so the two answers differ."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file, save_file
+
+    from luodi.optimize.export import export_onnx
+    from luodi.package import MANIFEST, WEIGHTS
+
+    source = store_home / "models" / "tiny" / "v1"
+    changed, folder = tmp_path / "changed", tmp_path / "with-onnx"
+    shutil.copytree(source, changed)
+    shutil.copytree(source, folder)
+    weights = load_file(changed / WEIGHTS)
+    save_file({name: tensor * 3 for name, tensor in weights.items()}, changed / WEIGHTS)
+    add_file(changed, WEIGHTS)
+    entry = export_onnx(changed)
+    shutil.copy(changed / "model.onnx", folder / "model.onnx")
+    add_file(folder, "model.onnx", ("onnx", entry))
+
+    rows = records(40, seed=6)
+    columns = ["label_probability_no", "label_probability_yes"]
+    auto = api.predict(str(folder), rows, keep_input=False)
+    eager = api.predict(str(folder), rows, keep_input=False, backend="torch")
+    other = api.predict(str(changed), rows, keep_input=False, backend="torch")
+    np.testing.assert_allclose(auto[columns], other[columns], atol=1e-5)  # the graph ran, not the stored weights
+    assert np.abs(auto[columns].to_numpy() - eager[columns].to_numpy()).max() > 1e-3
+    np.testing.assert_allclose(eager[columns], load_package(folder).predict(rows).probabilities, atol=1e-6)
+    assert json.loads((folder / MANIFEST).read_text())["onnx"]["file"] == "model.onnx"
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cli = [sys.executable, "-m", "luodi.cli", "predict", str(folder), "--data", str(data), "--json"]
+    done = subprocess.run([*cli, "--backend", "torch"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [row["label_probability_yes"] for row in json.loads(done.stdout)["predictions"]] == \
+        pytest.approx(eager["label_probability_yes"].tolist(), abs=1e-6)
+    bad = subprocess.run([*cli, "--backend", "tensorrt"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "backend 'tensorrt': choose auto, torch or onnx" in bad.stderr
