@@ -59,6 +59,24 @@ def test_one_pass_statistics_equal_whole_column_ones(tmp_path: Path, kind: str) 
                                            for value in ("red", "green", "blue")}
 
 
+@pytest.mark.parametrize("normalization", ["zscore", "log", "minmax"])
+def test_a_streamed_numeric_state_is_what_the_encoder_fits(tmp_path: Path, normalization: str) -> None:
+    """`normalization: log` included: the logged values' z-score, from one pass over batches (it used to stop at the
+    log, unscaled, when streamed)."""
+    from luodi.config import NumericFeature
+    from luodi.features.encoders import NumericEncoder
+    from luodi.jobs.streamed import feature_state
+
+    amounts = np.random.default_rng(5).lognormal(3.0, 1.5, size=900) * np.where(np.arange(900) % 9 == 0, -1, 1)
+    path = tmp_path / "amounts.parquet"
+    pq.write_table(pa.table({"amount": amounts}), path, row_group_size=70)
+    feature = NumericFeature(name="amount", normalization=normalization)  # type: ignore[arg-type]
+    streamed = feature_state(feature, fit_statistics(path, numeric=["amount"], batch_rows=37)["amount"])
+    encoder = NumericEncoder(feature)
+    encoder.fit(pa.chunked_array([pa.array(amounts)]))
+    assert streamed == pytest.approx(encoder.state(), rel=1e-9)
+
+
 def test_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, 10, "parquet")
     with pytest.raises(InputError, match=r"rows.parquet: no column 'age'"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from luodi.columns import signed_log
 from luodi.errors import InputError
 
 BATCH_ROWS = 65_536  # rows per record batch the readers hand out
@@ -151,10 +152,16 @@ class ColumnStatistics:
     minimum: float = float("inf")
     maximum: float = float("-inf")
     values: Counter[str] = field(default_factory=Counter)  # category columns: value counts
+    log_mean: float = 0.0  # the same moments of sign(x) * log(1 + |x|), for `normalization: log`
+    log_m2: float = 0.0
 
     @property
     def std(self) -> float:
         return float(np.sqrt(self.m2 / self.count)) if self.count else 0.0
+
+    @property
+    def log_std(self) -> float:
+        return float(np.sqrt(self.log_m2 / self.count)) if self.count else 0.0
 
     def add_numbers(self, column: pa.Array) -> None:
         values = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -162,13 +169,9 @@ class ColumnStatistics:
         self.missing += len(values) - len(present)
         if not len(present):
             return
-        count, mean = len(present), float(present.mean())
-        m2 = float(((present - mean) ** 2).sum())
-        total = self.count + count
-        delta = mean - self.mean
-        self.mean += delta * count / total
-        self.m2 += m2 + delta * delta * self.count * count / total
-        self.count = total
+        self.mean, self.m2 = merged_moments(self.count, self.mean, self.m2, present)
+        self.log_mean, self.log_m2 = merged_moments(self.count, self.log_mean, self.log_m2, signed_log(present))
+        self.count += len(present)
         self.minimum, self.maximum = min(self.minimum, float(present.min())), max(self.maximum, float(present.max()))
 
     def add_values(self, column: pa.Array) -> None:
@@ -178,6 +181,15 @@ class ColumnStatistics:
         counts = pc.value_counts(column.drop_null().cast(pa.string()))
         self.values.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
                                     strict=True)))
+
+
+def merged_moments(count: int, mean: float, m2: float, values: np.ndarray) -> tuple[float, float]:
+    """The mean and sum of squared deviations of `count` numbers (`mean`, `m2`) and `values` together."""
+    added, added_mean = len(values), float(values.mean())
+    total = count + added
+    delta = added_mean - mean
+    return (mean + delta * added / total,
+            m2 + float(((values - added_mean) ** 2).sum()) + delta * delta * count * added / total)
 
 
 def fit_statistics(path: str | Path, numeric: Sequence[str] = (), categories: Sequence[str] = (),

@@ -211,6 +211,8 @@ def feature_state(feature: Any, stats: stream.ColumnStatistics) -> dict[str, Any
         center, scale = 0.0, 1.0
         if feature.normalization == "zscore":
             center, scale = stats.mean, stats.std if stats.std > 1e-12 else 1.0
+        elif feature.normalization == "log":  # z-score of the logged values, as NumericEncoder.fit
+            center, scale = stats.log_mean, stats.log_std if stats.log_std > 1e-12 else 1.0
         elif feature.normalization == "minmax":
             spread = stats.maximum - stats.minimum
             center, scale = stats.minimum, spread if spread > 1e-12 else 1.0
