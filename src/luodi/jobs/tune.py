@@ -302,9 +302,9 @@ def study_summary(study: Any, lines: list[TrialLine], found: dict[str, float] | 
     """The plain summary of a study that its page (evaluate/study.py), `luodi tune` and the web UI read: study,
     model, metric, direction, best (number, value, values, run_id, test_metrics; None until a trial finished), trial
     counts by state, importances, search (the ranges) and every trial (`TrialLine` as a dict)."""
-    counts = {state: sum(line.state == state for line in lines) for state in ("complete", "pruned", "failed")}
-    counts.update({line.state: sum(other.state == line.state for other in lines) for line in lines
-                   if line.state not in counts})  # running or waiting trials of a study still going
+    counts = dict.fromkeys(("complete", "pruned", "failed"), 0)  # these three always, in this order
+    for line in lines:  # then running or waiting trials of a study still going, in the order they first appear
+        counts[line.state] = counts.get(line.state, 0) + 1
     try:
         top = study.best_trial
     except ValueError:  # no finished trial yet
