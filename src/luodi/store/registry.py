@@ -103,8 +103,7 @@ class Registry:
                                           (run_id,)).fetchone()
                 if done is not None and done["model_version"] is not None:  # nothing written: COMMIT ends it
                     return self.get_version(done["model_name"], done["model_version"])
-            latest = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
-                                        (name,)).fetchone()["latest"]
+            latest = _latest(connection, name)
             version = (latest or 0) + 1
             if parent_version is None and latest:
                 parent_version = latest
@@ -131,9 +130,7 @@ class Registry:
         """The newest version number of `name`, or None before its first registration."""
         validate_name(name, "model name")
         with self.database.connect() as connection:
-            row = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
-                                     (name,)).fetchone()
-        return int(row["latest"]) if row["latest"] is not None else None
+            return _latest(connection, name)
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         validate_name(name, "model name")
@@ -148,9 +145,7 @@ class Registry:
     def _version(self, connection: Connection, row: dict[str, Any]) -> ModelVersion:
         aliases = [r["alias"] for r in connection.execute(
             "SELECT alias FROM aliases WHERE name = ? AND version = ? ORDER BY alias", (row["name"], row["version"]))]
-        latest = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
-                                    (row["name"],)).fetchone()["latest"]
-        if latest == row["version"]:
+        if _latest(connection, row["name"]) == row["version"]:
             aliases.insert(0, "latest")
         return ModelVersion(
             name=row["name"], version=row["version"], run_id=row["run_id"],
@@ -240,6 +235,13 @@ class Registry:
             raise InputError(f"{name}@{alias} has no earlier version to roll back to; see `luodi models history "
                              f"{name}`")
         return self.set_alias(name, alias, int(previous), reason, rollback=True)
+
+
+def _latest(connection: Connection, name: str) -> int | None:
+    """The newest version number of `name` (None before its first registration): what `latest` means."""
+    latest = connection.execute("SELECT MAX(version) AS latest FROM model_versions WHERE name = ?",
+                                (name,)).fetchone()["latest"]
+    return None if latest is None else int(latest)
 
 
 def _known_models_hint(connection: Connection) -> str:
