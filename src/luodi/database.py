@@ -77,6 +77,19 @@ def open_database(home: Path, url: str | None = None) -> Database:
                      f"it unset for the SQLite store in LUODI_HOME")
 
 
+@contextmanager
+def transaction(database: Database) -> Iterator[Connection]:
+    """One write transaction holding the store's write lock: all of it commits or none of it does."""
+    with database.connect() as connection:
+        database.begin(connection)
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
 def hide_password(url: str) -> str:
     return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
 

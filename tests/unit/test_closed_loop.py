@@ -71,6 +71,15 @@ def test_feedback_files_are_compacted_and_the_latest_label_wins(tmp_path: Path) 
     assert by_id["r0"] == "no" and by_id["r1"] == "yes"
 
 
+def test_reading_feedback_names_an_unreadable_file_and_has_none_without_a_folder(tmp_path: Path) -> None:
+    assert read_feedback(tmp_path, "tiny") is None  # nothing was ever sent
+    write_feedback(tmp_path, "tiny", CLASSES.check([{"request_id": "a", "target": "yes"}])[0])
+    broken = feedback_folder(tmp_path, "tiny") / "part-9-1.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=r"part-9-1\.parquet: not a readable feedback file"):
+        read_feedback(tmp_path, "tiny")
+
+
 def test_regression_live_error() -> None:
     logged = log(["a", "b"], [1.0, 5.0], pa.float64(), [0.0, 1.0])
     feedback, _ = VALUES.check([{"request_id": "a", "target": 2.0}, {"request_id": "b", "target": 2.0}])

@@ -83,6 +83,15 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
+def test_init_and_tune_read_time_budgets_alike() -> None:
+    """One parser of `--time-budget` (data/budget.py): `luodi init` and `luodi tune` take the same spellings."""
+    from luodi.data import budget
+
+    spellings = ("90s", "30sec", "10m", "10min", "1.5h", "2H", " 45 ")
+    assert [parse_duration(text) for text in spellings] == [budget.parse_duration(text) for text in spellings] == [
+        90, 30, 600, 600, 5400, 7200, 45]
+
+
 def small_table(rows: int = 40) -> pa.Table:
     return pa.table({"x": np.random.default_rng(0).normal(0, 1, rows), "y": ["a", "b"] * (rows // 2)})
 

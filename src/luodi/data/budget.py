@@ -20,11 +20,12 @@ DEFAULT_BUDGET_S = 300.0  # `init` without --time-budget: a few minutes on a lap
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '10m', '1.5h' or a number of seconds -> seconds; anything else is an InputError naming the option."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    """'90s', '10m', '1.5h' (also 'sec', 'min', any case) or a number of seconds -> seconds; anything else is an
+    InputError naming the option. The one parser of `--time-budget`, for `luodi init` and `luodi tune`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", str(text).lower())
     if not match or float(match.group(1)) <= 0:
         raise InputError(f"--time-budget {text!r}: give a duration such as 90s, 10m or 1.5h")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    return float(match.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[match.group(2) or "s"]
 
 
 def mlp_multiply_adds(width: int, hidden: list[int], outputs: int) -> int:

@@ -8,7 +8,6 @@ same split, feature, training and package code as any table.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from luodi.data.folders import files_under, fingerprint_files
 from luodi.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -62,15 +62,6 @@ def is_image_path(value: str) -> bool:
     return os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """Image files under a class folder (nested folders too), sorted, hidden files left out."""
-    found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        found += [Path(root) / name for name in sorted(files) if not name.startswith(".") and is_image_path(name)]
-    return found
-
-
 def read_image_folder(folder: Path) -> pa.Table:
     """`image` (path relative to `folder`) and `label` (the class folder's name), one row per image file."""
     classes = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
@@ -80,7 +71,7 @@ def read_image_folder(folder: Path) -> pa.Table:
         raise InputError(f"{folder}: an image folder needs one subfolder per class, e.g. {folder}/cat/1.png{hint}")
     paths, labels = [], []
     for class_folder in classes:
-        images = _images_in(class_folder)
+        images = files_under(class_folder, IMAGE_SUFFIXES)
         if not images:
             raise InputError(f"{class_folder}: class folder {class_folder.name!r} holds no images "
                              f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
@@ -91,13 +82,7 @@ def read_image_folder(folder: Path) -> pa.Table:
 
 def fingerprint_folder(folder: Path) -> dict[str, Any]:
     """Identity of an image folder: the sha256 over every image's relative path and content, and the total size."""
-    digest = hashlib.sha256()
-    total = 0
-    for path in _images_in(folder):
-        content = path.read_bytes()
-        total += len(content)
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(content).digest())
-    return {"path": str(folder), "bytes": total, "sha256": digest.hexdigest()}
+    return fingerprint_files(folder, files_under(folder, IMAGE_SUFFIXES))
 
 
 def describe_images(paths: list[str], base: Path, sample: int = 200) -> dict[str, Any]:

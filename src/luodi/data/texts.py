@@ -7,14 +7,13 @@ the file has no blank line; a folder gives each .txt file (nested folders too) a
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from luodi.data.folders import files_under, fingerprint_files
 from luodi.errors import InputError
 
 TEXT_COLUMN = "text"
@@ -28,12 +27,7 @@ def is_text_folder(folder: Path) -> bool:
 
 def text_files(folder: Path) -> list[Path]:
     """The text files under `folder`, sorted, hidden files and folders left out."""
-    found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        found += [Path(root) / name for name in sorted(files)
-                  if not name.startswith(".") and Path(name).suffix.lower() in TEXT_SUFFIXES]
-    return found
+    return files_under(folder, TEXT_SUFFIXES)
 
 
 def _read_text(path: Path) -> str:
@@ -72,9 +66,4 @@ def read_text_folder(folder: Path) -> pa.Table:
 
 def fingerprint_text_folder(folder: Path) -> dict[str, Any]:
     """Identity of a folder of texts: the sha256 over every file's relative path and content, and the total size."""
-    digest, total = hashlib.sha256(), 0
-    for path in text_files(folder):
-        content = path.read_bytes()
-        total += len(content)
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(content).digest())
-    return {"path": str(folder), "bytes": total, "sha256": digest.hexdigest()}
+    return fingerprint_files(folder, text_files(folder))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 import shutil
 import sys
 import time
@@ -41,6 +40,7 @@ from luodi.config import (
     take_frames,
     validate_config,
 )
+from luodi.data import budget
 from luodi.database import POSTGRES_SCHEMES, PostgresDatabase, hide_password, postgres_lock
 from luodi.errors import InputError
 from luodi.store import Store, validate_name
@@ -50,7 +50,6 @@ STUDY_LOCK = 0x6C756F6474  # the advisory lock processes creating a study in Pos
 STUDY_PAGE = "study.html"
 PRUNER_STARTUP_TRIALS = 3  # trials that finish before any is pruned: a median of fewer is mostly noise
 PRUNER_WARMUP_EPOCHS = 2  # nor on its first two epochs, where a smaller learning rate still lags
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 SCALAR = (type(None), bool, int, float, str)
 
 
@@ -104,11 +103,7 @@ def parse_duration(text: str | float | None) -> float | None:
     """'90s', '10m', '1.5h' or a number of seconds -> seconds; None stays None."""
     if text is None or isinstance(text, int | float):
         return None if text is None else float(text)
-    found = DURATION.match(text)
-    if found is None or float(found.group(1)) <= 0:
-        raise InputError(f"--time-budget {text!r}: give a duration such as 90s, 10m or 1.5h")
-    scale = {"m": 60, "min": 60, "h": 3600}.get(found.group(2) or "s", 1)
-    return float(found.group(1)) * scale
+    return budget.parse_duration(text)
 
 
 # ----------------------------------------------------------------------------------------- configs
@@ -302,9 +297,9 @@ def study_summary(study: Any, lines: list[TrialLine], found: dict[str, float] | 
     """The plain summary of a study that its page (evaluate/study.py), `luodi tune` and the web UI read: study,
     model, metric, direction, best (number, value, values, run_id, test_metrics; None until a trial finished), trial
     counts by state, importances, search (the ranges) and every trial (`TrialLine` as a dict)."""
-    counts = {state: sum(line.state == state for line in lines) for state in ("complete", "pruned", "failed")}
-    counts.update({line.state: sum(other.state == line.state for other in lines) for line in lines
-                   if line.state not in counts})  # running or waiting trials of a study still going
+    counts = dict.fromkeys(("complete", "pruned", "failed"), 0)  # these three always, in this order
+    for line in lines:  # then running or waiting trials of a study still going, in the order they first appear
+        counts[line.state] = counts.get(line.state, 0) + 1
     try:
         top = study.best_trial
     except ValueError:  # no finished trial yet

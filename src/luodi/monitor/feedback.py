@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from luodi.errors import InputError
 from luodi.io import atomic_write
+from luodi.monitor.log import log_tables, part_files
 from luodi.store import path_inside
 from luodi.tasks import OutputSpec
 
@@ -153,7 +154,7 @@ def write_feedback(home: Path, model: str, table: pa.Table) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
     atomic_write(path, functools.partial(pq.write_table, table))
-    if sum(1 for _ in folder.glob("part-*.parquet")) > COMPACT_FILES:
+    if len(part_files(folder)) > COMPACT_FILES:
         compact(folder)
     return path
 
@@ -164,7 +165,7 @@ def compact(folder: Path) -> None:
     (at worst two copies of the same labels, which reading removes)."""
     import pyarrow.parquet as pq
 
-    files = sorted(folder.glob("part-*.parquet"))
+    files = part_files(folder)
     try:
         merged = latest_labels([pq.read_table(path) for path in files])
     except FileNotFoundError:  # another process is compacting the same files
@@ -213,19 +214,7 @@ def read_feedback_file(path: str | Path, labels: Labels) -> pa.Table:
 
 def read_feedback(home: Path, model: str) -> pa.Table | None:
     """Every label of a model, the latest per (request_id, row); None when there is none."""
-    import pyarrow.parquet as pq
-
-    folder = feedback_folder(home, model)
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-    tables = []
-    for path in files:
-        try:
-            tables.append(pq.read_table(path))
-        except FileNotFoundError:  # compacted away while we listed
-            continue
-        except (OSError, pa.ArrowInvalid) as error:
-            raise InputError(f"{path}: not a readable feedback file ({error})") from None
-    return latest_labels(tables)
+    return latest_labels(list(log_tables(part_files(feedback_folder(home, model)), what="feedback")))
 
 
 def with_positions(log: pa.Table) -> pa.Table:

@@ -1,5 +1,6 @@
 """A time window of the prediction log (serve/predlog.py writes it; this module only reads it) for one model
-version: `--since` / `--until` parsed, files read, rows of other versions and times left out."""
+version: `--since` / `--until` parsed, files read, rows of other versions and times left out; the one reader of
+the Parquet parts that the log and the feedback labels (monitor/feedback.py) are kept in."""
 
 from __future__ import annotations
 
@@ -78,24 +79,29 @@ def log_folder(home: Path, model: str) -> Path:
     return path_inside(path_inside(home, "predictions"), model)
 
 
-def log_files(home: Path, model: str) -> list[Path]:
-    """The prediction log's files of model `model`, oldest first (none when it was never served)."""
-    folder = log_folder(home, model)
+def part_files(folder: Path) -> list[Path]:
+    """A folder's Parquet parts (`part-<unix ns>-<pid>.parquet`), oldest first; none when there is no folder."""
     return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
-def log_tables(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Each file's rows (only `columns`, when given); a file the server rotated away since it was listed is skipped,
-    an unreadable one is an InputError naming it."""
+def log_files(home: Path, model: str) -> list[Path]:
+    """The prediction log's files of model `model`, oldest first (none when it was never served)."""
+    return part_files(log_folder(home, model))
+
+
+def log_tables(files: list[Path], columns: list[str] | None = None, what: str = "prediction log"
+               ) -> Iterator[pa.Table]:
+    """Each file's rows (only `columns`, when given); a file rotated or compacted away since it was listed is
+    skipped, an unreadable one is an InputError naming it (as a `what` file: the prediction log's, or feedback)."""
     import pyarrow.parquet as pq
 
     for path in files:
         try:
             yield pq.read_table(path, columns=columns)
-        except FileNotFoundError:  # rotated away by the server while we listed
+        except FileNotFoundError:  # rotated away by the server (or compacted) while we listed
             continue
         except (OSError, pa.ArrowInvalid) as error:
-            raise InputError(f"{path}: not a readable prediction log file ({error})") from None
+            raise InputError(f"{path}: not a readable {what} file ({error})") from None
 
 
 def read_window(home: Path, model: str, version: int, since: datetime | None, until: datetime | None) -> Window:

@@ -1,7 +1,7 @@
 """The runs list as SQL: filtered by model, status, tag and date, sorted by a column or a metric, one page at a time.
 
 Each page is two queries (the page's rows and the count) that the store's indexes answer (migration 3 of
-store.py: runs by created_at, by name and by status, tags in `run_tags`); sorting by a metric reads the metrics
+store/schema.py: runs by created_at, by name and by status, tags in `run_tags`); sorting by a metric reads the metrics
 JSON through the engine's own JSON functions (`Database.json_number`), so one SQL text serves SQLite and
 PostgreSQL. The curves of the page's runs come from `epoch_metrics` in one more query.
 """
