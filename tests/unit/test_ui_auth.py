@@ -3,6 +3,8 @@ Host rule of a loopback bind."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from luodi.ui import auth as ui_auth
@@ -11,8 +13,10 @@ from luodi.ui.auth import Auth
 
 def test_sessions_are_signed_and_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = Auth(("read-0123456789abcdef",), ("admin-0123456789abcdef",), "127.0.0.1")
-    cookie = keys.session("admin")
+    cookie = keys.session("admin", ui_auth.key_id(b"admin-0123456789abcdef"))
     assert keys.session_caller(cookie).role == "admin"
+    assert keys.session_caller(cookie).who == "key-" + hashlib.sha256(b"admin-0123456789abcdef").hexdigest()[:8]
+    assert keys.session_caller(cookie.replace("key-", "key-0", 1)).role is None  # the key's id is signed too
     assert keys.session_caller(cookie.replace("admin", "read", 1)).role is None  # the role is signed
     assert Auth((), ("admin-0123456789abcdef",), "127.0.0.1").session_caller(cookie).role is None  # another server
     assert keys.session_caller("").role is None and keys.session_caller("a.b.c.d.e").role is None
@@ -25,7 +29,7 @@ def test_roles_tokens_and_hosts() -> None:
     keys = Auth(("read-0123456789abcdef",), ("admin-0123456789abcdef",), "127.0.0.1")
     assert keys.role_of(b"admin-0123456789abcdef") == "admin" and keys.role_of(b"read-0123456789abcdef") == "read"
     assert keys.role_of(b"") is None and keys.role_of(b"read-0123456789abcdeX") is None
-    first, second = keys.session_caller(keys.session("read")), keys.session_caller(keys.session("read"))
+    first, second = (keys.session_caller(keys.session("read", "key-00000000")) for _ in range(2))
     assert keys.csrf_token(first) != keys.csrf_token(second)  # a token is good for its own session only
     assert all(keys.host_allowed(host) for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "localhost"))
     assert not keys.host_allowed("evil.example:8080") and not keys.host_allowed("127.0.0.1.evil.example")

@@ -14,10 +14,12 @@ from luodi.store.names import validate_name
 from luodi.store.schema import now
 
 
-def append_event(connection: Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:
-    """Append to the audit trail: who (LUODI_ACTOR, else the login), from which machine and login, when, what."""
+def append_event(connection: Connection, kind: str, subject: str, detail: dict[str, Any],
+                 actor: str | None = None) -> None:
+    """Append to the audit trail: who (`actor`, e.g. the UI's signed-in key, else LUODI_ACTOR, else the login), from
+    which machine and login, when, what."""
     user = _user()
-    actor = os.environ.get("LUODI_ACTOR") or user
+    actor = actor or os.environ.get("LUODI_ACTOR") or user
     connection.execute("INSERT INTO events (at, kind, subject, actor, detail, host, username) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (now(), kind, subject, actor, json.dumps(detail, default=str), socket.gethostname(), user))

@@ -202,9 +202,9 @@ class Registry:
         return self.get_version(name, row["version"])
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "", *,
-                  rollback: bool = False) -> dict[str, Any]:
-        """Point `name@alias` at `version`; the move is recorded in the event log with who, when and why (and
-        `rollback: true` when `rollback_alias` made it)."""
+                  rollback: bool = False, actor: str | None = None) -> dict[str, Any]:
+        """Point `name@alias` at `version`; the move is recorded in the event log with who (`actor`, default
+        LUODI_ACTOR or the login), when and why (and `rollback: true` when `rollback_alias` made it)."""
         validate_name(name, "model name")
         validate_name(alias, "alias")
         if alias in RESERVED_ALIASES:
@@ -219,10 +219,10 @@ class Registry:
                                "updated_at = excluded.updated_at", (name, alias, version, now()))
             detail = {"alias": alias, "from": previous, "to": version, "reason": reason,
                       **({"rollback": True} if rollback else {})}
-            append_event(connection, "alias.move", f"{name}@{alias}", detail)
+            append_event(connection, "alias.move", f"{name}@{alias}", detail, actor)
         return detail
 
-    def rollback_alias(self, name: str, alias: str, reason: str = "") -> dict[str, Any]:
+    def rollback_alias(self, name: str, alias: str, reason: str = "", *, actor: str | None = None) -> dict[str, Any]:
         """Point `name@alias` back at the version it pointed at before its last move (a second rollback undoes the
         first, as `cd -` does); recorded like any alias move."""
         validate_name(name, "model name")
@@ -234,7 +234,7 @@ class Registry:
         if previous is None:
             raise InputError(f"{name}@{alias} has no earlier version to roll back to; see `luodi models history "
                              f"{name}`")
-        return self.set_alias(name, alias, int(previous), reason, rollback=True)
+        return self.set_alias(name, alias, int(previous), reason, rollback=True, actor=actor)
 
 
 def _latest(connection: Connection, name: str) -> int | None:

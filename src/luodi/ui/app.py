@@ -32,7 +32,7 @@ from luodi.errors import InputError
 from luodi.serve.settings import ServeConfig
 from luodi.store import Store
 from luodi.ui import models, monitoring, runs, studies
-from luodi.ui.auth import COOKIE, SESSION_S, Auth, same_origin
+from luodi.ui.auth import COOKIE, SESSION_S, Auth, key_id, same_origin
 from luodi.ui.guard import Guard
 from luodi.ui.state import UI, NotFound, Refused
 
@@ -99,8 +99,8 @@ def login_page(ui: UI) -> Callable[[Request], object]:
             return ui.page(request, "login.html", status=401, next=target, title="Sign in",
                            error="that key is not valid here" if ui.auth.required else "no keys are configured")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, ui.auth.session(role), max_age=SESSION_S, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+        response.set_cookie(COOKIE, ui.auth.session(role, key_id(key.encode())), max_age=SESSION_S, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
         return response
 
     return login

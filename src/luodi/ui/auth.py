@@ -34,6 +34,7 @@ class Caller:
 
     role: str | None
     credential: str
+    who: str = ""  # the key's name in the audit trail (`key_id`), empty when no keys are set
 
     @property
     def admin(self) -> bool:
@@ -64,26 +65,26 @@ class Auth:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             key = token.strip().encode()
-            return Caller(self.role_of(key), "key:" + hashlib.sha256(key).hexdigest())
+            return Caller(self.role_of(key), "key:" + hashlib.sha256(key).hexdigest(), key_id(key))
         return self.session_caller(request.cookies.get(COOKIE, ""))
 
     def sign(self, text: str) -> str:
         return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
 
-    def session(self, role: str) -> str:
-        """A cookie value: role, a random id and an expiry, signed."""
-        body = f"{role}.{secrets.token_hex(16)}.{int(time.time()) + SESSION_S}"
+    def session(self, role: str, who: str) -> str:
+        """A cookie value: role, the signed-in key's id (`key_id`), a random id and an expiry, signed."""
+        body = f"{role}.{who}.{secrets.token_hex(16)}.{int(time.time()) + SESSION_S}"
         return f"{body}.{self.sign('session|' + body)}"
 
     def session_caller(self, cookie: str) -> Caller:
         body, _, signature = cookie.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(signature, self.sign("session|" + body)):
+        if len(parts) != 4 or not hmac.compare_digest(signature, self.sign("session|" + body)):
             return Caller(None, "")
-        role, nonce, expires = parts
+        role, who, nonce, expires = parts
         if not expires.isdigit() or int(expires) < time.time() or role not in (READ, ADMIN):
             return Caller(None, "")
-        return Caller(role, "session:" + nonce)
+        return Caller(role, "session:" + nonce, who)
 
     def csrf_token(self, caller: Caller) -> str:
         return self.sign("csrf|" + caller.credential)
@@ -105,6 +106,12 @@ class Auth:
             return True
         name = urlsplit("//" + host).hostname or ""
         return name.lower() in LOOPBACK_NAMES or is_loopback(name)
+
+
+def key_id(key: bytes) -> str:
+    """A key's name in the audit trail: `key-` and the first 8 hex digits of its sha256, never the key itself
+    (`printf %s "$KEY" | sha256sum | cut -c1-8` tells which key it was)."""
+    return "key-" + hashlib.sha256(key).hexdigest()[:8]
 
 
 def same_origin(request: Request) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -84,6 +85,8 @@ def routes(ui: UI) -> list[BaseRoute]:
         name = request.path_params["name"]
         get_versions(ui, name)
         fields = await ui.form(request, admin=True)
+        who = ui.caller(request).who
+        actor = f"ui:{who}" if who else None  # the signed-in key, not the login the UI process runs as
         alias, reason = fields.get("alias", "").strip(), fields.get("reason", "").strip()
         try:
             if not reason:
@@ -94,9 +97,10 @@ def routes(ui: UI) -> list[BaseRoute]:
                 number = fields.get("version", "").strip()
                 if not number.isdigit():
                     raise InputError(f"version {number[:40]!r}: give a version number")
-                moved = await asyncio.to_thread(ui.store.set_alias, name, alias, int(number), reason)
+                moved = await asyncio.to_thread(partial(ui.store.set_alias, actor=actor), name, alias, int(number),
+                                                reason)
             else:
-                moved = await asyncio.to_thread(ui.store.rollback_alias, name, alias, reason)
+                moved = await asyncio.to_thread(partial(ui.store.rollback_alias, actor=actor), name, alias, reason)
         except InputError as error:
             return model_page(request, name, status=422, error=str(error), form=fields)
         words = f"{name}@{alias} → version {moved['to']}" + (f" (was {moved['from']})" if moved["from"] else "")

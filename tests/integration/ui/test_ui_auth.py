@@ -12,6 +12,7 @@ from ui_helpers import ADMIN_KEY, READ_KEY, add_run
 from luodi.errors import InputError
 from luodi.serve.settings import make_config
 from luodi.store import Store
+from luodi.ui.auth import key_id
 
 READ = {"Authorization": f"Bearer {READ_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -82,6 +83,7 @@ def test_read_keys_see_and_admin_keys_act(ui_home: Path, ui_server) -> None:
         event = store.model_events("tiny")[0]
         assert event["kind"] == "alias.move" and event["subject"] == "tiny@production"
         assert event["detail"] == {"alias": "production", "from": None, "to": 1, "reason": "first model"}
+        assert event["actor"] == "ui:" + key_id(ADMIN_KEY.encode())  # the key that promoted, never the key itself
         shown = ui.client.get(moved.headers["location"], headers=ADMIN).text
         assert "first model" in shown and "tiny@production → version 1" in shown
 
@@ -102,11 +104,12 @@ def test_rollback_moves_the_alias_back(ui_home: Path, trained_package: Path, ui_
         assert store.resolve("tiny@production").version == 1
         assert store.model_events("tiny")[0]["detail"] == {"alias": "production", "from": 2, "to": 1,
                                                           "reason": "v2 is slow", "rollback": True}
+        assert store.model_events("tiny")[0]["actor"] == "ui:" + key_id(ADMIN_KEY.encode())
         nothing = ui.post("/models/tiny/rollback", {"csrf": token, "alias": "staging", "reason": "x"}, **ADMIN)
         assert nothing.status_code == 422 and "no earlier version" in nothing.text
 
 
-def test_a_browser_signs_in_with_a_cookie(ui_server) -> None:
+def test_a_browser_signs_in_with_a_cookie(ui_home: Path, ui_server) -> None:
     with ui_server(api_keys=(READ_KEY,), admin_keys=(ADMIN_KEY,)) as ui:
         assert ui.client.get("/runs").status_code == 401
         assert ui.post("/login?next=/models", {"key": "not-a-key-0123456789"}).status_code == 401
@@ -120,6 +123,7 @@ def test_a_browser_signs_in_with_a_cookie(ui_server) -> None:
         token = ui.csrf("/models/tiny")
         assert ui.post("/models/tiny/promote", {"csrf": token, "version": "1", "alias": "prod",
                                                 "reason": "by cookie"}).status_code == 303
+        assert Store(ui_home).model_events("tiny")[0]["actor"] == "ui:" + key_id(ADMIN_KEY.encode())
         ui.post("/logout", {"csrf": token})
         assert ui.client.get("/runs").status_code == 401
 
