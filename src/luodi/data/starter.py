@@ -180,8 +180,8 @@ def _conv_plan(starter: Starter, outputs: int) -> Starter:
         why["label_smoothing"] = ("keeps 10% of the probability off the true class: image classifiers overfit a few "
                                   "thousand images less (+0.4 to +6 points on three image sets, docs/performance.md)")
         average = ema_decay(starter)
-        why["ema_decay"] = (f"validate and keep the average of about the last {EMA_EPOCHS} epochs' weights, "
-                            "smoother than the last step's (+1.2 and +7.9 points on two image sets, docs/performance.md)")
+        why["ema_decay"] = (f"validate and keep the weights averaged over about {EMA_EPOCHS} epochs, smoother than "
+                            "the last step's: +1.2 and +7.9 points on two image sets (docs/performance.md)")
     chosen = replace(starter, hidden_sizes=hidden, architecture="cnn", cnn_channels=conv, plateau=2, patience=5,
                      dropout=0.3, lr=0.001, label_smoothing=smoothing, ema_decay=average, why=why)
     return _with_epochs(chosen, adds, 5, 100)
