@@ -1,5 +1,7 @@
 """Image and sequence models survive the package round trip: the loaded package predicts exactly what the trained
-model did, from image paths or bytes, and a mixed table (image + sequence + numbers + categories) works too."""
+model did, from image paths or bytes, and a mixed table (image + sequence + numbers + categories) works too. The
+model is trained with a moving average of its weights (trainer.ema_decay, as `luodi init` writes for images): the
+package holds the average, and export and explanations read it like any weights."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def mixed_config(folder: Path, device: str = "cpu") -> dict[str, Any]:
             {"name": "shop", "type": "category"},
         ],
         "model": {"type": "cnn", "cnn": {"channels": [4, 8]}, "hidden_sizes": [8]},
-        "trainer": {"epochs": 8, "batch_size": 16, "seed": 3, "optimizer": {"lr": 0.01}},
+        "trainer": {"epochs": 8, "batch_size": 16, "seed": 3, "optimizer": {"lr": 0.01}, "ema_decay": 0.9},
         "runtime": {"device": device, "threads": 1},
     }
 
@@ -113,3 +115,15 @@ def test_an_augmented_image_run_resumes_exactly(trained: tuple[Path, api.TrainRe
     resumed = api.train(resume=run.id, home=tmp_path / "resumed", progress="silent")
     assert (Path(resumed.package) / "weights.safetensors").read_bytes() == \
         (Path(straight.package) / "weights.safetensors").read_bytes()
+
+
+def test_the_averaged_weights_export_and_explain(trained: tuple[Path, api.TrainResult], tmp_path: Path) -> None:
+    """The package of an ema_decay run holds the average (the run's best weights): the ONNX export matches it within
+    parity, and explanations give one attribution per column."""
+    folder, result = trained
+    entry = api.export(str(result.package), tmp_path / "onnx")
+    assert float(str(entry["parity_max_abs_diff"])) <= 1e-4
+    frame = pd.read_csv(folder / "test.csv").drop(columns=["label"]).head(4)
+    frame["photo"] = [str(folder / path) for path in frame["photo"]]
+    explained = api.explain(str(result.package), frame, steps=8).to_frame()
+    assert {"photo_attribution", "signal_attribution", "size_attribution", "shop_attribution"} <= set(explained)

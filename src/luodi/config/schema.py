@@ -459,6 +459,10 @@ class TrainerConfig(Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)  # type: ignore[arg-type]
     checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: each epoch only).")
     seed: int = Field(42, description="Seed of weights, dropout and data order.")
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1, description="Exponential moving average of the weights after every step (0: off): "
+        "validation, early stopping, the best checkpoint and the package use the average. About 1 - 1/N averages the "
+        "last N steps; lower for the first steps (min(decay, (1 + n) / (10 + n))).")
 
 
 class RuntimeConfig(Strict):

@@ -24,6 +24,7 @@ from luodi.errors import InputError
 from luodi.models.inference import predict_tensors
 from luodi.tasks import Task
 from luodi.train import distributed
+from luodi.train.averaging import WeightAverage
 from luodi.train.checkpoint import load_checkpoint, save_checkpoint
 from luodi.train.distributed import SINGLE, World
 from luodi.train.precision import FP32, Precision, choose_placement, nbytes, place, to_device
@@ -261,10 +262,17 @@ def fit(
         "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped_early": False,
         "best_model": None, "seconds": 0.0, "lr_scale": 1.0,
     }
+    # The moving average of the weights (trainer.ema_decay): what validation sees and the best weights keep.
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
     saved = load_checkpoint(run_dir)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if average is not None:
+            if "ema" not in saved:
+                raise InputError(f"{run_dir}: the checkpoint was written without trainer.ema_decay; resume it with "
+                                 "the config it was started with")
+            average.load_state_dict(saved["ema"])
         ranks = saved.get("ranks", [])
         own = ranks[world.rank] if len(ranks) == world.size else {}  # this rank's random state and running loss
         torch.set_rng_state(own.get("rng", saved["rng"]))
@@ -292,6 +300,7 @@ def fit(
                 **({"ranks": ranks} if world.distributed else {}),
                 **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                 **({"cuda_rng": own["cuda_rng"]} if device.type == "cuda" else {}),
+                **({"ema": average.state_dict()} if average is not None else {}),
             })
 
     def validate() -> tuple[np.ndarray, float, np.ndarray]:
@@ -365,6 +374,8 @@ def fit(
                     scaler.update()
                 else:
                     optimizer.step()
+                if average is not None:
+                    average.update()
                 losses.append((loss.detach(), own))
                 if len(losses) == 1024:
                     loss_sum = add_losses(loss_sum, losses)
@@ -385,7 +396,11 @@ def fit(
                     state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
             (loss_sum,) = distributed.all_sum([add_losses(loss_sum, losses)], world)
-            outputs, val_loss, val_target = validate()
+            if average is not None:
+                with average.applied(model):
+                    outputs, val_loss, val_target = validate()
+            else:
+                outputs, val_loss, val_target = validate()
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
                        "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
             metrics.update({f"val_{k}": v for k, v in score(outputs, val_target).items()})
@@ -394,7 +409,8 @@ def fit(
             improved = sign * value < state["best_score"] - config.early_stopping.min_delta
             if improved or state["best_model"] is None:
                 state["best_score"], state["best_epoch"], state["bad_epochs"] = sign * value, epoch, 0
-                state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                weights = average.state if average is not None else model.state_dict()
+                state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in weights.items()})
             else:
                 state["bad_epochs"] += 1
                 if config.scheduler.type == "plateau" and state["bad_epochs"] % config.scheduler.patience == 0:
