@@ -29,6 +29,7 @@ def luodi_default(folder: Path, train: str, test: str, target: str, **init: Any)
     return {**scored["metrics"], "stopped_early": result.stopped_early}
 
 
+@pytest.mark.timeout(1800)  # the small CNN baseline and the EMA run: ~7 minutes for digits on a busy 2-core machine
 @pytest.mark.parametrize("make", [digits, shapes], ids=["digits", "shapes"])
 def test_images(make: Any, tmp_path: Path) -> None:
     train_x, train_y, test_x, test_y = make(tmp_path)
