@@ -231,7 +231,11 @@ def test_long_text_as_the_main_input_gets_tfidf_terms() -> None:
     assert config.model.type == "mlp"
     feature = config.input_features[0]
     assert feature.type == "text" and feature.tokenizer == "bag_of_words"
-    assert (feature.weighting, feature.ngrams) == ("tfidf", 2)
+    assert (feature.weighting, feature.ngrams) == ("supervised_tfidf", 2)  # terms weighed by class: a classifier
+    scores = articles.set_column(1, "desk", pa.array(rng.normal(size=80)))
+    config = validate_config(yaml.safe_load(render(plan(scores, Path("news.csv"), "desk"), "news.csv",
+                                                   Path("news.csv"))))
+    assert (config.target.task, config.input_features[0].weighting) == ("regression", "tfidf")  # type: ignore[union-attr]
 
 
 def test_encoder_replaces_the_terms() -> None:

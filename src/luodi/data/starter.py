@@ -98,7 +98,10 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
         raise InputError(f"{path}: no usable feature columns besides {target!r} "
                          f"({'; '.join(f'{c.name}: {c.reason}' for c in columns) or 'no other columns'})")
     rows = table.num_rows
-    columns = [_describe(column, table, path, rows) for column in columns]
+    from luodi.tasks import get_task
+
+    classes = get_task(guess.task).classes
+    columns = [_describe(column, table, path, rows, classes) for column in columns]
     columns = _numeric_bins(columns, table, rows)
     if encoder is not None:
         if not any(column.type == "text" for column in columns):
@@ -240,11 +243,13 @@ TEXT_MEMORY_VALUES = 100_000_000  # rows x TF-IDF terms, as float32: 400 MB at m
 MOST_TERMS = 20_000
 
 
-def _text_options(rows: int) -> dict[str, Any]:
+def _text_options(rows: int, classes: bool) -> dict[str, Any]:
     """A text column as TF-IDF words and word pairs; the vocabulary is every term of 2+ training texts, capped so
-    that rows x terms fit in memory."""
+    that rows x terms fit in memory. For a classifier each term is also weighed by how well it tells a class from
+    the rest (supervised_tfidf, NBSVM's log-count ratio): generated reviews 0.779 -> 0.787 (three seeds: +0.007 to
+    +0.012), Austen 0.846 either way (validation loss 0.63 -> 0.51), BBC News (docs/performance.md)."""
     terms = max(1000, min(MOST_TERMS, TEXT_MEMORY_VALUES // max(rows, 1)) // 1000 * 1000)
-    return {"ngrams": 2, "weighting": "tfidf", "max_tokens": terms}
+    return {"ngrams": 2, "weighting": "supervised_tfidf" if classes else "tfidf", "max_tokens": terms}
 
 
 def crop_padding(height: int, width: int) -> int:
@@ -254,11 +259,11 @@ def crop_padding(height: int, width: int) -> int:
     return max(1, min(height, width) // 10)
 
 
-def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int) -> ColumnGuess:
+def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int, classes: bool) -> ColumnGuess:
     """A text column as TF-IDF terms; an image column with the size and channels of its images (a sample's
     headers) and a fitting random crop."""
     if column.type == "text":
-        return ColumnGuess(column.name, column.type, column.reason, _text_options(rows))
+        return ColumnGuess(column.name, column.type, column.reason, _text_options(rows, classes))
     if column.type == "numeric":
         return _numeric_scaling(column, table)
     if column.type != "image" or not pa.types.is_string(table.column(column.name).type):
