@@ -346,7 +346,9 @@ def test_tfidf_text_gets_an_l2_penalty_from_its_training_rows() -> None:
     many = pa.table({"review": [" ".join(rng.choice(["not", "good", "bad", "the", "food"], 6)) for _ in range(40_000)],
                      "y": ["a", "b"] * 20_000})
     assert "weight_decay: 0.000036}" in render(plan(many, Path("r.csv"), "y"), "r.csv", Path("r.csv"))
-    assert round_trip(table()).trainer.optimizer.type == "adam"  # a text column beside table columns: TF-IDF too
+    mixed = round_trip(table())  # a text column beside table columns: as before (measured on texts alone)
+    assert mixed.trainer.optimizer.type == "adamw"
+    assert next(f for f in mixed.input_features if f.name == "note").weighting == "tfidf"  # type: ignore[union-attr]
     numbers = pa.table({"x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
     assert validate_config(yaml.safe_load(render(plan(numbers, Path("n.csv"), "y"), "n.csv", Path("n.csv")))
                            ).trainer.optimizer.model_dump(include={"type", "weight_decay"}) == {

@@ -100,8 +100,9 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
     rows = table.num_rows
     from luodi.tasks import get_task
 
-    classes = get_task(guess.task).classes
-    columns = [_describe(column, table, path, rows, classes) for column in columns]
+    # Measured on texts alone (docs/performance.md): a text column beside table columns keeps plain tfidf.
+    by_class = get_task(guess.task).classes and _texts_only(columns)
+    columns = [_describe(column, table, path, rows, by_class) for column in columns]
     columns = _numeric_bins(columns, table, rows)
     if encoder is not None:
         if not any(column.type == "text" for column in columns):
@@ -190,11 +191,12 @@ def _mlp_plan(starter: Starter, outputs: int) -> Starter:
         sizes, dropout, lr = [256], 0.2, 0.001
         why = {"model": "the encoder's frozen embedding (computed once, cached) into one hidden layer",
                "lr": "Adam's usual rate; dropped 3x when validation stalls"}
-    elif text:  # TF-IDF terms are thousands of sparse columns: one wide layer, dropout, a larger step, L2
+    elif text:  # TF-IDF terms are thousands of sparse columns: one wide layer, dropout, a larger step
         sizes, dropout, lr = [128], 0.3, 0.003
+        l2 = f"; {_text_l2(rows)[1]}" if _texts_only(starter.columns) else ""
         why = {"model": "TF-IDF words and word pairs into one hidden layer (beat a 2-layer Transformer on BBC News: "
                         "0.987 against 0.953, docs/text.md)",
-               "lr": f"rows of TF-IDF have length 1: small inputs take a larger step; {_text_l2(rows)[1]}"}
+               "lr": f"rows of TF-IDF have length 1: small inputs take a larger step{l2}"}
     elif rows < 2_000:
         sizes, dropout, lr = [64, 32], 0.1, 0.003
         why = {"model": f"small for {rows} rows: fewer weights overfit less", "lr": "small tables: a larger step"}
@@ -208,10 +210,16 @@ def _mlp_plan(starter: Starter, outputs: int) -> Starter:
     plateau, patience = (5, 12) if rows < 2_000 else (3, 8)
     chosen = replace(starter, hidden_sizes=sizes, batch_size=batch, dropout=dropout, lr=lr, plateau=plateau,
                      patience=patience, why=why)
-    if text and not encoded:
+    if text and not encoded and _texts_only(starter.columns):  # measured on texts alone, not beside table columns
         chosen = replace(chosen, optimizer="adam", weight_decay=_text_l2(rows)[0])
     adds = budget.mlp_multiply_adds(_dense_width(chosen), sizes, outputs)
     return _with_epochs(chosen, adds, 10, 300 if rows < 2_000 else 200)
+
+
+def _texts_only(columns: list[ColumnGuess]) -> bool:
+    """Every kept feature is a text column (what the text defaults were measured on)."""
+    kept = [column.type for column in columns if column.type is not None]
+    return bool(kept) and all(kind == "text" for kind in kept)
 
 
 def _text_l2(rows: int) -> tuple[float, str]:
@@ -243,13 +251,13 @@ TEXT_MEMORY_VALUES = 100_000_000  # rows x TF-IDF terms, as float32: 400 MB at m
 MOST_TERMS = 20_000
 
 
-def _text_options(rows: int, classes: bool) -> dict[str, Any]:
+def _text_options(rows: int, by_class: bool) -> dict[str, Any]:
     """A text column as TF-IDF words and word pairs; the vocabulary is every term of 2+ training texts, capped so
     that rows x terms fit in memory. For a classifier each term is also weighed by how well it tells a class from
     the rest (supervised_tfidf, NBSVM's log-count ratio): generated reviews 0.779 -> 0.787 (three seeds: +0.007 to
     +0.012), Austen 0.846 either way (validation loss 0.63 -> 0.51), BBC News (docs/performance.md)."""
     terms = max(1000, min(MOST_TERMS, TEXT_MEMORY_VALUES // max(rows, 1)) // 1000 * 1000)
-    return {"ngrams": 2, "weighting": "supervised_tfidf" if classes else "tfidf", "max_tokens": terms}
+    return {"ngrams": 2, "weighting": "supervised_tfidf" if by_class else "tfidf", "max_tokens": terms}
 
 
 def crop_padding(height: int, width: int) -> int:
@@ -259,11 +267,11 @@ def crop_padding(height: int, width: int) -> int:
     return max(1, min(height, width) // 10)
 
 
-def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int, classes: bool) -> ColumnGuess:
+def _describe(column: ColumnGuess, table: pa.Table, path: Path, rows: int, by_class: bool) -> ColumnGuess:
     """A text column as TF-IDF terms; an image column with the size and channels of its images (a sample's
     headers) and a fitting random crop."""
     if column.type == "text":
-        return ColumnGuess(column.name, column.type, column.reason, _text_options(rows, classes))
+        return ColumnGuess(column.name, column.type, column.reason, _text_options(rows, by_class))
     if column.type == "numeric":
         return _numeric_scaling(column, table)
     if column.type != "image" or not pa.types.is_string(table.column(column.name).type):
