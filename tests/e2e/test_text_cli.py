@@ -31,7 +31,7 @@ def test_init_train_and_predict_raw_text(luodi, text_csv, tmp_path: Path) -> Non
     config = yaml.safe_load(written)
     [feature] = config["input_features"]
     assert {key: feature[key] for key in ("name", "type", "ngrams", "weighting")} == {
-        "name": "body", "type": "text", "ngrams": 2, "weighting": "tfidf"}
+        "name": "body", "type": "text", "ngrams": 2, "weighting": "supervised_tfidf"}
     result = luodi("train", "luodi.yaml", "--json", "--set", "trainer.epochs=2", "--set", "runtime.threads=1")
     assert result.code == 0, result.stderr
     package = result.json()["package"]

@@ -286,3 +286,37 @@ def test_tfidf_words_and_pairs_match_scikit_learn() -> None:
     np.testing.assert_allclose(ours, theirs[:, order], atol=1e-6)
     restored = build_encoder(encoder.config, json.loads(json.dumps(encoder.state())))
     np.testing.assert_array_equal(restored.transform(column, Unseen()), ours)
+
+
+def test_class_ratios_weigh_terms_that_tell_the_classes_apart() -> None:
+    """NBSVM's log-count ratio: a term of one class only weighs most, a term spread evenly about 0; two classes
+    give one ratio (the other class's is its negative), several the largest one-vs-rest ratio."""
+    from luodi.features.encoders import class_ratios
+
+    tfidf = np.array([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])  # (rows, terms)
+    weights = class_ratios(tfidf, np.array([0, 0, 1, 1]))
+    expected = np.log((3 / 6) / (1 / 6))  # term 0: 2 + 1 of class 0's 6 (smoothed) against 0 + 1 of the rest's 6
+    np.testing.assert_allclose(weights, [expected, 0.0, expected], atol=1e-6)
+    three = class_ratios(np.eye(3), np.array([0, 1, 2]))
+    assert three.shape == (3,) and np.allclose(three, three[0]) and three[0] > 0
+
+
+def test_supervised_tfidf_keeps_its_class_weights_in_the_state() -> None:
+    """supervised_tfidf: the tfidf columns times the class ratios, rows of length 1; the weights are folded into
+    `idf`, so a restored encoder (a package, the server) transforms without labels; fitting without labels fails."""
+    from luodi.features.encoders import class_ratios
+
+    texts = ["not good at all", "good food", "very good food", "not bad", "bad food", "not good food", "bad bad"]
+    labels = np.array([0, 1, 1, 1, 0, 0, 0])
+    values = column(texts)
+    plain = build_encoder(TextFeature(name="t", ngrams=2, weighting="tfidf"))
+    plain.fit(values)
+    encoder = build_encoder(TextFeature(name="t", ngrams=2, weighting="supervised_tfidf"))
+    encoder.fit(values, labels)
+    tfidf = plain.transform(values, Unseen())
+    weighted = tfidf * class_ratios(tfidf, labels)
+    expected = weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(encoder.transform(values, Unseen()), expected, atol=1e-6)
+    np.testing.assert_array_equal(restored(encoder).transform(values, Unseen()), encoder.transform(values, Unseen()))
+    with pytest.raises(InputError, match=r"input_features\[t\].weighting supervised_tfidf needs the training labels"):
+        build_encoder(encoder.config).fit(values)

@@ -231,3 +231,24 @@ def test_wide_tables_name_the_column_and_row_beyond_float32() -> None:
     probe["x17"][1] = 1e300
     with pytest.raises(InputError, match=r"column 'x17' row 2: 1e\+300 is too large for the model"):
         pipeline.transform(pa.table(probe), "rows", with_target=False)
+
+
+def test_supervised_tfidf_is_fitted_on_the_training_labels_and_refused_for_regression() -> None:
+    """The pipeline hands the text encoder the training split's classes; the saved state encodes without them."""
+    raw = make_config().model_dump(mode="json")
+    raw["input_features"][3].update(weighting="supervised_tfidf", ngrams=2)
+    config = validate_config(raw)
+    rows = make_table(seed=1).to_pydict()
+    rows["label"] = ["churn" if "late" in note else "stay" for note in rows["note"]]  # 'late' tells the class
+    train = coerce_table(pa.table(rows), config, "train", True)
+    pipeline = FeaturePipeline.fit(config, train)
+    text = pipeline.encoders[3]
+    weights = dict(zip(text.vocabulary, text.idf, strict=True))
+    assert weights["late"] > 2 * max(weights[word] for word in ("paid", "new", "vip", "refund") if word in weights)
+    again = FeaturePipeline.from_state(json.loads(json.dumps(config.model_dump(mode="json"))),
+                                       json.loads(json.dumps(pipeline.state())))
+    assert np.array_equal(encode(pipeline, make_table(seed=2)).inputs["dense"],
+                          encode(again, make_table(seed=2)).inputs["dense"])
+    raw["target"]["task"] = "regression"
+    with pytest.raises(InputError, match=r"input_features\[note\].weighting supervised_tfidf .* classification only"):
+        validate_config(raw)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from luodi.config import LuodiConfig, validate_config
-from luodi.data.starter import _quote, model_name, plan, relative_data_path, render
+from luodi.data.starter import _quote, _text_l2, model_name, plan, relative_data_path, render
 from luodi.errors import InputError
 
 ODD_NAMES = ["monthly charges", "it's", 'say "hi"', "yes", "No", "null", "2nd_contract", "1", "a: b", "#tag",
@@ -231,7 +231,11 @@ def test_long_text_as_the_main_input_gets_tfidf_terms() -> None:
     assert config.model.type == "mlp"
     feature = config.input_features[0]
     assert feature.type == "text" and feature.tokenizer == "bag_of_words"
-    assert (feature.weighting, feature.ngrams) == ("tfidf", 2)
+    assert (feature.weighting, feature.ngrams) == ("supervised_tfidf", 2)  # terms weighed by class: a classifier
+    scores = articles.set_column(1, "desk", pa.array(rng.normal(size=80)))
+    config = validate_config(yaml.safe_load(render(plan(scores, Path("news.csv"), "desk"), "news.csv",
+                                                   Path("news.csv"))))
+    assert (config.target.task, config.input_features[0].weighting) == ("regression", "tfidf")  # type: ignore[union-attr]
 
 
 def test_encoder_replaces_the_terms() -> None:
@@ -342,3 +346,24 @@ def test_image_classifiers_get_label_smoothing_and_shifts_of_a_tenth(tmp_path: P
     assert image.augment.crop_padding == padding and not image.augment.horizontal_flip  # type: ignore[union-attr]
     assert "horizontal_flip: true" in text  # the comment says when to add a flip
     assert ("label_smoothing" in text) == bool(smoothing)
+
+
+def test_tfidf_text_gets_an_l2_penalty_from_its_training_rows() -> None:
+    """Adam's coupled weight decay of 1 / training rows (logistic regression's C = 1), written so that YAML reads a
+    number back even when it is tiny; other models keep AdamW's decoupled 0.01."""
+    rng = np.random.default_rng(0)
+    reviews = pa.table({"review": [" ".join(rng.choice(["not", "good", "bad", "the", "food"], 6)) for _ in range(300)],
+                        "y": rng.choice(["a", "b"], 300)})
+    config = validate_config(yaml.safe_load(render(plan(reviews, Path("r.csv"), "y"), "r.csv", Path("r.csv"))))
+    assert (config.trainer.optimizer.type, config.trainer.optimizer.weight_decay) == ("adam", 0.0048)  # 1 / 210
+    assert _text_l2(30_000) == (4.8e-05, "weight_decay: L2 of 1/21000 training rows, as logistic regression's C = 1")
+    many = pa.table({"review": [" ".join(rng.choice(["not", "good", "bad", "the", "food"], 6)) for _ in range(40_000)],
+                     "y": ["a", "b"] * 20_000})
+    assert "weight_decay: 0.000036}" in render(plan(many, Path("r.csv"), "y"), "r.csv", Path("r.csv"))
+    mixed = round_trip(table())  # a text column beside table columns: as before (measured on texts alone)
+    assert mixed.trainer.optimizer.type == "adamw"
+    assert next(f for f in mixed.input_features if f.name == "note").weighting == "tfidf"  # type: ignore[union-attr]
+    numbers = pa.table({"x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
+    assert validate_config(yaml.safe_load(render(plan(numbers, Path("n.csv"), "y"), "n.csv", Path("n.csv")))
+                           ).trainer.optimizer.model_dump(include={"type", "weight_decay"}) == {
+        "type": "adamw", "weight_decay": 0.01}

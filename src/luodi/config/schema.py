@@ -125,10 +125,12 @@ class TextFeature(Strict):
     max_tokens: int = Field(2000, ge=1, le=100_000, description="bag_of_words: vocabulary size (most frequent words).")
     ngrams: int = Field(1, ge=1, le=2, description="bag_of_words: 1 counts words; 2 counts words and word pairs "
                         "(bigrams: 'not good' is not 'good').")
-    weighting: Literal["log_count", "tfidf"] = Field(
+    weighting: Literal["log_count", "tfidf", "supervised_tfidf"] = Field(
         "log_count", description="bag_of_words: log_count is log(1 + count); tfidf is (1 + log count) x the inverse "
         "document frequency of the training split, each row scaled to length 1 (terms in fewer than 2 training "
-        "texts are left out).")
+        "texts are left out); supervised_tfidf (classification only) also multiplies each term by the largest "
+        "absolute log ratio between its share of one class's TF-IDF and its share of the other classes' in the "
+        "training split (NBSVM's log-count ratio), so that terms which tell the classes apart weigh more.")
     vocab_size: int = Field(
         8000, ge=50, le=1_000_000, description="bpe / wordpiece: vocabulary size to train (bpe starts from 256 bytes)."
     )
@@ -682,6 +684,9 @@ class LuodiConfig(Strict):
         for feature in self.input_features:
             if isinstance(feature, TextFeature):
                 resolve_tokenizer(feature, self.model)
+                if feature.weighting == "supervised_tfidf" and not task.classes:
+                    raise ValueError(f"input_features[{feature.name}].weighting supervised_tfidf weighs terms by "
+                                     f"class: it applies to classification only (this task is {task.name})")
         self._check_search()
         return self
 

@@ -277,6 +277,8 @@ class TextEncoder:
     `weighting: log_count`: log(1 + count), vocabulary = the most frequent terms. `tfidf`: (1 + log count) x idf,
     idf = ln((1 + texts) / (1 + texts with the term)) + 1, each row scaled to length 1 (scikit-learn's
     TfidfVectorizer with sublinear_tf); vocabulary = the terms in the most training texts, at least 2 of them.
+    `supervised_tfidf`: tfidf with each term's weight also multiplied by how well it tells a class from the rest
+    (`class_ratios`), fitted on the training split's labels and kept in `idf`, so transforming needs no labels.
     """
 
     kind = "dense"
@@ -285,6 +287,7 @@ class TextEncoder:
         self.name, self.config = config.name, config
         self.vocabulary: list[str] = vocabulary or []
         self.idf = np.asarray(idf or [], np.float32)
+        self.supervised = config.weighting == "supervised_tfidf"  # FeaturePipeline.fit passes it the labels
 
     def _tokens(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
         strings = pc.fill_null(as_strings(column), "")
@@ -305,7 +308,8 @@ class TextEncoder:
         pairs = pc.filter(pc.binary_join_element_wise(words[:-1], words[1:], " "), pa.array(same))
         return pa.concat_arrays([words, pairs]), np.concatenate([rows, rows[1:][same]])
 
-    def fit(self, column: pa.ChunkedArray) -> None:
+    def fit(self, column: pa.ChunkedArray, labels: np.ndarray | None = None) -> None:
+        """`labels` (rows,) int class of each training text: required by, and only read for, supervised_tfidf."""
         terms, rows = self._terms(column)
         if self.config.weighting == "log_count":
             counts = pc.value_counts(terms)
@@ -322,6 +326,10 @@ class TextEncoder:
         self.vocabulary = [term for _, term in kept]
         self.idf = np.array([math.log((1 + len(column)) / (1 + count)) + 1 for count in (-c for c, _ in kept)],
                             np.float32)
+        if self.supervised:
+            if labels is None:
+                raise InputError(f"input_features[{self.name}].weighting supervised_tfidf needs the training labels")
+            self.idf *= class_ratios(self.transform(column, Unseen()), labels)
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
         terms, rows = self._terms(column)
@@ -345,6 +353,22 @@ class TextEncoder:
         if self.config.weighting == "log_count":
             return {"vocabulary": self.vocabulary}
         return {"vocabulary": self.vocabulary, "idf": [float(value) for value in self.idf]}
+
+
+def class_ratios(tfidf: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each term's largest |log ratio| between its share of one class's TF-IDF mass and its share of the other
+    classes' (one smoothing count each): NBSVM's log-count ratio (Wang and Manning 2012), one-vs-rest for several
+    classes. A term spread evenly over the classes gets about 0, one found in a single class a large weight.
+    tfidf (rows, terms), labels (rows,) -> (terms,) float32."""
+    classes = np.unique(labels)
+    weights = np.zeros(tfidf.shape[1], np.float64)
+    total = tfidf.sum(axis=0, dtype=np.float64)  # (terms,)
+    for label in classes if len(classes) > 2 else classes[:1]:  # two classes: one ratio, the other is its negative
+        inside = tfidf[labels == label].sum(axis=0, dtype=np.float64) + 1.0
+        outside = total - inside + 2.0
+        ratio = np.log((inside / inside.sum()) / (outside / outside.sum()))
+        weights = np.maximum(weights, np.abs(ratio))
+    return weights.astype(np.float32)
 
 
 def text_encoder(config: TextFeature, **state: Any) -> Encoder:

@@ -19,6 +19,7 @@ from luodi.features.encoders import (
     Encoder,
     NumericEncoder,
     TensorEncoder,
+    TextEncoder,
     build_encoder,
     numeric_blocks,
     scale_numeric,
@@ -150,7 +151,11 @@ class FeaturePipeline:
     def fit(cls, config: LuodiConfig, train: pa.Table) -> FeaturePipeline:
         encoders = [build_encoder(feature) for feature in config.input_features]
         for encoder in encoders:
-            encoder.fit(train.column(encoder.name))
+            if isinstance(encoder, TextEncoder) and encoder.supervised:  # weighs its terms by class
+                labels = pc.cast(train.column(config.target.name), pa.string()).to_numpy(zero_copy_only=False)
+                encoder.fit(train.column(encoder.name), np.unique(labels, return_inverse=True)[1])
+            else:
+                encoder.fit(train.column(encoder.name))
         target = config.task().target(config.target)
         fit_table = getattr(target, "fit_table", None)  # a target fitted on whole rows (a language model's text)
         if fit_table is not None:
