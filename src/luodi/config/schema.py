@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FEATURE_TYPES", "NAME_PATTERN", "AugmentConfig", "BinaryFeature", "CNNConfig", "CategoryFeature", "DataConfig",
     "EarlyStoppingConfig", "FeatureConfig", "GPTConfig", "HFConfig", "ImageFeature", "LoRAConfig", "LuodiConfig",
+    "MLPConfig",
     "ModelConfig", "MonitorConfig",
     "NumericFeature", "OptimizerConfig", "RNNConfig", "ReportConfig", "ResNetConfig", "RuntimeConfig",
     "RetrainConfig", "SchedulerConfig", "SearchRange", "SequenceFeature", "SplitConfig", "Strict", "TargetConfig",
@@ -266,6 +267,20 @@ class TargetConfig(Strict):
 
 
 # ------------------------------------------------------------------------------------------- model
+class MLPConfig(Strict):
+    """The combiner MLP as a parameter-efficient ensemble (TabM, Gorishniy et al. 2025); any model.type.
+
+    `ensemble` members share the hidden layers' weights; each has its own multiplicative adapters and output layer,
+    trains on the same batches (the loss is the members' mean) and the prediction is their mean (of probabilities
+    for classes)."""
+
+    ensemble: int = Field(1, ge=1, le=64, description="Members of the ensemble (1: one plain MLP; TabM uses 32). "
+                          "The hidden layers' compute grows with it, their weights barely.")
+    adapters: Literal["layers", "input"] = Field(
+        "layers", description="Where members differ: layers (a per-member input and output scaling and bias in every "
+        "hidden layer, TabM) or input (one per-member scaling of the MLP's input, TabM-mini).")
+
+
 class CNNConfig(Strict):
     """model.type cnn: conv blocks (conv, batch norm, activation, pooling, dropout), 2-D for images and 1-D for
     sequences, then a pooled vector for the combiner MLP."""
@@ -398,6 +413,7 @@ class ModelConfig(Strict):
     activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field("relu", description="Activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     normalization: Literal["none", "batch", "layer"] = Field("none", description="Normalization per hidden layer.")
+    mlp: MLPConfig = Field(default_factory=MLPConfig)  # type: ignore[arg-type]
     cnn: CNNConfig = Field(default_factory=CNNConfig)  # type: ignore[arg-type]
     resnet: ResNetConfig = Field(default_factory=ResNetConfig)  # type: ignore[arg-type]
     rnn: RNNConfig = Field(default_factory=RNNConfig)  # type: ignore[arg-type]

@@ -132,7 +132,8 @@ def used_config(config: LuodiConfig) -> dict[str, Any]:
     dumped = config.model_dump(mode="json")
     model, task = dumped["model"], config.task()
     for name, info in type(config.model).model_fields.items():  # the sections: cnn, resnet, rnn, ...
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) and name != model["type"]:
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) and name != model["type"] \
+                and name not in MLP_SETTINGS:
             del model[name]
     if model.get("path") is None:
         del model["path"]

@@ -168,6 +168,7 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     checkpoint in `run_dir`, which every rank reads when the group restarts.
     """
     from luodi.models import build_model, load_pretrained
+    from luodi.models.mlp import training_loss
     from luodi.train.loop import fit as run_loop
 
     config, pipeline = prepared.config, prepared.pipeline
@@ -182,7 +183,8 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
     result = run_loop(
         model, streams["train"] if streams else as_tensors(prepared.encoded["train"]),
         streams["validation"] if streams else as_tensors(prepared.encoded["validation"]), config.trainer,
-        task=task, loss_fn=task.loss(target), score=lambda outputs, y: task.score(target, outputs, y),
+        task=task, loss_fn=training_loss(model, task.loss(target)),
+        score=lambda outputs, y: task.score(target, outputs, y),
         monitor=config.trainer.early_stopping.metric, mode=config.monitor_mode(), run_dir=run_dir, device=device,
         progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
         world=world,

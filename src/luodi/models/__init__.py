@@ -23,7 +23,7 @@ from luodi.errors import InputError
 from luodi.models.cnn import CNN_BUILDERS, RESNET_BUILDERS
 from luodi.models.hf import build_hf
 from luodi.models.language import build_language_model
-from luodi.models.mlp import MLP
+from luodi.models.mlp import MLP, Combine
 from luodi.models.rnn import build_rnn
 from luodi.models.transformer import build_transformer
 
@@ -63,14 +63,17 @@ def build_combiner(config: Any, pipeline: Any, output_size: int) -> nn.Module:
     if kind != "mlp" and not encoders:
         raise InputError(f"model.type {kind!r} needs an input feature it can read "
                          f"({', '.join(sorted(builders)) or 'none registered'}); for tables alone use model.type mlp")
-    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), output_size, encoders)
+    task = config.task()  # an ensemble's members are combined as the task activates logits: mean probability
+    combine: Combine = ("sigmoid" if getattr(task, "binary", False) else "softmax") if task.classes else "mean"
+    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), output_size, encoders, combine)
 
 
 ModelBuilder = Callable[[Any, Any, int], nn.Module]  # (config, fitted pipeline, output size) -> model
 MODEL_SHAPES: dict[str, ModelBuilder] = {"combiner": build_combiner, "language_model": build_language_model}
 # The keys of `model` each shape reads besides `type`, `path` and the section of its `model.type` (the report shows
-# only these): the combiner's MLP reads its sizes; a language model is model.type's section alone.
-MLP_SETTINGS = ("hidden_sizes", "activation", "dropout", "normalization")
+# only these): the combiner's MLP reads its sizes and its `mlp` section (the ensemble); a language model is
+# model.type's section alone.
+MLP_SETTINGS = ("hidden_sizes", "activation", "dropout", "normalization", "mlp")
 SHAPE_SETTINGS: dict[str, tuple[str, ...]] = {"combiner": MLP_SETTINGS, "language_model": ()}
 
 
