@@ -60,3 +60,14 @@ def test_explain_and_the_onnx_export_see_one_model(ensemble_package: Path, tmp_p
     assert np.isfinite(explained[[c for c in explained.columns if c.endswith("_attribution")]].to_numpy()).all()
     entry = api.export(str(ensemble_package), tmp_path / "onnx")
     assert float(str(entry["parity_max_abs_diff"])) <= 1e-4
+
+
+def test_optimize_prunes_and_fine_tunes_the_members(ensemble_package: Path, tmp_path: Path) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(ensemble_package.parents[2], home)
+    result = api.optimize("tiny", variants=["onnx", "prune-magnitude", "prune-structured"], fine_tune_steps=5,
+                          register=False, home=home)
+    statuses = {variant["name"]: variant["status"] for variant in result["variants"]}
+    assert statuses == {"eager": "ok", "onnx": "ok", "prune-magnitude": "ok", "prune-structured": "ok"}, result

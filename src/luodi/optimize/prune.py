@@ -18,11 +18,12 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from luodi.features.pipeline import Encoded
+from luodi.models.mlp import BatchEnsembleLinear, EnsembleLinear, training_loss
 from luodi.package import ModelPackage
 
 MAGNITUDE_AMOUNT = 0.5  # fraction of all prunable weights zeroed
 STRUCTURED_AMOUNT = 0.25  # fraction of each hidden layer's units / channels removed
-PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, BatchEnsembleLinear, EnsembleLinear)  # an ensemble's shared and heads
 
 
 def prunable_layers(model: nn.Module) -> list[Any]:
@@ -66,7 +67,7 @@ def fine_tune(package: ModelPackage, model: nn.Module, train: Encoded, steps: in
     inputs = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in train.inputs.items()}
     target = torch.from_numpy(train.target)
     rows = len(target)
-    loss_fn = package.task.loss(package.pipeline.target)
+    loss_fn = training_loss(model, package.task.loss(package.pipeline.target))  # an ensemble: every member's
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=trainer.optimizer.lr * 0.1)
     model.train()
