@@ -71,3 +71,17 @@ def test_optimize_prunes_and_fine_tunes_the_members(ensemble_package: Path, tmp_
                           register=False, home=home)
     statuses = {variant["name"]: variant["status"] for variant in result["variants"]}
     assert statuses == {"eager": "ok", "onnx": "ok", "prune-magnitude": "ok", "prune-structured": "ok"}, result
+
+
+def test_tune_searches_the_ensemble_size(tmp_path: Path, table_csv: Callable[..., Path],
+                                         tiny_config: Callable[..., Path]) -> None:
+    import yaml
+
+    config = tiny_config(tmp_path / "tune.yaml", table_csv(tmp_path / "data.csv", rows=200), epochs=2)
+    loaded = yaml.safe_load(config.read_text())
+    loaded["search"] = {"model.mlp.ensemble": {"choices": [1, 4]},
+                        "model.mlp.adapters": {"choices": ["layers", "input"]}}
+    config.write_text(yaml.safe_dump(loaded))
+    result = api.tune(config, 3, home=tmp_path / "home", progress="silent")
+    package = load_package(Path(str(result.package)))
+    assert isinstance(package.model, MLP) and package.model.members == package.config.model.mlp.ensemble

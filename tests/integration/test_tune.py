@@ -144,6 +144,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     ({"model.dropout": {"choices": []}}, "search.model.dropout: choices is empty"),
     ({"model.dropout": {"low": 0.0, "high": 1.0}}, "search.model.dropout = 1.0: invalid config: model.dropout"),
     ({"model.normalization": {"choices": ["none", "group"]}}, 'search.model.normalization = "group"'),
+    ({"model.mlp.ensemble": {"choices": [1, 0]}}, "search.model.mlp.ensemble = 0: invalid config: model.mlp.ensemble"),
     ({"data.train": {"choices": ["a.csv"]}}, "search.data.train: a trial may not change 'data'"),
     ({"input_features.colour.type": {"choices": ["category"]}}, "no list item named 'colour' (did you mean "
                                                                 "'color'?)"),
