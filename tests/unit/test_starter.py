@@ -146,6 +146,21 @@ def test_numbers_of_a_table_get_piecewise_linear_bins() -> None:
     assert set(encodings(round_trip(mixed, target="label")).values()) == {"piecewise_linear"}
 
 
+def test_tables_of_1000_rows_train_a_tabm_ensemble_that_fits_the_budget() -> None:
+    """32 members when 100 epochs of them fit --time-budget, else 8, else a plain MLP; the epoch cap counts the
+    members' arithmetic. Small tables and text keep one MLP."""
+    data = table(rows=3_000).drop_columns(["note"])
+    assert round_trip(data).model.mlp.ensemble == 32
+    starters = {seconds: plan(data, Path("churn.csv"), "churned", time_budget=seconds) for seconds in (300.0, 1.0)}
+    assert "mlp: {ensemble: 32}" in render(starters[300.0], "churn.csv", Path("churn.csv"))
+    assert starters[1.0].ensemble == 1 and "mlp:" not in render(starters[1.0], "churn.csv", Path("churn.csv"))
+    wide = table(rows=60_000).drop_columns(["note"])
+    budgets = (60.0, 300.0, 3_600.0)
+    assert [plan(wide, Path("churn.csv"), "churned", time_budget=seconds).ensemble for seconds in budgets] == [1, 8, 32]
+    assert round_trip(table(rows=600).drop_columns(["note"])).model.mlp.ensemble == 1
+    assert round_trip(table(rows=3_000)).model.mlp.ensemble == 1  # a text column: TF-IDF into one MLP
+
+
 def test_epochs_follow_the_time_budget() -> None:
     """A larger model or a smaller --time-budget gives fewer epochs; the comment says how they were chosen, and
     the plateau schedule (not the cap) is what ends runs."""
