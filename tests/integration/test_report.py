@@ -212,7 +212,7 @@ def test_the_positive_class_drives_the_binary_metrics_and_is_named(tmp_path: Pat
 def test_the_config_section_shows_what_the_run_read(runs: dict[str, Any], read_report: Callable) -> None:
     page = read_report(Path(runs["binary"].report))
     model = page.data["config"]["model"]
-    assert set(model) == {"type", "hidden_sizes", "activation", "dropout", "normalization"}  # an MLP
+    assert set(model) == {"type", "hidden_sizes", "activation", "dropout", "normalization", "mlp"}  # an MLP
     for section in ("cnn:", "resnet:", "rnn:", "transformer:", "hf:", "gpt:", "lora:", "context_length"):
         assert section not in page.text
     assert "hidden_sizes:" in page.text and "class_weights:" in page.text
