@@ -9,7 +9,8 @@ went away: `cancel` frees a waiting sequence at once and a running one before th
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
 
 How the decode step is batched depends on the model: when the worker starts, `batched_slots` gives a slot cache
-(slots.py) for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding, and a
+(slots.py) for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding (the Llama
+family stepped by luodi's own decoder, llama_slots.py; other architectures by HF's forward, hf_slots.py), and a
 step feeds every running sequence's newest token as one batch, each sequence at its own length. Other models
 (`rnn`, an HF architecture that fails the check, with the reason logged) keep their own cache per sequence and are
 stepped one after another in the same loop: they still join and leave at any step, without the shared matrix
