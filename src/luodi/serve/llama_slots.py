@@ -96,10 +96,11 @@ def fused(linears: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | 
     return weight, torch.cat([linear.bias.detach() for linear in linears])
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding as HF's `apply_rotary_pos_emb` (the halves convention), heads on the second-last axis."""
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding as HF's `apply_rotary_pos_emb` (the halves convention: x * cos + cat(-x2, x1) * sin), heads
+    on the second-last axis; `signed_sin` is sin with its first half negated, which saves negating x2 every step."""
     half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    return x * cos + torch.cat((x[..., half:], x[..., :half]), dim=-1) * signed_sin
 
 
 class LlamaSlots(Growing):
@@ -131,7 +132,8 @@ class LlamaSlots(Growing):
         with torch.inference_mode():  # the model's own rotary module: rope_theta and scaling as HF computes them
             positions = torch.arange(int(model.context_length), device=self.device)[None, :]
             cos, sin = decoder.rotary_emb(self.embedding[:1], positions)
-        self.cos, self.sin = cos[0], sin[0]  # (context, head_dim)
+        half = self.head_dim // 2
+        self.cos, self.sin = cos[0], torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)  # (context, head_dim)
         empty = self.embedding.new_zeros((slots, self.kv_heads, 0, self.head_dim))
         super().__init__(slots, int(model.context_length), len(self.layers), empty)
 
