@@ -20,8 +20,9 @@ threads, on the same prompts (`--prompt-tokens` token ids each, sent as ids so b
 and the report is each ratio's median over rounds with its range (goals from issue 13: 8 concurrent >= 3x
 sequential and >= 1.0x HF batch 8; batch-1 decode >= 1.0x HF fp32; time to first token <= 1.2x HF prefill).
 Then batch-1 decode paths of the same model in this process, in rounds: the per-sequence path (the model's own
-cache), the slot cache the scheduler uses, and the slot cache under bf16 autocast; and batch-8 paths: generate(),
-the slot cache in this thread and in a new thread (as the server's worker).
+cache), the slot cache stepped by HF's forward (plain and under bf16 autocast) and by luodi's Llama step (what the
+server runs for a Llama-family model, serve/llama_slots.py); and batch-8 paths: generate(), and the slot cache
+stepped by HF's forward and by luodi's Llama step, each in this thread and in a new thread (as the server's worker).
 `tiny` and `small` are GPT packages trained for one epoch (the first part of this benchmark): only the
 concurrent / sequential ratio.
 
@@ -207,8 +208,8 @@ def lever_variants(model: Any, prompt: list[int], tokens: int) -> dict[str, Call
             logits, cache = model.decode(logits[:, -1:].argmax(-1), cache)
         return (tokens - 1) / (time.perf_counter() - started)
 
-    def slot_cache(dtype: torch.dtype | None) -> Callable[[], float]:
-        slots = HFSlots(model, 1)  # its own: under autocast the cache holds bf16
+    def slot_cache(dtype: torch.dtype | None, build: Callable[[Any, int], Any] = HFSlots) -> Callable[[], float]:
+        slots = build(model, 1)  # its own: under autocast the cache holds bf16
 
         def measure() -> float:
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -219,8 +220,26 @@ def lever_variants(model: Any, prompt: list[int], tokens: int) -> dict[str, Call
             return (tokens - 1) / (time.perf_counter() - started)
         return measure
 
-    return {"own cache (per-sequence path)": own_cache, "slot cache (batched path)": slot_cache(None),
-            "slot cache, bf16 autocast": slot_cache(torch.bfloat16)}
+    variants = {"own cache (per-sequence path)": own_cache, "slot cache, HF forward": slot_cache(None),
+                "slot cache, HF forward, bf16 autocast": slot_cache(torch.bfloat16)}
+    if llama_step(model) is not None:
+        variants["slot cache, luodi Llama step (the server's)"] = slot_cache(None, llama_step(model))
+    return variants
+
+
+def llama_step(model: Any) -> Callable[[Any, int], Any] | None:
+    """Builds luodi's Llama step (serve/llama_slots.py) over the model's weights, shared as the server shares them;
+    None when the model is not one it runs (the server then runs HF's forward: the HF lines are its path)."""
+    from luodi.serve.llama_slots import LlamaSlots, unsupported
+
+    if unsupported(model) is not None:
+        return None
+
+    def build(model: Any, slots: int) -> LlamaSlots:
+        fast = LlamaSlots(model, slots)
+        fast.share_weights()
+        return fast
+    return build
 
 
 def batch_variants(model: Any, prompts: list[list[int]], tokens: int) -> dict[str, Callable[[], float]]:
@@ -229,25 +248,37 @@ def batch_variants(model: Any, prompts: list[list[int]], tokens: int) -> dict[st
     concurrent" they split (b)'s gap into the model step and the serving around it."""
     from luodi.serve.hf_slots import HFSlots
 
-    slots, rows = HFSlots(model, len(prompts)), list(range(len(prompts)))
+    rows = list(range(len(prompts)))
 
-    def slot_batch() -> float:
-        started = time.perf_counter()
-        with torch.inference_mode():  # per thread
-            logits = slots.prefill(rows, prompts)
-            for _ in range(tokens - 1):
-                logits = slots.step(rows, logits.argmax(-1).tolist())
-        return len(prompts) * tokens / (time.perf_counter() - started)
+    def slot_batch(slots: Any) -> Callable[[], float]:
+        def measure() -> float:
+            started = time.perf_counter()
+            with torch.inference_mode():  # per thread
+                logits = slots.prefill(rows, prompts)
+                for _ in range(tokens - 1):
+                    logits = slots.step(rows, logits.argmax(-1).tolist())
+            return len(prompts) * tokens / (time.perf_counter() - started)
+        return measure
 
-    def new_thread() -> float:
-        result: list[float] = []
-        worker = threading.Thread(target=lambda: result.append(slot_batch()))
-        worker.start()
-        worker.join()
-        return result[0]
+    def new_thread(measure: Callable[[], float]) -> Callable[[], float]:
+        def in_thread() -> float:
+            result: list[float] = []
+            worker = threading.Thread(target=lambda: result.append(measure()))
+            worker.start()
+            worker.join()
+            return result[0]
+        return in_thread
 
-    return {"batch 8: hf generate()": lambda: len(prompts) * tokens / hf_generate(model.backbone, prompts, tokens),
-            "batch 8: slot cache, this thread": slot_batch, "batch 8: slot cache, a new thread": new_thread}
+    hf = slot_batch(HFSlots(model, len(prompts)))
+    variants = {"batch 8: hf generate()": lambda: len(prompts) * tokens / hf_generate(model.backbone, prompts, tokens),
+                "batch 8: slot cache, HF forward, this thread": hf,
+                "batch 8: slot cache, HF forward, a new thread": new_thread(hf)}
+    build = llama_step(model)
+    if build is not None:  # the server's step for this model
+        fast = slot_batch(build(model, len(prompts)))
+        variants["batch 8: luodi Llama step, this thread"] = fast
+        variants["batch 8: luodi Llama step, a new thread"] = new_thread(fast)
+    return variants
 
 
 def levers(model: Any, prompts: list[list[int]], tokens: int, count: int) -> dict[str, dict[str, float]]:

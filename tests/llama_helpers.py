@@ -16,12 +16,23 @@ PAIRS = [("2+2", "four"), ("3+3", "six"), ("1+1", "two"), ("4+4", "eight"), ("5+
 
 
 def write_checkpoint(folder: Path, architecture: str = "llama", **settings: Any) -> Path:
-    """A 2-layer, width-32 model of `architecture` (llama, mistral) and its tokenizer in `folder`; `settings`
-    override the config (num_attention_heads, num_key_value_heads, sliding_window, ...)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    """A 2-layer, width-32 model of `architecture` (llama, mistral, qwen2, gpt_neox) and its tokenizer in `folder`;
+    `settings` override the config (num_attention_heads, num_key_value_heads, sliding_window, ...)."""
+    from transformers import (
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM),
-                                 "mistral": (MistralConfig, MistralForCausalLM)}[architecture]
+                                 "mistral": (MistralConfig, MistralForCausalLM),
+                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                                 "gpt_neox": (GPTNeoXConfig, GPTNeoXForCausalLM)}[architecture]
     texts = [f"what is {q}? it is {a}." for q, a in PAIRS] * 20
     tokenizer = train_bpe(texts, 300)
     tokenizer.chat_template = CHAT_TEMPLATE

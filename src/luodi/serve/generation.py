@@ -9,7 +9,8 @@ went away: `cancel` frees a waiting sequence at once and a running one before th
 goes to the request's asyncio queue through `call_soon_threadsafe`, so the event loop never waits for the model.
 
 How the decode step is batched depends on the model: when the worker starts, `batched_slots` gives a slot cache
-(slots.py) for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding, and a
+(slots.py) for `gpt` models and for Hugging Face causal LMs whose batched step matches their own decoding (the Llama
+family stepped by luodi's own decoder, llama_slots.py; other architectures by HF's forward, hf_slots.py), and a
 step feeds every running sequence's newest token as one batch, each sequence at its own length. Other models
 (`rnn`, an HF architecture that fails the check, with the reason logged) keep their own cache per sequence and are
 stepped one after another in the same loop: they still join and leave at any step, without the shared matrix
@@ -41,6 +42,9 @@ IDLE_EXIT_S = 2.0  # a worker with nothing to do for this long ends; the next re
 # length (see `_admit`). A lone request waits ADMIT_GAP_S.
 ADMIT_GAP_S = 0.003
 ADMIT_WINDOW_S = 0.02
+# The decode step a scheduler runs (`Scheduler.decoder`, logged when its worker decides): luodi's Llama step
+# (llama_slots.py), HF's forward over the slot cache (hf_slots.py), luodi's GPT step, the model's own per sequence.
+LUODI_STEP, HF_STEP, PER_SEQUENCE = "luodi-llama", "hf-forward", "per-sequence"
 
 
 class QueueFull(Exception):
@@ -121,34 +125,51 @@ def check_slots(model: Any, slots: Slots, count: int) -> str | None:
     return None
 
 
-def batched_slots(model: nn.Module, slots: int) -> Slots | None:
-    """The model's slot cache for `slots` sequences, or None (logged, with the reason) to step them one by one."""
+def batched_slots(model: nn.Module, slots: int) -> tuple[Slots | None, str]:
+    """The model's slot cache for `slots` sequences, or None (logged, with the reason) to step them one by one;
+    and the name of the decode step it runs (LUODI_STEP, HF_STEP, "gpt", PER_SEQUENCE)."""
     from luodi.models.gpt import GPT
     from luodi.models.language import CausalLM
 
     if isinstance(model, GPT):
-        return GPTSlots(model, slots)
+        return GPTSlots(model, slots), "gpt"
     if not isinstance(model, CausalLM):
         log.info("%s: decode steps run sequence by sequence (no batched cache for this model type)",
                  type(model).__name__)
-        return None
-    from luodi.serve.hf_slots import HFSlots, unsupported
+        return None, PER_SEQUENCE
+    from luodi.serve import hf_slots, llama_slots
 
     backbone = model.backbone
     name = type(backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).__name__  # LoRA
-    reason = unsupported(model)
+    reason = llama_slots.unsupported(model)
     if reason is None:
-        try:
-            candidate = HFSlots(model, slots)
-            reason = check_slots(model, candidate, min(slots, 2))
-        except Exception as error:  # noqa: BLE001 - any architecture may refuse a foreign cache; we fall back
-            reason = f"the batched cache failed: {type(error).__name__}: {(str(error) or '-').splitlines()[0]}"
-        if reason is None:
-            candidate.reset()
-            log.info("%s: decode steps of all running sequences run as one batch", name)
-            return candidate
+        fast, reason = checked(model, lambda: llama_slots.LlamaSlots(model, slots), slots)
+        if fast is not None:
+            fast.share_weights()  # after the check: a refused candidate leaves the model as it was
+            log.info("%s: decode steps of all running sequences run as one batch (decoder: %s)", name, LUODI_STEP)
+            return fast, LUODI_STEP
+    log.info("%s: luodi's Llama step does not apply (%s); decode steps run HF's forward", name, reason)
+    reason = hf_slots.unsupported(model)
+    if reason is None:
+        candidate, reason = checked(model, lambda: hf_slots.HFSlots(model, slots), slots)
+        if candidate is not None:
+            log.info("%s: decode steps of all running sequences run as one batch (decoder: %s)", name, HF_STEP)
+            return candidate, HF_STEP
     log.warning("%s: decode steps run sequence by sequence, without batching: %s", name, reason)
-    return None
+    return None, PER_SEQUENCE
+
+
+def checked(model: nn.Module, build: Callable[[], Any], slots: int) -> tuple[Any, str | None]:
+    """A slot cache that `check_slots` accepts, reset (or None), and why not."""
+    try:
+        candidate = build()
+        reason = check_slots(model, candidate, min(slots, 2))
+    except Exception as error:  # noqa: BLE001 - any architecture may refuse a foreign cache; we fall back
+        reason = f"the batched cache failed: {type(error).__name__}: {(str(error) or '-').splitlines()[0]}"
+    if reason is not None:
+        return None, reason
+    candidate.reset()
+    return candidate, None
 
 
 class Scheduler:
@@ -161,6 +182,7 @@ class Scheduler:
         self.max_running, self.max_waiting, self.metrics = max_running, max_waiting, metrics
         self.slots: Slots | None = None  # decided by the worker's first run (a check costs a few forwards)
         self.slots_decided = False
+        self.decoder = ""  # which decode step (LUODI_STEP, HF_STEP, "gpt", PER_SEQUENCE), decided with the slots
         self.free = list(range(max_running))
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -199,7 +221,8 @@ class Scheduler:
         try:
             with torch.inference_mode():
                 if not self.slots_decided:
-                    self.slots, self.slots_decided = batched_slots(self.model, self.max_running), True
+                    self.slots, self.decoder = batched_slots(self.model, self.max_running)
+                    self.slots_decided = True
                 while self._admit():
                     self._step()
                     self._flush()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from luodi.serve.slots import capacity_for, widen
+from luodi.serve.slots import Growing
 
 
 def unsupported(model: Any) -> str | None:
@@ -67,7 +67,7 @@ class SlotCache(Cache):
         super().__init__(layers=[SlotLayer(owner, index) for index in range(layers)])
 
 
-class HFSlots:
+class HFSlots(Growing):
     """Keys and values of up to `slots` sequences of a Hugging Face causal LM, each at its own length."""
 
     def __init__(self, model: Any, slots: int):  # a models.language.CausalLM
@@ -76,26 +76,14 @@ class HFSlots:
         self.cache_name: str = model.cache_name
         self.last_only = "logits_to_keep" in inspect.signature(type(base).forward).parameters
         self.boolean_mask = getattr(base.config, "_attn_implementation", "eager") == "sdpa"
-        self.context: int = int(model.context_length)
         self.device = next(model.parameters()).device
-        self.slots, self.capacity, self.span = slots, 0, 0
-        self.lengths = [0] * slots
         # Per layer (slots, kv_heads, capacity, head_dim), shaped when the first prompt shows the layers':
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        super().__init__(slots, int(model.context_length), 0, torch.zeros(0))
+        self.span = 0
         self.cache: SlotCache | None = None
         # The running slots of the current step:
         self.index = self.positions = torch.zeros(0, dtype=torch.long)
         self.first, self.contiguous, self.uniform = 0, False, False
-
-    def reset(self) -> None:
-        """Forget every slot's contents (the capacity stays)."""
-        self.lengths = [0] * self.slots
-
-    def _grow(self, needed: int) -> None:
-        if needed > self.capacity:
-            self.capacity = capacity_for(needed, self.capacity, self.context)
-            self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
 
     def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
         """Run the prompts into their slots as one batch; each prompt's last position's logits (prompts, vocab).

@@ -52,7 +52,27 @@ def widen(tensors: list[torch.Tensor], capacity: int) -> list[torch.Tensor]:
     return widened
 
 
-class GPTSlots:
+class Growing:
+    """What every slot cache holds: per layer keys and values (slots, heads, capacity, head_dim), each slot's length,
+    and the capacity, doubled as needed up to the context."""
+
+    def __init__(self, slots: int, context: int, layers: int, empty: torch.Tensor):
+        self.slots, self.capacity, self.context = slots, 0, context
+        self.lengths = [0] * slots
+        self.keys: list[torch.Tensor] = [empty] * layers
+        self.values: list[torch.Tensor] = [empty] * layers
+
+    def reset(self) -> None:
+        """Forget every slot's contents (the capacity stays)."""
+        self.lengths = [0] * self.slots
+
+    def _grow(self, needed: int) -> None:
+        if needed > self.capacity:
+            self.capacity = capacity_for(needed, self.capacity, self.context)
+            self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
+
+
+class GPTSlots(Growing):
     """Keys and values of up to `slots` sequences of a `gpt` model, each at its own length, for batched steps."""
 
     def __init__(self, model: Any, slots: int):  # a models.gpt.GPT
@@ -60,17 +80,8 @@ class GPTSlots:
         block = model.blocks[0]
         self.heads = int(block.heads)
         self.width = int(model.embedding.weight.shape[1])
-        self.context: int = int(model.context_length)
-        self.slots, self.capacity = slots, 0
-        self.lengths = [0] * slots
         empty = model.embedding.weight.new_zeros((slots, self.heads, 0, self.width // self.heads))
-        self.keys: list[torch.Tensor] = [empty] * len(model.blocks)
-        self.values: list[torch.Tensor] = [empty] * len(model.blocks)
-
-    def _grow(self, needed: int) -> None:
-        if needed > self.capacity:
-            self.capacity = capacity_for(needed, self.capacity, self.context)
-            self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
+        super().__init__(slots, int(model.context_length), len(model.blocks), empty)
 
     def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
         """Run each prompt into its slot, one after another; the last positions' logits (prompts, vocab)."""
