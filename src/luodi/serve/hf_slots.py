@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from luodi.serve.slots import Growing
+from luodi.serve.slots import Growing, StepRows
 
 
 def unsupported(model: Any) -> str | None:
@@ -79,11 +79,13 @@ class HFSlots(Growing):
         self.device = next(model.parameters()).device
         # Per layer (slots, kv_heads, capacity, head_dim), shaped when the first prompt shows the layers':
         super().__init__(slots, int(model.context_length), 0, torch.zeros(0))
-        self.span = 0
         self.cache: SlotCache | None = None
-        # The running slots of the current step:
-        self.index = self.positions = torch.zeros(0, dtype=torch.long)
-        self.first, self.contiguous, self.uniform = 0, False, False
+        self.rows: StepRows | None = None  # the running slots of the current step
+
+    @property
+    def span(self) -> int:
+        """Positions the current step reads (its longest sequence's, with the new one)."""
+        return self.rows.span if self.rows is not None else 0
 
     def prefill(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
         """Run the prompts into their slots as one batch; each prompt's last position's logits (prompts, vocab).
@@ -117,26 +119,19 @@ class HFSlots(Growing):
 
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
         """One new token per slot, all in one forward; their logits (running, vocab)."""
-        lengths = [self.lengths[slot] for slot in slots]
-        self.span = max(lengths) + 1
-        self._grow(self.span)
-        self.positions = torch.tensor(lengths, device=self.device)  # (running,)
-        self.index = torch.tensor(slots, device=self.device)
-        self.first, self.contiguous = slots[0], slots == list(range(slots[0], slots[0] + len(slots)))
-        # Every sequence at the same length (one sequence; prompts of one length that joined together): nothing to
-        # hide, so no mask (the model then sees only its own causal mask, which hides nothing for one new
-        # position, and SDPA takes its unmasked kernel), and the step's keys go in by a slice.
-        self.uniform = self.contiguous and min(lengths) == self.span - 1
-        mask = None if self.uniform else self._mask()
+        self.rows = rows = self._begin_step(slots, self.device)
+        # Every sequence at the same length: nothing to hide, so no mask (the model then sees only its own causal
+        # mask, which hides nothing for one new position, and SDPA takes its unmasked kernel), and the step's keys
+        # go in by a slice.
+        mask = None if rows.uniform else self._mask(rows)
         output = self.backbone(input_ids=torch.tensor(tokens, device=self.device)[:, None], attention_mask=mask,
-                               position_ids=self.positions[:, None], use_cache=True, **{self.cache_name: self.cache})
-        for slot in slots:
-            self.lengths[slot] += 1
+                               position_ids=rows.positions[:, None], use_cache=True, **{self.cache_name: self.cache})
+        self._end_step(slots)
         return output.logits[:, -1]
 
-    def _mask(self) -> torch.Tensor:
+    def _mask(self, rows: StepRows) -> torch.Tensor:
         """(running, 1, 1, span): each sequence's positions up to its own (boolean for SDPA, additive for eager)."""
-        allowed = torch.arange(self.span, device=self.device)[None, :] <= self.positions[:, None]  # (running, span)
+        allowed = rows.allowed()
         if self.boolean_mask:
             return allowed[:, None, None, :]
         dtype = self.keys[0].dtype  # eager attention adds the mask to the scores
@@ -146,15 +141,5 @@ class HFSlots(Growing):
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the step's keys and values (running, kv_heads, 1, head_dim) of `layer` at each sequence's position;
         the running slots' keys and values up to the span (running, kv_heads, span, head_dim)."""
-        stored_keys, stored_values = self.keys[layer], self.values[layer]
-        end = self.first + len(self.index)
-        if self.uniform:  # one position for all: a slice, no index tensors
-            position = self.span - 1
-            stored_keys[self.first:end, :, position] = keys[:, :, 0]
-            stored_values[self.first:end, :, position] = values[:, :, 0]
-        else:
-            stored_keys[self.index, :, self.positions] = keys[:, :, 0]
-            stored_values[self.index, :, self.positions] = values[:, :, 0]
-        if self.contiguous:  # a view: no copy of the cache
-            return stored_keys[self.first:end, :, :self.span], stored_values[self.first:end, :, :self.span]
-        return stored_keys[self.index, :, :self.span], stored_values[self.index, :, :self.span]
+        assert self.rows is not None, "the slot cache is written only during a step"
+        return self.rows.store(self.keys[layer], self.values[layer], keys[:, :, 0], values[:, :, 0])

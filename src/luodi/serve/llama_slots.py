@@ -202,23 +202,14 @@ class LlamaSlots(Growing):
     @torch.inference_mode()
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
         """One new token per slot, all in one batch; their logits (running, vocab)."""
-        lengths = [self.lengths[slot] for slot in slots]
-        running, span = len(slots), max(lengths) + 1
-        self._grow(span)
-        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
-        first = slots[0]
-        end = first + running
-        contiguous = slots == list(range(first, end))
-        # Every sequence at one length (one sequence; prompts of one length that joined together): one rotary row,
-        # no mask, the step's keys written by a slice.
-        uniform = contiguous and min(lengths) == span - 1
-        if uniform:
-            cos, sin, mask = self.cos[span - 1], self.sin[span - 1], None  # (head_dim,)
+        rows = self._begin_step(slots, self.device)
+        running, heads, kv_heads, dim = len(slots), self.heads, self.kv_heads, self.head_dim
+        # Every sequence at one length: one rotary row, no mask, the step's keys written by a slice.
+        if rows.uniform:
+            cos, sin, mask = self.cos[rows.span - 1], self.sin[rows.span - 1], None  # (head_dim,)
         else:
-            positions = torch.tensor(lengths, device=self.device)  # (running,)
-            rows = torch.tensor(slots, device=self.device)
-            cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (running, 1, head_dim)
-            mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
+            cos, sin = self.cos[rows.positions][:, None], self.sin[rows.positions][:, None]  # (running, 1, head_dim)
+            mask = rows.allowed()[:, None, None, :]
         x = F.embedding(torch.tensor(tokens, device=self.device), self.embedding)  # (running, width)
         for index, layer in enumerate(self.layers):
             qkv = F.linear(self._norm(x, layer.attention_norm), layer.qkv, layer.qkv_bias)
@@ -227,20 +218,10 @@ class LlamaSlots(Growing):
             # Query head h reads key/value head h // group: packed as (running, kv_heads, group, dim), the group
             # takes the place of the query positions, and keys and values are read as they are stored.
             query = rotated[:, :heads].reshape(running, kv_heads, heads // kv_heads, dim)
-            stored_keys, stored_values = self.keys[index], self.values[index]
-            if uniform:
-                stored_keys[first:end, :, span - 1] = rotated[:, heads:]
-                stored_values[first:end, :, span - 1] = qkv[:, heads + kv_heads:]
-            else:
-                stored_keys[rows, :, positions] = rotated[:, heads:]
-                stored_values[rows, :, positions] = qkv[:, heads + kv_heads:]
-            if contiguous:  # views: no copy of the cache
-                keys, values = stored_keys[first:end, :, :span], stored_values[first:end, :, :span]
-            else:
-                keys, values = stored_keys[rows, :, :span], stored_values[rows, :, :span]
+            keys, values = rows.store(self.keys[index], self.values[index], rotated[:, heads:],
+                                      qkv[:, heads + kv_heads:])
             attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale)
             x = x + layer.output(attended.reshape(running, heads * dim))
             x = self._feedforward(x, layer)
-        for slot in slots:
-            self.lengths[slot] += 1
+        self._end_step(slots)
         return self.output(self._norm(x, self.norm))  # (running, vocab)

@@ -16,6 +16,7 @@ gets which (and the check that a batched step gives the logits of the model's ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -52,6 +53,40 @@ def widen(tensors: list[torch.Tensor], capacity: int) -> list[torch.Tensor]:
     return widened
 
 
+@dataclass
+class StepRows:
+    """Where the sequences of one batched step sit in a slot cache: slots `rows` (running,), contiguous from `first`
+    to `end` or not, each at its own new position (`positions`, running); `span` positions are read. `uniform`: every
+    sequence at one length and contiguous (one sequence; prompts of one length that joined together), so the step's
+    keys go in by a slice and no mask is needed."""
+
+    first: int
+    end: int
+    span: int
+    contiguous: bool
+    uniform: bool
+    rows: torch.Tensor
+    positions: torch.Tensor
+
+    def allowed(self) -> torch.Tensor:
+        """(running, span): True at the positions each sequence attends to (its own and those before)."""
+        return torch.arange(self.span, device=self.positions.device)[None, :] <= self.positions[:, None]
+
+    def store(self, stored_keys: torch.Tensor, stored_values: torch.Tensor, keys: torch.Tensor,
+              values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the step's keys and values (running, heads, head_dim) into one layer's cache at each sequence's
+        position; the running slots' keys and values up to the span (running, heads, span, head_dim)."""
+        if self.uniform:  # one position for all: a slice, no index tensors
+            stored_keys[self.first:self.end, :, self.span - 1] = keys
+            stored_values[self.first:self.end, :, self.span - 1] = values
+        else:
+            stored_keys[self.rows, :, self.positions] = keys
+            stored_values[self.rows, :, self.positions] = values
+        if self.contiguous:  # views: no copy of the cache
+            return stored_keys[self.first:self.end, :, :self.span], stored_values[self.first:self.end, :, :self.span]
+        return stored_keys[self.rows, :, :self.span], stored_values[self.rows, :, :self.span]
+
+
 class Growing:
     """What every slot cache holds: per layer keys and values (slots, heads, capacity, head_dim), each slot's length,
     and the capacity, doubled as needed up to the context."""
@@ -70,6 +105,20 @@ class Growing:
         if needed > self.capacity:
             self.capacity = capacity_for(needed, self.capacity, self.context)
             self.keys, self.values = widen(self.keys, self.capacity), widen(self.values, self.capacity)
+
+    def _begin_step(self, slots: list[int], device: torch.device) -> StepRows:
+        """Where a step's sequences sit (capacity grown to their span); `_end_step` counts the new token."""
+        lengths = [self.lengths[slot] for slot in slots]
+        span = max(lengths) + 1
+        self._grow(span)
+        first, end = slots[0], slots[0] + len(slots)
+        contiguous = slots == list(range(first, end))
+        return StepRows(first, end, span, contiguous, contiguous and min(lengths) == span - 1,
+                        torch.tensor(slots, device=device), torch.tensor(lengths, device=device))
+
+    def _end_step(self, slots: list[int]) -> None:
+        for slot in slots:
+            self.lengths[slot] += 1
 
 
 class GPTSlots(Growing):
@@ -102,39 +151,20 @@ class GPTSlots(Growing):
         from luodi.models.gpt import rotate
 
         model = self.model
-        positions = torch.tensor([self.lengths[slot] for slot in slots])  # (running,)
-        span = int(positions.max()) + 1
-        self._grow(span)
-        index = torch.tensor(slots)
         device = model.embedding.weight.device
-        positions, index = positions.to(device), index.to(device)
-        cos = model.cos[positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
-        sin = model.sin[positions][:, None, None, :]
-        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
-        # All at one length (one sequence, or prompts of one length that joined together): no mask, slice writes.
-        uniform = contiguous and all(self.lengths[slot] == span - 1 for slot in slots)
-        allowed = None if uniform else \
-            (torch.arange(span, device=device)[None, :] <= positions[:, None])[:, None, None, :]
+        rows = self._begin_step(slots, device)
+        cos = model.cos[rows.positions][:, None, None, :]  # (running, 1, 1, head_dim / 2)
+        sin = model.sin[rows.positions][:, None, None, :]
+        allowed = None if rows.uniform else rows.allowed()[:, None, None, :]  # one length: no mask
         x = model.embedding(torch.tensor(tokens, device=device)[:, None])  # (running, 1, w)
         running, width = len(slots), self.width
         for layer, block in enumerate(model.blocks):
             q, k, v = block.qkv(block.attention_norm(x)).split(width, dim=-1)
             q, k, v = (t.view(running, 1, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (run, heads, 1, d)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            if uniform:
-                self.keys[layer][slots[0]:slots[0] + running, :, span - 1] = k[:, :, 0]
-                self.values[layer][slots[0]:slots[0] + running, :, span - 1] = v[:, :, 0]
-            else:
-                self.keys[layer][index, :, positions] = k[:, :, 0]
-                self.values[layer][index, :, positions] = v[:, :, 0]
-            if contiguous:  # a view: no copy of the cache
-                keys = self.keys[layer][slots[0]:slots[0] + running, :, :span]
-                values = self.values[layer][slots[0]:slots[0] + running, :, :span]
-            else:
-                keys, values = self.keys[layer][index, :, :span], self.values[layer][index, :, :span]
+            keys, values = rows.store(self.keys[layer], self.values[layer], k[:, :, 0], v[:, :, 0])
             attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
             x = x + block.projection(attended.transpose(1, 2).reshape(running, 1, width))
             x = x + block.feedforward(block.feedforward_norm(x))
-        for slot in slots:
-            self.lengths[slot] += 1
+        self._end_step(slots)
         return (model.norm(x) @ model.embedding.weight.T)[:, 0]
