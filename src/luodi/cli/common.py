@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from luodi.errors import InputError
+
 
 def _plain_flags(params: list[Any]) -> list[Any]:
     """Flags take no value: an empty metavar keeps typer's help from printing `<bool>` beside them."""
@@ -83,6 +85,13 @@ def _metrics_table(metrics: dict[str, float], title: str) -> Any:
 def _count(number: int, noun: str) -> str:
     """'1 feature', '3 features'."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _file_or_texts(data: Path | None, text: list[str] | None) -> Path | list[str]:
+    """`--data FILE` or `--text TEXT ...`: exactly one of them."""
+    if (data is None) == (not text):
+        raise InputError("give --data FILE or --text TEXT (not both)")
+    return data if data is not None else list(text or [])
 
 
 def _warn(messages: list[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from luodi import api
-from luodi.cli.common import Base, Home, Json, Strict, _console, _metrics_table, _print_json, _warn
+from luodi.cli.common import Base, Home, Json, Strict, _console, _file_or_texts, _metrics_table, _print_json, _warn
 from luodi.errors import InputError
 
 
@@ -139,12 +139,11 @@ def predict(
     as_json: Json = False,
 ) -> None:
     """Predict a table (or raw texts): `<target>_prediction` plus `<target>_probability_<class>` for classifiers."""
-    if (data is None) == (not text):
-        raise InputError("give --data FILE or --text TEXT (not both)")
-    if text:
-        frame = api.predict_text(model, text, out=out, home=home, strict=strict, backend=backend)
+    source = _file_or_texts(data, text)
+    if isinstance(source, list):
+        frame = api.predict_text(model, source, out=out, home=home, strict=strict, backend=backend)
     else:
-        frame = api.predict(model, data, out=out, home=home, strict=strict, keep_input=keep_input, backend=backend)
+        frame = api.predict(model, source, out=out, home=home, strict=strict, keep_input=keep_input, backend=backend)
     warnings = frame.attrs.get("warnings", [])
     if as_json:
         payload: dict[str, Any] = {"rows": len(frame), "out": str(out) if out else None, "warnings": warnings}

@@ -12,7 +12,18 @@ from typing import Annotated, Any
 import typer
 
 from luodi import api
-from luodi.cli.common import Base, Home, Json, RepetitionPenalty, Temperature, TopK, TopP, _count, _print_json
+from luodi.cli.common import (
+    Base,
+    Home,
+    Json,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+    _count,
+    _file_or_texts,
+    _print_json,
+)
 from luodi.errors import InputError
 
 
@@ -29,9 +40,7 @@ def embed(
     as_json: Json = False,
 ) -> None:
     """Embed texts with a text encoder model (one text feature read as tokens): one vector per text."""
-    if (data is None) == (not text):
-        raise InputError("give --data FILE or --text TEXT (not both)")
-    vectors = api.embed(model, data if data is not None else list(text or []), truncate=truncate, out=out, home=home)
+    vectors = api.embed(model, _file_or_texts(data, text), truncate=truncate, out=out, home=home)
     if as_json:
         payload: dict[str, Any] = {"rows": len(vectors), "dimensions": int(vectors.shape[1]),
                                    "out": str(out) if out else None}

@@ -42,7 +42,7 @@ class EventLog:
             query = f"SELECT * FROM events{where} ORDER BY id DESC LIMIT ?"
             args = (subject, limit) if subject else (limit,)
             rows = connection.execute(query, args).fetchall()
-        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+        return _decoded(rows)
 
     def model_events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
         """Registrations and alias moves of the model `name` exactly (`name/N`, `name@alias`), newest first.
@@ -55,7 +55,11 @@ class EventLog:
             rows = connection.execute(
                 "SELECT * FROM events WHERE substr(subject, 1, ?) IN (?, ?) ORDER BY id DESC LIMIT ?",
                 (len(name) + 1, f"{name}/", f"{name}@", limit)).fetchall()
-        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+        return _decoded(rows)
+
+
+def _decoded(rows: list[Any]) -> list[dict[str, Any]]:
+    return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
 
 
 def _user() -> str:
