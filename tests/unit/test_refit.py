@@ -3,6 +3,7 @@ and the learning-rate replay of a plateau scheduler."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -102,3 +103,43 @@ def test_lr_scales_must_cover_the_epochs(tmp_path: Path) -> None:
         fit(nn.Linear(1, 1), noise(8, 0), None, TrainerConfig(epochs=3), task=TASKS["binary"],
             loss_fn=nn.BCEWithLogitsLoss(), score=lambda outputs, y: {}, monitor="loss", mode="min",
             run_dir=tmp_path, device=torch.device("cpu"), lr_scales=[1.0])
+
+
+def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
+    """`luodi init` writes `trainer.refit: true` for a classifier of texts alone (TF-IDF), where it was measured to
+    win, and its epoch cap counts the refit's epochs; tables, text regression and an encoder's text keep it off."""
+    import numpy as np
+    import yaml
+
+    from luodi.config import validate_config
+    from luodi.data import budget
+    from luodi.data.starter import _run_epoch_seconds, plan, render
+
+    rng = np.random.default_rng(0)
+    words = ["not", "good", "bad", "the", "food", "service", "slow", "great"]
+
+    def texts(rows: int, target: object) -> pa.Table:
+        return pa.table({"review": [" ".join(rng.choice(words, 12)) for _ in range(rows)], "y": target})
+
+    def written(data: pa.Table, **options: object):  # type: ignore[no-untyped-def]
+        starter = plan(data, Path("r.csv"), "y", **options)  # type: ignore[arg-type]
+        return starter, validate_config(yaml.safe_load(render(starter, "r.csv", Path("r.csv"))), "starter")
+
+    starter, config = written(texts(300, rng.choice(["a", "b"], 300)))
+    assert starter.refit and config.trainer.refit
+    # The cap from --time-budget: epochs of (an epoch + a refit epoch over 85/70 the rows) fit it.
+    big = texts(40_000, ["a", "b"] * 20_000)
+    with_refit = plan(big, Path("r.csv"), "y", time_budget=60.0)
+    assert with_refit.refit and 10 < with_refit.epochs < 200, with_refit.epochs
+    assert with_refit.epochs == int(60.0 / with_refit.epoch_seconds)
+    alone = _run_epoch_seconds(replace(with_refit, refit=False), 1_000_000)  # the same run without its refit
+    refit = _run_epoch_seconds(with_refit, 1_000_000) - alone
+    rows = int(40_000 * 0.7)
+    assert refit == budget.training_seconds(round(rows * 85 / 70), with_refit.batch_size, 1_000_000)
+    assert 1.0 < refit / alone < 85 / 70  # more rows than the epoch trains on, no validation pass
+    assert "an epoch and its refit" in render(with_refit, "r.csv", Path("r.csv"))
+
+    assert not written(texts(300, rng.normal(size=300)))[1].trainer.refit  # regression: not measured
+    assert not written(texts(300, rng.choice(["a", "b"], 300)), encoder="minilm")[1].trainer.refit
+    numbers = pa.table({"x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
+    assert not written(numbers)[1].trainer.refit
