@@ -91,3 +91,14 @@ def test_interrupted_in_the_refit_and_resumed_equals_straight(table_csv, tiny_co
         assert resumed.refit[key] == straight.refit[key]
     for key in ("best_epoch", "validation", "metrics"):
         assert resumed.refit["phase_one"][key] == straight.refit["phase_one"][key]
+
+
+def test_the_progress_lines_announce_the_refit(table_csv, tiny_config, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=300), epochs=2, refit=True)
+    trained = api.train(config, home=tmp_path / "home", progress="lines")
+    assert trained.refit is not None
+    lines = capsys.readouterr().err.splitlines()
+    announced = lines.index(f"refit: {trained.best_epoch} epochs on the 255 training + validation rows "
+                            "(trainer.refit)")
+    assert [line.split()[1] for line in lines[announced + 1:] if line.startswith("epoch ")] == [
+        f"{epoch}/{trained.best_epoch}" for epoch in range(1, trained.best_epoch + 1)]

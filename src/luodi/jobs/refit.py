@@ -94,6 +94,8 @@ def refit(fitted: Fitted, *, run_dir: Path, environment: dict[str, Any], progres
     model = build_model(config, pipeline)
     load_pretrained(model)
     trainer = refit_trainer(config.trainer, epochs)
+    if (note := getattr(progress, "note", None)) is not None:  # a Display (train/progress.py) says the phase
+        note(f"refit: {epochs} epochs on the {len(union):,} training + validation rows (trainer.refit)")
     result = run_loop(
         model, as_tensors(union), None, trainer, task=task, loss_fn=training_loss(model, task.loss(target)),
         score=lambda outputs, y: task.score(target, outputs, y), monitor=trainer.early_stopping.metric,
