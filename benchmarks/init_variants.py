@@ -242,7 +242,8 @@ def main(name: str, variants: list[tuple[str, list[str]]], baselines: bool = Tru
         trained = luodi.train(config, rest, home=home, progress="silent")
         score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"][metric]
         reference = score if reference is None else reference
-        refit = f"  refit {trained.refit['rows']} rows" if trained.refit else ""
+        refit = (f"  refit {trained.refit['rows']} rows: {trained.refit['seconds']:.0f} s after "
+                 f"{trained.refit['phase_one']['seconds']:.0f} s") if trained.refit else ""
         print(f"{name} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
               f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s{refit}", flush=True)
     # after the variants: their figures come first
