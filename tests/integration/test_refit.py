@@ -102,3 +102,18 @@ def test_the_progress_lines_announce_the_refit(table_csv, tiny_config, tmp_path:
                             "(trainer.refit)")
     assert [line.split()[1] for line in lines[announced + 1:] if line.startswith("epoch ")] == [
         f"{epoch}/{trained.best_epoch}" for epoch in range(1, trained.best_epoch + 1)]
+
+
+def test_the_cli_says_the_model_was_refit(table_csv, tiny_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_resume import run_cli
+
+    config = tiny_config(tmp_path / "tiny.yaml", table_csv(tmp_path / "table.csv", rows=300), epochs=2)
+    home = tmp_path / "home"
+    printed = run_cli(["train", str(config), "--set", "trainer.refit=true", "--json"], home, tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    result = json.loads(printed.stdout)
+    assert result["refit"]["rows"] == 255 and result["refit"]["epochs"] == result["best_epoch"]
+    assert set(result["refit"]["phase_one"]["metrics"]) == set(result["metrics"])
+    text = run_cli(["train", str(config), "--set", "trainer.refit=true"], home, tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "a fresh model was trained on the 255 training + validation rows" in " ".join(text.stdout.split())
