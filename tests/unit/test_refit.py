@@ -106,8 +106,9 @@ def test_lr_scales_must_cover_the_epochs(tmp_path: Path) -> None:
 
 
 def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
-    """`luodi init` writes `trainer.refit: true` for a classifier of texts alone (TF-IDF), where it was measured to
-    win, and its epoch cap counts the refit's epochs; tables, text regression and an encoder's text keep it off."""
+    """`luodi init` writes `trainer.refit: true` for a classifier of texts alone (TF-IDF) and a table of under 2,000
+    rows, where it was measured to win or tie, and its epoch cap counts the refit's epochs; larger tables, text
+    regression and an encoder's text keep it off."""
     import numpy as np
     import yaml
 
@@ -141,5 +142,9 @@ def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
 
     assert not written(texts(300, rng.normal(size=300)))[1].trainer.refit  # regression: not measured
     assert not written(texts(300, rng.choice(["a", "b"], 300)), encoder="minilm")[1].trainer.refit
-    numbers = pa.table({"x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
-    assert not written(numbers)[1].trainer.refit
+    for rows, refits in ((300, True), (1_999, True), (2_000, False)):  # small tables: seconds of extra training
+        numbers = pa.table({"x": rng.normal(size=rows), "y": rng.choice(["a", "b"], rows)})
+        assert written(numbers)[1].trainer.refit is refits, rows
+    notes = [" ".join(f"w{i}" for i in rng.integers(0, 500, 12)) for _ in range(300)]
+    mixed = pa.table({"x": rng.normal(size=300), "note": notes, "y": rng.choice(["a", "b"], 300)})
+    assert not written(mixed)[1].trainer.refit  # a text column beside numbers: neither measured case
