@@ -117,3 +117,13 @@ def test_the_cli_says_the_model_was_refit(table_csv, tiny_config, tmp_path: Path
     text = run_cli(["train", str(config), "--set", "trainer.refit=true"], home, tmp_path)
     assert text.returncode == 0, text.stderr
     assert "a fresh model was trained on the 255 training + validation rows" in " ".join(text.stdout.split())
+
+
+def test_a_streamed_run_skips_the_refit_and_says_why(table_csv, tiny_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_streaming import streamed_config
+
+    base = tiny_config(tmp_path / "memory.yaml", table_csv(tmp_path / "table.csv", rows=600), epochs=2, refit=True)
+    trained = api.train(streamed_config(tmp_path / "streamed.yaml", base), home=tmp_path / "home", progress="silent")
+    assert trained.refit is None and trained.model is not None
+    assert "trainer.refit was skipped: data.streaming reads the splits from their files, block by block" in \
+        trained.warnings
