@@ -13,6 +13,7 @@ SET is one of:
   same table -> log price, R^2), `gapminder` (Debian r-cran-dslabs: 6 indicators -> the continent), `hmda` (Debian
   r-cran-aer: mortgage applications -> denied), the tables and texts of quality.py (breast_cancer, wine, diabetes,
   olive, bbc_news, austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
+  `NAME:ROWS` takes ROWS training rows of a real set instead of 3,000 (`bbc_news:700`: a small set);
 - images / images-centred: digits upscaled to 28x28 with noise, 3,000 training and 1,500 test images from disjoint
   source digits; mnist1d-images (mnist1d's 40-value signals drawn as 28x28 line plots, 3,000 / 1,000); shapes (the
   defaults tests' color shapes, 24x24, 6 classes on noisy backgrounds, 3,000 / 1,000); digits (scikit-learn's 8x8
@@ -20,7 +21,8 @@ SET is one of:
   the variants.
 
 VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
-(or `text.KEY=VALUE`) sets KEY on every input feature of that type. Figures: docs/performance.md, "Many rows, many
+(or `text.KEY=VALUE`) sets KEY on every input feature of that type. `--no-baselines` (after the variants) leaves out
+the scikit-learn baselines. Figures: docs/performance.md, "Many rows, many
 classes" and "Tables: piecewise-linear bins; text: the reviews test", "Tables: a TabM ensemble", "The image
 default".
 """
@@ -214,11 +216,12 @@ def load_set(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return {"mnist1d-images": mnist1d_images, "shapes": shapes_set}[name]()
 
 
-def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
+def main(name: str, variants: list[tuple[str, list[str]]], baselines: bool = True) -> None:
     import luodi.api as luodi
 
-    if name in REAL_SETS:
-        split = quality.split_rows(REAL_SETS[name], 3_000, 1_500)
+    base, _, rows = name.partition(":")
+    if base in REAL_SETS:
+        split = quality.split_rows(REAL_SETS[base], int(rows or 3_000), 1_500)
     else:
         kind = "table" if name.startswith("table") else "image"
         train, test = load_set(name)
@@ -239,12 +242,17 @@ def main(name: str, variants: list[tuple[str, list[str]]]) -> None:
         trained = luodi.train(config, rest, home=home, progress="silent")
         score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"][metric]
         reference = score if reference is None else reference
+        refit = (f"  refit {trained.refit['rows']} rows: {trained.refit['seconds']:.0f} s after "
+                 f"{trained.refit['phase_one']['seconds']:.0f} s") if trained.refit else ""
         print(f"{name} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
-              f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s", flush=True)
-    for key, value in quality.run_baselines(split).items():  # after the variants: their figures come first
+              f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s{refit}", flush=True)
+    # after the variants: their figures come first
+    for key, value in (quality.run_baselines(split) if baselines else {}).items():
         print(f"{name} baseline {key:15s} {metric} {value['score']:.4f}  {value['seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
-    pairs = json.loads(sys.argv[2]) if len(sys.argv) > 2 else [["base", []]]
-    main(sys.argv[1], [(str(variant), list(overrides)) for variant, overrides in pairs])
+    arguments = [argument for argument in sys.argv[1:] if argument != "--no-baselines"]
+    pairs = json.loads(arguments[1]) if len(arguments) > 1 else [["base", []]]
+    main(arguments[0], [(str(variant), list(overrides)) for variant, overrides in pairs],
+         baselines="--no-baselines" not in sys.argv)

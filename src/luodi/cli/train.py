@@ -93,6 +93,10 @@ def train(
     rows = " / ".join(f"{count} {split}" for split, count in result.rows.items())
     console.print(f"run [bold]{result.run_id}[/]: {stop}, best epoch {result.best_epoch}, "
                   f"{result.seconds:.1f} s, rows {rows}")
+    if result.refit is not None:
+        from luodi.evaluate.report import refit_sentence
+
+        console.print(refit_sentence(result.refit))
     console.print(_metrics_table(result.metrics, "test metrics"))
     if result.model is not None:
         console.print(f"registered [bold]{result.model['name']}/{result.model['version']}[/] at {result.package}")

@@ -481,6 +481,13 @@ class TrainerConfig(Strict):
         0.0, ge=0, lt=1, description="Exponential moving average of the weights after every step (0: off): "
         "validation, early stopping, the best checkpoint and the package use the average. About 1 - 1/N averages the "
         "last N steps; lower for the first steps (min(decay, (1 + n) / (10 + n))).")
+    refit: bool = Field(
+        False, description="After the run, train a fresh model (same seed) on the training + validation rows for the "
+        "best epoch count early stopping chose, replaying the learning-rate schedule (a plateau scheduler's reductions "
+        "epoch by epoch; warmup, cosine, linear and step recomputed for those epochs), with the features fitted on "
+        "those rows too. The package holds the refit model, scored on the untouched test split; the report and "
+        "`train --json` keep the first model's validation and test metrics. Needs a test split; skipped, with a "
+        "warning, for streamed data and under torchrun.")
 
 
 class RuntimeConfig(Strict):

@@ -16,6 +16,7 @@ from luodi.errors import InputError
 MULTIPLY_ADDS_PER_SECOND = 3e10  # training arithmetic a laptop CPU sustains (half the 2-core figure measured here)
 SECONDS_PER_STEP = 0.002  # optimizer step, batch slicing, Python: the floor for small models
 VALIDATION_SHARE = 0.15 / 0.70  # a validation pass over 15% of the rows per epoch on the 70% trained on
+REFIT_SHARE = 0.85 / 0.70  # a refit trains on training + validation rows: 85% of the file against 70%
 DEFAULT_BUDGET_S = 300.0  # `init` without --time-budget: a few minutes on a laptop
 
 
@@ -46,11 +47,21 @@ def cnn_multiply_adds(height: int, width: int, channels: int, blocks: list[int],
     return total, inputs * side_h * side_w
 
 
+def training_seconds(rows: int, batch_size: int, multiply_adds: int) -> float:
+    """Estimated seconds of an epoch's training steps over `rows` (3x the forward arithmetic, plus the step cost)."""
+    return rows * 3 * multiply_adds / MULTIPLY_ADDS_PER_SECOND + math.ceil(rows / batch_size) * SECONDS_PER_STEP
+
+
 def epoch_seconds(train_rows: int, batch_size: int, multiply_adds: int) -> float:
     """Estimated seconds of one epoch: training steps (3x the forward arithmetic) and the validation pass."""
-    steps = math.ceil(train_rows / batch_size)
-    training = train_rows * 3 * multiply_adds / MULTIPLY_ADDS_PER_SECOND + steps * SECONDS_PER_STEP
-    return training + train_rows * VALIDATION_SHARE * multiply_adds / MULTIPLY_ADDS_PER_SECOND
+    validation = train_rows * VALIDATION_SHARE * multiply_adds / MULTIPLY_ADDS_PER_SECOND
+    return training_seconds(train_rows, batch_size, multiply_adds) + validation
+
+
+def refit_epoch_seconds(train_rows: int, batch_size: int, multiply_adds: int) -> float:
+    """Estimated seconds of one epoch of a refit (`trainer.refit`): training steps over the training + validation
+    rows, no validation pass. A run with a refit costs up to (epoch + refit epoch) x the epochs."""
+    return training_seconds(round(train_rows * REFIT_SHARE), batch_size, multiply_adds)
 
 
 def epochs_within(budget_s: float, seconds: float, lowest: int, highest: int) -> int:

@@ -44,6 +44,7 @@ class Starter:
     ensemble: int = 1  # members of the MLP's TabM ensemble (model.mlp.ensemble; 1: a plain MLP)
     label_smoothing: float = 0.0  # written as target.label_smoothing when set (image classifiers)
     ema_decay: float = 0.0  # written as trainer.ema_decay when set (image classifiers)
+    refit: bool = False  # written as trainer.refit: true (see `_refits`); the epoch budget then counts the refit
     epoch_seconds: float = 0.0  # the estimate the epoch budget came from (data/budget.py)
     budget_s: float = budget.DEFAULT_BUDGET_S
     why: dict[str, str] = field(default_factory=dict)  # comments of the written config, by key
@@ -114,6 +115,8 @@ def plan(table: pa.Table, path: Path, target: str, task: str | None = None, name
     outputs = len(labels) if guess.task == "multiclass" else 1
     base = Starter(name or model_name(path), target, guess, columns, rows, [], 64 if rows >= 2_000 else 32, 0, 0,
                    positive=positive, budget_s=time_budget)
+    if _refits(by_class, encoder, rows, columns):
+        base = replace(base, refit=True)
     if any(column.type in ("image", "sequence") for column in columns):
         return _conv_plan(base, outputs)
     return _mlp_plan(base, outputs)
@@ -140,13 +143,22 @@ def _dense_width(starter: Starter) -> int:
 
 def _with_epochs(starter: Starter, multiply_adds: int, lowest: int, highest: int) -> Starter:
     """The epoch cap from the time budget and the estimated epoch, with the comment saying how it was chosen."""
-    seconds = budget.epoch_seconds(_train_rows(starter), starter.batch_size, multiply_adds)
+    seconds = _run_epoch_seconds(starter, multiply_adds)
     epochs = budget.epochs_within(starter.budget_s, seconds, lowest, highest)
     why = dict(starter.why)
     limit = "the time budget" if epochs < highest else f"at most {highest}"
-    why["epochs"] = (f"~{_duration(seconds)} an epoch on a laptop CPU, {_duration(starter.budget_s)} budget "
+    refit = " and its refit" if starter.refit else ""
+    why["epochs"] = (f"~{_duration(seconds)} an epoch{refit} on a laptop CPU, {_duration(starter.budget_s)} budget "
                      f"(--time-budget): {limit}; early stopping usually ends sooner")
     return replace(starter, epochs=epochs, epoch_seconds=seconds, why=why)
+
+
+def _run_epoch_seconds(starter: Starter, multiply_adds: int) -> float:
+    """Estimated seconds an epoch of the run costs: the epoch and, with a refit, the refit's epoch (phase two runs
+    as many epochs as phase one chose, over 85/70 the rows, with no validation)."""
+    rows, batch = _train_rows(starter), starter.batch_size
+    refit = budget.refit_epoch_seconds(rows, batch, multiply_adds) if starter.refit else 0.0
+    return budget.epoch_seconds(rows, batch, multiply_adds) + refit
 
 
 IMAGE_LABEL_SMOOTHING = 0.1  # target.label_smoothing of an image classifier (measured: docs/performance.md)
@@ -192,6 +204,19 @@ def _conv_plan(starter: Starter, outputs: int) -> Starter:
     chosen = replace(starter, hidden_sizes=hidden, architecture="cnn", cnn_channels=conv, plateau=2, patience=5,
                      dropout=0.3, lr=0.001, label_smoothing=smoothing, ema_decay=average, why=why)
     return _with_epochs(chosen, adds, 5, 100)
+
+
+REFIT_WHY = "then train again on train + validation rows for the best epoch count (15% more rows)"
+REFIT_TABLE_ROWS = 2_000  # tables below this refit: seconds of extra training, never a loss of accuracy measured
+
+
+def _refits(texts_by_class: bool, encoder: str | None, rows: int, columns: list[ColumnGuess]) -> bool:
+    """Whether init writes `trainer.refit: true`: for a classifier of texts alone (TF-IDF) and for a small table,
+    where it gained or tied on the sets measured (docs/performance.md, "Refit on training + validation rows")."""
+    if texts_by_class and encoder is None:
+        return True
+    table = all(column.type not in ("text", "image", "sequence") for column in columns)
+    return table and rows < REFIT_TABLE_ROWS
 
 
 def _mlp_plan(starter: Starter, outputs: int) -> Starter:
@@ -245,7 +270,7 @@ def _ensemble(starter: Starter, multiply_adds: int) -> Starter:
     if starter.rows < ENSEMBLE_MIN_ROWS:
         return starter
     for members in ENSEMBLE_SIZES:
-        seconds = budget.epoch_seconds(_train_rows(starter), starter.batch_size, multiply_adds * members)
+        seconds = _run_epoch_seconds(starter, multiply_adds * members)
         if seconds * ENSEMBLE_EPOCHS <= starter.budget_s:
             why = {**starter.why, "ensemble": f"TabM: {members} MLPs sharing weights, their mean (mnist1d "
                    "0.562 -> 0.609); 1: one MLP, 4-10x faster"}
@@ -434,6 +459,12 @@ def _model(starter: Starter) -> str:
 {hint}{mlp}"""
 
 
+def _refit(starter: Starter) -> str:
+    if not starter.refit:
+        return ""
+    return f"  refit: true                          # {REFIT_WHY}\n"
+
+
 def _ema(starter: Starter) -> str:
     if not starter.ema_decay:
         return ""
@@ -499,7 +530,7 @@ trainer:
   early_stopping: {{metric: {stop_metric}, patience: {starter.patience}}}   # after two lr drops that did not help
   checkpoint_every_steps: 0             # also checkpoint every N steps (0: at each epoch end)
   seed: 42
-{_ema(starter)}
+{_ema(starter)}{_refit(starter)}
 runtime:
   device: auto                          # uses CUDA when present
   threads: auto                         # cores that are free now; set a number to pin it

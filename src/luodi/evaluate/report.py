@@ -163,6 +163,17 @@ def _metrics_table(metrics: dict[str, float]) -> str:
     return render.table(["metric", "value"], rows, numeric=[1], table_id="metrics")
 
 
+def refit_sentence(refit: dict[str, Any]) -> str:
+    """What a `trainer.refit` run did, in one sentence (the report's summary, `luodi train`'s output)."""
+    first = refit["phase_one"]
+    scores = ", ".join(f"{name} {value:.4g}" for name, value in [
+        *((f"validation {key[4:]}", value) for key, value in first["validation"].items() if key != "val_loss"),
+        *((f"{first['metrics_split']} {key}", value) for key, value in first["metrics"].items())][:4])
+    return (f"Refit: after early stopping chose epoch {refit['epochs']}, a fresh model was trained on the "
+            f"{refit['rows']:,} training + validation rows for {refit['epochs']} epochs; the metrics here are that "
+            f"model's. The first model scored {scores}.")
+
+
 def _summary(data: dict[str, Any]) -> str:
     model, training = data["model"], data["training"]
     version = f"/{model['version']}" if model.get("version") else ""
@@ -190,6 +201,8 @@ def _summary(data: dict[str, Any]) -> str:
 
         message = still_improving_message(training["epochs_run"])
         parts.append(f'<p class="note" id="still-improving">{render.escape(message[0].upper() + message[1:])}</p>')
+    if training.get("refit"):
+        parts.append(f'<p class="note" id="refit">{render.escape(refit_sentence(training["refit"]))}</p>')
     if model.get("run_id"):
         parts.append(f'<p class="note">run {render.escape(model["run_id"])} · '
                      f'{render.escape(model.get("parameters", ""))} parameters</p>')

@@ -39,7 +39,7 @@ def training_input(fitted: Any, run_id: str) -> ReportInput:
     result = fitted.result
     training = {"history": result.history, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "stopped_early": result.stopped_early, "still_improving": result.still_improving,
-                "seconds": result.seconds}
+                "seconds": result.seconds, **({"refit": fitted.refit} if fitted.refit else {})}
     return ReportInput(
         kind="training run", config=config, pipeline=pipeline,
         scored=Scored(getattr(splits, scored_split), prepared.encoded[scored_split], fitted.outputs, fitted.metrics,

@@ -13,7 +13,7 @@ checkpoint, so a killed run resumes exactly (train/loop.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,8 @@ class Fitted:
     metrics: dict[str, float]  # `split_metrics` of the scored split
     device: torch.device
     precision: Precision
+    # trainer.refit (jobs/refit.py): rows, epochs and phase one's metrics of the refit model; {"skipped": why}
+    refit: dict[str, Any] | None = field(default=None)
 
     def outputs_of(self, encoded: Encoded) -> np.ndarray:
         """Activated outputs of encoded rows on the training device (the report's permutation importance)."""
@@ -161,7 +163,8 @@ class Fitted:
 def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progress: Progress | None = None,
         callbacks: Sequence[Callback] = (), world: World = SINGLE) -> Fitted:
     """Build the task's model, train it (resuming from `run_dir`'s checkpoint when there is one), and score the
-    best weights on the test split (the validation split when there is no test split).
+    best weights on the test split (the validation split when there is no test split). With `trainer.refit` a fresh
+    model is then trained on the training + validation rows (jobs/refit.py) and that model is the one returned.
 
     `environment` is what `train.runtime.apply_runtime` chose (device, precision, pinned memory). Under torchrun
     `world` is this rank (train/distributed.py): every rank calls `fit` with the same data; only rank 0 writes the
@@ -189,16 +192,28 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
         progress=progress, callbacks=callbacks, precision=precision, pin_memory=environment.get("pin_memory", False),
         world=world,
     )
+    outputs, metrics = score_split(prepared, model, device, precision)
+    fitted = Fitted(prepared, model, result, outputs, metrics, device, precision)
+    if config.trainer.refit:
+        from luodi.jobs.refit import refit
+
+        fitted = refit(fitted, run_dir=run_dir, environment=environment, progress=progress, world=world)
+    return fitted
+
+
+def score_split(prepared: Prepared, model: nn.Module, device: torch.device, precision: Precision,
+                ) -> tuple[np.ndarray, dict[str, float]]:
+    """The model's activated outputs on the scored split (of its sample when streaming) and the split's metrics."""
+    config, target = prepared.config, prepared.pipeline.target
+    task, streams = config.task(), prepared.streams
     scored = as_tensors(prepared.encoded[prepared.scored_split])
     outputs, _ = predict_tensors(model, scored.inputs, task, config.trainer.eval_batch_size, target=scored.target,
                                  autocast=precision.autocast, device=device)
     if streams:  # the metrics of the whole scored split; `outputs` stay those of its sample (the report's rows)
         whole, _, truth = predict_stream(model, streams[prepared.scored_split].blocks(), task,
                                          config.trainer.eval_batch_size, autocast=precision.autocast, device=device)
-        metrics = split_metrics(task, target, whole, truth)
-    else:
-        metrics = split_metrics(task, target, outputs, scored.target.numpy())
-    return Fitted(prepared, model, result, outputs, metrics, device, precision)
+        return outputs, split_metrics(task, target, whole, truth)
+    return outputs, split_metrics(task, target, outputs, scored.target.numpy())
 
 
 def profile_of(fitted: Fitted) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
     rank: int = 0  # under torchrun: the rank that returned it (only rank 0's is recorded and printed)
+    # trainer.refit: the model was trained again on train + validation rows (rows, epochs, phase one's validation
+    # and test metrics; `metrics` are the refit model's); None without it or when it was skipped (see warnings)
+    refit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,7 +260,15 @@ def summary_of(fitted: Any) -> dict[str, Any]:
     result = fitted.result
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
             "still_improving": result.still_improving, "steps": result.steps, "seconds": result.seconds,
-            "metrics_split": fitted.prepared.scored_split}
+            "metrics_split": fitted.prepared.scored_split,
+            **({"refit": refit_summary(fitted.refit)} if refit_summary(fitted.refit) else {})}
+
+
+def refit_summary(refit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A refit's rows, epochs and phase one's metrics, as the run, the package and `train --json` say them."""
+    if not refit or "skipped" in refit:
+        return None
+    return {key: value for key, value in refit.items() if key != "history"}
 
 
 def train(config: Any = None, overrides: list[str] | tuple[str, ...] = (), *, target: str | None = None,
@@ -377,6 +388,8 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
     try:
         fitted = fit(prepared, run_dir=run_dir, environment=environment, progress=display,
                      callbacks=[*([record.epoch_callback()] if record else []), *callbacks], world=world)
+        if fitted.refit and "skipped" in fitted.refit:
+            warnings.append(fitted.refit["skipped"])
         if record is None:  # another rank of a torchrun job: rank 0 records
             result = fitted.result
             return TrainResult(run_id=job_run(checkpoint_dir), model=None, package=None, metrics=fitted.metrics,
@@ -415,7 +428,7 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
         package=str(version.path) if version else None, metrics=fitted.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, stopped_early=result.stopped_early, seconds=result.seconds,
         rows=prepared.sizes(), environment=environment, warnings=warnings, report=report_path,
-        still_improving=result.still_improving, notes=notes,
+        still_improving=result.still_improving, notes=notes, refit=refit_summary(fitted.refit),
     )
     if world.distributed and (result_file := os.environ.get(RESULT_ENV)):  # for `luodi train --nproc`'s launcher
         from luodi.io import atomic_write_json

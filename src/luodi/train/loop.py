@@ -111,6 +111,7 @@ class FitResult:
     seconds: float
     epochs_run: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    lr_scales: list[float] = field(default_factory=list)  # per epoch: the plateau scheduler's scale of the peak lr
 
     @property
     def still_improving(self) -> bool:
@@ -199,7 +200,7 @@ def set_lr(optimizer: torch.optim.Optimizer, peak_lrs: list[float], factor: floa
 def fit(
     model: nn.Module,
     train: Tensors | Stream,
-    validation: Tensors | Stream,
+    validation: Tensors | Stream | None,
     config: TrainerConfig,
     *,
     task: Task,
@@ -214,6 +215,7 @@ def fit(
     precision: Precision = FP32,
     pin_memory: bool = False,
     world: World = SINGLE,
+    lr_scales: Sequence[float] | None = None,
 ) -> FitResult:
     """Train `model` in place and leave the best validation weights in it.
 
@@ -230,15 +232,23 @@ def fit(
 
     `train` and `validation` may be `Stream`s (data.streaming): batches then come from the file's bounded shuffle
     and validation reads its file block by block; a resumed epoch skips the rows its steps already trained on.
+
+    With no `validation` (a refit on training + validation rows, jobs/refit.py) the run trains `config.epochs` epochs
+    and keeps the last weights (their average with `ema_decay`); `lr_scales` then replays, epoch by epoch, the
+    plateau scheduler's scale of the peak lr that a run with validation recorded (`FitResult.lr_scales`).
     """
     progress = progress or Silent()
     model.to(device)
-    if isinstance(train, Tensors) and isinstance(validation, Tensors):
-        placement = choose_placement(device, pin_memory, nbytes(train.inputs) + nbytes(validation.inputs))
+    if lr_scales is not None and len(lr_scales) < config.epochs:
+        raise ValueError(f"lr_scales holds {len(lr_scales)} epochs, fewer than trainer.epochs {config.epochs}")
+    if isinstance(train, Tensors) and isinstance(validation, Tensors | None):
+        held = nbytes(validation.inputs) if validation is not None else 0
+        placement = choose_placement(device, pin_memory, nbytes(train.inputs) + held)
         train = Tensors(place(train.inputs, device, placement, pin_memory),
                         place({"target": train.target}, device, placement, pin_memory)["target"])
-        validation = Tensors(place(validation.inputs, device, placement, pin_memory),
-                             place({"target": validation.target}, device, placement, pin_memory)["target"])
+        if validation is not None:
+            validation = Tensors(place(validation.inputs, device, placement, pin_memory),
+                                 place({"target": validation.target}, device, placement, pin_memory)["target"])
     elif world.distributed:
         raise InputError("data.streaming trains in one process: set data.streaming: false to train with torchrun")
     else:
@@ -260,7 +270,7 @@ def fit(
     state: dict[str, Any] = {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "loss_sum": 0.0, "loss_rows": 0,
         "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped_early": False,
-        "best_model": None, "seconds": 0.0, "lr_scale": 1.0,
+        "best_model": None, "seconds": 0.0, "lr_scale": 1.0, "lr_scales": [],
     }
     # The moving average of the weights (trainer.ema_decay): what validation sees and the best weights keep.
     average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
@@ -306,6 +316,7 @@ def fit(
     def validate() -> tuple[np.ndarray, float, np.ndarray]:
         """Outputs on the whole validation split, its mean loss and its targets; across ranks each predicts its
         block."""
+        assert validation is not None
         if not isinstance(validation, Tensors):
             return predict_stream(model, validation.blocks(), task, config.eval_batch_size, loss_fn,
                                   autocast=precision.autocast, device=device, training=True)
@@ -330,6 +341,8 @@ def fit(
     try:
         while state["epoch"] < config.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
+            if lr_scales is not None:
+                state["lr_scale"] = lr_scales[epoch]
             model.train()
             if isinstance(train, Tensors):
                 order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
@@ -396,29 +409,36 @@ def fit(
                     state["loss_sum"] = loss_sum = add_losses(loss_sum, losses)
                     checkpoint()
             (loss_sum,) = distributed.all_sum([add_losses(loss_sum, losses)], world)
-            if average is not None:
-                with average.applied(model):
+            train_loss = loss_sum / max(state["loss_rows"], 1)
+            state["lr_scales"].append(state["lr_scale"])  # the scale this epoch ran at, for a refit to replay
+            if validation is None:  # nothing to choose from: the last epoch is the one kept
+                metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
+                improved = True
+                state["best_score"], state["best_epoch"] = sign * train_loss, epoch
+            else:
+                if average is not None:
+                    with average.applied(model):
+                        outputs, val_loss, val_target = validate()
+                else:
                     outputs, val_loss, val_target = validate()
-            else:
-                outputs, val_loss, val_target = validate()
-            metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(state["loss_rows"], 1),
-                       "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"]}
-            metrics.update({f"val_{k}": v for k, v in score(outputs, val_target).items()})
-            metrics["val_loss"] = val_loss
-            value = metrics["val_loss" if monitor == "loss" else f"val_{monitor}"]
-            improved = sign * value < state["best_score"] - config.early_stopping.min_delta
-            if improved or state["best_model"] is None:
-                state["best_score"], state["best_epoch"], state["bad_epochs"] = sign * value, epoch, 0
-                weights = average.state if average is not None else model.state_dict()
-                state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in weights.items()})
-            else:
-                state["bad_epochs"] += 1
-                if config.scheduler.type == "plateau" and state["bad_epochs"] % config.scheduler.patience == 0:
-                    state["lr_scale"] *= config.scheduler.gamma  # from the next step on
+                metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                           "lr": optimizer.param_groups[0]["lr"]}
+                metrics.update({f"val_{k}": v for k, v in score(outputs, val_target).items()})
+                metrics["val_loss"] = val_loss
+                value = metrics["val_loss" if monitor == "loss" else f"val_{monitor}"]
+                improved = sign * value < state["best_score"] - config.early_stopping.min_delta
+                if improved or state["best_model"] is None:
+                    state["best_score"], state["best_epoch"], state["bad_epochs"] = sign * value, epoch, 0
+                    weights = average.state if average is not None else model.state_dict()
+                    state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in weights.items()})
+                else:
+                    state["bad_epochs"] += 1
+                    if config.scheduler.type == "plateau" and state["bad_epochs"] % config.scheduler.patience == 0:
+                        state["lr_scale"] *= config.scheduler.gamma  # from the next step on
             state["history"].append(metrics)
             state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_rows=0)
             stopping = config.early_stopping
-            if stopping.enabled and state["bad_epochs"] >= stopping.patience:
+            if stopping.enabled and validation is not None and state["bad_epochs"] >= stopping.patience:
                 state["stopped_early"] = True
             checkpoint()
             progress.epoch_end(epoch, metrics, improved)
@@ -426,10 +446,14 @@ def fit(
                 hook(epoch, metrics)
     finally:
         progress.close()
-    model.load_state_dict(state["best_model"])
+    if validation is None:
+        if average is not None:
+            model.load_state_dict(average.state)
+    else:
+        model.load_state_dict(state["best_model"])
     return FitResult(
         history=state["history"], best_epoch=state["best_epoch"] + 1, best_score=sign * state["best_score"],
         stopped_early=state["stopped_early"], steps=state["global_step"],
         seconds=time.perf_counter() - started, epochs_run=state["epoch"],
-        extra={"data_placement": placement, "mixed_precision": precision.name},
+        extra={"data_placement": placement, "mixed_precision": precision.name}, lr_scales=list(state["lr_scales"]),
     )

@@ -42,6 +42,7 @@ class Display(Progress, Protocol):
 
     def run(self, run_id: str, name: str, resumed: bool) -> None: ...
     def phase(self, what: str) -> Any: ...  # a context manager
+    def note(self, line: str) -> None: ...  # a line between training phases (a refit starting)
 
 
 SHOWN = ("train_loss", "val_loss", "val_accuracy", "val_roc_auc", "val_f1_macro", "val_r2", "val_rmse")
@@ -64,6 +65,7 @@ class Silent:
     def step(self, loss: float | None) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float], best: bool) -> None: ...
     def close(self) -> None: ...
+    def note(self, line: str) -> None: ...
 
 
 class EpochLines:
@@ -129,6 +131,9 @@ class EpochLines:
 
     def close(self) -> None: ...
 
+    def note(self, line: str) -> None:
+        self._print(line)
+
 
 class RichBar:
     """A live bar over all steps, showing the epoch, running loss and the last validation metrics."""
@@ -176,10 +181,13 @@ class RichBar:
                         metrics=_summary(metrics) + (" *" if best else ""))
 
     def close(self) -> None:
-        task = self.bar.tasks[0] if self.bar.tasks else None
+        task = next((task for task in self.bar.tasks if task.id == self.task), None)  # this phase's bar
         if task is not None and task.total:
             self.bar.update(self.task, total=task.completed)  # early stop: show the bar as finished
         self.bar.stop()
+
+    def note(self, line: str) -> None:
+        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def make_progress(mode: str = "auto") -> Display:
