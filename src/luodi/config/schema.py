@@ -268,7 +268,7 @@ class TargetConfig(Strict):
 
 # ------------------------------------------------------------------------------------------- model
 class MLPConfig(Strict):
-    """The combiner MLP as a parameter-efficient ensemble (TabM, Gorishniy et al. 2025); any model.type.
+    """The combiner MLP: a TabM ensemble (Gorishniy et al. 2025), periodic embeddings of numbers; any model.type.
 
     `ensemble` members share the hidden layers' weights; each has its own multiplicative adapters and output layer,
     trains on the same batches (the loss is the members' mean) and the prediction is their mean (of probabilities
