@@ -22,9 +22,9 @@ SET is one of:
 
 VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
 (or `text.KEY=VALUE`) sets KEY on every input feature of that type. `--no-baselines` (after the variants) leaves out
-the scikit-learn baselines. Figures: docs/performance.md, "Many rows, many
-classes" and "Tables: piecewise-linear bins; text: the reviews test", "Tables: a TabM ensemble", "The image
-default".
+the scikit-learn baselines. Figures: docs/performance.md, "Many rows, many classes" and "Tables: piecewise-linear
+bins; text: the reviews test", "Tables: a TabM ensemble", "Tables: periodic embeddings", "Refit on training +
+validation rows", "The image default".
 """
 
 from __future__ import annotations

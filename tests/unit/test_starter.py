@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from luodi.config import LuodiConfig, validate_config
-from luodi.data.starter import _quote, _text_l2, model_name, plan, relative_data_path, render
+from luodi.data.starter import _dense_width, _quote, _text_l2, model_name, plan, relative_data_path, render
 from luodi.errors import InputError
 
 ODD_NAMES = ["monthly charges", "it's", 'say "hi"', "yes", "No", "null", "2nd_contract", "1", "a: b", "#tag",
@@ -152,13 +153,37 @@ def test_tables_of_1000_rows_train_a_tabm_ensemble_that_fits_the_budget() -> Non
     data = table(rows=3_000).drop_columns(["note"])
     assert round_trip(data).model.mlp.ensemble == 32
     starters = {seconds: plan(data, Path("churn.csv"), "churned", time_budget=seconds) for seconds in (300.0, 1.0)}
-    assert "mlp: {ensemble: 32}" in render(starters[300.0], "churn.csv", Path("churn.csv"))
-    assert starters[1.0].ensemble == 1 and "mlp:" not in render(starters[1.0], "churn.csv", Path("churn.csv"))
+    assert "mlp: {ensemble: 32, " in render(starters[300.0], "churn.csv", Path("churn.csv"))
+    assert starters[1.0].ensemble == 1 and "ensemble" not in render(starters[1.0], "churn.csv", Path("churn.csv"))
     wide = table(rows=60_000).drop_columns(["note"])
     budgets = (60.0, 300.0, 3_600.0)
     assert [plan(wide, Path("churn.csv"), "churned", time_budget=seconds).ensemble for seconds in budgets] == [1, 8, 32]
     assert round_trip(table(rows=600).drop_columns(["note"])).model.mlp.ensemble == 1
     assert round_trip(table(rows=3_000)).model.mlp.ensemble == 1  # a text column: TF-IDF into one MLP
+
+
+def test_numbers_of_tables_of_1000_rows_get_periodic_embeddings() -> None:
+    """1,000+ rows and at most 128 numeric columns of more than 32 values each (the median column):
+    `model.mlp.numeric_embedding: periodic` with sigma 0.1, beside the ensemble or without it when only it fits the
+    budget; small tables, few-valued columns and text keep the value alone. The epoch estimate counts them."""
+    data = table(rows=3_000).drop_columns(["note"])
+    mlp = round_trip(data).model.mlp
+    assert (mlp.numeric_embedding, mlp.periodic_sigma, mlp.ensemble) == ("periodic", 0.1, 32)
+    alone = plan(data, Path("churn.csv"), "churned", time_budget=10.0)  # no ensemble fits; the embeddings do
+    assert alone.ensemble == 1 and alone.periodic_sigma == 0.1
+    assert "mlp: {numeric_embedding: periodic, periodic_sigma: 0.1}  # PLR" in render(alone, "churn.csv",
+                                                                                      Path("churn.csv"))
+    assert plan(data, Path("churn.csv"), "churned", time_budget=5.0).periodic_sigma == 0.0  # nor do they
+    plain = replace(alone, periodic_sigma=0.0)
+    assert _dense_width(alone) == _dense_width(plain) + 2 * 16  # two numeric columns' vectors
+    assert round_trip(table(rows=600).drop_columns(["note"])).model.mlp.numeric_embedding == "none"
+    assert round_trip(table(rows=3_000)).model.mlp.numeric_embedding == "none"  # a text column
+    rng = np.random.default_rng(0)
+    wide = pa.table({**{f"v{i}": rng.normal(0, 1, 1_500) for i in range(130)}, "label": rng.choice(["a", "b"], 1_500)})
+    assert round_trip(wide, target="label").model.mlp.numeric_embedding == "none"  # 130 numeric columns
+    levels = pa.table({**{f"v{i}": rng.integers(0, 16, 1_500) for i in range(16)}, "label": rng.choice(["a", "b"],
+                                                                                                      1_500)})
+    assert round_trip(levels, target="label").model.mlp.numeric_embedding == "none"  # 16 values a column
 
 
 def test_epochs_follow_the_time_budget() -> None:

@@ -268,7 +268,7 @@ class TargetConfig(Strict):
 
 # ------------------------------------------------------------------------------------------- model
 class MLPConfig(Strict):
-    """The combiner MLP as a parameter-efficient ensemble (TabM, Gorishniy et al. 2025); any model.type.
+    """The combiner MLP: a TabM ensemble (Gorishniy et al. 2025), periodic embeddings of numbers; any model.type.
 
     `ensemble` members share the hidden layers' weights; each has its own multiplicative adapters and output layer,
     trains on the same batches (the loss is the members' mean) and the prediction is their mean (of probabilities
@@ -279,6 +279,14 @@ class MLPConfig(Strict):
     adapters: Literal["layers", "input"] = Field(
         "layers", description="Where members differ: layers (a per-member input and output scaling and bias in every "
         "hidden layer, TabM) or input (one per-member scaling of the MLP's input, TabM-mini).")
+    numeric_embedding: Literal["none", "periodic"] = Field(
+        "none", description="periodic: each numeric column's normalized value x also enters as a learned vector, "
+        "ReLU(Linear(sin(2 pi c x), cos(2 pi c x))) with trainable frequencies c and a Linear of its own per column "
+        "(PLR, Gorishniy et al. 2022); beside the value and any piecewise-linear bins.")
+    periodic_frequencies: int = Field(16, ge=1, le=256, description="periodic: frequencies c per column.")
+    periodic_sigma: float = Field(0.1, gt=0, le=100, description="periodic: the frequencies start from N(0, sigma) "
+                                  "(the values are standardized; larger sigma: finer detail, more overfitting).")
+    periodic_width: int = Field(16, ge=1, le=256, description="periodic: width of each column's vector.")
 
 
 class CNNConfig(Strict):

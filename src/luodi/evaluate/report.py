@@ -137,6 +137,10 @@ def used_config(config: LuodiConfig) -> dict[str, Any]:
             del model[name]
     if model.get("path") is None:
         del model["path"]
+    mlp = model.get("mlp", {})
+    if mlp.get("numeric_embedding") == "none":  # the periodic embedding's settings, only where it is used
+        for name in [name for name in mlp if name.startswith("periodic_")]:
+            del mlp[name]
     read = SHAPE_SETTINGS.get(task.model, MLP_SETTINGS)  # a shape registered by user code: shown as it is
     for name in MLP_SETTINGS:
         if name not in read:

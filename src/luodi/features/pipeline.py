@@ -228,6 +228,18 @@ class FeaturePipeline:
     def dense_width(self) -> int:
         return sum(encoder.width() for encoder in self.encoders if encoder.kind == "dense")
 
+    def numeric_columns(self) -> list[int]:
+        """The column of `dense` holding each numeric feature's normalized value (the first of its columns; bins
+        follow it), in input order: what `model.mlp.numeric_embedding` embeds."""
+        columns, start = [], 0
+        for encoder in self.encoders:
+            if encoder.kind != "dense":
+                continue
+            if isinstance(encoder, NumericEncoder):
+                columns.append(start)
+            start += encoder.width()
+        return columns
+
     def categories(self) -> list[tuple[int, int]]:
         """(cardinality, embedding dim) per category feature, in input order."""
         return [(encoder.cardinality(), encoder.embedding_dim()) for encoder in self.encoders

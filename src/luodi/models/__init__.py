@@ -65,7 +65,8 @@ def build_combiner(config: Any, pipeline: Any, output_size: int) -> nn.Module:
                          f"({', '.join(sorted(builders)) or 'none registered'}); for tables alone use model.type mlp")
     task = config.task()  # an ensemble's members are combined as the task activates logits: mean probability
     combine: Combine = ("sigmoid" if getattr(task, "binary", False) else "softmax") if task.classes else "mean"
-    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), output_size, encoders, combine)
+    return MLP(config.model, pipeline.dense_width(), pipeline.categories(), output_size, encoders, combine,
+               pipeline.numeric_columns())
 
 
 ModelBuilder = Callable[[Any, Any, int], nn.Module]  # (config, fitted pipeline, output size) -> model

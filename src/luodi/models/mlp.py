@@ -91,6 +91,32 @@ class EnsembleLinear(nn.Module):
         return torch.einsum("bki,kio->bko", hidden, self.weight) + self.bias
 
 
+class PeriodicEmbedding(nn.Module):
+    """(batch, width) -> (batch, width + columns * out_width): the input as it is, then, for each numeric column
+    (its normalized value x at `columns[i]`), ReLU(W_i [sin(2 pi c_i x), cos(2 pi c_i x)] + b_i) with the column's own
+    trainable frequencies c_i (from N(0, sigma)) and linear layer (PLR, Gorishniy et al. 2022, "On Embeddings for
+    Numerical Features in Tabular Deep Learning"). The first layer of the MLP's body, so explanations, which
+    attribute to the body's input, still see one number per numeric column."""
+
+    columns: torch.Tensor  # the numeric values' columns of the input (a buffer, rebuilt from the pipeline)
+
+    def __init__(self, columns: list[int], frequencies: int, sigma: float, out_width: int):
+        super().__init__()
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
+        count = len(columns)
+        self.frequencies = nn.Parameter(torch.randn(count, frequencies) * sigma)
+        self.weight = nn.Parameter(_uniform(torch.empty(count, 2 * frequencies, out_width), 2 * frequencies))
+        self.bias = nn.Parameter(_uniform(torch.empty(count, out_width), 2 * frequencies))
+        self.added = count * out_width
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        values = hidden.index_select(1, self.columns)  # (batch, columns)
+        angles = 2 * math.pi * values.unsqueeze(-1) * self.frequencies  # (batch, columns, frequencies)
+        periodic = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (batch, columns, 2 * frequencies)
+        embedded = torch.relu(torch.einsum("bnf,nfo->bno", periodic, self.weight) + self.bias)
+        return torch.cat([hidden, embedded.flatten(1)], dim=1)
+
+
 class MemberBatchNorm(nn.BatchNorm1d):
     """Batch norm over (batch, k, width): the statistics of all members' rows together (shared, as the weights)."""
 
@@ -138,7 +164,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, config: ModelConfig, dense_width: int, categories: list[tuple[int, int]], output_size: int,
-                 encoders: list[nn.Module] | None = None, combine: Combine = "mean"):
+                 encoders: list[nn.Module] | None = None, combine: Combine = "mean", numeric: list[int] | None = None):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(cardinality, dim) for cardinality, dim in categories)
         # A list, not a ModuleDict: feature names may hold '.', which module names may not.
@@ -151,6 +177,11 @@ class MLP(nn.Module):
             raise ValueError("the model has no inputs")
         ensemble, every_layer = self.members > 1, config.mlp.adapters == "layers"
         layers: list[nn.Module] = []
+        mlp = config.mlp
+        if mlp.numeric_embedding == "periodic" and numeric:  # numeric: the numeric values' columns of `dense`
+            periodic = PeriodicEmbedding(numeric, mlp.periodic_frequencies, mlp.periodic_sigma, mlp.periodic_width)
+            layers.append(periodic)
+            width += periodic.added
         if ensemble:  # the body's input stays (batch, width): explanations attribute to it
             layers.append(Members(self.members, width, scaled=not every_layer))
         for index, size in enumerate(config.hidden_sizes):

@@ -89,7 +89,7 @@ def test_tables_classification(tmp_path: Path) -> None:
         ours = luodi_default(folder, "train.csv", "test.csv", target)["accuracy"]
         assert ours >= baseline - 0.01, (name, ours, baseline)
         written = (folder / "luodi.yaml").read_text()
-        assert ("mlp: {ensemble: 32}" in written) == (name == "generated"), written
+        assert ("mlp: {ensemble: 32" in written) == (name == "generated"), written
 
 
 def test_numeric_bins_learn_thresholds(tmp_path: Path) -> None:

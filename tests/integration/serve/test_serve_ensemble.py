@@ -1,5 +1,6 @@
 """`luodi serve` of a TabM ensemble table model (`model.mlp.ensemble`): v1 and v2 answer with the package's own
-predictions, the members' mean probabilities."""
+predictions, the members' mean probabilities; also with periodic numeric embeddings
+(`model.mlp.numeric_embedding: periodic`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ import pytest
 import luodi.api as api
 from luodi.package import load_package
 
+ENSEMBLE = ["model.mlp.ensemble=4", "model.mlp.adapters=input"]
+PERIODIC = ["model.mlp.numeric_embedding=periodic", "model.mlp.periodic_width=4"]  # PLR embeddings of the numbers
 
-@pytest.fixture(scope="module")
-def ensemble_store(tmp_path_factory: pytest.TempPathFactory, table_csv: Callable[..., Path],
-                   tiny_config: Callable[..., Path]) -> Path:
+
+@pytest.fixture(scope="module", params=[ENSEMBLE, ENSEMBLE + PERIODIC], ids=["ensemble", "periodic"])
+def ensemble_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   table_csv: Callable[..., Path], tiny_config: Callable[..., Path]) -> Path:
     folder = tmp_path_factory.mktemp("ensemble-store")
     config = tiny_config(folder / "tiny.yaml", table_csv(folder / "table.csv", rows=300), epochs=2)
-    api.train(config, ["model.mlp.ensemble=4", "model.mlp.adapters=input"], home=folder / "home", progress="silent")
+    api.train(config, request.param, home=folder / "home", progress="silent")
     return folder / "home"
 
 
