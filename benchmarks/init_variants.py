@@ -30,7 +30,7 @@ its mean difference from the baseline's.
 VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
 (or `text.KEY=VALUE`) sets KEY on every input feature of that type. Figures: docs/performance.md, "Many rows, many
 classes" and "Tables: piecewise-linear bins; text: the reviews test", "Tables: a TabM ensemble", "The image
-default".
+default", "Text: small training sets".
 """
 
 from __future__ import annotations
