@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/init_variants.py table2 '[["base", []], ["bn", ["model.normalization=batch"]]]'
     .venv/bin/python benchmarks/init_variants.py spam '[["new", []], ["old", ["numeric.encoding=value"]]]'
+    .venv/bin/python benchmarks/init_variants.py austen2 '[["init", []]]' --max-train-rows 300 600 --draws 3
 
 SET is one of:
 - table0..table3: 25,000 rows of `make_classification`, 16 features, 26 classes (1: integer columns 0-15, 2: every
@@ -12,19 +13,25 @@ SET is one of:
   `diamonds-cut` (Debian r-cran-ggplot2: 6 numbers and 2 categories -> the cut, 5 classes), `diamonds-price` (the
   same table -> log price, R^2), `gapminder` (Debian r-cran-dslabs: 6 indicators -> the continent), `hmda` (Debian
   r-cran-aer: mortgage applications -> denied), the tables and texts of quality.py (breast_cancer, wine, diabetes,
-  olive, bbc_news, austen: the same files) and `reviews` (the generated reviews of tests/integration/defaults);
-  `NAME:ROWS` takes ROWS training rows of a real set instead of 3,000 (`bbc_news:700`: a small set);
+  olive, bbc_news, austen: the same files), `reviews` (the generated reviews of tests/integration/defaults) and
+  `austen2` (two of Austen's novels, Sense and Sensibility or Pride and Prejudice, from paragraphs of 50+ words:
+  a small two-class set of long texts; `austen2-nonames`: the same without capitalized words, the characters'
+  names); `NAME:ROWS` takes ROWS training rows of a real set instead of 3,000 (`bbc_news:700`: a small set);
 - images / images-centred: digits upscaled to 28x28 with noise, 3,000 training and 1,500 test images from disjoint
   source digits; mnist1d-images (mnist1d's 40-value signals drawn as 28x28 line plots, 3,000 / 1,000); shapes (the
   defaults tests' color shapes, 24x24, 6 classes on noisy backgrounds, 3,000 / 1,000); digits (scikit-learn's 8x8
   digits as they are, 1,347 / 450). Image sets also fit the small CNN baseline of benchmarks/cnn_baseline.py, after
   the variants.
 
+`--max-train-rows N [N ...]` trains on N rows of a real set's training file instead (drawn stratified, the test
+file unchanged), `--draws K` on K draws of them (seeds 0..K-1), and prints each variant's mean over the draws and
+its mean difference from the baseline's.
+
 VARIANTS: [name, [--set overrides]] pairs; the first is the reference of the printed ratios; `numeric.KEY=VALUE`
 (or `text.KEY=VALUE`) sets KEY on every input feature of that type. `--no-baselines` (after the variants) leaves out
 the scikit-learn baselines. Figures: docs/performance.md, "Many rows, many classes" and "Tables: piecewise-linear
 bins; text: the reviews test", "Tables: a TabM ensemble", "Tables: periodic embeddings", "Refit on training +
-validation rows", "The image default".
+validation rows", "The image default", "Text: small training sets".
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +121,21 @@ REAL_SETS: dict[str, quality.Dataset] = {
                                       lambda: diamonds("price"), regression=True),
     **{dataset.name: dataset for dataset in quality.DATASETS if dataset.kind in ("table", "text")},
     "reviews": quality.Dataset("reviews", "text", "generated (tests/integration/defaults)", lambda: reviews()),
+    "austen2": quality.Dataset("austen2", "text", "Debian r-cran-janeaustenr: two novels", lambda: austen2(True)),
+    "austen2-nonames": quality.Dataset("austen2-nonames", "text", "Debian r-cran-janeaustenr: two novels, no "
+                                       "capitalized words", lambda: austen2(False)),
 }
+
+
+def austen2(names: bool) -> tuple[pd.DataFrame, None]:
+    """Two of Austen's novels from paragraphs of 50 words or more: few rows, long texts, two classes; without
+    `names`, every capitalized word is dropped (the characters' names give the novel away)."""
+    frame, _ = quality.austen()
+    novels = frame[quality.TARGET].isin(["Sense & Sensibility", "Pride & Prejudice"])
+    frame = frame[novels & (frame[quality.TEXT_COLUMN].str.split().str.len() >= 50)].reset_index(drop=True)
+    if not names:
+        frame[quality.TEXT_COLUMN] = frame[quality.TEXT_COLUMN].str.replace(r"\b[A-Z]\w*", "", regex=True)
+    return frame, None
 
 
 def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,24 +238,28 @@ def load_set(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return {"mnist1d-images": mnist1d_images, "shapes": shapes_set}[name]()
 
 
-def main(name: str, variants: list[tuple[str, list[str]]], baselines: bool = True) -> None:
-    import luodi.api as luodi
-
+def load_split(name: str) -> quality.Split:
     base, _, rows = name.partition(":")
     if base in REAL_SETS:
-        split = quality.split_rows(REAL_SETS[base], int(rows or 3_000), 1_500)
-    else:
-        kind = "table" if name.startswith("table") else "image"
-        train, test = load_set(name)
-        if name.endswith("-small"):  # tableN-small: 3,000 training and 1,500 test rows of the same table
-            train, test = train.iloc[:3_000].reset_index(drop=True), test.iloc[:1_500].reset_index(drop=True)
-        split = quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
-                              len(train) + len(test))
+        return quality.split_rows(REAL_SETS[base], int(rows or 3_000), 1_500)
+    kind = "table" if name.startswith("table") else "image"
+    train, test = load_set(name)
+    if name.endswith("-small"):  # tableN-small: 3,000 training and 1,500 test rows of the same table
+        train, test = train.iloc[:3_000].reset_index(drop=True), test.iloc[:1_500].reset_index(drop=True)
+    return quality.Split(quality.Dataset(name, kind, "generated", lambda: (train, test)), train, test,
+                         len(train) + len(test))
+
+
+def run_variants(split: quality.Split, variants: list[tuple[str, list[str]]], label: str,
+                 baselines: bool = True) -> dict[str, float]:
+    """Each variant's test score and the baselines', by name (the baselines' as `baseline KEY`)."""
+    import luodi.api as luodi
+
     metric = "r2" if split.dataset.regression else "accuracy"
-    folder = Path(tempfile.mkdtemp(prefix=f"init-variants-{name}-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"init-variants-{split.dataset.name}-"))
     train_path, test_path = quality.write_files(split, folder)
     luodi.init(train_path, quality.TARGET, output=folder / "luodi.yaml", name="variants")
-    reference = None
+    reference, scores = None, {}
     for variant, overrides in variants:
         started, home = time.perf_counter(), folder / f"home-{variant}"
         config = feature_variant(folder / "luodi.yaml", [o for o in overrides if o.startswith(FEATURE_TYPES)],
@@ -242,17 +268,47 @@ def main(name: str, variants: list[tuple[str, list[str]]], baselines: bool = Tru
         trained = luodi.train(config, rest, home=home, progress="silent")
         score = luodi.evaluate(trained.model, test_path, home=home, report=False)["metrics"][metric]
         reference = score if reference is None else reference
+        scores[variant] = score
         refit = (f"  refit {trained.refit['rows']} rows: {trained.refit['seconds']:.0f} s after "
                  f"{trained.refit['phase_one']['seconds']:.0f} s") if trained.refit else ""
-        print(f"{name} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
+        print(f"{label} {variant:24s} {metric} {score:.4f}  ratio {score / reference:.4f}  best epoch "
               f"{trained.best_epoch}/{trained.epochs_run}  {time.perf_counter() - started:.0f} s{refit}", flush=True)
     # after the variants: their figures come first
     for key, value in (quality.run_baselines(split) if baselines else {}).items():
-        print(f"{name} baseline {key:15s} {metric} {value['score']:.4f}  {value['seconds']:.0f} s", flush=True)
+        scores[f"baseline {key}"] = value["score"]
+        print(f"{label} baseline {key:15s} {metric} {value['score']:.4f}  {value['seconds']:.0f} s", flush=True)
+    return scores
+
+
+def main(name: str, variants: list[tuple[str, list[str]]], sizes: list[int] | None = None, draws: int = 1,
+         baselines: bool = True) -> None:
+    split = load_split(name)
+    if not sizes:
+        run_variants(split, variants, name, baselines)
+        return
+    for size in sizes:
+        runs = []
+        for draw in range(draws):
+            train = quality.subsample(split.train, size, split.dataset.regression, draw)
+            runs.append(run_variants(replace(split, train=train), variants, f"{name} {size} draw {draw}", baselines))
+        reference = next((key for key in runs[0] if key.startswith("baseline")), variants[0][0])
+        for key in runs[0]:
+            scores = np.array([run[key] for run in runs])
+            gap = scores - np.array([run[reference] for run in runs])
+            print(f"{name} {size} mean of {draws}: {key:24s} {scores.mean():.4f}  minus {reference}: "
+                  f"{gap.mean():+.4f} (wins {int((gap > 0).sum())}, ties {int((gap == 0).sum())})", flush=True)
 
 
 if __name__ == "__main__":
-    arguments = [argument for argument in sys.argv[1:] if argument != "--no-baselines"]
-    pairs = json.loads(arguments[1]) if len(arguments) > 1 else [["base", []]]
-    main(arguments[0], [(str(variant), list(overrides)) for variant, overrides in pairs],
-         baselines="--no-baselines" not in sys.argv)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("set")
+    parser.add_argument("variants", nargs="?", default='[["base", []]]')
+    parser.add_argument("--max-train-rows", type=int, nargs="+", help="train on this many rows of the training file")
+    parser.add_argument("--draws", type=int, default=1, help="draws of those rows (seeds 0..K-1)")
+    parser.add_argument("--no-baselines", action="store_true", help="leave out the scikit-learn baselines")
+    args = parser.parse_args()
+    pairs = json.loads(args.variants)
+    main(args.set, [(str(variant), list(overrides)) for variant, overrides in pairs], args.max_train_rows, args.draws,
+         baselines=not args.no_baselines)

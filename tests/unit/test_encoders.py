@@ -320,3 +320,28 @@ def test_supervised_tfidf_keeps_its_class_weights_in_the_state() -> None:
     np.testing.assert_array_equal(restored(encoder).transform(values, Unseen()), encoder.transform(values, Unseen()))
     with pytest.raises(InputError, match=r"input_features\[t\].weighting supervised_tfidf needs the training labels"):
         build_encoder(encoder.config).fit(values)
+
+
+def test_a_class_weight_floor_keeps_the_terms_spread_over_the_classes() -> None:
+    """`class_weight_floor: 1`: each term's TF-IDF weight times 1 + its class ratio, so a term spread evenly over the
+    classes keeps its TF-IDF weight instead of falling to 0; saved in `idf` like the ratios alone."""
+    from luodi.features.encoders import class_ratios
+
+    texts = ["good food", "good film", "bad food", "bad film", "good day", "bad day"]
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    values = column(texts)
+    plain = build_encoder(TextFeature(name="t", weighting="tfidf"))
+    plain.fit(values)
+    floored = build_encoder(TextFeature(name="t", weighting="supervised_tfidf", class_weight_floor=1.0))
+    floored.fit(values, labels)
+    tfidf = plain.transform(values, Unseen())
+    weighted = tfidf * (1.0 + class_ratios(tfidf, labels))
+    expected = weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
+    out = floored.transform(values, Unseen())
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    food = floored.vocabulary.index("food")  # once in each class: ratio 0
+    assert out[0, food] > 0
+    zero = build_encoder(TextFeature(name="t", weighting="supervised_tfidf"))
+    zero.fit(values, labels)
+    assert zero.transform(values, Unseen())[0, food] == 0
+    np.testing.assert_array_equal(restored(floored).transform(values, Unseen()), out)

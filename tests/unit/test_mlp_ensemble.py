@@ -108,3 +108,19 @@ def test_a_bad_ensemble_size_is_refused(value: object) -> None:
         ModelConfig(mlp={"ensemble": value})  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="adapters"):
         ModelConfig(mlp={"adapters": "every"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("members", [1, 4])
+def test_a_linear_path_beside_the_mlp_adds_its_logits(members: int) -> None:
+    """`model.mlp.linear`: wide and deep, the input's linear model's logits added to the hidden layers' (to every
+    member's in an ensemble)."""
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_sizes=[8], dropout=0.0, mlp={"ensemble": members, "linear": True})  # type: ignore[arg-type]
+    model = MLP(config, 3, [], 2, combine="softmax").train()
+    assert model.linear is not None and tuple(model.linear.weight.shape) == (2, 3)
+    batch = inputs()
+    both = model(batch)
+    deep = model.head(model.body(batch["dense"]))
+    wide = model.linear(batch["dense"])
+    torch.testing.assert_close(both, deep + (wide if members == 1 else wide.unsqueeze(1)))
+    assert MLP(ModelConfig(hidden_sizes=[8]), 3, [], 2).linear is None

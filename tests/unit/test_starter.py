@@ -272,6 +272,7 @@ def test_long_text_as_the_main_input_gets_tfidf_terms() -> None:
     feature = config.input_features[0]
     assert feature.type == "text" and feature.tokenizer == "bag_of_words"
     assert (feature.weighting, feature.ngrams) == ("supervised_tfidf", 2)  # terms weighed by class: a classifier
+    assert feature.class_weight_floor == 1  # every term keeps its TF-IDF weight, times 1 + its class ratio
     scores = articles.set_column(1, "desk", pa.array(rng.normal(size=80)))
     config = validate_config(yaml.safe_load(render(plan(scores, Path("news.csv"), "desk"), "news.csv",
                                                    Path("news.csv"))))

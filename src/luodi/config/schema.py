@@ -132,6 +132,11 @@ class TextFeature(Strict):
         "texts are left out); supervised_tfidf (classification only) also multiplies each term by the largest "
         "absolute log ratio between its share of one class's TF-IDF and its share of the other classes' in the "
         "training split (NBSVM's log-count ratio), so that terms which tell the classes apart weigh more.")
+    class_weight_floor: float = Field(
+        0.0, ge=0, le=10, description="supervised_tfidf: added to each term's class ratio before it multiplies the "
+        "term: 0 lets a term spread evenly over the classes fall to 0; 1 keeps every term's TF-IDF weight and "
+        "raises the terms that tell the classes apart (as TF-RF does), for few training rows, where most terms are "
+        "rare and their ratios near 0.")
     vocab_size: int = Field(
         8000, ge=50, le=1_000_000, description="bpe / wordpiece: vocabulary size to train (bpe starts from 256 bytes)."
     )
@@ -287,6 +292,8 @@ class MLPConfig(Strict):
     periodic_sigma: float = Field(0.1, gt=0, le=100, description="periodic: the frequencies start from N(0, sigma) "
                                   "(the values are standardized; larger sigma: finer detail, more overfitting).")
     periodic_width: int = Field(16, ge=1, le=256, description="periodic: width of each column's vector.")
+    linear: bool = Field(False, description="Wide and deep: also a linear layer from the MLP's input to the outputs, "
+                         "its logits added to the hidden layers' (a linear model beside the MLP).")
 
 
 class CNNConfig(Strict):

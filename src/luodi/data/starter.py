@@ -358,6 +358,9 @@ def _duration(seconds: float) -> str:
 
 
 TEXT_MEMORY_VALUES = 100_000_000  # rows x TF-IDF terms, as float32: 400 MB at most
+# supervised_tfidf's terms keep their TF-IDF weight, times 1 + their class ratio: on a few hundred training rows most
+# terms are rare, their ratios near 0, and a floor of 0 drops them (docs/performance.md, "Text: small training sets")
+CLASS_WEIGHT_FLOOR = 1
 MOST_TERMS = 20_000
 
 
@@ -366,9 +369,13 @@ def _text_options(rows: int, by_class: bool) -> dict[str, Any]:
     that rows x terms fit in memory. For a classifier each term is also weighed by how well it tells a class from
     the rest (supervised_tfidf, NBSVM's log-count ratio): generated reviews 0.779 -> 0.787 (three seeds: +0.007 to
     +0.012), Austen 0.846 either way (its own test split's log loss 0.63 -> 0.51), BBC News 0.986 -> 0.987
-    (docs/performance.md)."""
+    (docs/performance.md). The weight is 1 + the ratio (`class_weight_floor: 1`), so that the many rare terms of
+    a few hundred training rows, whose ratios are near 0, are not dropped (docs/performance.md, "Text: small
+    training sets")."""
     terms = max(1000, min(MOST_TERMS, TEXT_MEMORY_VALUES // max(rows, 1)) // 1000 * 1000)
-    return {"ngrams": 2, "weighting": "supervised_tfidf" if by_class else "tfidf", "max_tokens": terms}
+    if not by_class:
+        return {"ngrams": 2, "weighting": "tfidf", "max_tokens": terms}
+    return {"ngrams": 2, "weighting": "supervised_tfidf", "class_weight_floor": CLASS_WEIGHT_FLOOR, "max_tokens": terms}
 
 
 def crop_padding(height: int, width: int) -> int:

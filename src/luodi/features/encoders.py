@@ -278,7 +278,8 @@ class TextEncoder:
     idf = ln((1 + texts) / (1 + texts with the term)) + 1, each row scaled to length 1 (scikit-learn's
     TfidfVectorizer with sublinear_tf); vocabulary = the terms in the most training texts, at least 2 of them.
     `supervised_tfidf`: tfidf with each term's weight also multiplied by how well it tells a class from the rest
-    (`class_ratios`), fitted on the training split's labels and kept in `idf`, so transforming needs no labels.
+    (`class_ratios`, plus `class_weight_floor`: 1 keeps every term's TF-IDF weight), fitted on the training split's
+    labels and kept in `idf`, so transforming needs no labels.
     """
 
     kind = "dense"
@@ -329,7 +330,7 @@ class TextEncoder:
         if self.supervised:
             if labels is None:
                 raise InputError(f"input_features[{self.name}].weighting supervised_tfidf needs the training labels")
-            self.idf *= class_ratios(self.transform(column, Unseen()), labels)
+            self.idf *= self.config.class_weight_floor + class_ratios(self.transform(column, Unseen()), labels)
 
     def transform(self, column: pa.ChunkedArray, unseen: Unseen) -> np.ndarray:
         terms, rows = self._terms(column)

@@ -175,6 +175,8 @@ class MLP(nn.Module):
         width = dense_width + sum(dim for _, dim in categories) + sum(_output_size(e) for e in encoders)
         if width == 0:
             raise ValueError("the model has no inputs")
+        # model.mlp.linear: the input's linear model beside the hidden layers, its logits added (wide and deep)
+        self.linear = nn.Linear(width, output_size) if config.mlp.linear else None
         ensemble, every_layer = self.members > 1, config.mlp.adapters == "layers"
         layers: list[nn.Module] = []
         mlp = config.mlp
@@ -206,7 +208,10 @@ class MLP(nn.Module):
             parts += [embedding(categorical[:, index]) for index, embedding in enumerate(self.embeddings)]
         parts += [encoder(inputs) for encoder in self.encoders]
         hidden = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (batch, width)
-        if self.members == 1:
-            return self.head(self.body(hidden))  # (batch, output_size)
-        members = self.head(self.body(hidden))  # (batch, k, output_size)
-        return members if self.training else combine_members(members, self.combine)
+        logits = self.head(self.body(hidden))  # (batch, output_size), or (batch, k, output_size) for k members
+        if self.linear is not None:  # wide and deep: the input's linear model's logits, the same for every member
+            wide = self.linear(hidden)  # (batch, output_size)
+            logits = logits + (wide if self.members == 1 else wide.unsqueeze(1))
+        if self.members == 1 or self.training:
+            return logits
+        return combine_members(logits, self.combine)
