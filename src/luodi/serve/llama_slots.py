@@ -28,6 +28,7 @@ an `hf` model is served (it imports transformers through hf_slots).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from torch.nn import functional as F
 from luodi.serve.hf_slots import unsupported as shared_cache_unsupported
 from luodi.serve.slots import Growing
 
+log = logging.getLogger("luodi.serve")
 ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
 # Rope types whose cos / sin depend on the position only (not on the sequence's length, as "dynamic" and
 # "longrope" do): a table computed once by the model's rotary module is exact.
@@ -85,9 +87,9 @@ class StepLinear:
     float32, no oneDNN in this torch build), the plain `F.linear`; results agree to float32 rounding (a different
     order of the sums), not bit for bit."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, batch: int, reorder: bool = True):
         self.weight, self.bias = weight, bias
-        self.reordered = reorderable(weight)
+        self.reordered = reorder and reorderable(weight)
         if self.reordered:
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
 
@@ -107,6 +109,18 @@ def reorderable(weight: torch.Tensor) -> bool:
     """Whether oneDNN can reorder this weight for `StepLinear` (a float32 CPU tensor, oneDNN in the build)."""
     return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (MemAvailable in /proc/meminfo; None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 @dataclass
@@ -157,23 +171,31 @@ class LlamaSlots(Growing):
         self.output = backbone.lm_head
         self.dtype, self.device = self.embedding.dtype, self.embedding.device
         self.layers = []
+        # The reordered weights are a second copy of the step's weights: only when that leaves half the memory the
+        # system has free (a large model on a small machine keeps the plain weights and F.linear).
+        weights = sum(p.numel() * p.element_size() for p in backbone.parameters())
+        free = available_memory()
+        self.reordered = free is None or 2 * weights < free
+        if not self.reordered:
+            log.info("the Llama step keeps plain weights: reordering them would take %.0f MB of %.0f MB available",
+                     weights / 1e6, (free or 0) / 1e6)
+        reorder = self.reordered
         for layer in decoder.layers:
             attention, mlp = layer.self_attn, layer.mlp
             with torch.inference_mode(False):  # normal tensors: the model's parameters become views into them
                 qkv, qkv_bias = fused((attention.q_proj, attention.k_proj, attention.v_proj))
                 gate_up, gate_up_bias = fused((mlp.gate_proj, mlp.up_proj))
             with torch.inference_mode():
-                step = {"qkv": StepLinear(qkv, qkv_bias, slots), "gate_up": StepLinear(gate_up, gate_up_bias, slots),
-                        "output": StepLinear(attention.o_proj.weight.detach(), attention.o_proj.bias, slots),
-                        "down": StepLinear(mlp.down_proj.weight.detach(), mlp.down_proj.bias, slots)}
+                step = {"qkv": StepLinear(qkv, qkv_bias, slots, reorder),
+                        "gate_up": StepLinear(gate_up, gate_up_bias, slots, reorder),
+                        "output": StepLinear(attention.o_proj.weight.detach(), attention.o_proj.bias, slots, reorder),
+                        "down": StepLinear(mlp.down_proj.weight.detach(), mlp.down_proj.bias, slots, reorder)}
             self.layers.append(Layer(layer.input_layernorm.weight, qkv, qkv_bias, attention.o_proj,
                                      layer.post_attention_layernorm.weight, gate_up, gate_up_bias, mlp.down_proj,
                                      [(attention.q_proj, attention.k_proj, attention.v_proj),
                                       (mlp.gate_proj, mlp.up_proj)], step))
-        with torch.inference_mode():
-            output = backbone.lm_head
-            self.step_output = StepLinear(output.weight.detach(), output.bias, slots)
         with torch.inference_mode():  # the model's own rotary module: rope_theta and scaling as HF computes them
+            self.step_output = StepLinear(self.output.weight.detach(), self.output.bias, slots, reorder)
             positions = torch.arange(int(model.context_length), device=self.device)[None, :]
             cos, sin = decoder.rotary_emb(self.embedding[:1], positions)
         half = self.head_dim // 2
