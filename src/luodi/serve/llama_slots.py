@@ -157,7 +157,8 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torc
 class LlamaSlots(Growing):
     """Keys and values of up to `slots` sequences of a Llama-family model, stepped by luodi's own decoder step."""
 
-    def __init__(self, model: Any, slots: int):  # a models.language.CausalLM that `unsupported` accepts
+    def __init__(self, model: Any, slots: int, reorder: bool = True):  # a CausalLM that `unsupported` accepts
+        """`reorder` False keeps the step on the plain weights and `F.linear` (benchmarks/llama_step.py compares)."""
         backbone = model.backbone
         decoder, config = backbone.model, backbone.config
         first = decoder.layers[0].self_attn
@@ -175,8 +176,8 @@ class LlamaSlots(Growing):
         # system has free (a large model on a small machine keeps the plain weights and F.linear).
         weights = sum(p.numel() * p.element_size() for p in backbone.parameters())
         free = available_memory()
-        self.reordered = free is None or 2 * weights < free
-        if not self.reordered:
+        self.reordered = reorder and (free is None or 2 * weights < free)
+        if reorder and not self.reordered:
             log.info("the Llama step keeps plain weights: reordering them would take %.0f MB of %.0f MB available",
                      weights / 1e6, (free or 0) / 1e6)
         reorder = self.reordered
