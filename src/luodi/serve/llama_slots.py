@@ -81,7 +81,7 @@ def unsupported(model: Any) -> str | None:
 
 class StepLinear:
     """`F.linear` with a weight (rows, width) reordered once by oneDNN for a batch of `batch` rows, which its matrix
-    multiply then reads as stored. Measured on a 2-core AVX2 CPU, 1 thread, batch 8 (docs/performance.md): 0.51-0.7x
+    multiply then reads as stored. Measured on a 2-core AVX2 CPU, 1 thread, batch 8 (docs/performance.md): 0.51-0.83x
     the time of `F.linear` (MKL) for SmolLM2-135M's layers and output layer; at batch 1 and in prefill (8 x 32 rows)
     at parity, so prefill keeps `F.linear` on the plain weights. Where oneDNN cannot take it (not a CPU tensor, not
     float32, no oneDNN in this torch build), the plain `F.linear`; results agree to float32 rounding (a different
