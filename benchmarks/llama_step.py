@@ -1,9 +1,10 @@
 """luodi's Llama step (serve/llama_slots.py) against HF's forward over the same slot cache (serve/hf_slots.py), in
 one process: a Llama of SmolLM2-135M's exact config (random weights, as benchmarks/generate.py builds it), 8 prompts
 of 32 tokens, a batch-8 decode step with every sequence at one length (the benchmark's 8 streams) and at 8 different
-lengths (masked), and the prefill of the 8 prompts. Per round the two take turns (order alternating); each figure is
-the median per step of wall and process CPU time (all threads), and the ratio HF / luodi is the median of per-round
-ratios with its range (above 1: luodi's step is cheaper). CPU time is the figure to trust on a shared machine.
+lengths (masked), and the prefill of the 8 prompts; luodi's step as served (its matrix multiplies on weights
+reordered by oneDNN) and on the plain weights (`F.linear`). Per round the three take turns (order alternating); each
+figure is the median per step of wall and process CPU time (all threads), and the ratio HF / luodi is the median of
+per-round ratios with its range (above 1: luodi's step is cheaper). CPU time is the figure to trust on a shared machine.
 
     .venv/bin/python benchmarks/llama_step.py --threads 1              # about 2 minutes on a quiet machine
     .venv/bin/python benchmarks/llama_step.py --threads 2 --rounds 6
@@ -59,7 +60,8 @@ def main() -> None:
     with torch.inference_mode():
         fast = LlamaSlots(model, 8)
         fast.share_weights()  # as the server does: HF's forward reads the same memory
-        variants: dict[str, Any] = {"hf forward": HFSlots(model, 8), "luodi step": fast}
+        variants: dict[str, Any] = {"hf forward": HFSlots(model, 8), "luodi step": fast,
+                                    "luodi step, plain weights": LlamaSlots(model, 8, reorder=False)}
         difference = (variants["hf forward"].prefill(rows, prompts) - fast.prefill(rows, prompts)).abs().max()
         print(f"prefill logits: largest difference {float(difference):.3g}")
 
@@ -83,16 +85,17 @@ def main() -> None:
                     timed(lambda slots=slots: slots.prefill(rows, prompts), 1))
     report: dict[str, Any] = {"threads": options.threads, "rounds": options.rounds, "steps": options.steps}
     print(f"{options.threads} threads, {options.rounds} rounds: ms per call, median; HF / luodi median [range]")
-    for what in dict.fromkeys(kind for _, kind in measured):
-        hf, luodi = measured[("hf forward", what)], measured[("luodi step", what)]
+    for what, ours_name in ((kind, name) for kind in dict.fromkeys(kind for _, kind in measured)
+                            for name in list(variants)[1:]):
+        hf, luodi = measured[("hf forward", what)], measured[(ours_name, what)]
         entry = {}
         for axis, label in ((0, "wall"), (1, "cpu")):
             ratios = [h[axis] / ours[axis] for h, ours in zip(hf, luodi, strict=True)]
             entry[label] = {"hf_ms": statistics.median(h[axis] for h in hf),
                             "luodi_ms": statistics.median(ours[axis] for ours in luodi),
                             "ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-        report[what] = entry
-        print(f"  {what:<26} " + "; ".join(
+        report[what if ours_name == "luodi step" else f"{what} ({ours_name})"] = entry
+        print(f"  {what:<26} {ours_name:<26} " + "; ".join(
             f"{label} {e['hf_ms']:.1f} / {e['luodi_ms']:.1f} = {e['ratio']:.2f}x [{e['min']:.2f}-{e['max']:.2f}]"
             for label, e in entry.items()))
     write_result(f"llama_step_{options.threads}t", report, quick=False)

@@ -16,7 +16,7 @@ from llama_helpers import write_checkpoint
 from luodi.models.generation import Sampling
 from luodi.models.language import CausalLM
 from luodi.serve.generation import HF_STEP, LUODI_STEP, PER_SEQUENCE, Scheduler
-from luodi.serve.llama_slots import LlamaSlots, unsupported
+from luodi.serve.llama_slots import LlamaSlots, StepLinear, unsupported
 from unit.test_serve_generation import causal_lm, generate_all, metrics
 
 CONFIGS = {
@@ -157,3 +157,41 @@ def test_models_the_step_does_not_cover_fall_back_and_say_why(
         assert asyncio.run(generate_all(scheduler, prompts, sampling)) == expected
     assert scheduler.decoder == decoder
     assert "luodi's Llama step does not apply" in caplog.text and reason in caplog.text
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_steps_reordered_linear_equals_f_linear_and_adds_the_residual(bias: bool) -> None:
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(96, 40, generator=generator) * 0.1
+    offset = torch.randn(96, generator=generator) if bias else None
+    linear = StepLinear(weight, offset, 8)
+    assert linear.reordered == torch.backends.mkldnn.is_available()  # a float32 CPU weight
+    for rows in (1, 8, 3):  # the batch it was reordered for, and others
+        x, residual = torch.randn(rows, 40, generator=generator), torch.randn(rows, 96, generator=generator)
+        with torch.inference_mode():
+            expected = torch.nn.functional.linear(x, weight, offset)
+            torch.testing.assert_close(linear(x), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(linear.added(x, residual), residual + expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_onednn_cannot_take_stay_plain() -> None:
+    for weight in (torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 4, dtype=torch.bfloat16)):
+        linear = StepLinear(weight, None, 8)
+        assert not linear.reordered and linear.weight is weight
+        x = torch.randn(2, 4, dtype=weight.dtype)
+        torch.testing.assert_close(linear(x), torch.nn.functional.linear(x, weight))
+
+
+def test_without_room_for_a_second_copy_the_step_keeps_plain_weights(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from luodi.serve import llama_slots
+
+    model = model_of(tmp_path, "llama")
+    monkeypatch.setattr(llama_slots, "available_memory", lambda: 1000)  # bytes: less than twice the weights
+    slots = LlamaSlots(model, 2)
+    assert not slots.reordered and not slots.step_output.reordered
+    assert not any(linear.reordered for layer in slots.layers for linear in layer.step.values())
+    prompt = [5, 9, 2]
+    expected = alone(model, prompt, [4])
+    got = [slots.prefill([0], [prompt])[0], slots.step([0], [4])[0]]
+    torch.testing.assert_close(torch.stack(got), torch.stack(expected), rtol=1e-5, atol=1e-5)

@@ -10,6 +10,10 @@ tables recomputed from the positions every step, a cache object and a mask per l
   (`share_weights`, after the scheduler's check), so no weight is held twice and HF's forward still works;
 - RMSNorm in a few elementwise ops; the rotary cos / sin of every position computed once by the model's own rotary
   module (so rope_theta and the scaling types `ROPE_TYPES` come out exactly as HF's);
+- the decode step's matrix multiplies through oneDNN with each weight reordered once into its blocked layout
+  (`StepLinear`; on a CPU, in float32): at a batch of 8 they read the weights faster than the plain layout
+  (`F.linear`, MKL), which repacks them every call; the reordered weights are a second copy, so the step's weights
+  are held twice (docs/generation.md);
 - one token per sequence: a sequence's query heads packed by their key/value head, (running, kv_heads, group,
   head_dim), attend over the slot's keys (running, kv_heads, span, head_dim) with no copy of keys or values, and
   with no mask when every sequence sits at one length;
@@ -24,6 +28,7 @@ an `hf` model is served (it imports transformers through hf_slots).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +39,7 @@ from torch.nn import functional as F
 from luodi.serve.hf_slots import unsupported as shared_cache_unsupported
 from luodi.serve.slots import Growing
 
+log = logging.getLogger("luodi.serve")
 ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
 # Rope types whose cos / sin depend on the position only (not on the sequence's length, as "dynamic" and
 # "longrope" do): a table computed once by the model's rotary module is exact.
@@ -73,6 +79,50 @@ def unsupported(model: Any) -> str | None:
     return None
 
 
+class StepLinear:
+    """`F.linear` with a weight (rows, width) reordered once by oneDNN for a batch of `batch` rows, which its matrix
+    multiply then reads as stored. Measured on a 2-core AVX2 CPU, 1 thread, batch 8 (docs/performance.md): 0.51-0.83x
+    the time of `F.linear` (MKL) for SmolLM2-135M's layers and output layer; at batch 1 and in prefill (8 x 32 rows)
+    at parity, so prefill keeps `F.linear` on the plain weights. Where oneDNN cannot take it (not a CPU tensor, not
+    float32, no oneDNN in this torch build), the plain `F.linear`; results agree to float32 rounding (a different
+    order of the sums), not bit for bit."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, batch: int, reorder: bool = True):
+        self.weight, self.bias = weight, bias
+        self.reordered = reorder and reorderable(weight)
+        if self.reordered:
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reordered:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+    def added(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """residual + this layer of x, the addition done by the matrix multiply's own output pass."""
+        if self.reordered:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
+        return residual + F.linear(x, self.weight, self.bias)
+
+
+def reorderable(weight: torch.Tensor) -> bool:
+    """Whether oneDNN can reorder this weight for `StepLinear` (a float32 CPU tensor, oneDNN in the build)."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (MemAvailable in /proc/meminfo; None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 @dataclass
 class Layer:
     """One decoder layer's weights: the fused projections, and the modules whose weights become their views."""
@@ -86,6 +136,7 @@ class Layer:
     gate_up_bias: torch.Tensor | None
     down: nn.Linear
     parts: list[tuple[nn.Linear, ...]]  # (q, k, v) and (gate, up): their weights are rows of qkv / gate_up
+    step: dict[str, StepLinear]  # the decode step's qkv, output, gate_up, down
 
 
 def fused(linears: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -106,7 +157,8 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torc
 class LlamaSlots(Growing):
     """Keys and values of up to `slots` sequences of a Llama-family model, stepped by luodi's own decoder step."""
 
-    def __init__(self, model: Any, slots: int):  # a models.language.CausalLM that `unsupported` accepts
+    def __init__(self, model: Any, slots: int, reorder: bool = True):  # a CausalLM that `unsupported` accepts
+        """`reorder` False keeps the step on the plain weights and `F.linear` (benchmarks/llama_step.py compares)."""
         backbone = model.backbone
         decoder, config = backbone.model, backbone.config
         first = decoder.layers[0].self_attn
@@ -120,16 +172,31 @@ class LlamaSlots(Growing):
         self.output = backbone.lm_head
         self.dtype, self.device = self.embedding.dtype, self.embedding.device
         self.layers = []
-        with torch.inference_mode(False):  # normal tensors: the model's parameters become views into them
-            for layer in decoder.layers:
-                attention, mlp = layer.self_attn, layer.mlp
+        # The reordered weights are a second copy of the step's weights: only when that leaves half the memory the
+        # system has free (a large model on a small machine keeps the plain weights and F.linear).
+        weights = sum(p.numel() * p.element_size() for p in backbone.parameters())
+        free = available_memory()
+        self.reordered = reorder and (free is None or 2 * weights < free)
+        if reorder and not self.reordered:
+            log.info("the Llama step keeps plain weights: reordering them would take %.0f MB of %.0f MB available",
+                     weights / 1e6, (free or 0) / 1e6)
+        reorder = self.reordered
+        for layer in decoder.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            with torch.inference_mode(False):  # normal tensors: the model's parameters become views into them
                 qkv, qkv_bias = fused((attention.q_proj, attention.k_proj, attention.v_proj))
                 gate_up, gate_up_bias = fused((mlp.gate_proj, mlp.up_proj))
-                self.layers.append(Layer(layer.input_layernorm.weight, qkv, qkv_bias, attention.o_proj,
-                                         layer.post_attention_layernorm.weight, gate_up, gate_up_bias,
-                                         mlp.down_proj, [(attention.q_proj, attention.k_proj, attention.v_proj),
-                                                         (mlp.gate_proj, mlp.up_proj)]))
+            with torch.inference_mode():
+                step = {"qkv": StepLinear(qkv, qkv_bias, slots, reorder),
+                        "gate_up": StepLinear(gate_up, gate_up_bias, slots, reorder),
+                        "output": StepLinear(attention.o_proj.weight.detach(), attention.o_proj.bias, slots, reorder),
+                        "down": StepLinear(mlp.down_proj.weight.detach(), mlp.down_proj.bias, slots, reorder)}
+            self.layers.append(Layer(layer.input_layernorm.weight, qkv, qkv_bias, attention.o_proj,
+                                     layer.post_attention_layernorm.weight, gate_up, gate_up_bias, mlp.down_proj,
+                                     [(attention.q_proj, attention.k_proj, attention.v_proj),
+                                      (mlp.gate_proj, mlp.up_proj)], step))
         with torch.inference_mode():  # the model's own rotary module: rope_theta and scaling as HF computes them
+            self.step_output = StepLinear(self.output.weight.detach(), self.output.bias, slots, reorder)
             positions = torch.arange(int(model.context_length), device=self.device)[None, :]
             cos, sin = decoder.rotary_emb(self.embedding[:1], positions)
         half = self.head_dim // 2
@@ -212,8 +279,8 @@ class LlamaSlots(Growing):
             mask = rows.allowed()[:, None, None, :]
         x = F.embedding(torch.tensor(tokens, device=self.device), self.embedding)  # (running, width)
         for index, layer in enumerate(self.layers):
-            qkv = F.linear(self._norm(x, layer.attention_norm), layer.qkv, layer.qkv_bias)
-            qkv = qkv.view(running, heads + 2 * kv_heads, dim)
+            step = layer.step
+            qkv = step["qkv"](self._norm(x, layer.attention_norm)).view(running, heads + 2 * kv_heads, dim)
             rotated = rotate(qkv[:, :heads + kv_heads], cos, sin)  # (running, heads + kv_heads, dim)
             # Query head h reads key/value head h // group: packed as (running, kv_heads, group, dim), the group
             # takes the place of the query positions, and keys and values are read as they are stored.
@@ -221,7 +288,8 @@ class LlamaSlots(Growing):
             keys, values = rows.store(self.keys[index], self.values[index], rotated[:, heads:],
                                       qkv[:, heads + kv_heads:])
             attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale)
-            x = x + layer.output(attended.reshape(running, heads * dim))
-            x = self._feedforward(x, layer)
+            x = step["output"].added(attended.reshape(running, heads * dim), x)
+            gate, up = step["gate_up"](self._norm(x, layer.feedforward_norm)).chunk(2, -1)
+            x = step["down"].added(F.silu(gate) * up, x)
         self._end_step(slots)
-        return self.output(self._norm(x, self.norm))  # (running, vocab)
+        return self.step_output(self._norm(x, self.norm))  # (running, vocab)
