@@ -106,9 +106,9 @@ def test_lr_scales_must_cover_the_epochs(tmp_path: Path) -> None:
 
 
 def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
-    """`luodi init` writes `trainer.refit: true` for a classifier of texts alone (TF-IDF) and a table of under 2,000
-    rows, where it was measured to win or tie, and its epoch cap counts the refit's epochs; larger tables, text
-    regression and an encoder's text keep it off."""
+    """`luodi init` writes `trainer.refit: true` for a classifier of texts alone (TF-IDF), a table of under 2,000
+    rows and a larger table whose model and refit fit the time budget, where it was measured to win or tie, and its
+    epoch cap counts the refit's epochs; text regression and an encoder's text keep it off."""
     import numpy as np
     import yaml
 
@@ -142,9 +142,16 @@ def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
 
     assert not written(texts(300, rng.normal(size=300)))[1].trainer.refit  # regression: not measured
     assert not written(texts(300, rng.choice(["a", "b"], 300)), encoder="minilm")[1].trainer.refit
-    for rows, refits in ((300, True), (1_999, True), (2_000, False)):  # small tables: seconds of extra training
+    for rows, refits in ((300, True), (1_999, True), (2_000, True)):  # small tables: seconds of extra training
         numbers = pa.table({"x": rng.normal(size=rows), "y": rng.choice(["a", "b"], rows)})
         assert written(numbers)[1].trainer.refit is refits, rows
+    # 2,000+ rows: only when 100 epochs of the model chosen and of its refit fit the budget, so the refit neither
+    # displaces ensemble members nor cuts the epoch cap below the 100 an ensemble is planned for.
+    wide = pa.table({**{f"x{i}": rng.normal(size=20_000) for i in range(40)}, "y": rng.choice(["a", "b"], 20_000)})
+    roomy, members = plan(wide, Path("r.csv"), "y", time_budget=3_600.0), plan(wide, Path("r.csv"), "y")
+    assert roomy.refit and roomy.ensemble == 32 and roomy.epochs >= 100
+    assert members.ensemble == 32 and not members.refit and members.epochs >= 100  # the refit would not fit
+    assert _run_epoch_seconds(replace(members, refit=True), 1) > _run_epoch_seconds(members, 1)
     notes = [" ".join(f"w{i}" for i in rng.integers(0, 500, 12)) for _ in range(300)]
     mixed = pa.table({"x": rng.normal(size=300), "note": notes, "y": rng.choice(["a", "b"], 300)})
     assert not written(mixed)[1].trainer.refit  # a text column beside numbers: neither measured case
