@@ -5,9 +5,6 @@ test file, as a user would have them."""
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -103,31 +100,21 @@ def bbc(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def austen(folder: Path, rows: int = 4_000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Which of Jane Austen's six novels a paragraph of 20 words or more comes from (janeaustenr's austen_books, read
-    through Rscript as benchmarks/quality.py does): `rows` paragraphs drawn stratified, a quarter held out. Skips
-    where R or the package is missing (`make test` installs it as root: Makefile `rdata`)."""
+    """Which of Jane Austen's six novels a paragraph of 20 words or more comes from: benchmarks/quality.py's own
+    loader (janeaustenr's austen_books through Rscript), `rows` paragraphs drawn stratified, a quarter held out.
+    Skips where R or the package is missing (`make test` installs it as root: Makefile `rdata`)."""
+    import sys
+
     import pytest
 
-    if shutil.which("Rscript") is None:
-        pytest.skip("Jane Austen's novels need R: apt-get install -y r-cran-janeaustenr")
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "austen.csv"
-        script = f"write.csv(as.data.frame(janeaustenr::austen_books()), '{out}', row.names = FALSE)"
-        done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True)
-        if done.returncode != 0 or not out.exists():
-            pytest.skip(f"janeaustenr is not installed (apt-get install -y r-cran-janeaustenr): {done.stderr[-200:]}")
-        lines = pd.read_csv(out)
-    paragraphs: list[tuple[str, str]] = []
-    for book, group in lines.groupby("book", sort=False):
-        paragraph: list[str] = []
-        for line in [*group["text"].fillna(""), ""]:
-            if line.strip():
-                paragraph.append(line.strip())
-            elif paragraph:
-                if len(" ".join(paragraph).split()) >= 20:
-                    paragraphs.append((" ".join(paragraph), str(book)))
-                paragraph = []
-    frame = pd.DataFrame(paragraphs, columns=["text", "novel"])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    import quality  # benchmarks/ is a folder of scripts, not a package
+
+    try:
+        frame, _ = quality.austen()
+    except SystemExit as missing:  # quality.r_table's message names the Debian package
+        pytest.skip(str(missing))
+    frame = frame.rename(columns={quality.TEXT_COLUMN: "text", quality.TARGET: "novel"})
     frame, _ = train_test_split(frame, train_size=rows, random_state=SEED, stratify=frame["novel"])
     return split_frame(frame, "novel", folder)
 
