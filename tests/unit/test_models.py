@@ -82,7 +82,7 @@ def test_activation_choice(activation: str, kind: type[nn.Module]) -> None:
 def test_build_model_from_pipeline_sizes() -> None:
     """The task sizes the output (three classes: three logits), the pipeline the inputs."""
     pipeline = SimpleNamespace(dense_width=lambda: 3, categories=lambda: [(5, 2)], tensor_encoders=lambda: [],
-                               target=SimpleNamespace(classes=["a", "b", "c"]))
+                               numeric_columns=lambda: [], target=SimpleNamespace(classes=["a", "b", "c"]))
     config = SimpleNamespace(model=ModelConfig(hidden_sizes=[4]), task=lambda: get_task("multiclass"))
     model = build_model(config, pipeline)
     assert model(inputs(categories=(5,))).shape == (5, 3)

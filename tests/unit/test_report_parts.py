@@ -269,7 +269,8 @@ def test_the_config_section_shows_only_the_chosen_architecture() -> None:
     assert set(mlp["target"]) == {"name", "task", "class_weights", "positive_class"}  # no text generation keys
     cnn = used({"type": "cnn", "cnn": {"channels": [4]}}, features=[{"name": "photo", "type": "image"}])
     assert set(cnn["model"]) & ARCHITECTURES == {"cnn"} and cnn["model"]["cnn"]["channels"] == [4]
-    assert cnn["model"]["mlp"] == {"ensemble": 1, "adapters": "layers", "numeric_embedding": "none"}  # the combiner
+    assert cnn["model"]["mlp"] == {"ensemble": 1, "adapters": "layers", "numeric_embedding": "none",
+                                   "linear": False}  # the combiner
     # MLP over the CNN; the periodic embedding's settings only when it is on
     regression = used({"type": "rnn"}, {"name": "y", "task": "regression"}, [{"name": "s", "type": "sequence"}])
     assert set(regression["model"]) & ARCHITECTURES == {"rnn"} and set(regression["target"]) == {"name", "task"}

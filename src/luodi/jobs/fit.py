@@ -163,8 +163,8 @@ class Fitted:
 def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progress: Progress | None = None,
         callbacks: Sequence[Callback] = (), world: World = SINGLE) -> Fitted:
     """Build the task's model, train it (resuming from `run_dir`'s checkpoint when there is one), and score the
-    best weights on the test split (the validation split when there is no test split). With `trainer.refit` a fresh
-    model is then trained on the training + validation rows (jobs/refit.py) and that model is the one returned.
+    best weights on the test split (the validation split when there is no test split). `trainer.refit`'s second
+    phase is jobs/refit.py's, which the training job (jobs/train.py) runs on what this returns.
 
     `environment` is what `train.runtime.apply_runtime` chose (device, precision, pinned memory). Under torchrun
     `world` is this rank (train/distributed.py): every rank calls `fit` with the same data; only rank 0 writes the
@@ -193,12 +193,7 @@ def fit(prepared: Prepared, *, run_dir: Path, environment: dict[str, Any], progr
         world=world,
     )
     outputs, metrics = score_split(prepared, model, device, precision)
-    fitted = Fitted(prepared, model, result, outputs, metrics, device, precision)
-    if config.trainer.refit:
-        from luodi.jobs.refit import refit
-
-        fitted = refit(fitted, run_dir=run_dir, environment=environment, progress=progress, world=world)
-    return fitted
+    return Fitted(prepared, model, result, outputs, metrics, device, precision)
 
 
 def score_split(prepared: Prepared, model: nn.Module, device: torch.device, precision: Precision,

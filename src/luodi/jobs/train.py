@@ -380,6 +380,7 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
     from luodi.evaluate.report import build_report_or_warn
     from luodi.evaluate.report_inputs import training_input
     from luodi.jobs.fit import fit
+    from luodi.jobs.refit import refit
     from luodi.train.loop import StopTraining, still_improving_message
 
     config = prepared.config
@@ -388,6 +389,8 @@ def record_training(record: RunRecord | None, prepared: Any, environment: dict[s
     try:
         fitted = fit(prepared, run_dir=run_dir, environment=environment, progress=display,
                      callbacks=[*([record.epoch_callback()] if record else []), *callbacks], world=world)
+        if config.trainer.refit:  # a fresh model on training + validation rows, the one packaged
+            fitted = refit(fitted, run_dir=run_dir, environment=environment, progress=display, world=world)
         if fitted.refit and "skipped" in fitted.refit:
             warnings.append(fitted.refit["skipped"])
         if record is None:  # another rank of a torchrun job: rank 0 records
