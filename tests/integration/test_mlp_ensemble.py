@@ -50,7 +50,7 @@ def test_evaluate_reports_the_ensemble(ensemble_package: Path, tmp_path: Path) -
     result = api.evaluate(str(ensemble_package), data, home=tmp_path / "home", report=True)
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
     page = Path(str(result["report"])).read_text()
-    assert '"mlp": {"ensemble": 4, "adapters": "layers", "numeric_embedding": "none"}' in page
+    assert '"mlp": {"ensemble": 4, "adapters": "layers", "numeric_embedding": "none", "linear": false}' in page
 
 
 def test_explain_and_the_onnx_export_see_one_model(ensemble_package: Path, tmp_path: Path) -> None:

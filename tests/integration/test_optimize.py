@@ -23,10 +23,12 @@ from luodi.store import Store
 
 # Largest absolute difference of activated outputs (probabilities) from eager fp32 that each variant may show on the
 # tiny models. Exact rewrites of the same function: 1e-4. int8 and bf16 round weights or activations: a few hundredths
-# of probability. Pruning changes the weights on purpose: judged by the accuracy budget, not by parity.
+# of probability. Pruning changes the weights on purpose: judged by the accuracy budget, not by parity. ONNX Runtime's
+# dynamic int8 differs by CPU: 0.057 on an AVX2-only AMD EPYC (no VNNI: its u8 x s8 products saturate) where an
+# AVX-512 machine stayed under 0.05, so it gets the static variant's bound.
 TOLERANCE: dict[str, float | None] = {
     "onnx": 1e-4, "channels-last": 1e-4, "compile": 1e-4,
-    "onnx-int8-dynamic": 0.05, "onnx-int8-static": 0.1, "torch-int8-dynamic": 0.05,
+    "onnx-int8-dynamic": 0.1, "onnx-int8-static": 0.1, "torch-int8-dynamic": 0.05,
     "bf16-cpu": 0.05, "fp16-cuda": 0.01, "bf16-cuda": 0.05,
     "prune-magnitude": None, "prune-structured": None,
 }
