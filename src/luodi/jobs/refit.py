@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from luodi.features.pipeline import FeaturePipeline
@@ -41,16 +42,16 @@ def skip_reason(prepared: Prepared, world: World, best_epoch: int) -> str | None
     return None
 
 
-def refit_features(prepared: Prepared, folder: Path, world: World) -> FeaturePipeline:
-    """The feature pipeline fitted on training + validation rows; saved in `folder` the first time and read back
-    when a run resumes in phase two, so the resumed model sees the same vocabularies, statistics and bins."""
+def refit_features(prepared: Prepared, union: pa.Table, folder: Path, world: World) -> FeaturePipeline:
+    """The feature pipeline fitted on `union`, the training + validation rows; saved in `folder` the first time and
+    read back when a run resumes in phase two, so the resumed model sees the same vocabularies, statistics and bins."""
     from luodi.io import atomic_write_json
 
-    config, splits = prepared.config, prepared.splits
+    config = prepared.config
     saved = folder / "features.json"
     if saved.is_file():
         return FeaturePipeline.from_state(config, json.loads(saved.read_text()), assets=folder)
-    pipeline = FeaturePipeline.fit(config, union_rows(splits.train, splits.validation))
+    pipeline = FeaturePipeline.fit(config, union)
     if world.main:
         pipeline.save_assets(folder)
         atomic_write_json(saved, pipeline.state())
@@ -80,10 +81,10 @@ def refit(fitted: Fitted, *, run_dir: Path, environment: dict[str, Any], progres
     folder = run_dir / REFIT_DIR
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
-    pipeline = refit_features(prepared, folder, world)
     splits = prepared.splits
-    source = f"{config.data.train} (train + validation splits)"
-    union = pipeline.transform(union_rows(splits.train, splits.validation), source, True)
+    rows_union = union_rows(splits.train, splits.validation)  # fitted on, then encoded
+    pipeline = refit_features(prepared, rows_union, folder, world)
+    union = pipeline.transform(rows_union, f"{config.data.train} (train + validation splits)", True)
     rows = len(splits.train)
     encoded = {"train": union.rows(0, rows), "validation": union.rows(rows, len(union)),
                "test": pipeline.transform(splits.test, f"{config.data.train} (test split)", True)}
