@@ -1,8 +1,9 @@
 """The whole config as typed pydantic models: YAML in, `--set` overrides, one validation, typed object out.
 
-`schema.py` holds the models (every one forbids unknown keys; errors name the dotted key path), `keys.py` finds
-and sets dotted keys (`--set`, `search:`), `loading.py` reads and validates a file, `reference.py` generates
-docs/config.md from the field descriptions (`python -m luodi.config` prints it).
+`schema.py` holds the root model and the public names of the sections, which live in `base.py`, `inputs.py`,
+`model.py`, `training.py` and `monitoring.py` (every model forbids unknown keys; errors name the dotted key path);
+`keys.py` finds and sets dotted keys (`--set`, `search:`), `loading.py` reads and validates a file, `reference.py`
+generates docs/config.md from the field descriptions (`python -m luodi.config` prints it).
 Everything is importable from `luodi.config`.
 """
 

@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from luodi.config.inputs import FEATURE_TYPES, TextFeature
 from luodi.config.keys import set_key, split_override
-from luodi.config.schema import FEATURE_TYPES, LuodiConfig, TextFeature
+from luodi.config.schema import LuodiConfig
 from luodi.errors import InputError, did_you_mean
 
 IN_MEMORY = "<DataFrame>"  # data.train (validation, test) of a run whose rows were passed in memory
