@@ -114,7 +114,8 @@ def test_init_refits_a_text_classifier_and_budgets_for_it() -> None:
 
     from luodi.config import validate_config
     from luodi.data import budget
-    from luodi.data.starter import _run_epoch_seconds, plan, render
+    from luodi.data.starter import plan, render
+    from luodi.data.starter_core import run_epoch_seconds as _run_epoch_seconds
 
     rng = np.random.default_rng(0)
     words = ["not", "good", "bad", "the", "food", "service", "slow", "great"]

@@ -13,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from luodi.config import LuodiConfig, validate_config
-from luodi.data.starter import _dense_width, _quote, _text_l2, model_name, plan, relative_data_path, render
+from luodi.data.starter import model_name, plan, relative_data_path, render
+from luodi.data.starter_core import dense_width as _dense_width
+from luodi.data.starter_render import _quote
+from luodi.data.starter_text import _text_l2
 from luodi.errors import InputError
 
 ODD_NAMES = ["monthly charges", "it's", 'say "hi"', "yes", "No", "null", "2nd_contract", "1", "a: b", "#tag",
@@ -298,7 +301,7 @@ def test_short_text_beside_table_columns_stays_a_bag_of_words() -> None:
 
 def comment_columns(text: str) -> list[list[int]]:
     """The columns where inline comments start, per run of consecutive commented lines."""
-    from luodi.data.starter import _comment_at
+    from luodi.data.starter_render import _comment_at
 
     blocks: list[list[int]] = [[]]
     for line in text.splitlines():
@@ -311,7 +314,7 @@ def comment_columns(text: str) -> list[list[int]]:
 
 
 def test_inline_comments_line_up() -> None:
-    from luodi.data.starter import COMMENT_COLUMN
+    from luodi.data.starter_render import COMMENT_COLUMN
 
     data = table(names=["a", "a much longer column name", "#tag"]).drop_columns(["note"])  # TF-IDF options: long
     text = render(plan(data, Path("churn.csv"), "churned"), "churn.csv", Path("churn.csv"), "luodi.yaml")
@@ -353,7 +356,8 @@ def test_a_binary_starter_names_its_positive_class(labels: list[object], positiv
 
 
 def test_the_average_covers_about_three_epochs_of_steps() -> None:
-    from luodi.data.starter import Starter, ema_decay
+    from luodi.data.starter import Starter
+    from luodi.data.starter_images import ema_decay
 
     def decay(rows: int, batch: int) -> float:
         return ema_decay(Starter("x", "y", None, [], rows, [], batch, 0, 0))  # type: ignore[arg-type]
