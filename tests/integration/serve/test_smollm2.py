@@ -21,7 +21,8 @@ from luodi.serve.settings import make_config
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "smollm2-lora"
-FAST = ["runtime.threads=2", "runtime.device=cpu"]
+# threads stay "auto": `make test` runs two pytest workers, and a fixed 2 would oversubscribe the 2 cores
+ON_CPU = ["runtime.device=cpu"]
 # A package of the base itself: one SGD step of 1e-12 on LoRA adapters that start at zero (B = 0) moves them by
 # ~1e-12, far below what changes an fp32 logit; luodi has no zero-step training, and evaluate reads packages.
 UNTRAINED = ["trainer.epochs=1", "trainer.optimizer.type=sgd", "trainer.optimizer.lr=1e-12",
@@ -42,7 +43,7 @@ def example(tmp_path_factory: pytest.TempPathFactory, smollm2_checkpoint: Path) 
 @pytest.fixture(scope="module")
 def fine_tuned(example: Path) -> str:
     """`luodi train` of the example config as shipped (LoRA, a few minutes on 2 cores); its package folder."""
-    result = api.train(example / "luodi.yaml", FAST, home=example / "home", progress="silent")
+    result = api.train(example / "luodi.yaml", ON_CPU, home=example / "home", progress="silent")
     assert result.package is not None
     return result.package
 
@@ -58,7 +59,7 @@ def test_base_completes_the_capital_of_france(example: Path, smollm2_checkpoint:
     (example / "few.txt").write_text("\n".join(facts) + "\n", encoding="utf-8")
     api.init(example / "few.txt", task="text_generation", base=example / "smollm2", output=example / "base.yaml",
              name="smollm2-base")
-    base = api.train(example / "base.yaml", [*FAST, *UNTRAINED, "target.text.context_length=16"],
+    base = api.train(example / "base.yaml", [*ON_CPU, *UNTRAINED, "target.text.context_length=16"],
                      home=example / "home", progress="silent")
     assert base.package is not None
     text = "".join(api.generate(base.package, "The capital of France is", max_tokens=8, home=example / "home"))
@@ -74,7 +75,7 @@ def test_base_completes_the_capital_of_france(example: Path, smollm2_checkpoint:
 def test_lora_lowers_held_out_perplexity(example: Path, fine_tuned: str) -> None:
     """Both scored by `luodi evaluate` on holdout.jsonl (questions asked in words the training never saw)."""
     (example / "few.jsonl").write_text("".join((example / "support.jsonl").read_text().splitlines(True)[:4]))
-    base = api.train(example / "luodi.yaml", [*FAST, *UNTRAINED, "data.train=few.jsonl", "name=support-base"],
+    base = api.train(example / "luodi.yaml", [*ON_CPU, *UNTRAINED, "data.train=few.jsonl", "name=support-base"],
                      home=example / "home", progress="silent")
     assert base.package is not None
     before = api.evaluate(base.package, example / "holdout.jsonl", home=example / "home", report=False)
