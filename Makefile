@@ -56,7 +56,7 @@ rdata:
 	else echo "r-cran-janeaustenr is not installed (needs root and apt-get): the Austen defaults test will skip"; fi
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks docs
