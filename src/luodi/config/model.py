@@ -15,6 +15,13 @@ __all__ = [
 ]
 
 
+
+def positive_channels(sizes: list[int], unit: str) -> list[int]:
+    """The CNN's blocks and the ResNet's stages: at least one, each with at least one channel."""
+    if not sizes or any(size < 1 for size in sizes):
+        raise ValueError(f"give at least one {unit}, each with >= 1 channels")
+    return sizes
+
 class MLPConfig(Strict):
     """The combiner MLP: a TabM ensemble (Gorishniy et al. 2025), periodic embeddings of numbers; any model.type.
 
@@ -57,9 +64,7 @@ class CNNConfig(Strict):
     @field_validator("channels")
     @classmethod
     def _positive_channels(cls, sizes: list[int]) -> list[int]:
-        if not sizes or any(size < 1 for size in sizes):
-            raise ValueError("give at least one block, each with >= 1 channels")
-        return sizes
+        return positive_channels(sizes, "block")
 
 
 class ResNetConfig(Strict):
@@ -74,9 +79,7 @@ class ResNetConfig(Strict):
     @field_validator("widths")
     @classmethod
     def _positive_widths(cls, sizes: list[int]) -> list[int]:
-        if not sizes or any(size < 1 for size in sizes):
-            raise ValueError("give at least one stage, each with >= 1 channels")
-        return sizes
+        return positive_channels(sizes, "stage")
 
 
 class RNNConfig(Strict):
